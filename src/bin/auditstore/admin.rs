@@ -1,0 +1,130 @@
+//! `org`, `verify`, `retention apply`, `stats`.
+
+use std::process::ExitCode;
+
+use auditstore::{OrgSettings, Plan};
+use serde_json::{json, Value};
+
+use crate::ctx::{table, CliError, CliResult, Ctx};
+
+fn org_json(s: &OrgSettings) -> Value {
+    json!({"org": s.org, "plan": s.plan.as_str(), "retention_days": s.retention_days})
+}
+
+fn print_org(ctx: &Ctx, s: &OrgSettings) -> CliResult {
+    if ctx.json {
+        ctx.print_json(&org_json(s))
+    } else {
+        print!(
+            "{}",
+            table(
+                &["org", "plan", "retention_days"],
+                &[vec![s.org.clone(), s.plan.to_string(), s.retention_days.to_string()]]
+            )
+        );
+        Ok(())
+    }
+}
+
+pub fn org_set(ctx: &Ctx, org: &str, plan: Option<&str>, retention_days: Option<u32>) -> CliResult<ExitCode> {
+    let plan: Option<Plan> = plan.map(str::parse).transpose()?;
+    let store = ctx.open_store(true)?;
+    let settings = store.set_org(org, plan, retention_days)?;
+    print_org(ctx, &settings)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
+    let store = ctx.open_store(false)?;
+    print_org(ctx, &store.org_settings(org)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
+    let store = ctx.open_store(false)?;
+    let report = store.verify()?;
+    let summary = format!(
+        "checked {} segments, {} indexes, {} records, {} bytes",
+        report.segments, report.indexes, report.records, report.bytes
+    );
+    if !report.problems.is_empty() {
+        if !ctx.json {
+            println!("{summary}");
+            for p in &report.problems {
+                println!("problem: {} at byte offset {}: {}", p.file.display(), p.offset, p.message);
+            }
+        }
+        let problems = serde_json::to_value(&report.problems).unwrap_or(Value::Null);
+        let first = &report.problems[0];
+        return Err(CliError::new(
+            "corrupt",
+            format!(
+                "{} problem(s); first: {} at byte offset {}: {}",
+                report.problems.len(),
+                first.file.display(),
+                first.offset,
+                first.message
+            ),
+        )
+        .with("problems", problems)
+        .with("segments", report.segments)
+        .with("records", report.records)
+        .with("indexes", report.indexes));
+    }
+    if ctx.json {
+        ctx.print_json(&json!({
+            "ok": true, "segments": report.segments, "indexes": report.indexes,
+            "records": report.records, "bytes": report.bytes, "problems": []
+        }))?;
+    } else {
+        println!("{summary}: no problems");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
+    let store = ctx.open_store(true)?;
+    let r = store.apply_retention()?;
+    if ctx.json {
+        ctx.print_json(&json!({
+            "segments_deleted": r.segments_deleted,
+            "events_deleted": r.events_deleted,
+            "bytes_freed": r.bytes_freed,
+            "files": r.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "deleted {} segments ({} events, {} bytes freed)",
+            r.segments_deleted, r.events_deleted, r.bytes_freed
+        );
+        for f in &r.files {
+            println!("  {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(ctx: &Ctx) -> CliResult<ExitCode> {
+    let store = ctx.open_store(false)?;
+    let s = store.stats()?;
+    let oldest = s.oldest.map(|t| t.to_rfc3339());
+    let newest = s.newest.map(|t| t.to_rfc3339());
+    if ctx.json {
+        ctx.print_json(&json!({
+            "events": s.events, "organizations": s.organizations, "segments": s.segments,
+            "bytes": s.bytes, "oldest": oldest, "newest": newest,
+            "index_memory_bytes": s.index_memory_bytes,
+        }))?;
+    } else {
+        let rows = vec![
+            vec!["events".into(), s.events.to_string()],
+            vec!["organizations".into(), s.organizations.to_string()],
+            vec!["segments".into(), s.segments.to_string()],
+            vec!["bytes on disk".into(), s.bytes.to_string()],
+            vec!["oldest event".into(), oldest.unwrap_or_else(|| "-".into())],
+            vec!["newest event".into(), newest.unwrap_or_else(|| "-".into())],
+        ];
+        print!("{}", table(&["stat", "value"], &rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! What every command shares: global options, opening the store, printing
+//! results and errors in the contract's shapes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use auditstore::{Clock, FixedClock, Options, Store, SystemClock, Timestamp};
+use serde_json::{json, Map, Value};
+
+/// A refusal or failure: printed as `{"error": {...}}` with `--json`, as one
+/// line on stderr without; exit status 1.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+}
+
+impl CliError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl From<auditstore::Error> for CliError {
+    fn from(e: auditstore::Error) -> Self {
+        let code = match e.code() {
+            "invalid_argument" => "invalid_range",
+            other => other,
+        };
+        let mut err = CliError::new(code, e.to_string());
+        if let auditstore::Error::Corrupt { path, offset, .. } = &e {
+            err = err.with("file", path.display().to_string()).with("offset", *offset);
+        }
+        err
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::new("io", e.to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+pub struct Ctx {
+    pub data_dir: PathBuf,
+    pub json: bool,
+    pub as_of: Option<Timestamp>,
+}
+
+impl Ctx {
+    /// "now" for every time-dependent rule: `--as-of` or the system clock.
+    pub fn now(&self) -> Timestamp {
+        self.as_of.unwrap_or_else(Timestamp::now)
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        match self.as_of {
+            Some(t) => Arc::new(FixedClock::new(t)),
+            None => Arc::new(SystemClock),
+        }
+    }
+
+    /// Open the store for a command. Commands that only read do not create
+    /// the data directory: on a missing one they see an empty store.
+    pub fn open_store(&self, writes: bool) -> CliResult<Store> {
+        let options = Options {
+            clock: self.clock(),
+            ..Options::default()
+        };
+        if !writes && !self.data_dir.exists() {
+            let empty = std::env::temp_dir().join(format!("auditstore-empty-{}", uuid::Uuid::new_v4()));
+            let store = Store::open_with(&empty, options)?;
+            return Ok(store);
+        }
+        Ok(Store::open_with(&self.data_dir, options)?)
+    }
+
+    /// Print one JSON value as a line on stdout.
+    pub fn print_json(&self, value: &Value) -> CliResult {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, value).map_err(|e| CliError::new("io", e.to_string()))?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    /// Report a failure in the contract's shape; returns the exit status.
+    pub fn fail(&self, err: &CliError) -> ExitCode {
+        if self.json {
+            let mut obj = Map::new();
+            obj.insert("code".into(), json!(err.code));
+            obj.insert("message".into(), json!(err.message));
+            for (k, v) in &err.extra {
+                obj.insert(k.clone(), v.clone());
+            }
+            let _ = self.print_json(&json!({ "error": Value::Object(obj) }));
+        } else {
+            eprintln!("auditstore: {}: {}", err.code, err.message);
+        }
+        ExitCode::from(1)
+    }
+}
+
+/// Parse an instant or a `YYYY-MM-DD` date for clap.
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_instant_or_date(s).map_err(|e| e.to_string())
+}
+
+/// Parse an organization name for clap.
+pub fn parse_org(s: &str) -> Result<String, String> {
+    auditstore::org::validate_org_name(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Render rows as an aligned text table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+        let mut first = true;
+        for (i, c) in cells.enumerate() {
+            if !first {
+                out.push_str("  ");
+            }
+            first = false;
+            out.push_str(c);
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if i + 1 < widths.len() {
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied(), &mut out);
+    for r in rows {
+        line(&mut r.iter().map(String::as_str), &mut out);
+    }
+    out
+}

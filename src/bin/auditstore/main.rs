@@ -1,0 +1,120 @@
+//! `auditstore`: the admin tool. The contract is `shared/spec/cli.md`.
+
+mod admin;
+mod ctx;
+mod demo;
+mod export;
+mod ingest;
+mod query;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use auditstore::Timestamp;
+use clap::{Parser, Subcommand};
+
+use ctx::{parse_org, parse_time, CliResult, Ctx};
+
+#[derive(Parser)]
+#[command(name = "auditstore", version, about = "Admin tool for an auditstore audit log")]
+struct Cli {
+    /// The store's directory (default $AUDITSTORE_DATA_DIR, else ./auditstore-data).
+    #[arg(long, global = true, env = "AUDITSTORE_DATA_DIR", default_value = "auditstore-data")]
+    data_dir: PathBuf,
+    /// Evaluate time-dependent rules as of this instant (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, global = true, value_parser = parse_time)]
+    as_of: Option<Timestamp>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Organization settings.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Append JSON Lines events from FILE or stdin.
+    Ingest {
+        /// Input file; `-` or absent for stdin.
+        file: Option<PathBuf>,
+        /// Organization for every line (default: each event's scope.id).
+        #[arg(long, value_parser = parse_org)]
+        org: Option<String>,
+    },
+    /// Events of an organization in [from, to).
+    Query(query::QueryArgs),
+    /// Print the event with this id.
+    Get { id: String },
+    /// Export requests and downloads.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Check every record's checksum and every index against the log.
+    Verify,
+    /// Retention.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Store-wide counts.
+    Stats,
+    /// Generate a sample, ingest, query and export it.
+    Demo {
+        /// Events to generate.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create or update an organization's settings.
+    Set {
+        #[arg(value_parser = parse_org)]
+        org: String,
+        #[arg(long, value_parser = ["server", "scale", "performance", "free"])]
+        plan: Option<String>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        retention_days: Option<u32>,
+    },
+    /// Show an organization's settings.
+    Show {
+        #[arg(value_parser = parse_org)]
+        org: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete segments whose events are all past retention.
+    Apply,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        data_dir: cli.data_dir,
+        json: cli.json,
+        as_of: cli.as_of,
+    };
+    let result: CliResult<ExitCode> = match cli.command {
+        Command::Org(OrgCommand::Set {
+            org,
+            plan,
+            retention_days,
+        }) => admin::org_set(&ctx, &org, plan.as_deref(), retention_days),
+        Command::Org(OrgCommand::Show { org }) => admin::org_show(&ctx, &org),
+        Command::Ingest { file, org } => ingest::run(&ctx, file, org),
+        Command::Query(args) => query::run(&ctx, args),
+        Command::Get { id } => query::get(&ctx, &id),
+        Command::Export(cmd) => export::run(&ctx, cmd),
+        Command::Verify => admin::verify(&ctx),
+        Command::Retention(RetentionCommand::Apply) => admin::retention_apply(&ctx),
+        Command::Stats => admin::stats(&ctx),
+        Command::Demo { events } => demo::run(&ctx, events),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => ctx.fail(&e),
+    }
+}

@@ -1,0 +1,206 @@
+//! The record body: our own hand-specified little-endian layout (format
+//! version [`RECORD_FORMAT_VERSION`]). This module only turns events into
+//! bytes and back; framing and files live in [`crate::log`].
+//!
+//! ```text
+//! offset size field
+//!      0    8 occurred_at        i64, nanoseconds since the Unix epoch (UTC)
+//!      8   16 id                 UUID bytes (RFC 4122 order)
+//!     24    1 flags              bit 0 success, bit 1 scope present, bit 2 request present
+//!     25    1 reserved           0
+//!     26    2 org_len            u16
+//!     28    2 action_len         u16
+//!     30    4 version            u32 (event schema version)
+//!     34    4 actor_len          u32
+//!     38    4 target_len         u32
+//!     42    4 payload_len        u32
+//!     46    4 metadata_len       u32
+//!     50    4 scope_len          u32 (0 when absent)
+//!     54    4 request_len        u32 (0 when absent)
+//!     58    .. org, action, actor, target, payload, metadata, scope, request (UTF-8, no separators)
+//! ```
+//! Nested objects are stored as compact JSON text, so export and printing
+//! copy them verbatim.
+
+use crate::event::{Event, EventParts};
+use crate::time::Timestamp;
+
+/// Version of the record body layout above.
+pub const RECORD_FORMAT_VERSION: u32 = 1;
+/// Size of the fixed part of a record body.
+pub const FIXED_LEN: usize = 58;
+/// Longest accepted organization name, in bytes.
+pub const MAX_ORG_LEN: usize = 256;
+
+const FLAG_SUCCESS: u8 = 1;
+const FLAG_SCOPE: u8 = 2;
+const FLAG_REQUEST: u8 = 4;
+
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// Append the body of `event` owned by `org` to `out`.
+///
+/// The caller guarantees `org.len() <= MAX_ORG_LEN` (checked by the store)
+/// and the event was validated (action <= 128 bytes, JSON <= 256 KiB).
+pub fn encode(org: &str, event: &Event, out: &mut Vec<u8>) {
+    let scope = event.scope_json().unwrap_or("");
+    let request = event.request_json().unwrap_or("");
+    let mut flags = 0u8;
+    if event.success() {
+        flags |= FLAG_SUCCESS;
+    }
+    if event.scope_json().is_some() {
+        flags |= FLAG_SCOPE;
+    }
+    if event.request_json().is_some() {
+        flags |= FLAG_REQUEST;
+    }
+    let parts: [&str; 8] = [
+        org,
+        event.action(),
+        event.actor_json(),
+        event.target_json(),
+        event.payload_json(),
+        event.metadata_json(),
+        scope,
+        request,
+    ];
+    out.reserve(FIXED_LEN + parts.iter().map(|p| p.len()).sum::<usize>());
+    out.extend_from_slice(&event.occurred_at().as_nanos().to_le_bytes());
+    out.extend_from_slice(event.id().as_bytes());
+    out.push(flags);
+    out.push(0);
+    out.extend_from_slice(&(org.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(event.action().len() as u16).to_le_bytes());
+    out.extend_from_slice(&event.version().to_le_bytes());
+    for p in &parts[2..] {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    }
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+    }
+}
+
+/// A decoded body borrowing the stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub occurred_at: Timestamp,
+    pub id: [u8; 16],
+    pub success: bool,
+    pub version: u32,
+    pub org: &'a str,
+    pub action: &'a str,
+    pub actor: &'a str,
+    pub target: &'a str,
+    pub payload: &'a str,
+    pub metadata: &'a str,
+    pub scope: Option<&'a str>,
+    pub request: Option<&'a str>,
+}
+
+/// The occurred_at and id of a body, without decoding the rest.
+pub fn peek_key(body: &[u8]) -> Result<(Timestamp, [u8; 16]), DecodeError> {
+    if body.len() < FIXED_LEN {
+        return Err(DecodeError(format!(
+            "record body is {} bytes, shorter than the {FIXED_LEN}-byte fixed part",
+            body.len()
+        )));
+    }
+    Ok((Timestamp::from_nanos(read_i64(body, 0)), read_id(body)))
+}
+
+fn read_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn read_id(b: &[u8]) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&b[8..24]);
+    id
+}
+
+/// Decode a body; every length is checked against the buffer, every text is
+/// checked to be UTF-8. Never panics on arbitrary input.
+pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
+    let (occurred_at, id) = peek_key(body)?;
+    let flags = body[24];
+    if flags & !(FLAG_SUCCESS | FLAG_SCOPE | FLAG_REQUEST) != 0 {
+        return Err(DecodeError(format!("unknown flag bits {flags:#04x}")));
+    }
+    let lens: [usize; 8] = [
+        read_u16(body, 26) as usize,
+        read_u16(body, 28) as usize,
+        read_u32(body, 34) as usize,
+        read_u32(body, 38) as usize,
+        read_u32(body, 42) as usize,
+        read_u32(body, 46) as usize,
+        read_u32(body, 50) as usize,
+        read_u32(body, 54) as usize,
+    ];
+    let total = lens
+        .iter()
+        .try_fold(FIXED_LEN, |acc, l| acc.checked_add(*l))
+        .ok_or_else(|| DecodeError("field lengths overflow".into()))?;
+    if total != body.len() {
+        return Err(DecodeError(format!(
+            "field lengths add up to {total} bytes but the body is {} bytes",
+            body.len()
+        )));
+    }
+    const NAMES: [&str; 8] = [
+        "org", "action", "actor", "target", "payload", "metadata", "scope", "request",
+    ];
+    let mut texts = [""; 8];
+    let mut at = FIXED_LEN;
+    for (i, len) in lens.iter().enumerate() {
+        let bytes = &body[at..at + len];
+        texts[i] = std::str::from_utf8(bytes)
+            .map_err(|e| DecodeError(format!("{} is not UTF-8: {e}", NAMES[i])))?;
+        at += len;
+    }
+    Ok(RecordView {
+        occurred_at,
+        id,
+        success: flags & FLAG_SUCCESS != 0,
+        version: read_u32(body, 30),
+        org: texts[0],
+        action: texts[1],
+        actor: texts[2],
+        target: texts[3],
+        payload: texts[4],
+        metadata: texts[5],
+        scope: (flags & FLAG_SCOPE != 0).then_some(texts[6]),
+        request: (flags & FLAG_REQUEST != 0).then_some(texts[7]),
+    })
+}
+
+impl RecordView<'_> {
+    /// The owned event this record stores.
+    pub fn to_event(&self) -> Event {
+        Event::from_parts(EventParts {
+            id: uuid::Uuid::from_bytes(self.id),
+            action: self.action.to_owned(),
+            actor: self.actor.to_owned(),
+            target: self.target.to_owned(),
+            payload: self.payload.to_owned(),
+            occurred_at: self.occurred_at,
+            metadata: self.metadata.to_owned(),
+            version: self.version,
+            scope: self.scope.map(str::to_owned),
+            success: self.success,
+            request: self.request.map(str::to_owned),
+        })
+    }
+}

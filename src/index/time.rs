@@ -1,0 +1,154 @@
+//! The active segment's in-memory index: per organization, its events'
+//! (occurred_at, id, frame offset), plus the id -> offset map used for
+//! de-duplication. Rebuilt from the active segment on open; turned into an
+//! `.idx` file when the segment is sealed.
+
+use std::collections::HashMap;
+
+use super::file::BuildEntry;
+
+/// One indexed event of the active segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ActiveEntry {
+    pub occurred_at: i64,
+    pub id: [u8; 16],
+    pub offset: u32,
+}
+
+#[derive(Debug, Default)]
+struct OrgEntries {
+    entries: Vec<ActiveEntry>,
+    sorted: bool,
+}
+
+/// In-memory index of the active segment.
+#[derive(Debug, Default)]
+pub struct ActiveIndex {
+    orgs: HashMap<String, OrgEntries>,
+    ids: HashMap<[u8; 16], u32>,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl ActiveIndex {
+    pub fn new() -> Self {
+        ActiveIndex {
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            ..Default::default()
+        }
+    }
+
+    pub fn insert(&mut self, org: &str, entry: ActiveEntry) {
+        let list = match self.orgs.get_mut(org) {
+            Some(l) => l,
+            None => self.orgs.entry(org.to_owned()).or_insert(OrgEntries {
+                entries: Vec::new(),
+                sorted: true,
+            }),
+        };
+        if let Some(last) = list.entries.last() {
+            if (last.occurred_at, last.id) > (entry.occurred_at, entry.id) {
+                list.sorted = false;
+            }
+        }
+        list.entries.push(entry);
+        self.ids.insert(entry.id, entry.offset);
+        self.min_ts = self.min_ts.min(entry.occurred_at);
+        self.max_ts = self.max_ts.max(entry.occurred_at);
+    }
+
+    /// Offset of the event with this id, if the active segment holds it.
+    pub fn offset_of(&self, id: &[u8; 16]) -> Option<u32> {
+        self.ids.get(id).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn org_names(&self) -> impl Iterator<Item = &str> {
+        self.orgs.keys().map(String::as_str)
+    }
+
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        (!self.is_empty()).then_some((self.min_ts, self.max_ts))
+    }
+
+    /// Entries of `org` with `from <= occurred_at < to` and
+    /// `offset < visible_end`, sorted by (occurred_at, id).
+    pub fn range(&mut self, org: &str, from: i64, to: i64, visible_end: u64) -> Vec<ActiveEntry> {
+        let Some(list) = self.orgs.get_mut(org) else {
+            return Vec::new();
+        };
+        if !list.sorted {
+            list.entries.sort_unstable();
+            list.sorted = true;
+        }
+        let lo = list.entries.partition_point(|e| e.occurred_at < from);
+        let hi = list.entries.partition_point(|e| e.occurred_at < to);
+        list.entries[lo..hi.max(lo)]
+            .iter()
+            .filter(|e| (e.offset as u64) < visible_end)
+            .copied()
+            .collect()
+    }
+
+    /// Heap bytes held, roughly.
+    pub fn memory_bytes(&self) -> usize {
+        let entries: usize = self
+            .orgs
+            .values()
+            .map(|l| l.entries.capacity() * std::mem::size_of::<ActiveEntry>())
+            .sum();
+        entries + self.ids.capacity() * (16 + 4 + 1)
+    }
+
+    /// Everything, for writing the segment's `.idx` file.
+    pub fn to_build(&self) -> (Vec<String>, Vec<BuildEntry>) {
+        let mut names = Vec::with_capacity(self.orgs.len());
+        let mut entries = Vec::with_capacity(self.ids.len());
+        for (i, (name, list)) in self.orgs.iter().enumerate() {
+            names.push(name.clone());
+            entries.extend(list.entries.iter().map(|e| BuildEntry {
+                org: i as u32,
+                occurred_at: e.occurred_at,
+                id: e.id,
+                offset: e.offset,
+            }));
+        }
+        (names, entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_sorts_filters_and_hides_invisible() {
+        let mut idx = ActiveIndex::new();
+        for (i, ts) in [50i64, 10, 30, 30, 70].iter().enumerate() {
+            idx.insert(
+                if i == 4 { "b" } else { "a" },
+                ActiveEntry {
+                    occurred_at: *ts,
+                    id: [9 - i as u8; 16],
+                    offset: 100 * i as u32,
+                },
+            );
+        }
+        let r = idx.range("a", 10, 50, u64::MAX);
+        let ts: Vec<i64> = r.iter().map(|e| e.occurred_at).collect();
+        assert_eq!(ts, vec![10, 30, 30]);
+        assert!(r[1].id < r[2].id, "ties ordered by id");
+        assert_eq!(idx.range("a", 0, 100, 250).len(), 3);
+        assert!(idx.range("c", 0, 100, u64::MAX).is_empty());
+        assert_eq!(idx.offset_of(&[5u8; 16]), Some(400));
+        assert_eq!(idx.time_bounds(), Some((10, 70)));
+    }
+}

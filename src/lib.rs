@@ -1,0 +1,49 @@
+//! auditstore: an embedded, append-only audit-log engine.
+//!
+//! Events are appended to CRC-framed segment files with group commit,
+//! de-duplicated exactly by id, indexed by (organization, time), clamped to
+//! each organization's retention on every read, and exported as CSV through
+//! tracked, rate-limited requests.
+//!
+//! ```
+//! use auditstore::{Event, Query, Store, Timestamp};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let event = Event::from_json(r#"{"id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566",
+//!   "action":"context.create","actor":{"id":"u1","type":"user","name":"ann"},
+//!   "target":{"id":"c1","type":"context"},"occurred_at":"2026-06-01T12:00:00Z",
+//!   "success":true}"#)?;
+//! let report = store.append_batch([("org-01", &event)])?;
+//! assert_eq!(report.appended, 1);
+//! let day = Query::new(
+//!     "org-01",
+//!     Timestamp::parse_rfc3339("2026-06-01T00:00:00Z")?,
+//!     Timestamp::parse_rfc3339("2026-06-02T00:00:00Z")?,
+//! )
+//! .as_of(Timestamp::parse_rfc3339("2026-07-01T00:00:00Z")?);
+//! let found: Vec<Event> = store.scan(&day)?.collect::<Result<_, _>>()?;
+//! assert_eq!(found, vec![event]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod clock;
+pub mod codec;
+pub mod error;
+pub mod event;
+pub mod export;
+pub mod index;
+pub mod log;
+pub mod org;
+pub mod sample;
+pub mod store;
+pub mod time;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{Error, Result};
+pub use event::{Event, EventError};
+pub use org::{OrgSettings, Plan};
+pub use store::{
+    AppendOutcome, BatchReport, Durability, Options, Problem, Query, RecoveryReport, RetentionReport, Scan, Stats,
+    Store, VerifyReport,
+};
+pub use time::Timestamp;

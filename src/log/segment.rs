@@ -1,0 +1,288 @@
+//! Segment files on disk: `<id>.log` (header + frames) and, once sealed,
+//! `<id>.idx`. The active segment is written with positioned writes; sealed
+//! segments are immutable and read through `memmap2`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use super::{frame, header};
+use crate::codec::{self, RecordView};
+use crate::error::{Error, IoContext, Result};
+use crate::index::file::{self as idxfile, IndexLayout, OrgRange};
+use crate::index::id::fingerprint;
+
+pub fn log_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016}.log"))
+}
+
+pub fn idx_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016}.idx"))
+}
+
+/// Parse a segment file name (`0000000000000042.log`) into (id, extension).
+pub fn parse_name(name: &str) -> Option<(u64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+/// fsync a directory so that creations, renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("fsync directory {}", dir.display()))
+}
+
+/// Write `bytes` to `path` atomically: a temporary file, fsync, rename,
+/// fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+    f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
+    f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The segment currently appended to.
+#[derive(Debug)]
+pub struct ActiveFile {
+    pub id: u64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    /// Bytes written and acknowledged by the OS (header included).
+    pub len: u64,
+}
+
+impl ActiveFile {
+    /// Create a new, empty segment file with its header, durably.
+    pub fn create(dir: &Path, id: u64) -> Result<Self> {
+        let path = log_path(dir, id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ctx(|| format!("create segment {}", path.display()))?;
+        file.write_all_at(&header::encode(id), 0)
+            .ctx(|| format!("write header of {}", path.display()))?;
+        file.sync_all().ctx(|| format!("fsync {}", path.display()))?;
+        sync_dir(dir)?;
+        Ok(ActiveFile {
+            id,
+            path,
+            file: Arc::new(file),
+            len: header::SEGMENT_HEADER_LEN as u64,
+        })
+    }
+
+    /// Open an existing segment for appending after its first `valid_len`
+    /// bytes; anything after them (a torn tail) is cut off and the cut made
+    /// durable.
+    pub fn reopen(path: PathBuf, id: u64, valid_len: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        let actual = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        if actual != valid_len {
+            file.set_len(valid_len)
+                .ctx(|| format!("truncate torn tail of {}", path.display()))?;
+            file.sync_all().ctx(|| format!("fsync {}", path.display()))?;
+        }
+        Ok(ActiveFile {
+            id,
+            path,
+            file: Arc::new(file),
+            len: valid_len,
+        })
+    }
+
+    /// Append `bytes` at the end. On failure the file is cut back to its
+    /// previous length so that no partial frame sits before later ones; if
+    /// even that fails, the caller must stop writing (the error says so).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.write_all_at(bytes, self.len) {
+            let restore = self.file.set_len(self.len);
+            let context = match restore {
+                Ok(()) => format!("append {} bytes to {}", bytes.len(), self.path.display()),
+                Err(r) => format!(
+                    "append {} bytes to {} (and cutting the partial write failed too: {r})",
+                    bytes.len(),
+                    self.path.display()
+                ),
+            };
+            return Err(Error::io(context, e));
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .ctx(|| format!("fdatasync {}", self.path.display()))
+    }
+}
+
+/// Read the frame at `offset` of an open file (for the active segment).
+pub fn read_frame_at(file: &File, path: &Path, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+    let mut head = [0u8; frame::FRAME_HEADER_LEN];
+    file.read_exact_at(&mut head, offset)
+        .ctx(|| format!("read {} at {offset}", path.display()))?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 || len > frame::MAX_BODY_LEN {
+        return Err(Error::corrupt(path, offset, format!("invalid frame length {len}")));
+    }
+    buf.clear();
+    buf.resize(frame::FRAME_HEADER_LEN + len, 0);
+    buf[..frame::FRAME_HEADER_LEN].copy_from_slice(&head);
+    file.read_exact_at(&mut buf[frame::FRAME_HEADER_LEN..], offset + frame::FRAME_HEADER_LEN as u64)
+        .ctx(|| format!("read {} at {offset}", path.display()))?;
+    Ok(())
+}
+
+/// Decode a whole frame held in `buf` into a record, mapping failures to a
+/// `Corrupt` error naming the file and offset.
+pub fn decode_frame<'a>(buf: &'a [u8], path: &Path, offset: u64) -> Result<RecordView<'a>> {
+    let (body, _) = frame::decode(buf).map_err(|e| Error::corrupt(path, offset, e.to_string()))?;
+    codec::decode(body).map_err(|e| Error::corrupt(path, offset, format!("record body: {e}")))
+}
+
+/// Map a file read-only.
+pub fn map(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    // SAFETY: sealed segment and index files are immutable: the store never
+    // writes, truncates or shrinks them after the rename that publishes them,
+    // retention only unlinks them (the mapping outlives the name), and the
+    // lock file keeps other auditstore writers out of the directory. A
+    // foreign process truncating the file is outside the documented contract.
+    unsafe { Mmap::map(&file) }.ctx(|| format!("mmap {}", path.display()))
+}
+
+/// An immutable, indexed segment.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub id: u64,
+    pub log_path: PathBuf,
+    pub idx_path: PathBuf,
+    log: Mmap,
+    idx: Mmap,
+    pub layout: IndexLayout,
+    org_pos: HashMap<String, usize>,
+}
+
+impl SealedSegment {
+    /// Map a sealed segment and check its index (checksum, version, and that
+    /// it describes exactly this log file).
+    pub fn open(dir: &Path, id: u64) -> Result<Self> {
+        let log_path = log_path(dir, id);
+        let idx_path = idx_path(dir, id);
+        let idx = map(&idx_path)?;
+        let layout = idxfile::parse(&idx, id).map_err(|e| match e.unsupported_version {
+            Some(v) => Error::UnsupportedVersion {
+                path: idx_path.clone(),
+                found: v,
+                supported: idxfile::INDEX_FORMAT_VERSION,
+            },
+            None => Error::corrupt(&idx_path, e.offset, e.reason),
+        })?;
+        let log = map(&log_path)?;
+        if log.len() as u64 != layout.log_len {
+            return Err(Error::corrupt(
+                &log_path,
+                log.len() as u64,
+                format!(
+                    "segment is {} bytes but its index describes {} bytes",
+                    log.len(),
+                    layout.log_len
+                ),
+            ));
+        }
+        header::check(&log, id).map_err(|e| match e {
+            header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
+                path: log_path.clone(),
+                found: v,
+                supported: header::SEGMENT_FORMAT_VERSION,
+            },
+            other => Error::corrupt(&log_path, 0, other.to_string()),
+        })?;
+        let org_pos = layout
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.name.clone(), i))
+            .collect();
+        Ok(SealedSegment {
+            id,
+            log_path,
+            idx_path,
+            log,
+            idx,
+            layout,
+            org_pos,
+        })
+    }
+
+    pub fn log_bytes(&self) -> &[u8] {
+        &self.log
+    }
+
+    pub fn idx_bytes(&self) -> &[u8] {
+        &self.idx
+    }
+
+    pub fn org(&self, name: &str) -> Option<&OrgRange> {
+        self.org_pos.get(name).map(|i| &self.layout.orgs[*i])
+    }
+
+    /// The record whose frame starts at `offset`, checksum verified.
+    pub fn record(&self, offset: u32) -> Result<RecordView<'_>> {
+        let at = offset as usize;
+        if at >= self.log.len() {
+            return Err(Error::corrupt(
+                &self.idx_path,
+                0,
+                format!("index points at offset {at}, past the end of {}", self.log_path.display()),
+            ));
+        }
+        decode_frame(&self.log[at..], &self.log_path, offset as u64)
+    }
+
+    /// Frame offset of the event with this id, if this segment holds it.
+    pub fn find_id(&self, id: &[u8; 16]) -> Result<Option<u32>> {
+        for off in idxfile::offsets_with_fingerprint(&self.idx, &self.layout, fingerprint(id)) {
+            if self.record(off)?.id == *id {
+                return Ok(Some(off));
+            }
+        }
+        Ok(None)
+    }
+
+    /// This segment's fingerprints, sorted (they are stored sorted).
+    pub fn fingerprints(&self) -> Vec<u64> {
+        (0..self.layout.event_count)
+            .map(|i| idxfile::id_entry(&self.idx, &self.layout, i).0)
+            .collect()
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        (self.log.len() + self.idx.len()) as u64
+    }
+}

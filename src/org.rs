@@ -1,0 +1,170 @@
+//! Organization settings (plan and retention), kept in the store's redb
+//! metadata database.
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Days of retention an organization gets when never configured.
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+/// Allowed retention, in days.
+pub const RETENTION_DAYS_RANGE: std::ops::RangeInclusive<u32> = 1..=3650;
+
+pub(crate) const ORGS: TableDefinition<&str, &str> = TableDefinition::new("orgs");
+
+/// An organization's plan; decides export eligibility and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Server,
+    Scale,
+    Performance,
+    Free,
+}
+
+impl Plan {
+    pub const ALL: [Plan; 4] = [Plan::Server, Plan::Scale, Plan::Performance, Plan::Free];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Server => "server",
+            Plan::Scale => "scale",
+            Plan::Performance => "performance",
+            Plan::Free => "free",
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Plan {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Plan::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "plan",
+                reason: format!("unknown plan {s:?} (expected server, scale, performance or free)"),
+            })
+    }
+}
+
+/// One organization's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    pub org: String,
+    pub plan: Plan,
+    pub retention_days: u32,
+}
+
+impl OrgSettings {
+    /// What an organization that was never configured gets.
+    pub fn default_for(org: &str) -> Self {
+        OrgSettings {
+            org: org.to_owned(),
+            plan: Plan::Free,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSettings {
+    plan: Plan,
+    retention_days: u32,
+}
+
+/// Check an organization name: 1 to 256 bytes, no control characters.
+pub fn validate_org_name(org: &str) -> Result<()> {
+    if org.is_empty() || org.len() > crate::codec::MAX_ORG_LEN || org.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument {
+            what: "organization",
+            reason: format!(
+                "{org:?}: must be 1 to {} bytes without control characters",
+                crate::codec::MAX_ORG_LEN
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn get(db: &redb::Database, org: &str) -> Result<OrgSettings> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(ORGS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(OrgSettings::default_for(org)),
+        Err(e) => return Err(e.into()),
+    };
+    match table.get(org)? {
+        None => Ok(OrgSettings::default_for(org)),
+        Some(v) => {
+            let s: StoredSettings = serde_json::from_str(v.value())
+                .map_err(|e| Error::Metadata(format!("settings of organization {org:?}: {e}")))?;
+            Ok(OrgSettings {
+                org: org.to_owned(),
+                plan: s.plan,
+                retention_days: s.retention_days,
+            })
+        }
+    }
+}
+
+pub(crate) fn set(db: &redb::Database, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
+    validate_org_name(org)?;
+    if let Some(d) = retention_days {
+        if !RETENTION_DAYS_RANGE.contains(&d) {
+            return Err(Error::InvalidArgument {
+                what: "retention days",
+                reason: format!("{d} is outside 1..=3650"),
+            });
+        }
+    }
+    let tx = db.begin_write()?;
+    let settings;
+    {
+        let mut table = tx.open_table(ORGS)?;
+        let current = match table.get(org)? {
+            Some(v) => serde_json::from_str::<StoredSettings>(v.value())
+                .map_err(|e| Error::Metadata(format!("settings of organization {org:?}: {e}")))?,
+            None => StoredSettings {
+                plan: Plan::Free,
+                retention_days: DEFAULT_RETENTION_DAYS,
+            },
+        };
+        let next = StoredSettings {
+            plan: plan.unwrap_or(current.plan),
+            retention_days: retention_days.unwrap_or(current.retention_days),
+        };
+        let text = serde_json::to_string(&next).map_err(|e| Error::Metadata(e.to_string()))?;
+        table.insert(org, text.as_str())?;
+        settings = OrgSettings {
+            org: org.to_owned(),
+            plan: next.plan,
+            retention_days: next.retention_days,
+        };
+    }
+    tx.commit()?;
+    Ok(settings)
+}
+
+pub(crate) fn list(db: &redb::Database) -> Result<Vec<OrgSettings>> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(ORGS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, _) = item?;
+        out.push(k.value().to_owned());
+    }
+    drop(table);
+    out.into_iter().map(|o| get(db, &o)).collect()
+}

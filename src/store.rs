@@ -1,0 +1,1244 @@
+//! The store: open and recover, append with de-duplication and group
+//! commit, range scans, point reads, retention, verification and stats.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use fs4::fs_std::FileExt as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{self, RecordView};
+use crate::error::{Error, IoContext, Result};
+use crate::event::Event;
+use crate::index::file::{self as idxfile};
+use crate::index::id::{fingerprint, FingerprintSet};
+use crate::index::time::{ActiveEntry, ActiveIndex};
+use crate::log::frame;
+use crate::log::header::{self, SEGMENT_HEADER_LEN};
+use crate::log::recovery;
+use crate::log::segment::{self, ActiveFile, SealedSegment};
+use crate::org::{self, OrgSettings, Plan};
+use crate::time::Timestamp;
+
+const LOCK_FILE: &str = "LOCK";
+const META_FILE: &str = "meta.redb";
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+/// Bits of a log sequence number given to the offset within a segment.
+const LSN_OFFSET_BITS: u32 = 40;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// (Default.) `append` returns after the record is written and
+    /// `fdatasync`ed; concurrent appenders share one `fdatasync` (group
+    /// commit). Survives `kill -9` and power loss.
+    #[default]
+    Sync,
+    /// `append` returns after the record is handed to the OS with `write`;
+    /// it is fsynced when a segment rolls, on [`Store::flush`] and on close.
+    /// Survives `kill -9` of the process; a power loss or kernel crash can
+    /// lose what was appended since the last fsync.
+    Buffered,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// Roll to a new segment once the active one would exceed this many
+    /// bytes (4 KiB to 1 GiB; default 64 MiB).
+    pub segment_size: u64,
+    /// Source of "now" for retention and exports.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            segment_size: 64 << 20,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored.
+    Appended,
+    /// Its id was already stored with the same content: not stored again.
+    Duplicate,
+    /// Its id was already stored with different content: not stored (the
+    /// first write wins).
+    Conflict,
+}
+
+/// Counts for a batch, and the outcome of each event in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub outcomes: Vec<AppendOutcome>,
+}
+
+impl BatchReport {
+    fn record(&mut self, o: AppendOutcome) {
+        match o {
+            AppendOutcome::Appended => self.appended += 1,
+            AppendOutcome::Duplicate => self.duplicates += 1,
+            AppendOutcome::Conflict => self.conflicts += 1,
+        }
+        self.outcomes.push(o);
+    }
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from the tail of the active segment (torn or corrupt).
+    pub truncated_bytes: u64,
+    /// Why the tail was cut, with file and offset.
+    pub truncation: Option<String>,
+    /// Sealed segments whose index was missing or damaged and rebuilt.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Damage found in sealed data (also reported by `verify`).
+    pub problems: Vec<Problem>,
+    /// Records read to recover the active segment.
+    pub records_scanned: u64,
+}
+
+/// A problem found in the files, with where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub message: String,
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub records: u64,
+    pub indexes: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// What `apply_retention` freed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    pub segments_deleted: u64,
+    pub events_deleted: u64,
+    pub bytes_freed: u64,
+    pub files: Vec<PathBuf>,
+}
+
+/// Store-wide counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Events on disk (not clamped by retention).
+    pub events: u64,
+    /// Organizations with at least one event on disk.
+    pub organizations: u64,
+    pub segments: u64,
+    /// Bytes of every store file (segments, indexes, metadata).
+    pub bytes: u64,
+    pub oldest: Option<Timestamp>,
+    pub newest: Option<Timestamp>,
+    /// Heap bytes of the de-duplication and active indexes.
+    pub index_memory_bytes: u64,
+}
+
+/// A range query over one organization: `from <= occurred_at < to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub org: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Exact action, or a prefix when it ends in `*` (`workflow.*`).
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub target_id: Option<String>,
+    pub limit: Option<usize>,
+    /// Instant retention is evaluated at (default: the store's clock).
+    pub as_of: Option<Timestamp>,
+}
+
+impl Query {
+    pub fn new(org: impl Into<String>, from: Timestamp, to: Timestamp) -> Self {
+        Query {
+            org: org.into(),
+            from,
+            to,
+            action: None,
+            actor_id: None,
+            target_id: None,
+            limit: None,
+            as_of: None,
+        }
+    }
+    pub fn action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
+    }
+    pub fn actor(mut self, id: impl Into<String>) -> Self {
+        self.actor_id = Some(id.into());
+        self
+    }
+    pub fn target(mut self, id: impl Into<String>) -> Self {
+        self.target_id = Some(id.into());
+        self
+    }
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+    pub fn as_of(mut self, at: Timestamp) -> Self {
+        self.as_of = Some(at);
+        self
+    }
+}
+
+struct Writer {
+    active: ActiveFile,
+    index: ActiveIndex,
+    fps: FingerprintSet,
+    buf: Vec<u8>,
+    poisoned: Option<String>,
+}
+
+/// An open store. `Send + Sync`: share it (e.g. in an `Arc`) between
+/// appending and reading threads.
+pub struct Store {
+    dir: PathBuf,
+    options: Options,
+    _lock: File,
+    writer: Mutex<Writer>,
+    sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
+    sync_lock: Mutex<()>,
+    /// Everything at or below this LSN is fsynced.
+    synced_lsn: AtomicU64,
+    /// Readers see the active segment up to this LSN.
+    visible_lsn: AtomicU64,
+    meta: redb::Database,
+    recovery: RecoveryReport,
+    orphan_indexes: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn lsn(segment: u64, offset: u64) -> u64 {
+    (segment << LSN_OFFSET_BITS) | offset
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn retention_cutoff(now: Timestamp, days: u32) -> i64 {
+    now.as_nanos().saturating_sub(days as i64 * NANOS_PER_DAY)
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` with default options.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = auditstore::Store::open(dir.path())?;
+    /// assert_eq!(store.stats()?.events, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Open (or create) the store in `dir`, recovering from a crash if
+    /// needed: only the active segment is scanned; a torn or corrupt tail of
+    /// it is cut off.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        if !(4096..=1 << 30).contains(&options.segment_size) {
+            return Err(Error::InvalidArgument {
+                what: "segment size",
+                reason: format!("{} is outside 4 KiB..=1 GiB", options.segment_size),
+            });
+        }
+        std::fs::create_dir_all(&dir).ctx(|| format!("create store directory {}", dir.display()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("open lock file {}", lock_path.display()))?;
+        match lock_file.try_lock_exclusive() {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Locked { dir, lock: lock_path }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { dir, lock: lock_path })
+            }
+            Err(e) => return Err(Error::io(format!("lock {}", lock_path.display()), e)),
+        }
+        let meta = redb::Database::create(dir.join(META_FILE))?;
+
+        let mut logs = Vec::new();
+        let mut idxs = HashSet::new();
+        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                std::fs::remove_file(entry.path())
+                    .ctx(|| format!("remove leftover {}", entry.path().display()))?;
+                continue;
+            }
+            match segment::parse_name(name) {
+                Some((id, "log")) => logs.push(id),
+                Some((id, "idx")) => {
+                    idxs.insert(id);
+                }
+                _ => {}
+            }
+        }
+        logs.sort_unstable();
+        let mut recovery = RecoveryReport::default();
+        let log_set: HashSet<u64> = logs.iter().copied().collect();
+        let mut orphan_indexes: Vec<PathBuf> = idxs
+            .iter()
+            .filter(|id| !log_set.contains(id))
+            .map(|id| segment::idx_path(&dir, *id))
+            .collect();
+        orphan_indexes.sort();
+        for p in &orphan_indexes {
+            recovery.problems.push(Problem {
+                file: p.clone(),
+                offset: 0,
+                message: "index without its segment: the segment file is missing".into(),
+            });
+        }
+
+        let mut sealed = Vec::new();
+        let last = logs.last().copied();
+        for &id in &logs {
+            if Some(id) == last {
+                break;
+            }
+            sealed.push(Arc::new(open_or_rebuild_sealed(&dir, id, &mut recovery)?));
+        }
+        let (active, index) = match last {
+            None => (ActiveFile::create(&dir, 1)?, ActiveIndex::new()),
+            Some(id) if idxs.contains(&id) && SealedSegment::open(&dir, id).is_ok() => {
+                // Crashed after sealing, before the next segment was created.
+                sealed.push(Arc::new(SealedSegment::open(&dir, id)?));
+                (ActiveFile::create(&dir, id + 1)?, ActiveIndex::new())
+            }
+            Some(id) => recover_active(&dir, id, &mut recovery)?,
+        };
+        let fps = FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect());
+        let end = lsn(active.id, active.len);
+        Ok(Store {
+            dir,
+            options,
+            _lock: lock_file,
+            writer: Mutex::new(Writer {
+                active,
+                index,
+                fps,
+                buf: Vec::with_capacity(1 << 20),
+                poisoned: None,
+            }),
+            sealed: RwLock::new(Arc::new(sealed)),
+            sync_lock: Mutex::new(()),
+            synced_lsn: AtomicU64::new(end),
+            visible_lsn: AtomicU64::new(end),
+            meta,
+            recovery,
+            orphan_indexes,
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The clock the store evaluates time-dependent rules with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.options.clock
+    }
+
+    /// What the last open found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub(crate) fn meta(&self) -> &redb::Database {
+        &self.meta
+    }
+
+    /// Settings of `org` (defaults if never set).
+    pub fn org_settings(&self, org: &str) -> Result<OrgSettings> {
+        org::get(&self.meta, org)
+    }
+
+    /// Create or update an organization's settings.
+    pub fn set_org(&self, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
+        org::set(&self.meta, org, plan, retention_days)
+    }
+
+    /// Every configured organization.
+    pub fn orgs(&self) -> Result<Vec<OrgSettings>> {
+        org::list(&self.meta)
+    }
+
+    /// Append one event owned by `org`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use auditstore::{AppendOutcome, Event, Store};
+    /// let store = Store::open(dir.path())?;
+    /// let event = Event::from_json(r#"{"id":"5f0c7d8e-1b2a-4c3d-9e8f-001122334455",
+    ///   "action":"user.logged_in","actor":{"id":"u1","type":"user"},
+    ///   "target":{"id":"u1","type":"user"},"occurred_at":"2026-06-01T10:00:00Z",
+    ///   "success":true}"#)?;
+    /// assert_eq!(store.append("org-01", &event)?, AppendOutcome::Appended);
+    /// assert_eq!(store.append("org-01", &event)?, AppendOutcome::Duplicate);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(&self, org: &str, event: &Event) -> Result<AppendOutcome> {
+        let report = self.append_batch([(org, event)])?;
+        Ok(report.outcomes.first().copied().unwrap_or(AppendOutcome::Duplicate))
+    }
+
+    /// Append a batch of `(org, event)` with one write and (under the default
+    /// durability) one `fdatasync`. Duplicates within the batch count too.
+    ///
+    /// On error, a prefix of the batch may have been stored (when the batch
+    /// spanned a segment roll); retrying the whole batch is safe, since
+    /// stored events come back as duplicates.
+    pub fn append_batch<'a, I>(&self, batch: I) -> Result<BatchReport>
+    where
+        I: IntoIterator<Item = (&'a str, &'a Event)>,
+    {
+        let items: Vec<(&str, &Event)> = batch.into_iter().collect();
+        let mut report = BatchReport {
+            outcomes: Vec::with_capacity(items.len()),
+            ..Default::default()
+        };
+        for (org, _) in &items {
+            org::validate_org_name(org)?;
+        }
+        let end = {
+            let mut w = lock(&self.writer);
+            if let Some(p) = &w.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            let w = &mut *w;
+            let mut in_batch: HashMap<[u8; 16], usize> = HashMap::new();
+            let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
+            let mut scratch = Vec::new();
+            w.buf.clear();
+            for (i, (org, event)) in items.iter().enumerate() {
+                let id = *event.id().as_bytes();
+                if let Some(&j) = in_batch.get(&id) {
+                    let (o2, e2) = items[j];
+                    report.record(if o2 == *org && e2.same_content(event) {
+                        AppendOutcome::Duplicate
+                    } else {
+                        AppendOutcome::Conflict
+                    });
+                    continue;
+                }
+                if let Some(outcome) = self.check_stored(w, org, event, &mut scratch)? {
+                    report.record(outcome);
+                    continue;
+                }
+                in_batch.insert(id, i);
+                let start = frame::begin(&mut w.buf);
+                codec::encode(org, event, &mut w.buf);
+                frame::seal_in_place(&mut w.buf, start);
+                let frame_len = (w.buf.len() - start) as u64;
+                if w.active.len + w.buf.len() as u64 > self.options.segment_size
+                    && w.active.len + start as u64 > SEGMENT_HEADER_LEN as u64
+                {
+                    let tail = w.buf.split_off(start);
+                    self.flush_pending(w, &mut pending)?;
+                    self.roll(w)?;
+                    w.buf = tail;
+                }
+                let offset = w.active.len + w.buf.len() as u64 - frame_len;
+                pending.push((
+                    org,
+                    ActiveEntry {
+                        occurred_at: event.occurred_at().as_nanos(),
+                        id,
+                        offset: offset as u32,
+                    },
+                ));
+                report.record(AppendOutcome::Appended);
+            }
+            self.flush_pending(w, &mut pending)?;
+            let end = lsn(w.active.id, w.active.len);
+            if self.options.durability == Durability::Buffered {
+                self.visible_lsn.fetch_max(end, Ordering::AcqRel);
+            }
+            end
+        };
+        if self.options.durability == Durability::Sync {
+            self.wait_durable(end)?;
+        }
+        Ok(report)
+    }
+
+    /// Write the buffered frames and index them.
+    fn flush_pending(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) -> Result<()> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut w.buf);
+        let result = w.active.append(&buf);
+        w.buf = buf;
+        w.buf.clear();
+        if let Err(e) = result {
+            pending.clear();
+            if matches!(&e, Error::Io { context, .. } if context.contains("cutting the partial write failed")) {
+                w.poisoned = Some(e.to_string());
+            }
+            return Err(e);
+        }
+        for (org, entry) in pending.drain(..) {
+            w.index.insert(org, entry);
+        }
+        Ok(())
+    }
+
+    /// Is this event's id already stored? Returns the outcome if so.
+    fn check_stored(&self, w: &Writer, org: &str, event: &Event, scratch: &mut Vec<u8>) -> Result<Option<AppendOutcome>> {
+        let id_bytes = *event.id().as_bytes();
+        let id = &id_bytes;
+        let compare = |view: &RecordView<'_>, scratch: &mut Vec<u8>| {
+            scratch.clear();
+            codec::encode(org, event, scratch);
+            let same_bytes = codec::decode(scratch).map(|v| v == *view).unwrap_or(false);
+            if same_bytes || (view.org == org && view.to_event().same_content(event)) {
+                AppendOutcome::Duplicate
+            } else {
+                AppendOutcome::Conflict
+            }
+        };
+        if let Some(off) = w.index.offset_of(id) {
+            let mut buf = Vec::new();
+            segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
+            let view = segment::decode_frame(&buf, &w.active.path, off as u64)?;
+            return Ok(Some(compare(&view, scratch)));
+        }
+        if !w.fps.contains(fingerprint(id)) {
+            return Ok(None);
+        }
+        let sealed = self.sealed_snapshot();
+        // Re-sends usually carry the same occurred_at: look there first.
+        let ts = event.occurred_at().as_nanos();
+        let (likely, rest): (Vec<_>, Vec<_>) = sealed
+            .iter()
+            .partition(|s| s.layout.min_ts <= ts && ts <= s.layout.max_ts);
+        for seg in likely.into_iter().chain(rest) {
+            if let Some(off) = seg.find_id(id)? {
+                let view = seg.record(off)?;
+                return Ok(Some(compare(&view, scratch)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn sealed_snapshot(&self) -> Arc<Vec<Arc<SealedSegment>>> {
+        self.sealed.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Seal the active segment and start the next one. Called with the
+    /// writer lock held and the write buffer flushed.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        if let Err(e) = w.active.sync() {
+            w.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        let end = lsn(w.active.id, w.active.len);
+        self.synced_lsn.fetch_max(end, Ordering::AcqRel);
+        self.visible_lsn.fetch_max(end, Ordering::AcqRel);
+        let (names, mut entries) = w.index.to_build();
+        let bytes = idxfile::build(w.active.id, w.active.len, &names, &mut entries);
+        segment::write_atomically(&segment::idx_path(&self.dir, w.active.id), &bytes)?;
+        let sealed = SealedSegment::open(&self.dir, w.active.id)?;
+        let next = match ActiveFile::create(&self.dir, w.active.id + 1) {
+            Ok(n) => n,
+            Err(e) => {
+                // The old segment is sealed on disk; reopening resumes from it.
+                w.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        w.fps.merge(&sealed.fingerprints());
+        {
+            let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
+            let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
+            next_list.push(Arc::new(sealed));
+            *list = Arc::new(next_list);
+        }
+        w.active = next;
+        w.index = ActiveIndex::new();
+        let start = lsn(w.active.id, w.active.len);
+        self.synced_lsn.fetch_max(start, Ordering::AcqRel);
+        self.visible_lsn.fetch_max(start, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Block until everything up to `target` is fsynced; one caller syncs
+    /// for all who are waiting (group commit).
+    fn wait_durable(&self, target: u64) -> Result<()> {
+        if self.synced_lsn.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _sync = lock(&self.sync_lock);
+        if self.synced_lsn.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let (file, path, upto) = {
+            let w = lock(&self.writer);
+            if let Some(p) = &w.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            (w.active.file.clone(), w.active.path.clone(), lsn(w.active.id, w.active.len))
+        };
+        if let Err(e) = file.sync_data() {
+            let err = Error::io(format!("fdatasync {}", path.display()), e);
+            lock(&self.writer).poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
+        self.visible_lsn.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Make everything appended so far durable (useful with
+    /// [`Durability::Buffered`]).
+    pub fn flush(&self) -> Result<()> {
+        let end = {
+            let w = lock(&self.writer);
+            lsn(w.active.id, w.active.len)
+        };
+        self.wait_durable(end)
+    }
+
+    fn retention_from(&self, org: &str, as_of: Timestamp) -> Result<i64> {
+        let settings = self.org_settings(org)?;
+        Ok(retention_cutoff(as_of, settings.retention_days))
+    }
+
+    /// Events of `query.org` in `[from, to)`, clamped to the organization's
+    /// retention, ordered by `occurred_at` then `id`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use auditstore::{Query, Store, Timestamp};
+    /// let store = Store::open(dir.path())?;
+    /// let from = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z")?;
+    /// let to = Timestamp::parse_rfc3339("2026-06-02T00:00:00Z")?;
+    /// for event in store.scan(&Query::new("org-01", from, to).action("workflow.*"))? {
+    ///     println!("{}", event?.to_json());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scan(&self, query: &Query) -> Result<Scan> {
+        let as_of = query.as_of.unwrap_or_else(|| self.options.clock.now());
+        let from = query.from.as_nanos().max(self.retention_from(&query.org, as_of)?);
+        let to = query.to.as_nanos();
+        let mut scan = Scan {
+            cursors: Vec::new(),
+            heap: BinaryHeap::new(),
+            filter: Filter::new(query),
+            remaining: query.limit.unwrap_or(usize::MAX),
+            buf: Vec::new(),
+            started: false,
+            failed: false,
+        };
+        if from >= to || scan.remaining == 0 {
+            return Ok(scan);
+        }
+        let (sealed, active_entries, active_file, active_path) = {
+            let mut w = lock(&self.writer);
+            let visible = self.visible_lsn.load(Ordering::Acquire);
+            let visible_end = if visible >> LSN_OFFSET_BITS == w.active.id {
+                visible & ((1 << LSN_OFFSET_BITS) - 1)
+            } else {
+                SEGMENT_HEADER_LEN as u64
+            };
+            let entries = w.index.range(&query.org, from, to, visible_end);
+            (self.sealed_snapshot(), entries, w.active.file.clone(), w.active.path.clone())
+        };
+        for seg in sealed.iter() {
+            let Some(org) = seg.org(&query.org) else { continue };
+            if org.max_ts < from || org.min_ts >= to {
+                continue;
+            }
+            let lo = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, from);
+            let hi = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, to);
+            if lo < hi {
+                scan.cursors.push(Cursor::Sealed { seg: seg.clone(), pos: lo, end: hi });
+            }
+        }
+        if !active_entries.is_empty() {
+            scan.cursors.push(Cursor::Active {
+                file: active_file,
+                path: active_path,
+                entries: active_entries,
+                pos: 0,
+            });
+        }
+        Ok(scan)
+    }
+
+    /// The event with this id, unless it is past its organization's
+    /// retention as of the store's clock.
+    pub fn get(&self, id: uuid::Uuid) -> Result<Option<Event>> {
+        self.get_as_of(id, self.options.clock.now())
+    }
+
+    /// [`Store::get`] with retention evaluated at `as_of`.
+    pub fn get_as_of(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<Event>> {
+        let id = *id.as_bytes();
+        let found: Option<(String, Event)> = {
+            let w = lock(&self.writer);
+            if let Some(off) = w.index.offset_of(&id) {
+                let mut buf = Vec::new();
+                segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
+                let v = segment::decode_frame(&buf, &w.active.path, off as u64)?;
+                Some((v.org.to_owned(), v.to_event()))
+            } else if w.fps.contains(fingerprint(&id)) {
+                drop(w);
+                let mut hit = None;
+                for seg in self.sealed_snapshot().iter() {
+                    if let Some(off) = seg.find_id(&id)? {
+                        let v = seg.record(off)?;
+                        hit = Some((v.org.to_owned(), v.to_event()));
+                        break;
+                    }
+                }
+                hit
+            } else {
+                None
+            }
+        };
+        let Some((org, event)) = found else {
+            return Ok(None);
+        };
+        let cutoff = self.retention_from(&org, as_of)?;
+        Ok((event.occurred_at().as_nanos() >= cutoff).then_some(event))
+    }
+
+    /// Delete every sealed segment all of whose events are past the
+    /// retention of their organizations, as of the store's clock.
+    ///
+    /// Files are renamed aside, the directory fsynced, then unlinked; a
+    /// reader still holding a segment keeps its mapping (unlinking never
+    /// shrinks a mapped file).
+    pub fn apply_retention(&self) -> Result<RetentionReport> {
+        let now = self.options.clock.now();
+        let mut report = RetentionReport::default();
+        let mut w = lock(&self.writer);
+        let sealed = self.sealed_snapshot();
+        let mut keep = Vec::with_capacity(sealed.len());
+        let mut doomed = Vec::new();
+        let mut cutoffs: HashMap<String, i64> = HashMap::new();
+        for seg in sealed.iter() {
+            let mut expired = true;
+            for o in &seg.layout.orgs {
+                let cutoff = match cutoffs.get(&o.name) {
+                    Some(c) => *c,
+                    None => {
+                        let c = self.retention_from(&o.name, now)?;
+                        cutoffs.insert(o.name.clone(), c);
+                        c
+                    }
+                };
+                if o.max_ts >= cutoff {
+                    expired = false;
+                    break;
+                }
+            }
+            if expired {
+                doomed.push(seg.clone());
+            } else {
+                keep.push(seg.clone());
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(report);
+        }
+        // Index first: a crash between the two renames leaves a log without
+        // an index, which the next open re-indexes (and a later run deletes).
+        for seg in &doomed {
+            for path in [&seg.idx_path, &seg.log_path] {
+                let aside = path.with_extension(format!(
+                    "{}.deleted",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                std::fs::rename(path, &aside).ctx(|| format!("rename {} aside", path.display()))?;
+            }
+        }
+        segment::sync_dir(&self.dir)?;
+        for seg in &doomed {
+            for path in [&seg.idx_path, &seg.log_path] {
+                let aside = path.with_extension(format!(
+                    "{}.deleted",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                std::fs::remove_file(&aside).ctx(|| format!("remove {}", aside.display()))?;
+                report.files.push(path.clone());
+            }
+            report.segments_deleted += 1;
+            report.events_deleted += seg.layout.event_count;
+            report.bytes_freed += seg.disk_bytes();
+        }
+        segment::sync_dir(&self.dir)?;
+        w.fps = FingerprintSet::from_runs(keep.iter().map(|s| s.fingerprints()).collect());
+        *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
+        Ok(report)
+    }
+
+    /// Counts over the whole store.
+    pub fn stats(&self) -> Result<Stats> {
+        let w = lock(&self.writer);
+        let sealed = self.sealed_snapshot();
+        let mut orgs: HashSet<&str> = HashSet::new();
+        let mut stats = Stats {
+            segments: sealed.len() as u64 + 1,
+            index_memory_bytes: (w.fps.memory_bytes() + w.index.memory_bytes()) as u64,
+            ..Default::default()
+        };
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for seg in sealed.iter() {
+            stats.events += seg.layout.event_count;
+            stats.bytes += seg.disk_bytes();
+            for o in &seg.layout.orgs {
+                orgs.insert(&o.name);
+            }
+            if seg.layout.event_count > 0 {
+                lo = lo.min(seg.layout.min_ts);
+                hi = hi.max(seg.layout.max_ts);
+            }
+        }
+        stats.events += w.index.len() as u64;
+        stats.bytes += w.active.len;
+        if let Some((a, b)) = w.index.time_bounds() {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+        let mut count = orgs.len() as u64;
+        for o in w.index.org_names() {
+            if !orgs.contains(o) {
+                count += 1;
+            }
+        }
+        stats.organizations = count;
+        if lo <= hi {
+            stats.oldest = Some(Timestamp::from_nanos(lo));
+            stats.newest = Some(Timestamp::from_nanos(hi));
+        }
+        stats.bytes += std::fs::metadata(self.dir.join(META_FILE)).map(|m| m.len()).unwrap_or(0);
+        Ok(stats)
+    }
+
+    /// Check every record's checksum and every index against the log.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        report.problems.extend(self.recovery.problems.iter().cloned());
+        for p in &self.orphan_indexes {
+            if !report.problems.iter().any(|q| &q.file == p) {
+                report.problems.push(Problem {
+                    file: p.clone(),
+                    offset: 0,
+                    message: "index without its segment: the segment file is missing".into(),
+                });
+            }
+        }
+        let sealed = self.sealed_snapshot();
+        for seg in sealed.iter() {
+            report.segments += 1;
+            report.indexes += 1;
+            report.bytes += seg.disk_bytes();
+            let log = seg.log_bytes();
+            let mut orgs: Vec<String> = Vec::new();
+            let mut org_no: HashMap<String, u32> = HashMap::new();
+            let mut entries = Vec::new();
+            let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| {
+                let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
+                    orgs.push(v.org.to_owned());
+                    (orgs.len() - 1) as u32
+                });
+                entries.push(idxfile::BuildEntry {
+                    org: n,
+                    occurred_at: v.occurred_at.as_nanos(),
+                    id: v.id,
+                    offset: off as u32,
+                });
+            });
+            report.records += entries.len() as u64;
+            if let Some(stop) = walk.stop {
+                report.problems.push(Problem {
+                    file: seg.log_path.clone(),
+                    offset: stop.offset,
+                    message: format!("sealed segment: {}", stop.reason),
+                });
+                continue;
+            }
+            let expected = idxfile::build(seg.id, log.len() as u64, &orgs, &mut entries);
+            let actual = seg.idx_bytes();
+            if expected.as_slice() != actual {
+                let at = expected
+                    .iter()
+                    .zip(actual.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.len().min(actual.len()));
+                report.problems.push(Problem {
+                    file: seg.idx_path.clone(),
+                    offset: at as u64,
+                    message: "index does not match its segment".into(),
+                });
+            }
+        }
+        // The active segment, up to what has been written.
+        let (path, len, file) = {
+            let w = lock(&self.writer);
+            (w.active.path.clone(), w.active.len, w.active.file.clone())
+        };
+        report.segments += 1;
+        report.bytes += len;
+        let mut bytes = vec![0u8; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut bytes, 0)
+            .ctx(|| format!("read {}", path.display()))?;
+        let id = segment::parse_name(path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+            .map(|(id, _)| id)
+            .unwrap_or(0);
+        if let Err(e) = header::check(&bytes, id) {
+            report.problems.push(Problem {
+                file: path.clone(),
+                offset: 0,
+                message: e.to_string(),
+            });
+        } else {
+            let mut n = 0u64;
+            let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |_, _| n += 1);
+            report.records += n;
+            if let Some(stop) = walk.stop {
+                report.problems.push(Problem {
+                    file: path,
+                    offset: stop.offset,
+                    message: format!("active segment: {}", stop.reason),
+                });
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let w = lock(&self.writer);
+        if w.poisoned.is_none() {
+            let _ = w.active.sync();
+        }
+    }
+}
+
+/// Open a sealed segment; if its index is missing or damaged, rebuild it
+/// from the log (persisting it only when the log is intact).
+fn open_or_rebuild_sealed(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<SealedSegment> {
+    match SealedSegment::open(dir, id) {
+        Ok(s) => return Ok(s),
+        Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
+        Err(_) => {}
+    }
+    let log_path = segment::log_path(dir, id);
+    let log = std::fs::read(&log_path).ctx(|| format!("read {}", log_path.display()))?;
+    header::check(&log, id).map_err(|e| match e {
+        header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
+            path: log_path.clone(),
+            found: v,
+            supported: header::SEGMENT_FORMAT_VERSION,
+        },
+        other => Error::corrupt(&log_path, 0, other.to_string()),
+    })?;
+    let mut orgs: Vec<String> = Vec::new();
+    let mut org_no: HashMap<String, u32> = HashMap::new();
+    let mut entries = Vec::new();
+    let walk = recovery::walk(&log, SEGMENT_HEADER_LEN, |off, v| {
+        let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
+            orgs.push(v.org.to_owned());
+            (orgs.len() - 1) as u32
+        });
+        entries.push(idxfile::BuildEntry {
+            org: n,
+            occurred_at: v.occurred_at.as_nanos(),
+            id: v.id,
+            offset: off as u32,
+        });
+    });
+    if let Some(stop) = walk.stop {
+        // Never cut sealed data: refuse, naming the place, and let the
+        // operator decide (the error is also what `verify` would print).
+        return Err(Error::corrupt(
+            &log_path,
+            stop.offset,
+            format!("sealed segment without a valid index: {}", stop.reason),
+        ));
+    }
+    let bytes = idxfile::build(id, log.len() as u64, &orgs, &mut entries);
+    let idx_path = segment::idx_path(dir, id);
+    segment::write_atomically(&idx_path, &bytes)?;
+    recovery.rebuilt_indexes.push(idx_path);
+    SealedSegment::open(dir, id)
+}
+
+/// Recover the active segment: find its valid prefix, cut the rest, rebuild
+/// its in-memory index.
+fn recover_active(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<(ActiveFile, ActiveIndex)> {
+    let path = segment::log_path(dir, id);
+    let bytes = std::fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        // Torn while being created: nothing in it was ever acknowledged.
+        std::fs::remove_file(&path).ctx(|| format!("remove torn {}", path.display()))?;
+        recovery.truncated_bytes += bytes.len() as u64;
+        recovery.truncation = Some(format!("{}: segment created but its header was torn", path.display()));
+        return Ok((ActiveFile::create(dir, id)?, ActiveIndex::new()));
+    }
+    header::check(&bytes, id).map_err(|e| match e {
+        header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
+            path: path.clone(),
+            found: v,
+            supported: header::SEGMENT_FORMAT_VERSION,
+        },
+        other => Error::corrupt(&path, 0, other.to_string()),
+    })?;
+    let mut index = ActiveIndex::new();
+    let mut n = 0u64;
+    let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {
+        n += 1;
+        index.insert(
+            v.org,
+            ActiveEntry {
+                occurred_at: v.occurred_at.as_nanos(),
+                id: v.id,
+                offset: off as u32,
+            },
+        );
+    });
+    recovery.records_scanned = n;
+    if let Some(stop) = &walk.stop {
+        recovery.truncated_bytes = bytes.len() as u64 - walk.valid_end;
+        recovery.truncation = Some(format!(
+            "{}: cut {} bytes at offset {}: {}",
+            path.display(),
+            recovery.truncated_bytes,
+            stop.offset,
+            stop.reason
+        ));
+    }
+    Ok((ActiveFile::reopen(path, id, walk.valid_end)?, index))
+}
+
+struct Filter {
+    action: Option<(String, bool)>,
+    actor: Option<String>,
+    target: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+fn json_id_is(text: &str, want: &str) -> bool {
+    serde_json::from_str::<IdOnly<'_>>(text)
+        .map(|v| v.id == want)
+        .unwrap_or(false)
+}
+
+impl Filter {
+    fn new(q: &Query) -> Self {
+        Filter {
+            action: q.action.as_ref().map(|a| match a.strip_suffix('*') {
+                Some(prefix) => (prefix.to_owned(), true),
+                None => (a.clone(), false),
+            }),
+            actor: q.actor_id.clone(),
+            target: q.target_id.clone(),
+        }
+    }
+
+    fn matches(&self, v: &RecordView<'_>) -> bool {
+        if let Some((a, prefix)) = &self.action {
+            let ok = if *prefix { v.action.starts_with(a.as_str()) } else { v.action == a };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(id) = &self.actor {
+            if !json_id_is(v.actor, id) {
+                return false;
+            }
+        }
+        if let Some(id) = &self.target {
+            if !json_id_is(v.target, id) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+enum Cursor {
+    Sealed {
+        seg: Arc<SealedSegment>,
+        pos: u64,
+        end: u64,
+    },
+    Active {
+        file: Arc<File>,
+        path: PathBuf,
+        entries: Vec<ActiveEntry>,
+        pos: usize,
+    },
+}
+
+type Key = (i64, [u8; 16], u32);
+
+impl Cursor {
+    /// (occurred_at, id, offset) of the cursor's next entry.
+    fn peek(&self) -> Result<Option<Key>> {
+        match self {
+            Cursor::Sealed { seg, pos, end } => {
+                if pos >= end {
+                    return Ok(None);
+                }
+                let (ts, off) = idxfile::time_entry(seg.idx_bytes(), &seg.layout, *pos);
+                let body_at = off as usize + frame::FRAME_HEADER_LEN;
+                let log = seg.log_bytes();
+                if body_at + codec::FIXED_LEN > log.len() {
+                    return Err(Error::corrupt(&seg.idx_path, 0, format!("index entry points past the end of the log ({off})")));
+                }
+                let (_, id) = codec::peek_key(&log[body_at..]).map_err(|e| Error::corrupt(&seg.log_path, off as u64, e.0))?;
+                Ok(Some((ts, id, off)))
+            }
+            Cursor::Active { entries, pos, .. } => Ok(entries.get(*pos).map(|e| (e.occurred_at, e.id, e.offset))),
+        }
+    }
+
+    fn advance(&mut self) {
+        match self {
+            Cursor::Sealed { pos, .. } => *pos += 1,
+            Cursor::Active { pos, .. } => *pos += 1,
+        }
+    }
+}
+
+/// An iterator over a query's events, in (occurred_at, id) order. Reads
+/// lazily; each record's checksum is verified as it is read.
+pub struct Scan {
+    cursors: Vec<Cursor>,
+    heap: BinaryHeap<Reverse<(Key, usize)>>,
+    filter: Filter,
+    remaining: usize,
+    buf: Vec<u8>,
+    started: bool,
+    failed: bool,
+}
+
+impl Scan {
+    fn start(&mut self) -> Result<()> {
+        self.started = true;
+        for i in 0..self.cursors.len() {
+            if let Some(k) = self.cursors[i].peek()? {
+                self.heap.push(Reverse((k, i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Visit the next matching record without building an owned [`Event`].
+    pub fn next_with<R>(&mut self, mut f: impl FnMut(&RecordView<'_>) -> R) -> Option<Result<R>> {
+        if self.failed || self.remaining == 0 {
+            return None;
+        }
+        if !self.started {
+            if let Err(e) = self.start() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        loop {
+            let Reverse(((ts, _, off), i)) = self.heap.pop()?;
+            let result = self.read_one(i, ts, off, &mut f);
+            self.cursors[i].advance();
+            match self.cursors[i].peek() {
+                Ok(Some(k)) => self.heap.push(Reverse((k, i))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+            match result {
+                Ok(Some(r)) => {
+                    self.remaining -= 1;
+                    return Some(Ok(r));
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn read_one<R>(&mut self, i: usize, ts: i64, off: u32, f: &mut impl FnMut(&RecordView<'_>) -> R) -> Result<Option<R>> {
+        let check = |v: &RecordView<'_>, path: &Path| -> Result<()> {
+            if v.occurred_at.as_nanos() != ts {
+                return Err(Error::corrupt(path, off as u64, "record does not match its index entry"));
+            }
+            Ok(())
+        };
+        match &self.cursors[i] {
+            Cursor::Sealed { seg, .. } => {
+                let v = seg.record(off)?;
+                check(&v, &seg.log_path)?;
+                Ok(self.filter.matches(&v).then(|| f(&v)))
+            }
+            Cursor::Active { file, path, .. } => {
+                segment::read_frame_at(file, path, off as u64, &mut self.buf)?;
+                let v = segment::decode_frame(&self.buf, path, off as u64)?;
+                check(&v, path)?;
+                Ok(self.filter.matches(&v).then(|| f(&v)))
+            }
+        }
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with(|v| v.to_event())
+    }
+}

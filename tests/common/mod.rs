@@ -1,0 +1,52 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use auditstore::{Event, Timestamp};
+
+pub fn shared_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name)
+}
+
+/// The sample file's events (org from scope.id) in file order.
+pub fn sample_events() -> Vec<(String, Event)> {
+    let text = std::fs::read_to_string(shared_data("sample-events.jsonl")).expect("sample data");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let e = Event::from_json(l).expect("sample line parses");
+            (e.scope_id().expect("sample has scope"), e)
+        })
+        .collect()
+}
+
+/// First-write-wins view of a sequence of appends: id -> (org, event).
+pub fn model(events: &[(String, Event)]) -> HashMap<uuid::Uuid, (String, Event)> {
+    let mut m = HashMap::new();
+    for (o, e) in events {
+        m.entry(e.id()).or_insert_with(|| (o.clone(), e.clone()));
+    }
+    m
+}
+
+/// Brute-force answer of a range query over the model.
+pub fn brute_force(
+    model: &HashMap<uuid::Uuid, (String, Event)>,
+    org: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<Event> {
+    let mut v: BTreeMap<(Timestamp, [u8; 16]), Event> = BTreeMap::new();
+    for (o, e) in model.values() {
+        if o == org && e.occurred_at() >= from && e.occurred_at() < to {
+            v.insert((e.occurred_at(), *e.id().as_bytes()), e.clone());
+        }
+    }
+    v.into_values().collect()
+}
+
+pub fn ts(s: &str) -> Timestamp {
+    Timestamp::parse_instant_or_date(s).expect("test timestamp")
+}
