@@ -35,7 +35,8 @@ impl FixedClock {
     }
 
     pub fn advance_secs(&self, secs: i64) {
-        self.0.fetch_add(secs.saturating_mul(1_000_000_000), Ordering::SeqCst);
+        self.0
+            .fetch_add(secs.saturating_mul(1_000_000_000), Ordering::SeqCst);
     }
 }
 

@@ -166,8 +166,8 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     let mut at = FIXED_LEN;
     for (i, len) in lens.iter().enumerate() {
         let bytes = &body[at..at + len];
-        texts[i] = std::str::from_utf8(bytes)
-            .map_err(|e| DecodeError(format!("{} is not UTF-8: {e}", NAMES[i])))?;
+        texts[i] =
+            std::str::from_utf8(bytes).map_err(|e| DecodeError(format!("{} is not UTF-8: {e}", NAMES[i])))?;
         at += len;
     }
     Ok(RecordView {

@@ -43,7 +43,7 @@ pub use error::{Error, Result};
 pub use event::{Event, EventError};
 pub use org::{OrgSettings, Plan};
 pub use store::{
-    AppendOutcome, BatchReport, Durability, Options, Problem, Query, RecoveryReport, RetentionReport, Scan, Stats,
-    Store, VerifyReport,
+    AppendOutcome, BatchReport, Durability, Options, Problem, Query, RecoveryReport, RetentionReport, Scan,
+    Stats, Store, VerifyReport,
 };
 pub use time::Timestamp;

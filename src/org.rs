@@ -115,7 +115,12 @@ pub(crate) fn get(db: &redb::Database, org: &str) -> Result<OrgSettings> {
     }
 }
 
-pub(crate) fn set(db: &redb::Database, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
+pub(crate) fn set(
+    db: &redb::Database,
+    org: &str,
+    plan: Option<Plan>,
+    retention_days: Option<u32>,
+) -> Result<OrgSettings> {
     validate_org_name(org)?;
     if let Some(d) = retention_days {
         if !RETENTION_DAYS_RANGE.contains(&d) {

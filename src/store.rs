@@ -1,8 +1,8 @@
 //! The store: open and recover, append with de-duplication and group
 //! commit, range scans, point reads, retention, verification and stats.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -234,7 +234,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -418,7 +420,11 @@ impl Store {
     /// ```
     pub fn append(&self, org: &str, event: &Event) -> Result<AppendOutcome> {
         let report = self.append_batch([(org, event)])?;
-        Ok(report.outcomes.first().copied().unwrap_or(AppendOutcome::Duplicate))
+        Ok(report
+            .outcomes
+            .first()
+            .copied()
+            .unwrap_or(AppendOutcome::Duplicate))
     }
 
     /// Append a batch of `(org, event)` with one write and (under the default
@@ -512,7 +518,8 @@ impl Store {
         w.buf.clear();
         if let Err(e) = result {
             pending.clear();
-            if matches!(&e, Error::Io { context, .. } if context.contains("cutting the partial write failed")) {
+            if matches!(&e, Error::Io { context, .. } if context.contains("cutting the partial write failed"))
+            {
                 w.poisoned = Some(e.to_string());
             }
             return Err(e);
@@ -524,7 +531,13 @@ impl Store {
     }
 
     /// Is this event's id already stored? Returns the outcome if so.
-    fn check_stored(&self, w: &Writer, org: &str, event: &Event, scratch: &mut Vec<u8>) -> Result<Option<AppendOutcome>> {
+    fn check_stored(
+        &self,
+        w: &Writer,
+        org: &str,
+        event: &Event,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<AppendOutcome>> {
         let id_bytes = *event.id().as_bytes();
         let id = &id_bytes;
         let compare = |view: &RecordView<'_>, scratch: &mut Vec<u8>| {
@@ -617,7 +630,11 @@ impl Store {
             if let Some(p) = &w.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
-            (w.active.file.clone(), w.active.path.clone(), lsn(w.active.id, w.active.len))
+            (
+                w.active.file.clone(),
+                w.active.path.clone(),
+                lsn(w.active.id, w.active.len),
+            )
         };
         if let Err(e) = file.sync_data() {
             let err = Error::io(format!("fdatasync {}", path.display()), e);
@@ -683,7 +700,12 @@ impl Store {
                 SEGMENT_HEADER_LEN as u64
             };
             let entries = w.index.range(&query.org, from, to, visible_end);
-            (self.sealed_snapshot(), entries, w.active.file.clone(), w.active.path.clone())
+            (
+                self.sealed_snapshot(),
+                entries,
+                w.active.file.clone(),
+                w.active.path.clone(),
+            )
         };
         for seg in sealed.iter() {
             let Some(org) = seg.org(&query.org) else { continue };
@@ -693,7 +715,11 @@ impl Store {
             let lo = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, from);
             let hi = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, to);
             if lo < hi {
-                scan.cursors.push(Cursor::Sealed { seg: seg.clone(), pos: lo, end: hi });
+                scan.cursors.push(Cursor::Sealed {
+                    seg: seg.clone(),
+                    pos: lo,
+                    end: hi,
+                });
             }
         }
         if !active_entries.is_empty() {
@@ -854,7 +880,9 @@ impl Store {
             stats.oldest = Some(Timestamp::from_nanos(lo));
             stats.newest = Some(Timestamp::from_nanos(hi));
         }
-        stats.bytes += std::fs::metadata(self.dir.join(META_FILE)).map(|m| m.len()).unwrap_or(0);
+        stats.bytes += std::fs::metadata(self.dir.join(META_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0);
         Ok(stats)
     }
 
@@ -1018,7 +1046,10 @@ fn recover_active(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<
         // Torn while being created: nothing in it was ever acknowledged.
         std::fs::remove_file(&path).ctx(|| format!("remove torn {}", path.display()))?;
         recovery.truncated_bytes += bytes.len() as u64;
-        recovery.truncation = Some(format!("{}: segment created but its header was torn", path.display()));
+        recovery.truncation = Some(format!(
+            "{}: segment created but its header was torn",
+            path.display()
+        ));
         return Ok((ActiveFile::create(dir, id)?, ActiveIndex::new()));
     }
     header::check(&bytes, id).map_err(|e| match e {
@@ -1088,7 +1119,11 @@ impl Filter {
 
     fn matches(&self, v: &RecordView<'_>) -> bool {
         if let Some((a, prefix)) = &self.action {
-            let ok = if *prefix { v.action.starts_with(a.as_str()) } else { v.action == a };
+            let ok = if *prefix {
+                v.action.starts_with(a.as_str())
+            } else {
+                v.action == a
+            };
             if !ok {
                 return false;
             }
@@ -1135,12 +1170,19 @@ impl Cursor {
                 let body_at = off as usize + frame::FRAME_HEADER_LEN;
                 let log = seg.log_bytes();
                 if body_at + codec::FIXED_LEN > log.len() {
-                    return Err(Error::corrupt(&seg.idx_path, 0, format!("index entry points past the end of the log ({off})")));
+                    return Err(Error::corrupt(
+                        &seg.idx_path,
+                        0,
+                        format!("index entry points past the end of the log ({off})"),
+                    ));
                 }
-                let (_, id) = codec::peek_key(&log[body_at..]).map_err(|e| Error::corrupt(&seg.log_path, off as u64, e.0))?;
+                let (_, id) = codec::peek_key(&log[body_at..])
+                    .map_err(|e| Error::corrupt(&seg.log_path, off as u64, e.0))?;
                 Ok(Some((ts, id, off)))
             }
-            Cursor::Active { entries, pos, .. } => Ok(entries.get(*pos).map(|e| (e.occurred_at, e.id, e.offset))),
+            Cursor::Active { entries, pos, .. } => {
+                Ok(entries.get(*pos).map(|e| (e.occurred_at, e.id, e.offset)))
+            }
         }
     }
 
@@ -1212,10 +1254,20 @@ impl Scan {
         }
     }
 
-    fn read_one<R>(&mut self, i: usize, ts: i64, off: u32, f: &mut impl FnMut(&RecordView<'_>) -> R) -> Result<Option<R>> {
+    fn read_one<R>(
+        &mut self,
+        i: usize,
+        ts: i64,
+        off: u32,
+        f: &mut impl FnMut(&RecordView<'_>) -> R,
+    ) -> Result<Option<R>> {
         let check = |v: &RecordView<'_>, path: &Path| -> Result<()> {
             if v.occurred_at.as_nanos() != ts {
-                return Err(Error::corrupt(path, off as u64, "record does not match its index entry"));
+                return Err(Error::corrupt(
+                    path,
+                    off as u64,
+                    "record does not match its index entry",
+                ));
             }
             Ok(())
         };

@@ -36,7 +36,9 @@ fn build(dir: &Path) -> Vec<(String, Event)> {
     let events = sample_events();
     let store = Store::open_with(dir, opts()).unwrap();
     for c in events.chunks(50) {
-        store.append_batch(c.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+        store
+            .append_batch(c.iter().map(|(o, e)| (o.as_str(), e)))
+            .unwrap();
     }
     events
 }
@@ -62,7 +64,8 @@ fn torn_tail_of_active_segment_is_cut_and_everything_before_survives() {
     let len = std::fs::metadata(&active).unwrap().len();
     // A torn write: half a frame of garbage after the last record.
     let mut f = OpenOptions::new().append(true).open(&active).unwrap();
-    f.write_all(&[0x40, 0x01, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).unwrap();
+    f.write_all(&[0x40, 0x01, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
+        .unwrap();
     drop(f);
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert_eq!(store.recovery_report().truncated_bytes, 11);
@@ -105,7 +108,10 @@ fn bit_flip_in_sealed_segment_is_reported_with_file_and_offset() {
     // Reads that reach the damaged record fail loudly instead of skipping it.
     let mut saw_error = false;
     for org in ["org-00", "org-01", "org-02", "org-03"] {
-        for e in store.scan(&Query::new(org, ts("2026-01-01"), ts("2027-01-01"))).unwrap() {
+        for e in store
+            .scan(&Query::new(org, ts("2026-01-01"), ts("2027-01-01")))
+            .unwrap()
+        {
             if let Err(Error::Corrupt { path, offset, .. }) = e {
                 assert_eq!((path, offset), (sealed.clone(), 32));
                 saw_error = true;
@@ -128,7 +134,10 @@ fn truncated_or_missing_index_is_rebuilt_from_an_intact_log() {
     drop(f);
     std::fs::remove_file(&idx[1]).unwrap();
     let store = Store::open_with(dir.path(), opts()).unwrap();
-    assert_eq!(store.recovery_report().rebuilt_indexes, vec![idx[0].clone(), idx[1].clone()]);
+    assert_eq!(
+        store.recovery_report().rebuilt_indexes,
+        vec![idx[0].clone(), idx[1].clone()]
+    );
     assert_eq!(count_all(&store), unique);
     assert!(store.verify().unwrap().problems.is_empty());
 }
@@ -172,7 +181,11 @@ fn wrong_magic_and_future_version_are_refused() {
     bad[0..8].copy_from_slice(b"NOTAUDIT");
     std::fs::write(&log, &bad).unwrap();
     match Store::open_with(dir.path(), opts()) {
-        Err(Error::Corrupt { path, offset: 0, reason }) => {
+        Err(Error::Corrupt {
+            path,
+            offset: 0,
+            reason,
+        }) => {
             assert_eq!(path, log);
             assert!(reason.contains("magic"), "{reason}");
         }

@@ -34,7 +34,10 @@ fn crash_child_writer() {
     let Ok(dir) = std::env::var("CRASH_CHILD_DIR") else {
         return; // Not a child run.
     };
-    let seed: u64 = std::env::var("CRASH_CHILD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed: u64 = std::env::var("CRASH_CHILD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let store = Store::open_with(&dir, options()).expect("child opens the store");
     let mut gen = SampleGenerator::new(SampleConfig {
         seed,
@@ -46,7 +49,9 @@ fn crash_child_writer() {
     loop {
         let batch: Vec<(String, Event)> = (&mut gen).take(size).collect();
         size = size % 300 + 7;
-        let r = store.append_batch(batch.iter().map(|(o, e)| (o.as_str(), e))).expect("append");
+        let r = store
+            .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
+            .expect("append");
         let mut line = String::from("ACK");
         for (i, (_, e)) in batch.iter().enumerate() {
             if r.outcomes[i] == auditstore::AppendOutcome::Appended {
@@ -64,7 +69,10 @@ fn crash_child_writer() {
 fn all_ids(store: &Store) -> Vec<uuid::Uuid> {
     let mut ids = Vec::new();
     for org in ["org-00", "org-01", "org-02", "org-03"] {
-        for e in store.scan(&Query::new(org, ts("2000-01-01"), ts("2100-01-01"))).unwrap() {
+        for e in store
+            .scan(&Query::new(org, ts("2000-01-01"), ts("2100-01-01")))
+            .unwrap()
+        {
             ids.push(e.expect("readable event").id());
         }
     }
@@ -76,7 +84,10 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
     if std::env::var("CRASH_CHILD_DIR").is_ok() {
         return;
     }
-    let loops: u64 = std::env::var("CRASH_LOOPS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let loops: u64 = std::env::var("CRASH_LOOPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked: HashSet<uuid::Uuid> = HashSet::new();
@@ -102,7 +113,9 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
                     // Only complete lines count (a torn last line has no '\n'
                     // and is dropped by `lines()` only if it is not valid...
                     // so parse strictly).
-                    let Some(rest) = line.strip_prefix("ACK") else { continue };
+                    let Some(rest) = line.strip_prefix("ACK") else {
+                        continue;
+                    };
                     let parsed: Result<Vec<uuid::Uuid>, _> =
                         rest.split_whitespace().map(uuid::Uuid::parse_str).collect();
                     if let Ok(ids) = parsed {
@@ -135,15 +148,35 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
         for id in &ids {
             *counts.entry(*id).or_default() += 1;
         }
-        assert!(counts.values().all(|c| *c == 1), "round {round}: an event is stored twice");
+        assert!(
+            counts.values().all(|c| *c == 1),
+            "round {round}: an event is stored twice"
+        );
         for id in &acked {
-            assert!(counts.contains_key(id), "round {round}: acknowledged event {id} lost");
+            assert!(
+                counts.contains_key(id),
+                "round {round}: acknowledged event {id} lost"
+            );
         }
         let v = store.verify().unwrap();
-        assert!(v.problems.is_empty(), "round {round}: verify found {:?}", v.problems);
+        assert!(
+            v.problems.is_empty(),
+            "round {round}: verify found {:?}",
+            v.problems
+        );
     }
-    assert!(acked.len() > 100, "the children acknowledged events ({})", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the children acknowledged events ({})",
+        acked.len()
+    );
     let store = Store::open_with(dir.path(), options()).unwrap();
-    assert!(store.stats().unwrap().segments > 2, "rounds crossed segment rolls");
-    eprintln!("crash loops: {loops}, acknowledged: {}, torn tails cut: {truncations}", acked.len());
+    assert!(
+        store.stats().unwrap().segments > 2,
+        "rounds crossed segment rolls"
+    );
+    eprintln!(
+        "crash loops: {loops}, acknowledged: {}, torn tails cut: {truncations}",
+        acked.len()
+    );
 }

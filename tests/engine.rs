@@ -48,7 +48,9 @@ fn range_scans_match_brute_force_across_segments_and_reopen() {
     {
         let store = Store::open_with(dir.path(), small_segments(clock.clone())).unwrap();
         for chunk in events.chunks(97) {
-            store.append_batch(chunk.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+            store
+                .append_batch(chunk.iter().map(|(o, e)| (o.as_str(), e)))
+                .unwrap();
         }
         assert!(store.stats().unwrap().segments > 5, "test needs several segments");
         check_ranges(&store, &m);
@@ -81,7 +83,11 @@ fn check_ranges(store: &Store, m: &std::collections::HashMap<uuid::Uuid, (String
     // Filters and limit, against the same model.
     let (from, to) = (ts("2026-06-01"), ts("2026-08-01"));
     let all = brute_force(m, "org-01", from, to);
-    let wf: Vec<Event> = all.iter().filter(|e| e.action().starts_with("workflow.")).cloned().collect();
+    let wf: Vec<Event> = all
+        .iter()
+        .filter(|e| e.action().starts_with("workflow."))
+        .cloned()
+        .collect();
     let got: Vec<Event> = store
         .scan(&Query::new("org-01", from, to).action("workflow.*"))
         .unwrap()
@@ -89,7 +95,11 @@ fn check_ranges(store: &Store, m: &std::collections::HashMap<uuid::Uuid, (String
         .unwrap();
     assert_eq!(got, wf);
     assert!(!wf.is_empty());
-    let exact: Vec<Event> = all.iter().filter(|e| e.action() == "user.logged_in").cloned().collect();
+    let exact: Vec<Event> = all
+        .iter()
+        .filter(|e| e.action() == "user.logged_in")
+        .cloned()
+        .collect();
     let got: Vec<Event> = store
         .scan(&Query::new("org-01", from, to).action("user.logged_in"))
         .unwrap()
@@ -110,7 +120,13 @@ fn check_ranges(store: &Store, m: &std::collections::HashMap<uuid::Uuid, (String
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(got, all.iter().filter(|e| e.target_id() == target).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        all.iter()
+            .filter(|e| e.target_id() == target)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
     let got: Vec<Event> = store
         .scan(&Query::new("org-01", from, to).limit(7))
         .unwrap()
@@ -126,7 +142,9 @@ fn retention_clamps_every_read() {
     let store = Store::open_with(dir.path(), small_segments(clock.clone())).unwrap();
     let events = sample_events();
     let m = model(&events);
-    store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+    store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
     store.set_org("org-02", None, Some(30)).unwrap();
     let (from, to) = (ts("2026-06-01"), ts("2026-08-01"));
     let cutoff = ts("2026-06-20T00:00:00Z");
@@ -157,7 +175,9 @@ fn retention_apply_deletes_only_fully_expired_segments() {
     let events = sample_events();
     let m = model(&events);
     let store = Store::open_with(dir.path(), small_segments(clock.clone())).unwrap();
-    store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+    store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
     for org in ["org-00", "org-01", "org-02", "org-03"] {
         store.set_org(org, None, Some(30)).unwrap();
     }
@@ -171,7 +191,9 @@ fn retention_apply_deletes_only_fully_expired_segments() {
     };
     let visible_before: Vec<Vec<Event>> = ["org-00", "org-01"].iter().map(|o| scan_all(&store, o)).collect();
     // A reader holding a scan across the deletion keeps working.
-    let mut held = store.scan(&Query::new("org-00", ts("2026-01-01"), ts("2027-01-01"))).unwrap();
+    let mut held = store
+        .scan(&Query::new("org-00", ts("2026-01-01"), ts("2027-01-01")))
+        .unwrap();
     let first = held.next().unwrap().unwrap();
     let r = store.apply_retention().unwrap();
     assert!(r.segments_deleted > 0, "some segments are fully expired");
@@ -201,7 +223,9 @@ fn organizations_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let events = sample_events();
-    store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+    store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
     for org in ["org-00", "org-01", "org-02", "org-03"] {
         let q = Query::new(org, ts("2026-01-01"), ts("2027-01-01")).as_of(ts("2026-08-01"));
         for e in store.scan(&q).unwrap() {
@@ -226,7 +250,9 @@ fn duplicates_and_conflicts_across_sealed_segments_reopen_and_within_batches() {
     let events: Vec<(String, Event)> = (&mut gen).take(3000).collect();
     {
         let store = Store::open_with(dir.path(), small_segments(clock.clone())).unwrap();
-        let r = store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+        let r = store
+            .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+            .unwrap();
         assert_eq!(r.appended, 3000);
     }
     let store = Store::open_with(dir.path(), small_segments(clock.clone())).unwrap();
@@ -248,18 +274,27 @@ fn duplicates_and_conflicts_across_sealed_segments_reopen_and_within_batches() {
     };
     let conflicting = Event::from_json(&flipped).unwrap();
     assert_ne!(&conflicting, original);
-    assert_eq!(store.append(&events[10].0, &conflicting).unwrap(), AppendOutcome::Conflict);
+    assert_eq!(
+        store.append(&events[10].0, &conflicting).unwrap(),
+        AppendOutcome::Conflict
+    );
     let (fresh_org, fresh) = gen.next_event();
     let r = store
         .append_batch([(fresh_org.as_str(), &fresh), (fresh_org.as_str(), &fresh)])
         .unwrap();
-    assert_eq!(r.outcomes, vec![AppendOutcome::Appended, AppendOutcome::Duplicate]);
+    assert_eq!(
+        r.outcomes,
+        vec![AppendOutcome::Appended, AppendOutcome::Duplicate]
+    );
     assert_eq!(store.stats().unwrap().events, 3001);
     // Reordered nested keys are the same content: a duplicate.
     let json = fresh.to_json();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let reordered = Event::from_json(&serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    assert_eq!(store.append(&fresh_org, &reordered).unwrap(), AppendOutcome::Duplicate);
+    assert_eq!(
+        store.append(&fresh_org, &reordered).unwrap(),
+        AppendOutcome::Duplicate
+    );
 }
 
 #[test]
@@ -342,7 +377,9 @@ fn buffered_durability_survives_reopen_after_flush() {
     let events = sample_events();
     {
         let store = Store::open_with(dir.path(), opts.clone()).unwrap();
-        store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e))).unwrap();
+        store
+            .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+            .unwrap();
         store.flush().unwrap();
     }
     let store = Store::open_with(dir.path(), opts).unwrap();

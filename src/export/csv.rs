@@ -34,7 +34,9 @@ pub enum CsvError {
     Io(#[from] std::io::Error),
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
-    #[error("refusing to write a cell that a spreadsheet would execute: column {column} starts with {first:?}")]
+    #[error(
+        "refusing to write a cell that a spreadsheet would execute: column {column} starts with {first:?}"
+    )]
     Dangerous { column: &'static str, first: char },
 }
 

@@ -198,7 +198,10 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
     }
     let found_id = u64_at(buf, 16);
     if found_id != segment_id {
-        return Err(err(16, format!("index names segment {found_id}, expected {segment_id}")));
+        return Err(err(
+            16,
+            format!("index names segment {found_id}, expected {segment_id}"),
+        ));
     }
     let log_len = u64_at(buf, 24);
     let event_count = u64_at(buf, 32);
@@ -215,7 +218,10 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
     if expected != buf.len() {
         return Err(err(
             32,
-            format!("sections add up to {expected} bytes but the file is {} bytes", buf.len()),
+            format!(
+                "sections add up to {expected} bytes but the file is {} bytes",
+                buf.len()
+            ),
         ));
     }
     let mut orgs = Vec::with_capacity(org_count);

@@ -23,10 +23,9 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::Truncated { needed, available } => write!(
-                f,
-                "truncated frame: needs {needed} bytes, {available} remain"
-            ),
+            FrameError::Truncated { needed, available } => {
+                write!(f, "truncated frame: needs {needed} bytes, {available} remain")
+            }
             FrameError::BadLength(l) => write!(f, "invalid frame length {l}"),
             FrameError::BadChecksum { stored, computed } => write!(
                 f,
@@ -123,10 +122,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(b"0123456789", &mut buf);
         for cut in 0..buf.len() {
-            assert!(matches!(
-                decode(&buf[..cut]),
-                Err(FrameError::Truncated { .. })
-            ));
+            assert!(matches!(decode(&buf[..cut]), Err(FrameError::Truncated { .. })));
         }
     }
 

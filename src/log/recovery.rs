@@ -45,8 +45,8 @@ pub fn walk(buf: &[u8], start: usize, mut visit: impl FnMut(u64, &RecordView<'_>
                 }
             },
             Err(e) => {
-                let torn = matches!(e, frame::FrameError::Truncated { .. })
-                    || buf[at..].iter().all(|b| *b == 0);
+                let torn =
+                    matches!(e, frame::FrameError::Truncated { .. }) || buf[at..].iter().all(|b| *b == 0);
                 return Walk {
                     valid_end: at as u64,
                     stop: Some(Stop {

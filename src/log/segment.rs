@@ -148,13 +148,20 @@ pub fn read_frame_at(file: &File, path: &Path, offset: u64, buf: &mut Vec<u8>) -
         .ctx(|| format!("read {} at {offset}", path.display()))?;
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     if len == 0 || len > frame::MAX_BODY_LEN {
-        return Err(Error::corrupt(path, offset, format!("invalid frame length {len}")));
+        return Err(Error::corrupt(
+            path,
+            offset,
+            format!("invalid frame length {len}"),
+        ));
     }
     buf.clear();
     buf.resize(frame::FRAME_HEADER_LEN + len, 0);
     buf[..frame::FRAME_HEADER_LEN].copy_from_slice(&head);
-    file.read_exact_at(&mut buf[frame::FRAME_HEADER_LEN..], offset + frame::FRAME_HEADER_LEN as u64)
-        .ctx(|| format!("read {} at {offset}", path.display()))?;
+    file.read_exact_at(
+        &mut buf[frame::FRAME_HEADER_LEN..],
+        offset + frame::FRAME_HEADER_LEN as u64,
+    )
+    .ctx(|| format!("read {} at {offset}", path.display()))?;
     Ok(())
 }
 
@@ -259,7 +266,10 @@ impl SealedSegment {
             return Err(Error::corrupt(
                 &self.idx_path,
                 0,
-                format!("index points at offset {at}, past the end of {}", self.log_path.display()),
+                format!(
+                    "index points at offset {at}, past the end of {}",
+                    self.log_path.display()
+                ),
             ));
         }
         decode_frame(&self.log[at..], &self.log_path, offset as u64)

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use auditstore::{Event, Timestamp};
 
 pub fn shared_data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name)
 }
 
 /// The sample file's events (org from scope.id) in file order.

@@ -19,7 +19,11 @@ fn print_org(ctx: &Ctx, s: &OrgSettings) -> CliResult {
             "{}",
             table(
                 &["org", "plan", "retention_days"],
-                &[vec![s.org.clone(), s.plan.to_string(), s.retention_days.to_string()]]
+                &[vec![
+                    s.org.clone(),
+                    s.plan.to_string(),
+                    s.retention_days.to_string()
+                ]]
             )
         );
         Ok(())
@@ -51,7 +55,12 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
         if !ctx.json {
             println!("{summary}");
             for p in &report.problems {
-                println!("problem: {} at byte offset {}: {}", p.file.display(), p.offset, p.message);
+                println!(
+                    "problem: {} at byte offset {}: {}",
+                    p.file.display(),
+                    p.offset,
+                    p.message
+                );
             }
         }
         let problems = serde_json::to_value(&report.problems).unwrap_or(Value::Null);

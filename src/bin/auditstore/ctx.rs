@@ -41,7 +41,9 @@ impl From<auditstore::Error> for CliError {
         };
         let mut err = CliError::new(code, e.to_string());
         if let auditstore::Error::Corrupt { path, offset, .. } = &e {
-            err = err.with("file", path.display().to_string()).with("offset", *offset);
+            err = err
+                .with("file", path.display().to_string())
+                .with("offset", *offset);
         }
         err
     }

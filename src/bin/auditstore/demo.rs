@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::ctx::{CliError, CliResult, Ctx};
 
 pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
-    let explicit_dir = std::env::args_os().any(|a| a == "--data-dir" || a.to_string_lossy().starts_with("--data-dir="))
+    let explicit_dir = std::env::args_os()
+        .any(|a| a == "--data-dir" || a.to_string_lossy().starts_with("--data-dir="))
         || std::env::var_os("AUDITSTORE_DATA_DIR").is_some();
     let dir = if explicit_dir {
         ctx.data_dir.clone()
@@ -67,7 +68,10 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         "query org-00 [{from}, {to}): {} events in {:.2} ms; first: {}",
         found.len(),
         t.elapsed().as_secs_f64() * 1e3,
-        found.first().map(|e| e.action().to_owned()).unwrap_or_else(|| "-".into())
+        found
+            .first()
+            .map(|e| e.action().to_owned())
+            .unwrap_or_else(|| "-".into())
     ));
     let export = crate::export::demo_export(&store, now)?;
     say(format!(
@@ -89,7 +93,10 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         }))?;
     }
     if export.status != "success" {
-        return Err(CliError::new("failed", format!("demo export ended {}", export.status)));
+        return Err(CliError::new(
+            "failed",
+            format!("demo export ended {}", export.status),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,12 @@ struct Chunk {
 
 /// Read one line into `buf` (without the newline), keeping at most `cap`
 /// bytes; returns `None` at end of input, `Some(too_long)` otherwise.
-fn read_line_capped(r: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize, read: &mut u64) -> std::io::Result<Option<bool>> {
+fn read_line_capped(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    read: &mut u64,
+) -> std::io::Result<Option<bool>> {
     buf.clear();
     let mut too_long = false;
     let mut any = false;
@@ -90,7 +95,11 @@ fn parse_line(no: u64, raw: &[u8], org: Option<&str>) -> Line {
     Line::Event(org, event)
 }
 
-fn reader_thread(input: Box<dyn Read + Send>, org: Option<String>, tx: mpsc::SyncSender<std::io::Result<Chunk>>) {
+fn reader_thread(
+    input: Box<dyn Read + Send>,
+    org: Option<String>,
+    tx: mpsc::SyncSender<std::io::Result<Chunk>>,
+) {
     let mut r = BufReader::with_capacity(1 << 20, input);
     let mut buf = Vec::with_capacity(4096);
     let mut no = 0u64;
@@ -145,8 +154,10 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
             Some(n) if n >= PROGRESS_MIN_BYTES => {
                 let pb = ProgressBar::new(n);
                 pb.set_style(
-                    ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 Some(pb)
             }
@@ -226,5 +237,9 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
     } else {
         println!("appended {appended}, duplicates {duplicates}, conflicts {conflicts}, rejected {rejected}");
     }
-    Ok(if rejected > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

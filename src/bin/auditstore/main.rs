@@ -16,10 +16,19 @@ use clap::{Parser, Subcommand};
 use ctx::{parse_org, parse_time, CliResult, Ctx};
 
 #[derive(Parser)]
-#[command(name = "auditstore", version, about = "Admin tool for an auditstore audit log")]
+#[command(
+    name = "auditstore",
+    version,
+    about = "Admin tool for an auditstore audit log"
+)]
 struct Cli {
     /// The store's directory (default $AUDITSTORE_DATA_DIR, else ./auditstore-data).
-    #[arg(long, global = true, env = "AUDITSTORE_DATA_DIR", default_value = "auditstore-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITSTORE_DATA_DIR",
+        default_value = "auditstore-data"
+    )]
     data_dir: PathBuf,
     /// Evaluate time-dependent rules as of this instant (RFC 3339 or YYYY-MM-DD).
     #[arg(long, global = true, value_parser = parse_time)]

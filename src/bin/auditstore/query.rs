@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, args: QueryArgs) -> CliResult<ExitCode> {
     match format {
         Format::Jsonl => {
             let mut line = String::with_capacity(1024);
-            while let Some(event) = scan.next() {
+            for event in scan.by_ref() {
                 let event = event?;
                 line.clear();
                 event.write_json(&mut line);
@@ -107,7 +107,10 @@ pub fn run(ctx: &Ctx, args: QueryArgs) -> CliResult<ExitCode> {
                     e.success().to_string(),
                 ]);
             }
-            let text = table(&["occurred_at", "id", "action", "actor", "target", "success"], &rows);
+            let text = table(
+                &["occurred_at", "id", "action", "actor", "target", "success"],
+                &rows,
+            );
             if let Err(e) = out.write_all(text.as_bytes()) {
                 return pipe_ok(e).map(|_| ExitCode::SUCCESS);
             }

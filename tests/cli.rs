@@ -1,0 +1,466 @@
+//! The admin tool, driven as a user would: the real binary on real files,
+//! checked against the contract in shared/spec/cli.md.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auditstore"));
+    c.env_remove("AUDITSTORE_DATA_DIR");
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin().arg("--data-dir").arg(dir).args(args).output().unwrap()
+}
+
+fn run_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = bin()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn ingest_sample_reports_counts_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    let unique = model(&sample_events()).len() as u64;
+    let out = run(dir.path(), &["--json", "ingest", sample.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["appended"], unique);
+    assert_eq!(v["duplicates"], 2000 - unique);
+    assert_eq!(v["conflicts"], 0);
+    assert_eq!(v["rejected"], 0);
+    let again = json(&run(dir.path(), &["--json", "ingest", sample.to_str().unwrap()]));
+    assert_eq!(again["appended"], 0);
+    assert_eq!(again["duplicates"], 2000);
+    let stats = json(&run(dir.path(), &["--json", "stats"]));
+    assert_eq!(stats["events"], unique);
+    assert_eq!(stats["organizations"], 4);
+    assert!(stats["segments"].as_u64().unwrap() >= 1);
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn every_bad_line_is_rejected_naming_line_and_field_and_good_lines_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(shared_data("bad-events.jsonl")).unwrap();
+    let expected = std::fs::read_to_string(shared_data("bad-events.expected")).unwrap();
+    let good: Vec<String> = std::fs::read_to_string(shared_data("sample-events.jsonl"))
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    // Good lines around the bad ones, and a blank line that is skipped.
+    let mut input = String::new();
+    input.push_str(&good[0]);
+    input.push('\n');
+    input.push('\n');
+    input.push_str(&bad);
+    input.push_str(&good[1]);
+    input.push('\n');
+    input.push_str(&good[2]);
+    let out = run_stdin(dir.path(), &["--json", "ingest", "-"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "rejected lines make exit status 1");
+    let v = json(&out);
+    assert_eq!(v["appended"], 3);
+    assert_eq!(v["rejected"], 18);
+    let err = stderr(&out);
+    // Field named in each expected reason.
+    let fields = [
+        (1, "JSON"),
+        (2, "id"),
+        (3, "id"),
+        (4, "action"),
+        (5, "action"),
+        (6, "actor"),
+        (7, "actor.id"),
+        (8, "occurred_at"),
+        (9, "occurred_at"),
+        (10, "success"),
+        (11, "version"),
+        (12, "extra_field"),
+        (13, "payload"),
+        (14, "256 KiB"),
+        (15, "organization"),
+        (16, "object"),
+        (17, "request.id"),
+        (18, "target"),
+    ];
+    assert_eq!(expected.lines().filter(|l| !l.starts_with('#')).count(), 18);
+    for (bad_no, needle) in fields {
+        let line_no = bad_no + 2; // one good line and one blank line first
+        let prefix = format!("line {line_no}: ");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no error for line {line_no} in {err}"));
+        assert!(
+            line.contains(needle),
+            "line {line_no} should name {needle}: {line}"
+        );
+    }
+    assert_eq!(err.lines().filter(|l| l.starts_with("line ")).count(), 18);
+}
+
+#[test]
+fn ingest_with_org_overrides_scope_and_keeps_it_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    let out = run(
+        dir.path(),
+        &["--json", "ingest", sample.to_str().unwrap(), "--org", "tenant-x"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "--as-of",
+            "2026-08-01",
+            "query",
+            "--org",
+            "tenant-x",
+            "--from",
+            "2026-06-01",
+            "--to",
+            "2026-06-02",
+        ],
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().any(|e| e["scope"]["id"] == "org-01"),
+        "scope kept as sent"
+    );
+    let none = run(
+        dir.path(),
+        &[
+            "--json",
+            "--as-of",
+            "2026-08-01",
+            "query",
+            "--org",
+            "org-01",
+            "--from",
+            "2026-06-01",
+            "--to",
+            "2026-08-01",
+        ],
+    );
+    assert!(none.stdout.is_empty(), "events belong to tenant-x only");
+}
+
+#[test]
+fn query_output_matches_brute_force_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    run(dir.path(), &["ingest", sample.to_str().unwrap()]);
+    let m = model(&sample_events());
+    let want = brute_force(&m, "org-02", ts("2026-06-05"), ts("2026-06-20T12:00:00Z"));
+    assert!(want.len() > 10);
+    let base = [
+        "--as-of",
+        "2026-08-01",
+        "query",
+        "--org",
+        "org-02",
+        "--from",
+        "2026-06-05",
+        "--to",
+        "2026-06-20T12:00:00Z",
+    ];
+    let out = run(dir.path(), &[&["--json"], &base[..]].concat());
+    assert_eq!(out.status.code(), Some(0));
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want_json: Vec<Value> = want
+        .iter()
+        .map(|e| serde_json::from_str(&e.to_json()).unwrap())
+        .collect();
+    assert_eq!(got, want_json);
+    // CSV: header plus one row per event, same order.
+    let out = run(dir.path(), &[&base[..], &["--format", "csv"]].concat());
+    let mut rdr = csv::Reader::from_reader(out.stdout.as_slice());
+    assert_eq!(
+        rdr.headers().unwrap().iter().collect::<Vec<_>>(),
+        auditstore::export::csv::COLUMNS.to_vec()
+    );
+    let ids: Vec<String> = rdr.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(ids, want.iter().map(|e| e.id().to_string()).collect::<Vec<_>>());
+    // Table: every id appears.
+    let out = run(dir.path(), &[&base[..], &["--format", "table"]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for e in &want {
+        assert!(text.contains(&e.id().to_string()));
+    }
+    // Filters and limit.
+    let out = run(
+        dir.path(),
+        &[
+            &["--json"],
+            &base[..],
+            &["--action", "workflow.*", "--limit", "3"],
+        ]
+        .concat(),
+    );
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want_wf: Vec<String> = want
+        .iter()
+        .filter(|e| e.action().starts_with("workflow."))
+        .take(3)
+        .map(|e| e.id().to_string())
+        .collect();
+    assert_eq!(
+        got.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        want_wf
+    );
+}
+
+#[test]
+fn retention_clamps_query_and_get_as_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    run(dir.path(), &["ingest", sample.to_str().unwrap()]);
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "org",
+            "set",
+            "org-01",
+            "--plan",
+            "scale",
+            "--retention-days",
+            "30",
+        ],
+    );
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"org": "org-01", "plan": "scale", "retention_days": 30})
+    );
+    let show = json(&run(dir.path(), &["--json", "org", "show", "org-01"]));
+    assert_eq!(show["retention_days"], 30);
+    let fresh = json(&run(dir.path(), &["--json", "org", "show", "org-77"]));
+    assert_eq!(
+        fresh,
+        serde_json::json!({"org": "org-77", "plan": "free", "retention_days": 365})
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "--as-of",
+            "2026-07-20",
+            "query",
+            "--org",
+            "org-01",
+            "--from",
+            "2026-06-01",
+            "--to",
+            "2026-08-01",
+        ],
+    );
+    let times: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["occurred_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!times.is_empty());
+    assert!(
+        times.iter().all(|t| t.as_str() >= "2026-06-20"),
+        "clamped to 30 days before --as-of"
+    );
+    let first_id = "1818e811-892f-402b-923f-0824128b2f33"; // org-01, 2026-06-01
+    let out = run(dir.path(), &["--json", "--as-of", "2026-07-20", "get", first_id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["error"]["code"], "not_found");
+    let out = run(dir.path(), &["--json", "--as-of", "2026-06-02", "get", first_id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["id"], first_id);
+}
+
+#[test]
+fn usage_errors_exit_2_and_refusals_exit_1_with_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["query", "--org", "o"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(dir.path(), &["org", "set", "o", "--retention-days", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(dir.path(), &["--as-of", "yesterday", "stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        dir.path(),
+        &[
+            "--json",
+            "query",
+            "--org",
+            "o",
+            "--from",
+            "2026-06-02",
+            "--to",
+            "2026-06-01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["error"]["code"], "invalid_range");
+    let out = run(dir.path(), &["get", "not-a-uuid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not_found"));
+}
+
+#[test]
+fn a_second_writer_gets_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = auditstore::Store::open(dir.path()).unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    let out = run(dir.path(), &["--json", "ingest", sample.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["error"]["code"], "locked");
+}
+
+#[test]
+fn verify_reports_corruption_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = shared_data("sample-events.jsonl");
+    run(dir.path(), &["ingest", sample.to_str().unwrap()]);
+    let ok = run(dir.path(), &["--json", "verify"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(json(&ok)["records"].as_u64().unwrap() > 1900);
+    // Flip a byte in the middle of the (active) segment: recovery may only
+    // cut the tail there, so check the sealed case through the library
+    // tests; here corrupt the tail frame and see recovery keep the rest.
+    let log: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    let mut bytes = std::fs::read(&log[0]).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&log[0], &bytes).unwrap();
+    let stats = json(&run(dir.path(), &["--json", "stats"]));
+    assert_eq!(stats["events"], model(&sample_events()).len() as u64 - 1);
+    let ok = run(dir.path(), &["--json", "verify"]);
+    assert_eq!(ok.status.code(), Some(0));
+}
+
+#[test]
+fn verify_exit_1_with_corrupt_code_on_sealed_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = auditstore::Store::open_with(
+            dir.path(),
+            auditstore::Options {
+                segment_size: 64 * 1024,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ev = sample_events();
+        store
+            .append_batch(ev.iter().map(|(o, e)| (o.as_str(), e)))
+            .unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let mut bytes = std::fs::read(&logs[0]).unwrap();
+    bytes[500] ^= 0x04;
+    std::fs::write(&logs[0], &bytes).unwrap();
+    let out = run(dir.path(), &["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["error"]["code"], "corrupt");
+    let p = &v["error"]["problems"][0];
+    assert_eq!(p["file"], logs[0].to_str().unwrap());
+    assert!(p["offset"].as_u64().unwrap() <= 500);
+    let out = run(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(logs[0].to_str().unwrap()));
+}
+
+#[test]
+fn hostile_input_lines_are_rejected_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(shared_data("sample-events.jsonl"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut input: Vec<u8> = Vec::new();
+    input.extend_from_slice(b"\xff\xfe not utf8\n");
+    input.extend_from_slice(&vec![b'['; 200_000]);
+    input.push(b'\n');
+    input.extend_from_slice(b"{\"id\":\"\0\"}\n");
+    let huge_id = format!("{{\"id\":\"{}\"}}\n", "a".repeat(10_000));
+    input.extend_from_slice(huge_id.as_bytes());
+    input.extend_from_slice(&vec![b'x'; 3 << 20]); // a 3 MiB line
+    input.push(b'\n');
+    input.extend_from_slice(good.as_bytes());
+    input.push(b'\n');
+    let out = run_stdin(dir.path(), &["--json", "ingest"], &input);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["appended"], 1);
+    assert_eq!(v["rejected"], 5);
+    let err = stderr(&out);
+    let lines: HashSet<&str> = err.lines().filter_map(|l| l.split(':').next()).collect();
+    for n in 1..=5 {
+        assert!(lines.contains(format!("line {n}").as_str()), "{err}");
+    }
+    // Paths cannot be escaped through organization names: they are never
+    // used in paths, and control characters are refused.
+    let out = run(dir.path(), &["org", "set", "../../etc"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dir.path().join("../../etc").join("meta.redb").exists());
+}
