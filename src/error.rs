@@ -40,9 +40,10 @@ pub enum Error {
     /// An argument was out of its allowed range.
     #[error("invalid {what}: {reason}")]
     InvalidArgument { what: &'static str, reason: String },
-    /// An earlier fsync failed: the page cache may have dropped our data, so
-    /// the store refuses writes until it is reopened and recovered.
-    #[error("store is read-only after a failed fsync ({0}); reopen it to recover")]
+    /// An earlier fsync failed (the page cache may have dropped our data), or
+    /// a failed write could not be cut back: the store refuses writes until
+    /// it is reopened and recovered from what is really on disk.
+    #[error("store refuses writes after an unrecoverable write-path failure ({0}); reopen it to recover")]
     Poisoned(String),
     /// The metadata database (redb) failed.
     #[error("metadata database: {0}")]

@@ -32,6 +32,7 @@ pub mod error;
 pub mod event;
 pub mod export;
 pub mod index;
+pub mod io;
 pub mod log;
 pub mod org;
 pub mod sample;

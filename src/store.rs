@@ -17,6 +17,7 @@ use crate::event::Event;
 use crate::index::file::{self as idxfile};
 use crate::index::id::{fingerprint, FingerprintSet};
 use crate::index::time::{ActiveEntry, ActiveIndex};
+use crate::io::{Io, RealIo};
 use crate::log::frame;
 use crate::log::header::{self, SEGMENT_HEADER_LEN};
 use crate::log::recovery;
@@ -54,6 +55,8 @@ pub struct Options {
     pub segment_size: u64,
     /// Source of "now" for retention and exports.
     pub clock: Arc<dyn Clock>,
+    /// File operations of the write path (tests inject faults here).
+    pub io: Arc<dyn Io>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             durability: Durability::Sync,
             segment_size: 64 << 20,
             clock: Arc::new(SystemClock),
+            io: Arc::new(RealIo),
         }
     }
 }
@@ -315,6 +319,23 @@ impl Store {
         }
         logs.sort_unstable();
         let mut recovery = RecoveryReport::default();
+        // A roll creates the next segment before sealing the current one; a
+        // crash (or failure) in between leaves an empty last segment after
+        // an unsealed one, which is the real active segment.
+        while logs.len() >= 2 {
+            let last = logs[logs.len() - 1];
+            let prev = logs[logs.len() - 2];
+            let last_path = segment::log_path(&dir, last);
+            let last_len = std::fs::metadata(&last_path)
+                .ctx(|| format!("stat {}", last_path.display()))?
+                .len();
+            if last_len > SEGMENT_HEADER_LEN as u64 || SealedSegment::open(&dir, prev).is_ok() {
+                break;
+            }
+            std::fs::remove_file(&last_path).ctx(|| format!("remove empty {}", last_path.display()))?;
+            idxs.remove(&last);
+            logs.pop();
+        }
         let log_set: HashSet<u64> = logs.iter().copied().collect();
         let mut orphan_indexes: Vec<PathBuf> = idxs
             .iter()
@@ -336,16 +357,27 @@ impl Store {
             if Some(id) == last {
                 break;
             }
-            sealed.push(Arc::new(open_or_rebuild_sealed(&dir, id, &mut recovery)?));
+            sealed.push(Arc::new(open_or_rebuild_sealed(
+                &*options.io,
+                &dir,
+                id,
+                &mut recovery,
+            )?));
         }
         let (active, index) = match last {
-            None => (ActiveFile::create(&dir, 1)?, ActiveIndex::new()),
+            None => (
+                ActiveFile::create(options.io.clone(), &dir, 1)?,
+                ActiveIndex::new(),
+            ),
             Some(id) if idxs.contains(&id) && SealedSegment::open(&dir, id).is_ok() => {
                 // Crashed after sealing, before the next segment was created.
                 sealed.push(Arc::new(SealedSegment::open(&dir, id)?));
-                (ActiveFile::create(&dir, id + 1)?, ActiveIndex::new())
+                (
+                    ActiveFile::create(options.io.clone(), &dir, id + 1)?,
+                    ActiveIndex::new(),
+                )
             }
-            Some(id) => recover_active(&dir, id, &mut recovery)?,
+            Some(id) => recover_active(options.io.clone(), &dir, id, &mut recovery)?,
         };
         let fps = FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect());
         let end = lsn(active.id, active.len);
@@ -588,15 +620,24 @@ impl Store {
         let end = lsn(w.active.id, w.active.len);
         self.synced_lsn.fetch_max(end, Ordering::AcqRel);
         self.visible_lsn.fetch_max(end, Ordering::AcqRel);
-        let (names, mut entries) = w.index.to_build();
-        let bytes = idxfile::build(w.active.id, w.active.len, &names, &mut entries);
-        segment::write_atomically(&segment::idx_path(&self.dir, w.active.id), &bytes)?;
-        let sealed = SealedSegment::open(&self.dir, w.active.id)?;
-        let next = match ActiveFile::create(&self.dir, w.active.id + 1) {
-            Ok(n) => n,
+        // The next segment first: if that fails, nothing changed and the
+        // current segment simply stays active. A crash after this point
+        // leaves an empty last segment, which recovery handles.
+        let next = ActiveFile::create(self.options.io.clone(), &self.dir, w.active.id + 1)?;
+        let idx_path = segment::idx_path(&self.dir, w.active.id);
+        let sealed = (|| {
+            let (names, mut entries) = w.index.to_build();
+            let bytes = idxfile::build(w.active.id, w.active.len, &names, &mut entries);
+            segment::write_atomically_via(&*self.options.io, &idx_path, &bytes)?;
+            SealedSegment::open(&self.dir, w.active.id)
+        })();
+        let sealed = match sealed {
+            Ok(s) => s,
             Err(e) => {
-                // The old segment is sealed on disk; reopening resumes from it.
-                w.poisoned = Some(e.to_string());
+                // Undo: the current segment stays active; a stale index or an
+                // empty next segment left behind is ignored by recovery.
+                let _ = std::fs::remove_file(&idx_path);
+                let _ = std::fs::remove_file(&next.path);
                 return Err(e);
             }
         };
@@ -636,7 +677,7 @@ impl Store {
                 lsn(w.active.id, w.active.len),
             )
         };
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = self.options.io.sync_data(&file) {
             let err = Error::io(format!("fdatasync {}", path.display()), e);
             lock(&self.writer).poisoned = Some(err.to_string());
             return Err(err);
@@ -818,10 +859,13 @@ impl Store {
                     "{}.deleted",
                     path.extension().and_then(|e| e.to_str()).unwrap_or("")
                 ));
-                std::fs::rename(path, &aside).ctx(|| format!("rename {} aside", path.display()))?;
+                self.options
+                    .io
+                    .rename(path, &aside)
+                    .ctx(|| format!("rename {} aside", path.display()))?;
             }
         }
-        segment::sync_dir(&self.dir)?;
+        segment::sync_dir_via(&*self.options.io, &self.dir)?;
         for seg in &doomed {
             for path in [&seg.idx_path, &seg.log_path] {
                 let aside = path.with_extension(format!(
@@ -835,7 +879,7 @@ impl Store {
             report.events_deleted += seg.layout.event_count;
             report.bytes_freed += seg.disk_bytes();
         }
-        segment::sync_dir(&self.dir)?;
+        segment::sync_dir_via(&*self.options.io, &self.dir)?;
         w.fps = FingerprintSet::from_runs(keep.iter().map(|s| s.fingerprints()).collect());
         *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
         Ok(report)
@@ -990,7 +1034,12 @@ impl Drop for Store {
 
 /// Open a sealed segment; if its index is missing or damaged, rebuild it
 /// from the log (persisting it only when the log is intact).
-fn open_or_rebuild_sealed(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<SealedSegment> {
+fn open_or_rebuild_sealed(
+    io: &dyn Io,
+    dir: &Path,
+    id: u64,
+    recovery: &mut RecoveryReport,
+) -> Result<SealedSegment> {
     match SealedSegment::open(dir, id) {
         Ok(s) => return Ok(s),
         Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
@@ -1032,14 +1081,19 @@ fn open_or_rebuild_sealed(dir: &Path, id: u64, recovery: &mut RecoveryReport) ->
     }
     let bytes = idxfile::build(id, log.len() as u64, &orgs, &mut entries);
     let idx_path = segment::idx_path(dir, id);
-    segment::write_atomically(&idx_path, &bytes)?;
+    segment::write_atomically_via(io, &idx_path, &bytes)?;
     recovery.rebuilt_indexes.push(idx_path);
     SealedSegment::open(dir, id)
 }
 
 /// Recover the active segment: find its valid prefix, cut the rest, rebuild
 /// its in-memory index.
-fn recover_active(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<(ActiveFile, ActiveIndex)> {
+fn recover_active(
+    io: Arc<dyn Io>,
+    dir: &Path,
+    id: u64,
+    recovery: &mut RecoveryReport,
+) -> Result<(ActiveFile, ActiveIndex)> {
     let path = segment::log_path(dir, id);
     let bytes = std::fs::read(&path).ctx(|| format!("read {}", path.display()))?;
     if bytes.len() < SEGMENT_HEADER_LEN {
@@ -1050,7 +1104,7 @@ fn recover_active(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<
             "{}: segment created but its header was torn",
             path.display()
         ));
-        return Ok((ActiveFile::create(dir, id)?, ActiveIndex::new()));
+        return Ok((ActiveFile::create(io, dir, id)?, ActiveIndex::new()));
     }
     header::check(&bytes, id).map_err(|e| match e {
         header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
@@ -1084,7 +1138,7 @@ fn recover_active(dir: &Path, id: u64, recovery: &mut RecoveryReport) -> Result<
             stop.reason
         ));
     }
-    Ok((ActiveFile::reopen(path, id, walk.valid_end)?, index))
+    Ok((ActiveFile::reopen(io, path, id, walk.valid_end)?, index))
 }
 
 struct Filter {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::index::file::{self as idxfile, IndexLayout, OrgRange};
 use crate::index::id::fingerprint;
+use crate::io::Io;
 
 pub fn log_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016}.log"))
@@ -35,26 +35,37 @@ pub fn parse_name(name: &str) -> Option<(u64, &str)> {
 }
 
 /// fsync a directory so that creations, renames and unlinks in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub fn sync_dir_via(io: &dyn Io, dir: &Path) -> Result<()> {
+    io.sync_dir(dir)
         .ctx(|| format!("fsync directory {}", dir.display()))
+}
+
+/// [`sync_dir_via`] the real file system.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    sync_dir_via(&crate::io::RealIo, dir)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file, fsync, rename,
 /// fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_via(&crate::io::RealIo, path, bytes)
+}
+
+/// [`write_atomically`] through `io`.
+pub fn write_atomically_via(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
-    f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+    let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+    io.write_at(&f, bytes, 0)
+        .ctx(|| format!("write {}", tmp.display()))?;
+    io.sync_all(&f).ctx(|| format!("fsync {}", tmp.display()))?;
     drop(f);
-    std::fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    io.rename(&tmp, path)
+        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+        sync_dir_via(io, dir)?;
     }
     Ok(())
 }
@@ -67,34 +78,39 @@ pub struct ActiveFile {
     pub file: Arc<File>,
     /// Bytes written and acknowledged by the OS (header included).
     pub len: u64,
+    io: Arc<dyn Io>,
 }
 
 impl ActiveFile {
-    /// Create a new, empty segment file with its header, durably.
-    pub fn create(dir: &Path, id: u64) -> Result<Self> {
+    /// Create a new, empty segment file with its header, durably. An existing
+    /// file of that id (left by a failed earlier attempt: ids only grow, so
+    /// it can hold nothing acknowledged) is overwritten.
+    pub fn create(io: Arc<dyn Io>, dir: &Path, id: u64) -> Result<Self> {
         let path = log_path(dir, id);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&path)
             .ctx(|| format!("create segment {}", path.display()))?;
-        file.write_all_at(&header::encode(id), 0)
+        io.write_at(&file, &header::encode(id), 0)
             .ctx(|| format!("write header of {}", path.display()))?;
-        file.sync_all().ctx(|| format!("fsync {}", path.display()))?;
-        sync_dir(dir)?;
+        io.sync_all(&file).ctx(|| format!("fsync {}", path.display()))?;
+        sync_dir_via(&*io, dir)?;
         Ok(ActiveFile {
             id,
             path,
             file: Arc::new(file),
             len: header::SEGMENT_HEADER_LEN as u64,
+            io,
         })
     }
 
     /// Open an existing segment for appending after its first `valid_len`
     /// bytes; anything after them (a torn tail) is cut off and the cut made
     /// durable.
-    pub fn reopen(path: PathBuf, id: u64, valid_len: u64) -> Result<Self> {
+    pub fn reopen(io: Arc<dyn Io>, path: PathBuf, id: u64, valid_len: u64) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -102,15 +118,16 @@ impl ActiveFile {
             .ctx(|| format!("open segment {}", path.display()))?;
         let actual = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
         if actual != valid_len {
-            file.set_len(valid_len)
+            io.set_len(&file, valid_len)
                 .ctx(|| format!("truncate torn tail of {}", path.display()))?;
-            file.sync_all().ctx(|| format!("fsync {}", path.display()))?;
+            io.sync_all(&file).ctx(|| format!("fsync {}", path.display()))?;
         }
         Ok(ActiveFile {
             id,
             path,
             file: Arc::new(file),
             len: valid_len,
+            io,
         })
     }
 
@@ -118,8 +135,8 @@ impl ActiveFile {
     /// previous length so that no partial frame sits before later ones; if
     /// even that fails, the caller must stop writing (the error says so).
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        if let Err(e) = self.file.write_all_at(bytes, self.len) {
-            let restore = self.file.set_len(self.len);
+        if let Err(e) = self.io.write_at(&self.file, bytes, self.len) {
+            let restore = self.io.set_len(&self.file, self.len);
             let context = match restore {
                 Ok(()) => format!("append {} bytes to {}", bytes.len(), self.path.display()),
                 Err(r) => format!(
@@ -135,8 +152,8 @@ impl ActiveFile {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
+        self.io
+            .sync_data(&self.file)
             .ctx(|| format!("fdatasync {}", self.path.display()))
     }
 }

@@ -1,0 +1,251 @@
+//! Injected I/O faults: failed and short writes, a full disk, failed
+//! fsyncs, renames and directory syncs. For each: the failing call returns
+//! an error, nothing acknowledged earlier is lost, the store stays openable,
+//! later appends either succeed durably or fail cleanly, and a failed fsync
+//! makes the store refuse writes until it is reopened.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use auditstore::io::{Fault, FaultKind, FaultOp, FaultyIo};
+use auditstore::sample::{SampleConfig, SampleGenerator};
+use auditstore::{Error, Event, FixedClock, Options, Query, Store};
+use common::ts;
+
+fn opts(io: Option<Arc<FaultyIo>>) -> Options {
+    let mut o = Options {
+        segment_size: 8 * 1024,
+        clock: Arc::new(FixedClock::new(ts("2027-01-01"))),
+        ..Options::default()
+    };
+    if let Some(io) = io {
+        o.io = io;
+    }
+    o
+}
+
+fn stored_ids(store: &Store) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    for org in ["org-00", "org-01", "org-02", "org-03"] {
+        for e in store
+            .scan(&Query::new(org, ts("2000-01-01"), ts("2100-01-01")))
+            .unwrap()
+        {
+            ids.push(e.unwrap().id());
+        }
+    }
+    ids
+}
+
+struct Outcome {
+    errors: u64,
+    poisoned_after_sync_failure: bool,
+    acked_after_first_error: u64,
+}
+
+/// Append 30 batches through a faulty store, then reopen on the real file
+/// system and check every acknowledged event is there exactly once.
+fn exercise(faults: Vec<Fault>, heal_after_error: bool) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(FaultyIo::new(faults.clone()));
+    let events: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
+        duplicate_per_mille: 0,
+        ..SampleConfig::default()
+    })
+    .take(300)
+    .collect();
+    let attempted: HashSet<uuid::Uuid> = events.iter().map(|(_, e)| e.id()).collect();
+    let mut acked: HashSet<uuid::Uuid> = HashSet::new();
+    let mut out = Outcome {
+        errors: 0,
+        poisoned_after_sync_failure: false,
+        acked_after_first_error: 0,
+    };
+    let store = match Store::open_with(dir.path(), opts(Some(io.clone()))) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            out.errors += 1;
+            None
+        }
+    };
+    if let Some(store) = store {
+        let mut sync_failed = false;
+        for batch in events.chunks(10) {
+            match store.append_batch(batch.iter().map(|(o, e)| (o.as_str(), e))) {
+                Ok(r) => {
+                    assert!(!sync_failed, "writes must be refused after a failed fsync");
+                    if out.errors > 0 {
+                        out.acked_after_first_error += r.appended;
+                    }
+                    for (i, (_, e)) in batch.iter().enumerate() {
+                        if r.outcomes[i] == auditstore::AppendOutcome::Appended {
+                            acked.insert(e.id());
+                        }
+                    }
+                }
+                Err(e) => {
+                    if std::env::var("FAULT_DEBUG").is_ok() {
+                        eprintln!("{faults:?}: {e}");
+                    }
+                    out.errors += 1;
+                    if sync_failed {
+                        assert!(matches!(e, Error::Poisoned(_)), "after a failed fsync: {e}");
+                        out.poisoned_after_sync_failure = true;
+                    }
+                    // A failed fsync of segment data, or a failed write that
+                    // could not be cut back, poisons the store.
+                    if matches!(&e, Error::Io { context, .. }
+                        if (context.contains("fdatasync") && context.ends_with(".log"))
+                            || context.contains("cutting the partial write failed"))
+                    {
+                        sync_failed = true;
+                    }
+                    if heal_after_error {
+                        io.heal();
+                    }
+                }
+            }
+        }
+        assert!(io.injected() > 0, "the fault was reached: {faults:?}");
+    }
+    // Reopen on the real file system: recovery from whatever is on disk.
+    let store = Store::open_with(dir.path(), opts(None)).unwrap();
+    let ids = stored_ids(&store);
+    let mut counts: HashMap<uuid::Uuid, u32> = HashMap::new();
+    for id in &ids {
+        *counts.entry(*id).or_default() += 1;
+    }
+    assert!(counts.values().all(|c| *c == 1), "no event stored twice");
+    for id in &acked {
+        assert!(counts.contains_key(id), "acknowledged {id} lost under {faults:?}");
+    }
+    assert!(ids.iter().all(|id| attempted.contains(id)));
+    let v = store.verify().unwrap();
+    assert!(v.problems.is_empty(), "{faults:?}: {:?}", v.problems);
+    // And the recovered store takes writes again.
+    let more: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
+        seed: 99,
+        ..SampleConfig::default()
+    })
+    .take(20)
+    .collect();
+    store
+        .append_batch(more.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
+    out
+}
+
+fn fault(op: FaultOp, nth: u64, kind: FaultKind) -> Fault {
+    Fault {
+        op,
+        nth,
+        kind,
+        sticky: false,
+    }
+}
+
+#[test]
+fn failed_writes_lose_nothing_acknowledged_and_later_appends_succeed() {
+    for nth in [0, 1, 2, 5, 9, 17] {
+        let o = exercise(vec![fault(FaultOp::Write, nth, FaultKind::Error)], false);
+        assert!(o.errors >= 1, "write fault {nth} surfaced as an error");
+        if nth > 1 {
+            assert!(
+                o.acked_after_first_error > 0,
+                "appends resume after a clean write failure"
+            );
+        }
+    }
+}
+
+#[test]
+fn short_writes_are_cut_back_so_no_partial_frame_precedes_later_ones() {
+    for nth in [1, 3, 8, 20] {
+        let o = exercise(vec![fault(FaultOp::Write, nth, FaultKind::ShortWrite)], false);
+        assert!(o.errors >= 1);
+        assert!(o.acked_after_first_error > 0);
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_until_space_returns() {
+    let full = Fault {
+        op: FaultOp::Write,
+        nth: 4,
+        kind: FaultKind::NoSpace,
+        sticky: true,
+    };
+    // Stays full: every later append fails, nothing acknowledged is lost.
+    let o = exercise(vec![full], false);
+    assert!(o.errors > 1);
+    assert_eq!(o.acked_after_first_error, 0);
+    // Space comes back: appends resume in the same process.
+    let o = exercise(vec![full], true);
+    assert!(o.acked_after_first_error > 0);
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_store_until_reopen() {
+    // Some syncs are of files that are not yet published (a new segment, an
+    // index being written aside): those fail cleanly without poisoning.
+    // Every one that poisons must refuse all later writes (checked inside
+    // `exercise`); most must poison.
+    let mut poisoned = 0;
+    for nth in 1..12 {
+        let o = exercise(vec![fault(FaultOp::Sync, nth, FaultKind::Error)], false);
+        assert!(o.errors >= 1, "fsync fault {nth} surfaced");
+        if o.poisoned_after_sync_failure {
+            poisoned += 1;
+            assert_eq!(o.acked_after_first_error, 0);
+        }
+    }
+    assert!(poisoned >= 4, "only {poisoned} fsync faults hit segment data");
+}
+
+#[test]
+fn a_failed_write_whose_cut_back_also_fails_poisons_the_store() {
+    let mut poisoned = 0;
+    for nth in 1..8 {
+        let o = exercise(
+            vec![
+                fault(FaultOp::Write, nth, FaultKind::ShortWrite),
+                fault(FaultOp::SetLen, 0, FaultKind::Error),
+            ],
+            false,
+        );
+        if o.poisoned_after_sync_failure {
+            poisoned += 1;
+            assert_eq!(
+                o.acked_after_first_error, 0,
+                "no write after an uncut partial frame"
+            );
+        }
+    }
+    assert!(poisoned >= 3, "only {poisoned} short writes hit segment data");
+}
+
+#[test]
+fn failed_renames_and_directory_syncs_at_segment_roll() {
+    for f in [
+        fault(FaultOp::Rename, 0, FaultKind::Error),
+        fault(FaultOp::Rename, 2, FaultKind::Error),
+        fault(FaultOp::SyncDir, 1, FaultKind::Error),
+        fault(FaultOp::SyncDir, 3, FaultKind::Error),
+    ] {
+        let o = exercise(vec![f], false);
+        assert!(o.errors >= 1, "{f:?}");
+    }
+}
+
+#[test]
+fn failures_while_opening_are_errors_and_leave_the_store_openable() {
+    for f in [
+        fault(FaultOp::Write, 0, FaultKind::Error),
+        fault(FaultOp::Sync, 0, FaultKind::Error),
+        fault(FaultOp::SyncDir, 0, FaultKind::Error),
+    ] {
+        exercise(vec![f], false);
+    }
+}
