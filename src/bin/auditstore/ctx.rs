@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use auditstore::{Clock, FixedClock, Options, Store, SystemClock, Timestamp};
+use auditstore::{Clock, Durability, FixedClock, Options, Store, SystemClock, Timestamp};
 use serde_json::{json, Map, Value};
 
 /// A refusal or failure: printed as `{"error": {...}}` with `--json`, as one
@@ -57,6 +57,20 @@ impl From<std::io::Error> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
+/// An open store; for a read-only command on a missing data directory, an
+/// empty one in a temporary directory that is removed afterwards.
+pub struct OpenStore {
+    store: Store,
+    _empty: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for OpenStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
 pub struct Ctx {
     pub data_dir: PathBuf,
     pub json: bool,
@@ -78,17 +92,29 @@ impl Ctx {
 
     /// Open the store for a command. Commands that only read do not create
     /// the data directory: on a missing one they see an empty store.
-    pub fn open_store(&self, writes: bool) -> CliResult<Store> {
+    pub fn open_store(&self, writes: bool) -> CliResult<OpenStore> {
+        self.open_store_with(writes, Durability::Sync)
+    }
+
+    /// [`Ctx::open_store`] with a chosen durability mode.
+    pub fn open_store_with(&self, writes: bool, durability: Durability) -> CliResult<OpenStore> {
         let options = Options {
             clock: self.clock(),
+            durability,
             ..Options::default()
         };
         if !writes && !self.data_dir.exists() {
-            let empty = std::env::temp_dir().join(format!("auditstore-empty-{}", uuid::Uuid::new_v4()));
-            let store = Store::open_with(&empty, options)?;
-            return Ok(store);
+            let empty = tempfile::tempdir()?;
+            let store = Store::open_with(empty.path(), options)?;
+            return Ok(OpenStore {
+                store,
+                _empty: Some(empty),
+            });
         }
-        Ok(Store::open_with(&self.data_dir, options)?)
+        Ok(OpenStore {
+            store: Store::open_with(&self.data_dir, options)?,
+            _empty: None,
+        })
     }
 
     /// Print one JSON value as a line on stdout.

@@ -1,20 +1,24 @@
-//! `ingest`: JSON Lines in, durable appends out. One thread reads and
-//! parses, the other appends, so both cores work.
+//! `ingest`: JSON Lines in, durable appends out. A reader thread splits the
+//! input into chunks of lines, parser threads validate them in parallel, and
+//! the main thread appends them in input order (dedup is order-sensitive:
+//! the first write wins).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use auditstore::event::MAX_EVENT_JSON_BYTES;
-use auditstore::Event;
+use auditstore::{Durability, Event};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::ctx::{CliError, CliResult, Ctx};
 
 const BATCH: usize = 8192;
+const CHUNK_BYTES: usize = 4 << 20;
 const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
 enum Line {
@@ -22,20 +26,32 @@ enum Line {
     Rejected(u64, String),
 }
 
+/// Lines as read, before parsing: one buffer and the span of each line.
+struct RawChunk {
+    seq: u64,
+    first_line: u64,
+    data: Vec<u8>,
+    /// `None` for a line longer than the event size limit (not kept).
+    spans: Vec<Option<(usize, usize)>>,
+    bytes_read: u64,
+}
+
 struct Chunk {
+    seq: u64,
     lines: Vec<Line>,
     bytes_read: u64,
 }
 
-/// Read one line into `buf` (without the newline), keeping at most `cap`
-/// bytes; returns `None` at end of input, `Some(too_long)` otherwise.
+/// Read one line (without the newline) onto the end of `buf`, keeping at
+/// most `cap` bytes of it; returns `None` at end of input, `Some(too_long)`
+/// otherwise (a too-long line leaves `buf` as it was).
 fn read_line_capped(
     r: &mut impl BufRead,
     buf: &mut Vec<u8>,
     cap: usize,
     read: &mut u64,
 ) -> std::io::Result<Option<bool>> {
-    buf.clear();
+    let start = buf.len();
     let mut too_long = false;
     let mut any = false;
     loop {
@@ -44,14 +60,14 @@ fn read_line_capped(
             return Ok(any.then_some(too_long));
         }
         any = true;
-        let (chunk, done) = match memchr(b'\n', avail) {
+        let (chunk, done) = match memchr::memchr(b'\n', avail) {
             Some(i) => (&avail[..i], Some(i + 1)),
             None => (avail, None),
         };
         if !too_long {
-            if buf.len() + chunk.len() > cap {
+            if buf.len() - start + chunk.len() > cap {
                 too_long = true;
-                buf.clear();
+                buf.truncate(start);
             } else {
                 buf.extend_from_slice(chunk);
             }
@@ -63,10 +79,6 @@ fn read_line_capped(
             return Ok(Some(too_long));
         }
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
 }
 
 fn parse_line(no: u64, raw: &[u8], org: Option<&str>) -> Line {
@@ -95,48 +107,66 @@ fn parse_line(no: u64, raw: &[u8], org: Option<&str>) -> Line {
     Line::Event(org, event)
 }
 
-fn reader_thread(
-    input: Box<dyn Read + Send>,
-    org: Option<String>,
-    tx: mpsc::SyncSender<std::io::Result<Chunk>>,
-) {
-    let mut r = BufReader::with_capacity(1 << 20, input);
-    let mut buf = Vec::with_capacity(4096);
-    let mut no = 0u64;
-    let mut read = 0u64;
-    let mut lines = Vec::with_capacity(BATCH);
-    loop {
-        let line = match read_line_capped(&mut r, &mut buf, MAX_EVENT_JSON_BYTES, &mut read) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        let Some(too_long) = line else { break };
-        no += 1;
-        if too_long {
-            lines.push(Line::Rejected(
+fn parse_chunk(raw: RawChunk, org: Option<&str>) -> Chunk {
+    let mut lines = Vec::with_capacity(raw.spans.len());
+    for (i, span) in raw.spans.iter().enumerate() {
+        let no = raw.first_line + i as u64;
+        match span {
+            None => lines.push(Line::Rejected(
                 no,
                 format!("event larger than {} KiB: rejected", MAX_EVENT_JSON_BYTES / 1024),
-            ));
-        } else if !buf.iter().all(|b| b.is_ascii_whitespace()) {
-            lines.push(parse_line(no, &buf, org.as_deref()));
-        }
-        if lines.len() >= BATCH {
-            let chunk = Chunk {
-                lines: std::mem::replace(&mut lines, Vec::with_capacity(BATCH)),
-                bytes_read: read,
-            };
-            if tx.send(Ok(chunk)).is_err() {
-                return;
+            )),
+            Some((a, b)) => {
+                let text = &raw.data[*a..*b];
+                if !text.iter().all(|c| c.is_ascii_whitespace()) {
+                    lines.push(parse_line(no, text, org));
+                }
             }
         }
     }
-    let _ = tx.send(Ok(Chunk {
+    Chunk {
+        seq: raw.seq,
         lines,
-        bytes_read: read,
-    }));
+        bytes_read: raw.bytes_read,
+    }
+}
+
+/// Split the input into chunks of lines; parsing happens elsewhere.
+fn read_chunks(input: Box<dyn Read + Send>, tx: mpsc::SyncSender<std::io::Result<RawChunk>>) {
+    let mut r = BufReader::with_capacity(1 << 20, input);
+    let (mut no, mut read, mut seq) = (0u64, 0u64, 0u64);
+    loop {
+        let mut chunk = RawChunk {
+            seq,
+            first_line: no + 1,
+            data: Vec::with_capacity(CHUNK_BYTES + 4096),
+            spans: Vec::with_capacity(BATCH),
+            bytes_read: 0,
+        };
+        let mut eof = false;
+        while chunk.spans.len() < BATCH && chunk.data.len() < CHUNK_BYTES {
+            let start = chunk.data.len();
+            match read_line_capped(&mut r, &mut chunk.data, MAX_EVENT_JSON_BYTES, &mut read) {
+                Ok(Some(too_long)) => {
+                    no += 1;
+                    chunk.spans.push((!too_long).then_some((start, chunk.data.len())));
+                }
+                Ok(None) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        chunk.bytes_read = read;
+        seq += 1;
+        if tx.send(Ok(chunk)).is_err() || eof {
+            return;
+        }
+    }
 }
 
 pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<ExitCode> {
@@ -148,7 +178,11 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
         }
         _ => (Box::new(std::io::stdin()), None),
     };
-    let store = ctx.open_store(true)?;
+    // Appends are handed to the OS as they come and fsynced once at the end
+    // (and at every segment roll): the command's contract is "durable
+    // before exit", and a crash mid-ingest is answered by re-running it
+    // (de-duplication makes that safe).
+    let store = ctx.open_store_with(true, Durability::Buffered)?;
     let progress = if std::io::stderr().is_terminal() {
         match size {
             Some(n) if n >= PROGRESS_MIN_BYTES => {
@@ -174,11 +208,44 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
     } else {
         None
     };
-    let (tx, rx) = mpsc::sync_channel(4);
-    let reader = std::thread::spawn(move || reader_thread(input, org, tx));
+    // One thread splits lines, `parsers` threads parse chunks, this thread
+    // appends them in input order.
+    let parsers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+    let (raw_tx, raw_rx) = mpsc::sync_channel::<std::io::Result<RawChunk>>(parsers + 1);
+    let raw_rx = Arc::new(Mutex::new(raw_rx));
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Chunk>>(parsers + 1);
+    let mut threads = Vec::new();
+    threads.push(
+        std::thread::Builder::new()
+            .name("ingest-read".into())
+            .spawn(move || read_chunks(input, raw_tx))
+            .map_err(|e| CliError::new("io", format!("starting the reader thread: {e}")))?,
+    );
+    for i in 0..parsers {
+        let (raw_rx, tx, org) = (raw_rx.clone(), tx.clone(), org.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("ingest-parse-{i}"))
+                .spawn(move || loop {
+                    let next = raw_rx.lock().map(|r| r.recv());
+                    let Ok(Ok(raw)) = next else { return };
+                    let parsed = raw.map(|raw| parse_chunk(raw, org.as_deref()));
+                    if tx.send(parsed).is_err() {
+                        return;
+                    }
+                })
+                .map_err(|e| CliError::new("io", format!("starting a parser thread: {e}")))?,
+        );
+    }
+    drop(tx);
+    let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
+    let mut next_seq = 0u64;
     let (mut appended, mut duplicates, mut conflicts, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     let mut failure: Option<CliError> = None;
-    for chunk in rx {
+    'chunks: for chunk in rx {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
@@ -186,40 +253,52 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
                 break;
             }
         };
-        let mut batch: Vec<(&str, &Event)> = Vec::with_capacity(chunk.lines.len());
-        for line in &chunk.lines {
-            match line {
-                Line::Event(org, event) => batch.push((org.as_str(), event)),
-                Line::Rejected(no, why) => {
-                    rejected += 1;
-                    let msg = format!("line {no}: {why}");
-                    match &progress {
-                        Some(pb) => pb.suspend(|| eprintln!("{msg}")),
-                        None => eprintln!("{msg}"),
+        waiting.insert(chunk.seq, chunk);
+        while let Some(chunk) = waiting.remove(&next_seq) {
+            next_seq += 1;
+            let mut batch: Vec<(&str, &Event)> = Vec::with_capacity(chunk.lines.len());
+            for line in &chunk.lines {
+                match line {
+                    Line::Event(org, event) => batch.push((org.as_str(), event)),
+                    Line::Rejected(no, why) => {
+                        rejected += 1;
+                        let msg = format!("line {no}: {why}");
+                        match &progress {
+                            Some(pb) => pb.suspend(|| eprintln!("{msg}")),
+                            None => eprintln!("{msg}"),
+                        }
                     }
                 }
             }
-        }
-        match store.append_batch(batch) {
-            Ok(r) => {
-                appended += r.appended;
-                duplicates += r.duplicates;
-                conflicts += r.conflicts;
+            match store.append_batch(batch) {
+                Ok(r) => {
+                    appended += r.appended;
+                    duplicates += r.duplicates;
+                    conflicts += r.conflicts;
+                }
+                Err(e) => {
+                    failure = Some(e.into());
+                    break 'chunks;
+                }
             }
-            Err(e) => {
-                failure = Some(e.into());
-                break;
+            if let Some(pb) = &progress {
+                pb.set_position(chunk.bytes_read);
+                pb.set_message(format!("{appended} appended"));
             }
-        }
-        if let Some(pb) = &progress {
-            pb.set_position(chunk.bytes_read);
-            pb.set_message(format!("{appended} appended"));
         }
     }
-    // Dropping the receiver stops the reader if we bailed out early.
-    let _ = reader.join();
+    // The receivers are dropped: the reader and parsers stop if we bailed out.
+    drop(raw_rx);
+    for t in threads {
+        let _ = t.join();
+    }
     if let Some(pb) = progress {
         pb.finish_and_clear();
+    }
+    if failure.is_none() {
+        if let Err(e) = store.flush() {
+            failure = Some(e.into());
+        }
     }
     if let Some(f) = failure {
         let f = f
