@@ -180,3 +180,174 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
         acked.len()
     );
 }
+
+/// Child for the retention crash test: alternates runs of batches that are
+/// all past retention (org-old) with retained ones (org-new), applying
+/// retention after every batch, and prints the retained acknowledged ids.
+#[test]
+fn crash_child_retention_writer() {
+    let Ok(dir) = std::env::var("CRASH_RETENTION_DIR") else {
+        return;
+    };
+    let store = Store::open_with(&dir, options()).expect("child opens the store");
+    store.set_org("org-old", None, Some(1)).expect("set retention");
+    let seed: u64 = std::env::var("CRASH_CHILD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let mut old = SampleGenerator::new(SampleConfig {
+        seed: seed * 1000 + 1,
+        duplicate_per_mille: 0,
+        start: ts("2020-01-01"),
+        ..SampleConfig::default()
+    });
+    let mut new = SampleGenerator::new(SampleConfig {
+        seed: seed * 1000 + 2,
+        duplicate_per_mille: 0,
+        start: ts("2026-12-01"),
+        step_nanos: 1_000_000_000,
+        ..SampleConfig::default()
+    });
+    let stdout = std::io::stdout();
+    for i in 0u64.. {
+        let retained = i % 12 >= 8;
+        let org = if retained { "org-new" } else { "org-old" };
+        let gen = if retained { &mut new } else { &mut old };
+        let batch: Vec<Event> = gen.take(120).map(|(_, e)| e).collect();
+        let r = store
+            .append_batch(batch.iter().map(|e| (org, e)))
+            .expect("append");
+        if retained {
+            let mut line = String::from("ACK");
+            for (k, e) in batch.iter().enumerate() {
+                if r.outcomes[k] == auditstore::AppendOutcome::Appended {
+                    line.push(' ');
+                    line.push_str(&e.id().to_string());
+                }
+            }
+            line.push('\n');
+            let mut out = stdout.lock();
+            out.write_all(line.as_bytes()).expect("stdout");
+            out.flush().expect("flush");
+        }
+        store.apply_retention().expect("retention");
+    }
+}
+
+#[test]
+fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
+    if std::env::var("CRASH_RETENTION_DIR").is_ok() || std::env::var("CRASH_CHILD_DIR").is_ok() {
+        return;
+    }
+    let loops: u64 = std::env::var("CRASH_LOOPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: HashSet<uuid::Uuid> = HashSet::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut deleted_any = false;
+    for round in 0..loops {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_retention_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CRASH_RETENTION_DIR", dir.path())
+            .env("CRASH_CHILD_SEED", (round + 1).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let seen: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
+        let lines = Arc::new(Mutex::new(0u64));
+        let reader = {
+            let (seen, lines) = (seen.clone(), lines.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let Some(rest) = line.strip_prefix("ACK") else {
+                        continue;
+                    };
+                    let parsed: Result<Vec<uuid::Uuid>, _> =
+                        rest.split_whitespace().map(uuid::Uuid::parse_str).collect();
+                    if let Ok(ids) = parsed {
+                        seen.lock().unwrap().extend(ids);
+                        *lines.lock().unwrap() += 1;
+                    }
+                }
+            })
+        };
+        let start = Instant::now();
+        while *lines.lock().unwrap() < 5 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 400));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acked.extend(seen.lock().unwrap().iter().copied());
+
+        let store = Store::open_with(dir.path(), options()).unwrap();
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".deleted")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "round {round}: open removes half-deleted files");
+        let v = store.verify().unwrap();
+        assert!(
+            v.problems.is_empty(),
+            "round {round}: verify found {:?}",
+            v.problems
+        );
+        let mut counts: HashMap<uuid::Uuid, u32> = HashMap::new();
+        for e in store
+            .scan(&Query::new("org-new", ts("2000-01-01"), ts("2100-01-01")))
+            .unwrap()
+        {
+            *counts.entry(e.unwrap().id()).or_default() += 1;
+        }
+        assert!(counts.values().all(|c| *c == 1), "round {round}: stored twice");
+        for id in &acked {
+            assert!(
+                counts.contains_key(id),
+                "round {round}: retained acknowledged {id} lost"
+            );
+        }
+        let old_visible = store
+            .scan(&Query::new("org-old", ts("2000-01-01"), ts("2100-01-01")))
+            .unwrap()
+            .count();
+        assert_eq!(old_visible, 0, "expired events are never returned");
+        let stats = store.stats().unwrap();
+        let first_log = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".log").map(str::to_owned))
+            })
+            .min()
+            .unwrap_or_default();
+        if first_log.as_str() > "0000000000000001" {
+            deleted_any = true;
+        }
+        assert!(stats.events >= counts.len() as u64);
+    }
+    assert!(acked.len() > 100);
+    assert!(deleted_any, "retention deleted segments during the rounds");
+}
