@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
+use crate::index::checkpoint;
 use crate::index::file::{self as idxfile};
 use crate::index::id::{fingerprint, FingerprintSet};
 use crate::index::time::{ActiveEntry, ActiveIndex};
@@ -27,6 +28,7 @@ use crate::time::Timestamp;
 
 const LOCK_FILE: &str = "LOCK";
 const META_FILE: &str = "meta.redb";
+const CHECKPOINT_FILE: &str = "dedup.fp";
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// Bits of a log sequence number given to the offset within a segment.
 const LSN_OFFSET_BITS: u32 = 40;
@@ -216,6 +218,8 @@ struct Writer {
     fps: FingerprintSet,
     buf: Vec<u8>,
     poisoned: Option<String>,
+    /// `dedup.fp` on disk describes exactly `fps`.
+    checkpoint_current: bool,
 }
 
 /// An open store. `Send + Sync`: share it (e.g. in an `Arc`) between
@@ -379,7 +383,7 @@ impl Store {
             }
             Some(id) => recover_active(options.io.clone(), &dir, id, &mut recovery)?,
         };
-        let fps = FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect());
+        let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
         let end = lsn(active.id, active.len);
         Ok(Store {
             dir,
@@ -391,6 +395,7 @@ impl Store {
                 fps,
                 buf: Vec::with_capacity(1 << 20),
                 poisoned: None,
+                checkpoint_current,
             }),
             sealed: RwLock::new(Arc::new(sealed)),
             sync_lock: Mutex::new(()),
@@ -642,6 +647,7 @@ impl Store {
             }
         };
         w.fps.merge(&sealed.fingerprints());
+        w.checkpoint_current = false;
         {
             let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
             let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
@@ -881,6 +887,7 @@ impl Store {
         }
         segment::sync_dir_via(&*self.options.io, &self.dir)?;
         w.fps = FingerprintSet::from_runs(keep.iter().map(|s| s.fingerprints()).collect());
+        w.checkpoint_current = false;
         *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
         Ok(report)
     }
@@ -988,6 +995,37 @@ impl Store {
                 });
             }
         }
+        // The de-duplication checkpoint, if any, must match the indexes it
+        // claims to cover (a wrong one would let duplicates in).
+        let cp_path = self.dir.join(CHECKPOINT_FILE);
+        if let Ok(bytes) = std::fs::read(&cp_path) {
+            report.indexes += 1;
+            match checkpoint::decode(&bytes) {
+                Err(e) => report.problems.push(Problem {
+                    file: cp_path,
+                    offset: 0,
+                    message: format!("de-duplication checkpoint unreadable ({e}); it will be rebuilt"),
+                }),
+                Ok((covered, fps)) => {
+                    let by_id: HashMap<u64, &Arc<SealedSegment>> = sealed.iter().map(|s| (s.id, s)).collect();
+                    if covered.iter().all(|id| by_id.contains_key(id)) {
+                        let runs = covered
+                            .iter()
+                            .filter_map(|id| by_id.get(id))
+                            .map(|s| s.fingerprints())
+                            .collect();
+                        if FingerprintSet::from_runs(runs).as_sorted() != fps.as_slice() {
+                            report.problems.push(Problem {
+                                file: cp_path,
+                                offset: 0,
+                                message: "de-duplication checkpoint does not match the indexes it covers"
+                                    .into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
         // The active segment, up to what has been written.
         let (path, len, file) = {
             let w = lock(&self.writer);
@@ -1028,7 +1066,44 @@ impl Drop for Store {
         let w = lock(&self.writer);
         if w.poisoned.is_none() {
             let _ = w.active.sync();
+            if !w.checkpoint_current {
+                // Best effort: a missing checkpoint only makes the next open
+                // rebuild the set from the indexes.
+                let segments: Vec<u64> = self.sealed_snapshot().iter().map(|s| s.id).collect();
+                let bytes = checkpoint::encode(&segments, w.fps.as_sorted());
+                let _ =
+                    segment::write_atomically_via(&*self.options.io, &self.dir.join(CHECKPOINT_FILE), &bytes);
+            }
         }
+    }
+}
+
+/// The fingerprint set of the sealed segments: from the checkpoint where it
+/// is valid and covers only existing segments, plus the segments it does
+/// not cover. Returns whether the checkpoint describes the result exactly.
+fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintSet, bool) {
+    let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
+    let checkpoint = std::fs::read(dir.join(CHECKPOINT_FILE))
+        .ok()
+        .and_then(|b| checkpoint::decode(&b).ok())
+        .filter(|(segs, _)| segs.iter().all(|s| ids.contains(s)));
+    match checkpoint {
+        Some((covered, fps)) => {
+            let covered: HashSet<u64> = covered.into_iter().collect();
+            let mut runs = vec![fps];
+            runs.extend(
+                sealed
+                    .iter()
+                    .filter(|s| !covered.contains(&s.id))
+                    .map(|s| s.fingerprints()),
+            );
+            let exact = runs.len() == 1;
+            (FingerprintSet::from_runs(runs), exact)
+        }
+        None => (
+            FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
+            sealed.is_empty(),
+        ),
     }
 }
 

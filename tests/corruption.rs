@@ -205,3 +205,45 @@ fn wrong_magic_and_future_version_are_refused() {
     std::fs::write(&log, &good).unwrap();
     assert!(Store::open_with(dir.path(), opts()).is_ok());
 }
+
+#[test]
+fn damaged_or_stale_dedup_checkpoint_never_lets_a_duplicate_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = build(dir.path());
+    let unique = model(&events).len() as u64;
+    let cp = dir.path().join("dedup.fp");
+    assert!(cp.exists(), "clean shutdown writes the checkpoint");
+    {
+        let store = Store::open_with(dir.path(), opts()).unwrap();
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
+    let mut bytes = std::fs::read(&cp).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&cp, &bytes).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    let r = store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
+    assert_eq!(
+        r.appended, 0,
+        "every re-send is a duplicate despite the damaged checkpoint"
+    );
+    assert_eq!(store.stats().unwrap().events, unique);
+    let v = store.verify().unwrap();
+    assert_eq!(
+        v.problems.len(),
+        1,
+        "verify names the damaged checkpoint: {:?}",
+        v.problems
+    );
+    assert_eq!(v.problems[0].file, cp);
+    drop(store);
+    // Rewritten on clean shutdown, and correct again.
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(store.verify().unwrap().problems.is_empty());
+    let r = store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
+    assert_eq!(r.appended, 0);
+}

@@ -182,7 +182,7 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
         });
     }
     let foot = buf.len() - FOOTER_LEN;
-    if buf[foot + 8..] != INDEX_FOOTER_MAGIC {
+    if buf[foot + 8..] != INDEX_FOOTER_MAGIC || u32_at(buf, foot + 4) != 0 {
         return Err(err(foot + 8, "missing footer magic (index file truncated?)"));
     }
     let stored = u32_at(buf, foot);

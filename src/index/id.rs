@@ -60,33 +60,32 @@ impl FingerprintSet {
         FingerprintSet { sorted, starts }
     }
 
-    /// Build from several sorted runs (one per sealed segment).
-    pub fn from_runs(runs: Vec<Vec<u64>>) -> Self {
-        let mut all: Vec<u64> = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-        for r in runs {
-            all.extend_from_slice(&r);
+    /// Build from several sorted runs (one per sealed segment), merging
+    /// them pairwise: O(n log runs), cheaper than sorting from scratch.
+    pub fn from_runs(mut runs: Vec<Vec<u64>>) -> Self {
+        while runs.len() > 1 {
+            let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+            let mut it = runs.into_iter();
+            while let Some(a) = it.next() {
+                match it.next() {
+                    Some(b) => next.push(merge_sorted(&a, &b)),
+                    None => next.push(a),
+                }
+            }
+            runs = next;
         }
-        all.sort_unstable();
-        Self::from_sorted(all)
+        Self::from_sorted(runs.pop().unwrap_or_default())
     }
 
     /// Merge a sorted run into the set.
     pub fn merge(&mut self, run: &[u64]) {
-        let old = std::mem::take(&mut self.sorted);
-        let mut merged = Vec::with_capacity(old.len() + run.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() && j < run.len() {
-            if old[i] <= run[j] {
-                merged.push(old[i]);
-                i += 1;
-            } else {
-                merged.push(run[j]);
-                j += 1;
-            }
-        }
-        merged.extend_from_slice(&old[i..]);
-        merged.extend_from_slice(&run[j..]);
+        let merged = merge_sorted(&self.sorted, run);
         *self = Self::from_sorted(merged);
+    }
+
+    /// The sorted fingerprints.
+    pub fn as_sorted(&self) -> &[u64] {
+        &self.sorted
     }
 
     pub fn contains(&self, fp: u64) -> bool {
@@ -109,6 +108,23 @@ impl FingerprintSet {
     }
 }
 
+fn merge_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +143,16 @@ mod tests {
         a.sort_unstable();
         let mut b: Vec<u64> = ids[2500..4000].iter().map(fingerprint).collect();
         b.sort_unstable();
-        let mut set = FingerprintSet::from_runs(vec![a]);
+        let mut c: Vec<u64> = ids[4000..4100].iter().map(fingerprint).collect();
+        c.sort_unstable();
+        let mut set = FingerprintSet::from_runs(vec![a, c.clone(), b.clone()]);
+        assert!(set.as_sorted().windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(set.len(), 4100);
+        set = FingerprintSet::from_runs(vec![set.as_sorted()[..0].to_vec()]);
+        assert!(set.is_empty());
+        let mut a: Vec<u64> = ids[..2500].iter().map(fingerprint).collect();
+        a.sort_unstable();
+        set = FingerprintSet::from_runs(vec![a]);
         set.merge(&b);
         assert_eq!(set.len(), 4000);
         for (i, id) in ids.iter().enumerate() {

@@ -6,6 +6,7 @@
 //!   de-duplication.
 //! - [`time`]: the active segment's in-memory (org, time) index.
 
+pub mod checkpoint;
 pub mod file;
 pub mod id;
 pub mod time;
