@@ -16,7 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::index::checkpoint;
 use crate::index::file::{self as idxfile};
-use crate::index::id::{fingerprint, FingerprintSet};
+use crate::index::id::{fingerprint, FingerprintSet, IdMap};
 use crate::index::time::{ActiveEntry, ActiveIndex};
 use crate::io::{Io, RealIo};
 use crate::log::frame;
@@ -488,7 +488,7 @@ impl Store {
                 return Err(Error::Poisoned(p.clone()));
             }
             let w = &mut *w;
-            let mut in_batch: HashMap<[u8; 16], usize> = HashMap::new();
+            let mut in_batch: IdMap<usize> = IdMap::default();
             let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
             let mut scratch = Vec::new();
             w.buf.clear();

@@ -27,6 +27,67 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A fast hasher for 16-byte ids in in-memory maps: the fingerprint mix
+/// with two per-process random keys, so that chosen ids cannot be made to
+/// collide (SipHash, the std default, costs several times more per id).
+#[derive(Debug, Clone, Copy)]
+pub struct IdBuildHasher {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for IdBuildHasher {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new();
+        IdBuildHasher {
+            k0: seed.hash_one(0x5eed_u64),
+            k1: seed.hash_one(0xfeed_u64),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdBuildHasher {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            k0: self.k0,
+            k1: self.k1,
+            h: self.k0,
+        }
+    }
+}
+
+/// See [`IdBuildHasher`].
+#[derive(Debug, Clone, Copy)]
+pub struct IdHasher {
+    k0: u64,
+    k1: u64,
+    h: u64,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut lo = [0u8; 8];
+            let mut hi = [0u8; 8];
+            let (a, b) = chunk.split_at(chunk.len().min(8));
+            lo[..a.len()].copy_from_slice(a);
+            hi[..b.len()].copy_from_slice(b);
+            self.h = mix(u64::from_le_bytes(lo) ^ self.k0 ^ mix(u64::from_le_bytes(hi) ^ self.k1 ^ self.h));
+        }
+    }
+    fn write_usize(&mut self, _len: usize) {
+        // Only the length prefix of fixed-size ids: carries no information.
+    }
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
+
+/// A map keyed by event id.
+pub type IdMap<V> = std::collections::HashMap<[u8; 16], V, IdBuildHasher>;
+
 const BUCKET_BITS: u32 = 16;
 const BUCKETS: usize = 1 << BUCKET_BITS;
 
@@ -160,6 +221,29 @@ mod tests {
         }
         assert!(!FingerprintSet::default().contains(0));
         assert!(FingerprintSet::from_sorted(vec![0, u64::MAX]).contains(u64::MAX));
+    }
+
+    #[test]
+    fn id_map_works_and_hashes_differ_per_key() {
+        let mut m: IdMap<u32> = IdMap::default();
+        for i in 0..1000u32 {
+            let mut id = [0u8; 16];
+            id[15] = (i % 256) as u8;
+            id[0] = (i / 256) as u8;
+            m.insert(id, i);
+        }
+        assert_eq!(m.len(), 1000);
+        let mut id = [0u8; 16];
+        id[15] = 7;
+        id[0] = 2;
+        assert_eq!(m.get(&id), Some(&(2 * 256 + 7)));
+        use std::hash::BuildHasher;
+        let (a, b) = (IdBuildHasher::default(), IdBuildHasher::default());
+        assert_ne!(
+            a.hash_one([1u8; 16]),
+            b.hash_one([1u8; 16]),
+            "keys are random per map"
+        );
     }
 
     #[test]

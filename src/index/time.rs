@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::file::BuildEntry;
+use super::id::IdMap;
 
 /// One indexed event of the active segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,7 +26,7 @@ struct OrgEntries {
 #[derive(Debug, Default)]
 pub struct ActiveIndex {
     orgs: HashMap<String, OrgEntries>,
-    ids: HashMap<[u8; 16], u32>,
+    ids: IdMap<u32>,
     min_ts: i64,
     max_ts: i64,
 }
