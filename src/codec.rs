@@ -139,6 +139,9 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     if flags & !(FLAG_SUCCESS | FLAG_SCOPE | FLAG_REQUEST) != 0 {
         return Err(DecodeError(format!("unknown flag bits {flags:#04x}")));
     }
+    if body[25] != 0 {
+        return Err(DecodeError(format!("reserved byte is {:#04x}, not 0", body[25])));
+    }
     let lens: [usize; 8] = [
         read_u16(body, 26) as usize,
         read_u16(body, 28) as usize,
@@ -149,6 +152,17 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         read_u32(body, 50) as usize,
         read_u32(body, 54) as usize,
     ];
+    // Only the canonical encoding is accepted: an absent field has length 0.
+    if flags & FLAG_SCOPE == 0 && lens[6] != 0 {
+        return Err(DecodeError(
+            "scope bytes present but the scope flag is clear".into(),
+        ));
+    }
+    if flags & FLAG_REQUEST == 0 && lens[7] != 0 {
+        return Err(DecodeError(
+            "request bytes present but the request flag is clear".into(),
+        ));
+    }
     let total = lens
         .iter()
         .try_fold(FIXED_LEN, |acc, l| acc.checked_add(*l))

@@ -818,6 +818,27 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                // A number: refuse one outside the f64 range, which common
+                // JSON parsers (serde_json among them) cannot read back.
+                let end = b[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(b.len(), |n| i + n);
+                let token = s.get(i..end).unwrap_or_default();
+                if token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E') {
+                    let finite = token.parse::<f64>().map(f64::is_finite).unwrap_or(false);
+                    if !finite {
+                        let shown: String = token.chars().take(40).collect();
+                        return Err(EventError::at(
+                            field,
+                            format_args!("number out of range: {shown}"),
+                        ));
+                    }
+                }
+                i = end;
+                continue;
+            }
             b' ' | b'\t' | b'\n' | b'\r' => {
                 // Whitespace bytes are ASCII, so both ends are char boundaries.
                 out.push_str(s.get(run_start..i).unwrap_or_default());

@@ -38,6 +38,7 @@ pub mod org;
 pub mod sample;
 pub mod store;
 pub mod time;
+mod writeback;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result};

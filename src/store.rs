@@ -25,6 +25,7 @@ use crate::log::recovery;
 use crate::log::segment::{self, ActiveFile, SealedSegment};
 use crate::org::{self, OrgSettings, Plan};
 use crate::time::Timestamp;
+use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
 const LOCK_FILE: &str = "LOCK";
 const META_FILE: &str = "meta.redb";
@@ -220,6 +221,8 @@ struct Writer {
     poisoned: Option<String>,
     /// `dedup.fp` on disk describes exactly `fps`.
     checkpoint_current: bool,
+    /// LSN of the last background writeback requested.
+    writeback_requested: u64,
 }
 
 /// An open store. `Send + Sync`: share it (e.g. in an `Arc`) between
@@ -232,7 +235,9 @@ pub struct Store {
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     sync_lock: Mutex<()>,
     /// Everything at or below this LSN is fsynced.
-    synced_lsn: AtomicU64,
+    synced_lsn: Arc<AtomicU64>,
+    /// Background syncs in buffered mode.
+    writeback: Option<Writeback>,
     /// Readers see the active segment up to this LSN.
     visible_lsn: AtomicU64,
     meta: redb::Database,
@@ -385,6 +390,14 @@ impl Store {
         };
         let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
         let end = lsn(active.id, active.len);
+        let synced_lsn = Arc::new(AtomicU64::new(end));
+        let writeback = match options.durability {
+            Durability::Buffered => Some(
+                Writeback::start(options.io.clone(), synced_lsn.clone())
+                    .ctx(|| "start the writeback thread".to_string())?,
+            ),
+            Durability::Sync => None,
+        };
         Ok(Store {
             dir,
             options,
@@ -396,10 +409,12 @@ impl Store {
                 buf: Vec::with_capacity(1 << 20),
                 poisoned: None,
                 checkpoint_current,
+                writeback_requested: end,
             }),
             sealed: RwLock::new(Arc::new(sealed)),
             sync_lock: Mutex::new(()),
-            synced_lsn: AtomicU64::new(end),
+            synced_lsn,
+            writeback,
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
@@ -487,6 +502,10 @@ impl Store {
             if let Some(p) = &w.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
+            if let Some(e) = self.writeback.as_ref().and_then(Writeback::take_error) {
+                w.poisoned = Some(e.clone());
+                return Err(Error::Poisoned(e));
+            }
             let w = &mut *w;
             let mut in_batch: IdMap<usize> = IdMap::default();
             let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
@@ -533,8 +552,12 @@ impl Store {
             }
             self.flush_pending(w, &mut pending)?;
             let end = lsn(w.active.id, w.active.len);
-            if self.options.durability == Durability::Buffered {
+            if let Some(wb) = &self.writeback {
                 self.visible_lsn.fetch_max(end, Ordering::AcqRel);
+                if end >= w.writeback_requested + WRITEBACK_BYTES {
+                    w.writeback_requested = end;
+                    wb.request(w.active.file.clone(), w.active.path.clone(), end);
+                }
             }
             end
         };

@@ -211,8 +211,9 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
     let entries_len = (event_count as usize)
         .checked_mul(ENTRY_LEN)
         .ok_or_else(|| err(32, "event count overflows"))?;
-    let expected = time_at
-        .checked_add(2 * entries_len)
+    let expected = entries_len
+        .checked_mul(2)
+        .and_then(|both| time_at.checked_add(both))
         .and_then(|v| v.checked_add(FOOTER_LEN))
         .ok_or_else(|| err(32, "section lengths overflow"))?;
     if expected != buf.len() {
@@ -224,7 +225,9 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
             ),
         ));
     }
-    let mut orgs = Vec::with_capacity(org_count);
+    // Each org entry takes at least 34 bytes: never trust the count for the
+    // allocation.
+    let mut orgs = Vec::with_capacity(org_count.min(org_table_len / 34));
     let mut at = INDEX_HEADER_LEN;
     let mut next_entry = 0u64;
     for _ in 0..org_count {
@@ -245,7 +248,10 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
         if first_entry != next_entry || entry_count == 0 {
             return Err(err(f, "org table entries are not contiguous"));
         }
-        next_entry = first_entry + entry_count;
+        next_entry = first_entry
+            .checked_add(entry_count)
+            .filter(|n| *n <= event_count)
+            .ok_or_else(|| err(f + 8, "org entry count runs past the event count"))?;
         orgs.push(OrgRange {
             name,
             first_entry,
