@@ -1,23 +1,386 @@
-//! `export` commands (being built).
+//! `export request|list|process|download|full` (contract: `shared/spec/cli.md`).
 
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
+use auditstore::export::{Date, ExportError, ExportRequest, Exports, Progress, ProgressFn, Role, Status};
+use auditstore::{FixedClock, Store, Timestamp};
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 
-use crate::ctx::{CliError, CliResult, Ctx};
+use crate::ctx::{parse_org, table, CliError, CliResult, Ctx};
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
-    /// Run the scheduled processing.
+    /// Create an export request for a range of dates (UTC, inclusive).
+    Request {
+        #[arg(long, value_parser = parse_org)]
+        org: String,
+        /// Who makes the request.
+        #[arg(long, value_parser = parse_user)]
+        user: String,
+        /// The requester's role in the organization.
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+        /// First date (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_date)]
+        from: Date,
+        /// Last date, inclusive (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_date)]
+        to: Date,
+    },
+    /// All requests of an organization, newest first.
+    List {
+        #[arg(long, value_parser = parse_org)]
+        org: String,
+    },
+    /// Run the scheduled processing (the most recent mark) and expire old downloads.
     Process,
+    /// Write a finished request's CSV to FILE or stdout.
+    Download {
+        /// The request id.
+        id: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Server plan, admins only: the complete retained log of ORG as CSV.
+    Full {
+        #[arg(long, value_parser = parse_org)]
+        org: String,
+        #[arg(long, value_parser = parse_user)]
+        user: String,
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
-pub fn run(_ctx: &Ctx, _cmd: ExportCommand) -> CliResult<ExitCode> {
-    Err(CliError::new("io", "export commands are not available in this build"))
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
 }
 
-/// What the demo's export produced (the export helper owns this file; the
-/// demo only needs this function).
+fn parse_user(s: &str) -> Result<String, String> {
+    auditstore::export::validate_user(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A `YYYY-MM-DD` date (an RFC 3339 instant is taken as its UTC date).
+fn parse_date(s: &str) -> Result<Date, String> {
+    Timestamp::parse_instant_or_date(s)
+        .map(Timestamp::date)
+        .map_err(|e| e.to_string())
+}
+
+/// The contract's error object for a refusal or failure.
+fn refusal(e: ExportError) -> CliError {
+    let message = e.to_string();
+    let code = e.code();
+    match e {
+        ExportError::Store(inner) => CliError::from(inner),
+        ExportError::RateLimited { next_allowed_at, .. } => {
+            CliError::new(code, message).with("next_allowed_at", next_allowed_at.to_rfc3339())
+        }
+        ExportError::NotReady { id, processed_at } => CliError::new(code, message)
+            .with("id", id.to_string())
+            .with("processed_at", processed_at.to_rfc3339()),
+        ExportError::Expired { id, expires_at } => CliError::new(code, message)
+            .with("id", id.to_string())
+            .with("expires_at", expires_at.to_rfc3339()),
+        ExportError::Failed { id, reason } => CliError::new(code, message)
+            .with("id", id.to_string())
+            .with("reason", reason),
+        ExportError::NoData { id } => CliError::new(code, message).with("id", id.to_string()),
+        _ => CliError::new(code, message),
+    }
+}
+
+fn exports<'s>(ctx: &Ctx, store: &'s Store) -> CliResult<Exports<'s>> {
+    let exports = Exports::new(store).map_err(refusal)?;
+    Ok(match progress_bar(ctx) {
+        Some(f) => exports.with_progress(f),
+        None => exports,
+    })
+}
+
+/// A row counter on stderr when it is a terminal (and output is for people):
+/// one spinner per file being built, cleared when it is done.
+fn progress_bar(ctx: &Ctx) -> Option<ProgressFn> {
+    if ctx.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let current: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    Some(Arc::new(move |p: &Progress<'_>| {
+        let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
+        if p.done {
+            if let Some(pb) = current.take() {
+                pb.finish_and_clear();
+            }
+            return;
+        }
+        let pb = current.get_or_insert_with(|| {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows, {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.set_message(match p.request {
+                Some(id) => format!("export {id}"),
+                None => format!("full export of {}", p.org),
+            });
+            pb
+        });
+        pb.set_position(p.rows);
+    }))
+}
+
+pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
+    match cmd {
+        ExportCommand::Request {
+            org,
+            user,
+            role,
+            from,
+            to,
+        } => {
+            let store = ctx.open_store(true)?;
+            let exports = exports(ctx, &store)?;
+            let req = exports.request(&org, &user, role, from, to).map_err(refusal)?;
+            if ctx.json {
+                print_value(&req)?;
+            } else {
+                println!(
+                    "export request {} created; it is processed at the run of {}",
+                    req.id,
+                    exports.processed_at(req.created_at)
+                );
+                print!("{}", requests_table(&[req]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExportCommand::List { org } => {
+            let store = ctx.open_store(false)?;
+            let list = exports(ctx, &store)?.list(&org).map_err(refusal)?;
+            if ctx.json {
+                print_value(&list)?;
+            } else if list.is_empty() {
+                println!("no export requests for {org}");
+            } else {
+                print!("{}", requests_table(&list));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExportCommand::Process => {
+            let store = ctx.open_store(false)?;
+            let report = exports(ctx, &store)?.process().map_err(refusal)?;
+            if ctx.json {
+                let ids = |v: Vec<uuid::Uuid>| v.into_iter().map(|id| id.to_string()).collect::<Vec<_>>();
+                ctx.print_json(&json!({
+                    "processed": ids(report.processed_ids()),
+                    "expired": ids(report.expired_ids()),
+                }))?;
+            } else {
+                let mark = report.mark.map(|m| m.to_rfc3339()).unwrap_or_default();
+                println!(
+                    "run of {mark}: {} request(s) processed, {} download(s) expired",
+                    report.processed.len(),
+                    report.expired.len()
+                );
+                if !report.processed.is_empty() {
+                    print!("{}", requests_table(&report.processed));
+                }
+                for r in &report.expired {
+                    println!("expired: {}", r.id);
+                }
+                for f in &report.removed_files {
+                    println!("removed leftover {}", f.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExportCommand::Download { id, out } => {
+            let not_found = || CliError::new("not_found", format!("no export request {id}"));
+            let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+            let store = ctx.open_store(false)?;
+            let mut download = exports(ctx, &store)?.download(uuid).map_err(refusal)?;
+            match out {
+                Some(path) => {
+                    let bytes = write_file_aside(&path, |w| {
+                        std::io::copy(&mut download, w)
+                            .map(|_| ())
+                            .map_err(|e| CliError::new("io", e.to_string()))
+                    })?;
+                    let req = download.request();
+                    if ctx.json {
+                        ctx.print_json(&json!({
+                            "id": req.id.to_string(),
+                            "path": path.display().to_string(),
+                            "rows": req.rows,
+                            "bytes": bytes,
+                        }))?;
+                    } else {
+                        println!(
+                            "wrote {} rows ({bytes} bytes) of export {} to {}",
+                            req.rows.unwrap_or(0),
+                            req.id,
+                            path.display()
+                        );
+                    }
+                }
+                None => {
+                    let mut stdout = std::io::stdout().lock();
+                    if let Err(e) = std::io::copy(&mut download, &mut stdout).and_then(|_| stdout.flush()) {
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExportCommand::Full { org, user, role, out } => {
+            let store = ctx.open_store(false)?;
+            let exports = exports(ctx, &store)?;
+            match out {
+                Some(path) => {
+                    let mut rows = 0;
+                    let bytes = write_file_aside(&path, |w| {
+                        rows = exports.full(&org, &user, role, w).map_err(refusal)?.rows;
+                        Ok(())
+                    })?;
+                    if ctx.json {
+                        ctx.print_json(&json!({
+                            "org": org,
+                            "path": path.display().to_string(),
+                            "rows": rows,
+                            "bytes": bytes,
+                        }))?;
+                    } else {
+                        println!("wrote {rows} rows ({bytes} bytes) of {org} to {}", path.display());
+                    }
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let out = BufWriter::with_capacity(1 << 16, stdout.lock());
+                    match exports.full(&org, &user, role, out) {
+                        Ok(_) => {}
+                        Err(ExportError::Csv(auditstore::export::csv::CsvError::Io(e)))
+                            if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        Err(ExportError::Store(auditstore::Error::Io { source, .. }))
+                            if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        Err(e) => return Err(refusal(e)),
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Write FILE through `FILE.<random>.partial`, renamed into place only when
+/// complete: a refusal or failure leaves no FILE behind. Returns its size.
+fn write_file_aside(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> CliResult<()>,
+) -> CliResult<u64> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+    let tmp = path.with_file_name(name);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| CliError::new("io", format!("create {}: {e}", tmp.display())))?;
+        let mut w = BufWriter::with_capacity(1 << 16, file);
+        write(&mut w)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| CliError::new("io", format!("write {}: {e}", tmp.display())))?;
+        file.sync_all()
+            .map_err(|e| CliError::new("io", format!("fsync {}: {e}", tmp.display())))?;
+        let bytes = file.metadata()?.len();
+        std::fs::rename(&tmp, path)
+            .map_err(|e| CliError::new("io", format!("rename to {}: {e}", path.display())))?;
+        Ok(bytes)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// One JSON line on stdout, keys in the order of the contract.
+fn print_value(value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_string(value).map_err(|e| CliError::new("io", e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The readable listing: timeframe, requester, made at, expires, status,
+/// whether a download is available.
+fn requests_table(list: &[ExportRequest]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let download = match r.status {
+                Status::Success if r.has_data => "yes".to_owned(),
+                Status::Success => "no (no data)".to_owned(),
+                Status::Requested => "not yet".to_owned(),
+                Status::Failed | Status::Expired => "no".to_owned(),
+            };
+            vec![
+                r.id.to_string(),
+                format!("{} to {}", r.from, r.to),
+                r.requested_by.clone(),
+                r.created_at.to_rfc3339(),
+                r.expires_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                match (&r.status, &r.failure_reason) {
+                    (Status::Failed, Some(why)) => format!("failed: {why}"),
+                    (s, _) => s.to_string(),
+                },
+                r.rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                r.bytes.map(human_size).unwrap_or_else(|| "-".into()),
+                download,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id",
+            "timeframe",
+            "requester",
+            "made at",
+            "expires",
+            "status",
+            "rows",
+            "size",
+            "download",
+        ],
+        &rows,
+    )
+}
+
+/// What the demo did with its export.
 pub struct DemoExport {
     pub id: String,
     pub status: String,
@@ -25,6 +388,33 @@ pub struct DemoExport {
     pub path: String,
 }
 
-pub fn demo_export(_store: &auditstore::Store, _now: auditstore::Timestamp) -> CliResult<DemoExport> {
-    Err(CliError::new("io", "export not available yet"))
+/// For `demo`: request an export of org-00's last 30 days as of `now`, run
+/// the processing at the next schedule mark, and say where the CSV is.
+pub fn demo_export(store: &Store, now: Timestamp) -> CliResult<DemoExport> {
+    let clock = Arc::new(FixedClock::new(now));
+    let exports = Exports::new(store).map_err(refusal)?.with_clock(clock.clone());
+    let to = now.date();
+    let from = now.saturating_sub_days(30).date();
+    let req = exports
+        .request("org-00", "demo-admin", Role::Admin, from, to)
+        .map_err(refusal)?;
+    clock.set(exports.processed_at(req.created_at));
+    exports.process().map_err(refusal)?;
+    let done = exports.get(req.id).map_err(refusal)?;
+    let path = if done.download_available() {
+        exports
+            .download(done.id)
+            .map_err(refusal)?
+            .path()
+            .display()
+            .to_string()
+    } else {
+        "-".to_owned()
+    };
+    Ok(DemoExport {
+        id: done.id.to_string(),
+        status: done.status.to_string(),
+        rows: done.rows.unwrap_or(0),
+        path,
+    })
 }

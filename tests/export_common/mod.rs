@@ -1,0 +1,120 @@
+//! Helpers shared by the export tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auditstore::export::{Date, ExportError};
+use auditstore::{Event, FixedClock, Options, Plan, Store, Timestamp};
+use uuid::Uuid;
+
+/// An instant from RFC 3339 or `YYYY-MM-DD`.
+pub fn t(s: &str) -> Timestamp {
+    Timestamp::parse_instant_or_date(s).unwrap()
+}
+
+/// A calendar date.
+pub fn d(s: &str) -> Date {
+    s.parse().unwrap()
+}
+
+/// A store in a temporary directory with a fixed clock.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<FixedClock>,
+    pub store: Option<Store>,
+}
+
+impl Env {
+    pub fn new(now: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FixedClock::new(t(now)));
+        let store = open(dir.path(), &clock);
+        Env {
+            dir,
+            clock,
+            store: Some(store),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store.as_ref().unwrap()
+    }
+
+    pub fn set_now(&self, now: &str) {
+        self.clock.set(t(now));
+    }
+
+    /// Close and reopen the store (a restart).
+    pub fn reopen(&mut self) {
+        self.store = None;
+        self.store = Some(open(self.dir.path(), &self.clock));
+    }
+
+    pub fn org(&self, org: &str, plan: Plan, retention_days: Option<u32>) {
+        self.store().set_org(org, Some(plan), retention_days).unwrap();
+    }
+
+    pub fn exports_dir(&self) -> PathBuf {
+        self.dir.path().join("exports")
+    }
+
+    /// Names of the files in the exports directory, sorted.
+    pub fn export_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = match std::fs::read_dir(self.exports_dir()) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+}
+
+pub fn open(dir: &Path, clock: &Arc<FixedClock>) -> Store {
+    Store::open_with(
+        dir,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A valid event at `at`.
+pub fn event(at: &str) -> Event {
+    Event::builder(Uuid::new_v4(), "user.logged_in", t(at), true)
+        .actor("u1", "user", Some("ann"))
+        .target("t1", "user", None)
+        .build()
+        .unwrap()
+}
+
+/// Append events of `org` at these instants.
+pub fn append_at(store: &Store, org: &str, instants: &[&str]) -> Vec<Event> {
+    let events: Vec<Event> = instants.iter().map(|a| event(a)).collect();
+    let report = store.append_batch(events.iter().map(|e| (org, e))).unwrap();
+    assert_eq!(report.appended, events.len() as u64);
+    events
+}
+
+/// The error's code; panics on success.
+pub fn code<T: std::fmt::Debug>(r: Result<T, ExportError>) -> &'static str {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+        Err(e) => e.code(),
+    }
+}
+
+/// Parse CSV text into rows (header included).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}

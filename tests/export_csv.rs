@@ -1,0 +1,210 @@
+//! The export CSV, parsed back: header, rows, order, JSON blobs equal to what
+//! was stored, and no cell a spreadsheet would execute, with hostile input.
+
+mod export_common;
+
+use std::collections::HashSet;
+
+use auditstore::export::csv::{is_formula_start, COLUMNS};
+use auditstore::export::{Exports, Role, Status};
+use auditstore::{Event, Plan, Timestamp};
+use export_common::{d, parse_csv, Env};
+use serde_json::{json, Value};
+
+/// Strings a spreadsheet or a CSV parser might trip on.
+const HOSTILE: [&str; 14] = [
+    "=cmd|' /C calc'!A0",
+    "+1+1",
+    "-2-2",
+    "@SUM(A1:A9)",
+    "=HYPERLINK(\"http://x\",\"y\")",
+    "\"quoted\"",
+    "a,b,c",
+    "line\nbreak\r\nand more",
+    "\ttab",
+    "\rcarriage",
+    "ünïcödé — 日本語 — 🚀",
+    "'single",
+    "",
+    "\\back\\slash",
+];
+
+/// A deterministic hostile event; `i` picks the strings.
+fn hostile_event(i: usize, at: &str, optional: bool) -> (Value, Event) {
+    let h = |k: usize| HOSTILE[(i + k) % HOSTILE.len()];
+    let actions = ["user.logged_in", "a.b", "x-1.y_2", "workflow.job.start"];
+    let mut v = json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "action": actions[i % actions.len()],
+        "actor": {"id": h(0), "type": h(1), "name": h(2)},
+        "target": {"id": h(3), "type": "=user", "name": h(4)},
+        "payload": {h(5): h(6), "n": -1, "nested": {"list": [h(7), 1.5, null, true], "=k": "@v"}},
+        "occurred_at": at,
+        "metadata": {"ip": h(8), "user_agent": h(9)},
+        "success": i % 3 != 0,
+    });
+    if optional {
+        v["scope"] = json!({"id": h(10), "type": "account", "name": h(11)});
+        v["request"] = json!({"id": h(12)});
+    }
+    let e = Event::from_json(&v.to_string()).unwrap();
+    (v, e)
+}
+
+fn check_no_formula_cells(rows: &[Vec<String>]) {
+    for (n, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            if let Some(first) = cell.chars().next() {
+                assert!(
+                    !is_formula_start(first) && !['=', '+', '-', '@'].contains(&first),
+                    "row {n} column {} starts with {first:?}: {cell:?}",
+                    COLUMNS[c]
+                );
+            }
+        }
+    }
+}
+
+/// Compare one parsed row with the JSON the event was sent as.
+fn check_row(row: &[String], sent: &Value) {
+    assert_eq!(row.len(), COLUMNS.len());
+    assert_eq!(row[0], sent["id"].as_str().unwrap());
+    assert_eq!(row[1], sent["action"].as_str().unwrap());
+    for (col, field) in [(2, "actor"), (3, "target"), (4, "payload"), (6, "metadata")] {
+        let cell: Value = serde_json::from_str(&row[col]).unwrap();
+        assert_eq!(&cell, &sent[field], "column {field}");
+        assert!(row[col].starts_with('{'));
+        assert_eq!(
+            row[col].len(),
+            cell.to_string().len(),
+            "compact JSON: {}",
+            row[col]
+        );
+    }
+    let at = Timestamp::parse_rfc3339(sent["occurred_at"].as_str().unwrap()).unwrap();
+    assert_eq!(row[5], at.to_rfc3339());
+    assert!(row[5].ends_with('Z'));
+    assert_eq!(row[7], "1");
+    for (col, field) in [(8, "scope"), (10, "request")] {
+        if sent.get(field).is_some() {
+            let cell: Value = serde_json::from_str(&row[col]).unwrap();
+            assert_eq!(&cell, &sent[field], "column {field}");
+        } else {
+            assert_eq!(row[col], "", "absent {field} is an empty cell");
+        }
+    }
+    assert_eq!(
+        row[9],
+        if sent["success"].as_bool().unwrap() {
+            "true"
+        } else {
+            "false"
+        }
+    );
+}
+
+#[test]
+fn csv_parses_back_to_the_stored_events_with_hostile_content() {
+    let env = Env::new("2026-08-10T09:00:00Z");
+    env.org("srv", Plan::Server, None);
+    // 300 events, many sharing an instant (ties ordered by id), appended
+    // out of order, with re-sends, plus another org's events in the window.
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        let at = format!(
+            "2026-08-0{}T{:02}:{:02}:00.5Z",
+            2 + (i * 7) % 5,
+            (i * 13) % 24,
+            (i % 4) * 15
+        );
+        sent.push(hostile_event(i, &at, i % 2 == 0));
+    }
+    let store = env.store();
+    let r = store
+        .append_batch(sent.iter().rev().map(|(_, e)| ("srv", e)))
+        .unwrap();
+    assert_eq!(r.appended, 300);
+    let r = store
+        .append_batch(sent.iter().take(20).map(|(_, e)| ("srv", e)))
+        .unwrap();
+    assert_eq!(r.duplicates, 20);
+    let (_, foreign) = hostile_event(1, "2026-08-03T00:00:00Z", true);
+    store.append("other", &foreign).unwrap();
+
+    let ex = Exports::new(store).unwrap();
+    let req = ex
+        .request("srv", "ann", Role::Admin, d("2026-08-02"), d("2026-08-06"))
+        .unwrap();
+    env.set_now("2026-08-10T09:30:00Z");
+    ex.process().unwrap();
+    let done = ex.get(req.id).unwrap();
+    assert_eq!((done.status, done.rows), (Status::Success, Some(300)));
+    let bytes = std::fs::read(ex.download(req.id).unwrap().path()).unwrap();
+    assert_eq!(done.bytes, Some(bytes.len() as u64));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        !text.contains(",\r\n") && !text.contains("\"\r\n"),
+        "\\n record ends"
+    );
+    assert!(text.starts_with(&format!("{}\n", COLUMNS.join(","))));
+    assert!(text.ends_with('\n'));
+
+    let rows = parse_csv(&text);
+    assert_eq!(rows[0], COLUMNS.map(str::to_owned).to_vec(), "header");
+    assert_eq!(rows.len(), 301, "one header and one row per stored event");
+    check_no_formula_cells(&rows);
+
+    // Order by (occurred_at, id), each id once.
+    let mut want: Vec<&(Value, Event)> = sent.iter().collect();
+    want.sort_by_key(|(_, e)| (e.occurred_at(), e.id()));
+    let mut seen = HashSet::new();
+    for (row, (v, _)) in rows[1..].iter().zip(&want) {
+        assert!(seen.insert(row[0].clone()), "id {} twice", row[0]);
+        check_row(row, v);
+    }
+    assert!(
+        !seen.contains(&foreign.id().to_string()),
+        "another org's event leaked"
+    );
+
+    // The full export writes the same rows.
+    let mut out = Vec::new();
+    ex.full("srv", "ann", Role::Admin, &mut out).unwrap();
+    assert_eq!(out, text.as_bytes());
+}
+
+#[test]
+fn a_cell_that_would_execute_is_refused_by_the_writer() {
+    // Defence in depth: if validation ever let one through, the writer stops.
+    let body = {
+        let e = Event::from_json(
+            r#"{"id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566","action":"a.b","actor":{"id":"u","type":"user"},
+                "target":{"id":"t","type":"x"},"occurred_at":"2026-08-01T00:00:00Z","success":true}"#,
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        auditstore::codec::encode("org", &e, &mut buf);
+        buf
+    };
+    let mut view = auditstore::codec::decode(&body).unwrap();
+    view.action = "=1+1";
+    let mut sink = auditstore::export::csv::CsvSink::new(Vec::new()).unwrap();
+    assert!(sink.write_record(&view).is_err());
+    view.action = "a.b";
+    sink.write_record(&view).unwrap();
+    let out = String::from_utf8(sink.finish().unwrap()).unwrap();
+    assert_eq!(parse_csv(&out).len(), 2);
+}
+
+#[test]
+fn hostile_actions_are_rejected_before_they_reach_a_file() {
+    for action in ["=cmd", "+x", "-x", "@x", "\"x\"", "a,b", "a\nb", "é.x"] {
+        let v = json!({"id": uuid::Uuid::new_v4().to_string(), "action": action,
+            "actor": {"id": "u", "type": "user"}, "target": {"id": "t", "type": "x"},
+            "occurred_at": "2026-08-01T00:00:00Z", "success": true});
+        assert!(
+            Event::from_json(&v.to_string()).is_err(),
+            "action {action:?} accepted"
+        );
+    }
+}
