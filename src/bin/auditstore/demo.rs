@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
     store.set_org("org-00", Some(Plan::Scale), Some(365))?;
     let mut gen = SampleGenerator::new(SampleConfig {
         start,
-        step_nanos: step / 2,
+        step_nanos: step,
         ..SampleConfig::default()
     });
     let generated: Vec<(String, Event)> = (&mut gen).take(events as usize).collect();
@@ -59,7 +59,8 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         generated.len() as f64 / ingest_secs.max(1e-9)
     ));
     let from = Timestamp::from_nanos(now.as_nanos() - 8 * day);
-    let to = Timestamp::from_nanos(now.as_nanos() - 7 * day);
+    let from = Timestamp::start_of_day(from.date()).unwrap_or(from);
+    let to = Timestamp::from_nanos(from.as_nanos() + day);
     let t = Instant::now();
     let found: Vec<Event> = store
         .scan(&Query::new("org-00", from, to))?
