@@ -757,6 +757,7 @@ impl Store {
             buf: Vec::new(),
             started: false,
             failed: false,
+            current: None,
         };
         if from >= to || scan.remaining == 0 {
             return Ok(scan);
@@ -1338,6 +1339,16 @@ impl Cursor {
         }
     }
 
+    /// (occurred_at, offset) of the next entry, without reading the log.
+    fn peek_entry(&self) -> Option<(i64, u32)> {
+        match self {
+            Cursor::Sealed { seg, pos, end } => {
+                (pos < end).then(|| idxfile::time_entry(seg.idx_bytes(), &seg.layout, *pos))
+            }
+            Cursor::Active { entries, pos, .. } => entries.get(*pos).map(|e| (e.occurred_at, e.offset)),
+        }
+    }
+
     fn advance(&mut self) {
         match self {
             Cursor::Sealed { pos, .. } => *pos += 1,
@@ -1356,6 +1367,10 @@ pub struct Scan {
     buf: Vec<u8>,
     started: bool,
     failed: bool,
+    /// The cursor that keeps the lead without going through the heap while
+    /// its next key is below every other cursor's (always, when it is the
+    /// only one left: then no tie-breaking id is even read).
+    current: Option<usize>,
 }
 
 impl Scan {
@@ -1381,15 +1396,30 @@ impl Scan {
             }
         }
         loop {
-            let Reverse(((ts, _, off), i)) = self.heap.pop()?;
+            let i = match self.current {
+                Some(c) => c,
+                None => self.heap.pop()?.0 .1,
+            };
+            let Some((ts, off)) = self.cursors[i].peek_entry() else {
+                self.current = None;
+                continue;
+            };
             let result = self.read_one(i, ts, off, &mut f);
             self.cursors[i].advance();
-            match self.cursors[i].peek() {
-                Ok(Some(k)) => self.heap.push(Reverse((k, i))),
-                Ok(None) => {}
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
+            self.current = None;
+            if self.heap.is_empty() {
+                self.current = Some(i);
+            } else {
+                match self.cursors[i].peek() {
+                    Ok(Some(k)) => match self.heap.peek() {
+                        Some(Reverse((top, _))) if k < *top => self.current = Some(i),
+                        _ => self.heap.push(Reverse((k, i))),
+                    },
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
                 }
             }
             match result {
