@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::tempdir()?;
-    let dir = args.next().map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().join("store"));
+    let dir = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("store"));
     let mut gen = SampleGenerator::new(SampleConfig {
         orgs: 50,
         step_nanos: 50_000_000,
