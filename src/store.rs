@@ -885,10 +885,7 @@ impl Store {
         // an index, which the next open re-indexes (and a later run deletes).
         for seg in &doomed {
             for path in [&seg.idx_path, &seg.log_path] {
-                let aside = path.with_extension(format!(
-                    "{}.deleted",
-                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
-                ));
+                let aside = aside_path(path);
                 self.options
                     .io
                     .rename(path, &aside)
@@ -898,10 +895,7 @@ impl Store {
         segment::sync_dir_via(&*self.options.io, &self.dir)?;
         for seg in &doomed {
             for path in [&seg.idx_path, &seg.log_path] {
-                let aside = path.with_extension(format!(
-                    "{}.deleted",
-                    path.extension().and_then(|e| e.to_str()).unwrap_or("")
-                ));
+                let aside = aside_path(path);
                 std::fs::remove_file(&aside).ctx(|| format!("remove {}", aside.display()))?;
                 report.files.push(path.clone());
             }
@@ -980,21 +974,7 @@ impl Store {
             report.indexes += 1;
             report.bytes += seg.disk_bytes();
             let log = seg.log_bytes();
-            let mut orgs: Vec<String> = Vec::new();
-            let mut org_no: HashMap<String, u32> = HashMap::new();
-            let mut entries = Vec::new();
-            let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| {
-                let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
-                    orgs.push(v.org.to_owned());
-                    (orgs.len() - 1) as u32
-                });
-                entries.push(idxfile::BuildEntry {
-                    org: n,
-                    occurred_at: v.occurred_at.as_nanos(),
-                    id: v.id,
-                    offset: off as u32,
-                });
-            });
+            let (orgs, mut entries, walk) = index_log(log);
             report.records += entries.len() as u64;
             if let Some(stop) = walk.stop {
                 report.problems.push(Problem {
@@ -1131,6 +1111,35 @@ fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintS
     }
 }
 
+/// Walk a segment's frames and collect what its index is built from:
+/// organization names, one entry per valid record, and where the walk
+/// stopped.
+fn index_log(log: &[u8]) -> (Vec<String>, Vec<idxfile::BuildEntry>, recovery::Walk) {
+    let mut orgs: Vec<String> = Vec::new();
+    let mut org_no: HashMap<String, u32> = HashMap::new();
+    let mut entries = Vec::new();
+    let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| {
+        let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
+            orgs.push(v.org.to_owned());
+            (orgs.len() - 1) as u32
+        });
+        entries.push(idxfile::BuildEntry {
+            org: n,
+            occurred_at: v.occurred_at.as_nanos(),
+            id: v.id,
+            offset: off as u32,
+        });
+    });
+    (orgs, entries, walk)
+}
+
+/// Where retention moves a file before unlinking it (`x.log` -> `x.log.deleted`).
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".deleted");
+    PathBuf::from(name)
+}
+
 /// Open a sealed segment; if its index is missing or damaged, rebuild it
 /// from the log (persisting it only when the log is intact).
 fn open_or_rebuild_sealed(
@@ -1146,29 +1155,8 @@ fn open_or_rebuild_sealed(
     }
     let log_path = segment::log_path(dir, id);
     let log = std::fs::read(&log_path).ctx(|| format!("read {}", log_path.display()))?;
-    header::check(&log, id).map_err(|e| match e {
-        header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
-            path: log_path.clone(),
-            found: v,
-            supported: header::SEGMENT_FORMAT_VERSION,
-        },
-        other => Error::corrupt(&log_path, 0, other.to_string()),
-    })?;
-    let mut orgs: Vec<String> = Vec::new();
-    let mut org_no: HashMap<String, u32> = HashMap::new();
-    let mut entries = Vec::new();
-    let walk = recovery::walk(&log, SEGMENT_HEADER_LEN, |off, v| {
-        let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
-            orgs.push(v.org.to_owned());
-            (orgs.len() - 1) as u32
-        });
-        entries.push(idxfile::BuildEntry {
-            org: n,
-            occurred_at: v.occurred_at.as_nanos(),
-            id: v.id,
-            offset: off as u32,
-        });
-    });
+    segment::check_header(&log, id, &log_path)?;
+    let (orgs, mut entries, walk) = index_log(&log);
     if let Some(stop) = walk.stop {
         // Never cut sealed data: refuse, naming the place, and let the
         // operator decide (the error is also what `verify` would print).
@@ -1205,14 +1193,7 @@ fn recover_active(
         ));
         return Ok((ActiveFile::create(io, dir, id)?, ActiveIndex::new()));
     }
-    header::check(&bytes, id).map_err(|e| match e {
-        header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
-            path: path.clone(),
-            found: v,
-            supported: header::SEGMENT_FORMAT_VERSION,
-        },
-        other => Error::corrupt(&path, 0, other.to_string()),
-    })?;
+    segment::check_header(&bytes, id, &path)?;
     let mut index = ActiveIndex::new();
     let mut n = 0u64;
     let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {

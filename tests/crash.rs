@@ -66,6 +66,60 @@ fn crash_child_writer() {
     }
 }
 
+/// Run the child test `name` with `env`, wait until it has acknowledged
+/// `min_acks` batches, let it run a random 0..`max_delay_ms` more, SIGKILL
+/// it, and return the ids it acknowledged (complete `ACK` lines only).
+fn run_and_kill(
+    exe: &std::path::Path,
+    name: &str,
+    env: &[(&str, &str)],
+    min_acks: u64,
+    max_delay_ms: u64,
+    rng: &mut u64,
+) -> Vec<uuid::Uuid> {
+    let mut child = Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let seen: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
+    let lines = Arc::new(Mutex::new(0u64));
+    let reader = {
+        let (seen, lines) = (seen.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // A line cut by the kill fails to parse and is not counted.
+                let Some(rest) = line.strip_prefix("ACK") else {
+                    continue;
+                };
+                let parsed: Result<Vec<uuid::Uuid>, _> =
+                    rest.split_whitespace().map(uuid::Uuid::parse_str).collect();
+                if let Ok(ids) = parsed {
+                    seen.lock().unwrap().extend(ids);
+                    *lines.lock().unwrap() += 1;
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    while *lines.lock().unwrap() < min_acks && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    std::thread::sleep(Duration::from_millis(*rng % max_delay_ms));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let ids = seen.lock().unwrap().clone();
+    ids
+}
+
 fn all_ids(store: &Store) -> Vec<uuid::Uuid> {
     let mut ids = Vec::new();
     for org in ["org-00", "org-01", "org-02", "org-03"] {
@@ -94,50 +148,12 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut truncations = 0;
     for round in 0..loops {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
-            .env("CRASH_CHILD_DIR", dir.path())
-            .env("CRASH_CHILD_SEED", (round % 3 + 1).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let seen: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
-        let lines = Arc::new(Mutex::new(0u64));
-        let reader = {
-            let (seen, lines) = (seen.clone(), lines.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    // Only complete lines count (a torn last line has no '\n'
-                    // and is dropped by `lines()` only if it is not valid...
-                    // so parse strictly).
-                    let Some(rest) = line.strip_prefix("ACK") else {
-                        continue;
-                    };
-                    let parsed: Result<Vec<uuid::Uuid>, _> =
-                        rest.split_whitespace().map(uuid::Uuid::parse_str).collect();
-                    if let Ok(ids) = parsed {
-                        seen.lock().unwrap().extend(ids);
-                        *lines.lock().unwrap() += 1;
-                    }
-                }
-            })
-        };
-        // Wait until the child has acknowledged something, then a random delay.
-        let start = Instant::now();
-        while *lines.lock().unwrap() < 2 && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 300));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        acked.extend(seen.lock().unwrap().iter().copied());
+        let seed = (round % 3 + 1).to_string();
+        let env = [
+            ("CRASH_CHILD_DIR", dir.path().to_str().unwrap()),
+            ("CRASH_CHILD_SEED", seed.as_str()),
+        ];
+        acked.extend(run_and_kill(&exe, "crash_child_writer", &env, 2, 300, &mut rng));
 
         let store = Store::open_with(dir.path(), options()).unwrap();
         if store.recovery_report().truncated_bytes > 0 {
@@ -249,51 +265,19 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut deleted_any = false;
     for round in 0..loops {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child_retention_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("CRASH_RETENTION_DIR", dir.path())
-            .env("CRASH_CHILD_SEED", (round + 1).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let seen: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
-        let lines = Arc::new(Mutex::new(0u64));
-        let reader = {
-            let (seen, lines) = (seen.clone(), lines.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let Some(rest) = line.strip_prefix("ACK") else {
-                        continue;
-                    };
-                    let parsed: Result<Vec<uuid::Uuid>, _> =
-                        rest.split_whitespace().map(uuid::Uuid::parse_str).collect();
-                    if let Ok(ids) = parsed {
-                        seen.lock().unwrap().extend(ids);
-                        *lines.lock().unwrap() += 1;
-                    }
-                }
-            })
-        };
-        let start = Instant::now();
-        while *lines.lock().unwrap() < 5 && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 400));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        acked.extend(seen.lock().unwrap().iter().copied());
+        let seed = (round + 1).to_string();
+        let env = [
+            ("CRASH_RETENTION_DIR", dir.path().to_str().unwrap()),
+            ("CRASH_CHILD_SEED", seed.as_str()),
+        ];
+        acked.extend(run_and_kill(
+            &exe,
+            "crash_child_retention_writer",
+            &env,
+            5,
+            400,
+            &mut rng,
+        ));
 
         let store = Store::open_with(dir.path(), options()).unwrap();
         let leftovers = std::fs::read_dir(dir.path())

@@ -70,6 +70,20 @@ pub fn write_atomically_via(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
+/// Check the header of segment `id` held in `buf` (read from `path`): a
+/// newer format version is `UnsupportedVersion`, anything else `Corrupt`
+/// at offset 0.
+pub fn check_header(buf: &[u8], id: u64, path: &Path) -> Result<()> {
+    header::check(buf, id).map_err(|e| match e {
+        header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: v,
+            supported: header::SEGMENT_FORMAT_VERSION,
+        },
+        other => Error::corrupt(path, 0, other.to_string()),
+    })
+}
+
 /// The segment currently appended to.
 #[derive(Debug)]
 pub struct ActiveFile {
@@ -239,14 +253,7 @@ impl SealedSegment {
                 ),
             ));
         }
-        header::check(&log, id).map_err(|e| match e {
-            header::HeaderError::UnsupportedVersion(v) => Error::UnsupportedVersion {
-                path: log_path.clone(),
-                found: v,
-                supported: header::SEGMENT_FORMAT_VERSION,
-            },
-            other => Error::corrupt(&log_path, 0, other.to_string()),
-        })?;
+        check_header(&log, id, &log_path)?;
         let org_pos = layout
             .orgs
             .iter()
