@@ -803,6 +803,9 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                 loop {
                     i = find_quote_or_backslash(b, i);
                     match b.get(i) {
+                        Some(b'\\') if b.get(i + 1) == Some(&b'u') => {
+                            i = check_unicode_escape(b, i).map_err(|why| EventError::at(field, why))?;
+                        }
                         Some(b'\\') => i += 2,
                         _ => break,
                     }
@@ -850,6 +853,31 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
     }
     out.push_str(s.get(run_start..).unwrap_or_default());
     Ok(out)
+}
+
+/// `b[i..]` starts with a `\u` escape (syntax already checked by
+/// serde_json). A UTF-16 surrogate must come as a high-low pair: a lone one
+/// is not Unicode, and most JSON readers (serde_json among them) refuse it.
+/// Returns the index after the escape (or after the pair).
+fn check_unicode_escape(b: &[u8], i: usize) -> Result<usize, &'static str> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = b.get(at + 2..at + 6)?;
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let first = unit(i).ok_or("invalid \\u escape")?;
+    match first {
+        0xD800..=0xDBFF => {
+            let pair = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                .then(|| unit(i + 6))
+                .flatten();
+            match pair {
+                Some(0xDC00..=0xDFFF) => Ok(i + 12),
+                _ => Err("lone UTF-16 surrogate in a \\u escape"),
+            }
+        }
+        0xDC00..=0xDFFF => Err("lone UTF-16 surrogate in a \\u escape"),
+        _ => Ok(i + 6),
+    }
 }
 
 /// Index of the first `"` or `\` in `b` at or after `i` (`b.len()` if none),

@@ -422,7 +422,7 @@ fn huge_org_count_index_is_otherwise_well_formed() {
 /// and `Event::same_content` calls two spellings of it different (a re-sent
 /// duplicate becomes a `Conflict`).
 #[test]
-#[ignore = "bug: Event::from_json accepts lone surrogate escapes (src/event.rs compact/object)"]
+
 fn accepted_events_have_no_lone_surrogates() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_event");
     for name in [
