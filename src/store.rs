@@ -16,7 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::index::checkpoint;
 use crate::index::file::{self as idxfile};
-use crate::index::id::{fingerprint, FingerprintSet, IdMap};
+use crate::index::id::{self, fingerprint, FingerprintSet, IdMap};
 use crate::index::time::{ActiveEntry, ActiveIndex};
 use crate::io::{Io, RealIo};
 use crate::log::frame;
@@ -1018,7 +1018,7 @@ impl Store {
                             .filter_map(|id| by_id.get(id))
                             .map(|s| s.fingerprints())
                             .collect();
-                        if FingerprintSet::from_runs(runs).as_sorted() != fps.as_slice() {
+                        if FingerprintSet::from_runs(runs).keys() != fps {
                             report.problems.push(Problem {
                                 file: cp_path,
                                 offset: 0,
@@ -1074,7 +1074,7 @@ impl Drop for Store {
                 // Best effort: a missing checkpoint only makes the next open
                 // rebuild the set from the indexes.
                 let segments: Vec<u64> = self.sealed_snapshot().iter().map(|s| s.id).collect();
-                let bytes = checkpoint::encode(&segments, w.fps.as_sorted());
+                let bytes = checkpoint::encode(&segments, &w.fps.keys());
                 let _ =
                     segment::write_atomically_via(&*self.options.io, &self.dir.join(CHECKPOINT_FILE), &bytes);
             }
@@ -1099,10 +1099,10 @@ fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintS
                 sealed
                     .iter()
                     .filter(|s| !covered.contains(&s.id))
-                    .map(|s| s.fingerprints()),
+                    .map(|s| id::keys_of(s.fingerprints())),
             );
             let exact = runs.len() == 1;
-            (FingerprintSet::from_runs(runs), exact)
+            (FingerprintSet::from_key_runs(runs), exact)
         }
         None => (
             FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),

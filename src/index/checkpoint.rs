@@ -1,5 +1,6 @@
 //! Byte layout of `dedup.fp`, the de-duplication checkpoint: the sorted
-//! fingerprints of every event in a set of sealed segments, written on clean
+//! dedup keys (`fingerprint >> 16`) of every event in a set of sealed
+//! segments, written on clean
 //! shutdown so that the next open does not rebuild them from every index.
 //! It is a cache: when missing, damaged, or naming a segment that no longer
 //! exists, it is ignored and the set is rebuilt from the `.idx` files.
@@ -9,11 +10,11 @@
 //!      0    8 magic           b"AUDITFPS"
 //!      8    4 format_version  u32 = 1
 //!     12    4 header_len      u32 = 32
-//!     16    8 count           u64, number of fingerprints
+//!     16    8 count           u64, number of keys
 //!     24    4 segment_count   u32
 //!     28    4 reserved        0
 //! segment ids: segment_count x u64, ascending (the segments covered)
-//! fingerprints: count x u64, ascending
+//! keys: count x u64 (fingerprint >> 16), ascending
 //! footer (16 bytes): u32 CRC-32 of every preceding byte, u32 0, b"AUDITEND"
 //! ```
 

@@ -1,13 +1,11 @@
-//! Id fingerprints and the store-wide set of fingerprints of sealed events.
+//! Id fingerprints and the store-wide set of dedup keys of sealed events.
 //!
 //! De-duplication must be exact over the whole retained history without a
-//! random disk access per appended event. The store keeps every sealed
-//! event's 64-bit fingerprint in one sorted array in memory (8 bytes per
-//! event) with a 2^16-bucket directory over the top bits, so a lookup is a
-//! jump plus a short binary search. A fingerprint hit is only a candidate:
-//! the store then finds the offsets with that fingerprint in the sealed
-//! segments' id tables and compares the stored ids, so collisions never
-//! cause a false duplicate.
+//! random disk access per appended event. The store keeps a 48-bit key of
+//! every sealed event's fingerprint in memory, in 4 bytes per event (see
+//! [`FingerprintSet`]). A hit is only a candidate: the store then finds the
+//! offsets with that fingerprint in the sealed segments' id tables and
+//! compares the stored ids, so collisions never cause a false duplicate.
 
 /// The fingerprint of an id: with `lo`/`hi` its two little-endian u64
 /// halves and `mix` the SplitMix64 finalizer, `mix(lo ^ mix(hi ^ K))` with
@@ -91,39 +89,62 @@ pub type IdMap<V> = std::collections::HashMap<[u8; 16], V, IdBuildHasher>;
 const BUCKET_BITS: u32 = 16;
 const BUCKETS: usize = 1 << BUCKET_BITS;
 
-/// A sorted multiset of fingerprints with a bucket directory.
+/// The 48-bit de-duplication key of a fingerprint: its top 48 bits. Order
+/// preserving, so sorted fingerprints give sorted keys.
+pub fn dedup_key(fp: u64) -> u64 {
+    fp >> 16
+}
+
+/// The set of dedup keys of every sealed event, in 4 bytes per event: the
+/// top 16 bits of a key select one of 2^16 buckets (a directory of start
+/// positions), and each entry keeps the next 32 bits, sorted within its
+/// bucket. A lookup is a jump plus a binary search over ~n/65536 entries.
+/// With 48-bit keys, a new id matches some stored key with probability
+/// about n / 2^48 (3.6e-8 at 10 million events); such a hit only costs a
+/// look into the segments' id tables, which compare full ids.
 #[derive(Debug, Clone)]
 pub struct FingerprintSet {
-    sorted: Vec<u64>,
-    /// `starts[b]` is the first position whose top bits are >= b;
-    /// `starts[BUCKETS]` is `sorted.len()`.
+    mids: Vec<u32>,
+    /// `starts[b]` is the first position of bucket `b`;
+    /// `starts[BUCKETS]` is `mids.len()`.
     starts: Vec<u32>,
 }
 
 impl Default for FingerprintSet {
     fn default() -> Self {
-        Self::from_sorted(Vec::new())
+        Self::from_sorted_keys(Vec::new())
     }
 }
 
+fn split(key: u64) -> (usize, u32) {
+    ((key >> 32) as usize & (BUCKETS - 1), key as u32)
+}
+
 impl FingerprintSet {
-    /// Build from an already sorted vector.
-    pub fn from_sorted(sorted: Vec<u64>) -> Self {
+    /// Build from sorted dedup keys.
+    pub fn from_sorted_keys(keys: Vec<u64>) -> Self {
         let mut starts = vec![0u32; BUCKETS + 1];
-        let mut pos = 0usize;
-        for (b, start) in starts.iter_mut().enumerate().take(BUCKETS) {
-            while pos < sorted.len() && ((sorted[pos] >> (64 - BUCKET_BITS)) as usize) < b {
-                pos += 1;
+        let mut mids = Vec::with_capacity(keys.len());
+        let mut bucket = 0usize;
+        for key in keys {
+            let (b, mid) = split(key);
+            while bucket < b {
+                bucket += 1;
+                starts[bucket] = mids.len() as u32;
             }
-            *start = pos as u32;
+            mids.push(mid);
         }
-        starts[BUCKETS] = sorted.len() as u32;
-        FingerprintSet { sorted, starts }
+        while bucket < BUCKETS {
+            bucket += 1;
+            starts[bucket] = mids.len() as u32;
+        }
+        FingerprintSet { mids, starts }
     }
 
-    /// Build from several sorted runs (one per sealed segment), merging
-    /// them pairwise: O(n log runs), cheaper than sorting from scratch.
-    pub fn from_runs(mut runs: Vec<Vec<u64>>) -> Self {
+    /// Build from sorted runs of dedup keys (a checkpoint, and segments'
+    /// fingerprints mapped through [`dedup_key`]), merging them pairwise:
+    /// O(n log runs), cheaper than sorting from scratch.
+    pub fn from_key_runs(mut runs: Vec<Vec<u64>>) -> Self {
         while runs.len() > 1 {
             let mut next = Vec::with_capacity(runs.len().div_ceil(2));
             let mut it = runs.into_iter();
@@ -135,38 +156,69 @@ impl FingerprintSet {
             }
             runs = next;
         }
-        Self::from_sorted(runs.pop().unwrap_or_default())
+        Self::from_sorted_keys(runs.pop().unwrap_or_default())
     }
 
-    /// Merge a sorted run into the set.
+    /// Build from sorted runs of fingerprints (one per sealed segment).
+    pub fn from_runs(runs: Vec<Vec<u64>>) -> Self {
+        Self::from_key_runs(runs.into_iter().map(keys_of).collect())
+    }
+
+    /// Add a sorted run of fingerprints.
     pub fn merge(&mut self, run: &[u64]) {
-        let merged = merge_sorted(&self.sorted, run);
-        *self = Self::from_sorted(merged);
+        let mut keys: Vec<u64> = Vec::with_capacity(self.mids.len() + run.len());
+        let mut mine = self.keys_iter().peekable();
+        for key in run.iter().map(|fp| dedup_key(*fp)) {
+            while let Some(k) = mine.next_if(|k| *k <= key) {
+                keys.push(k);
+            }
+            keys.push(key);
+        }
+        keys.extend(mine);
+        *self = Self::from_sorted_keys(keys);
     }
 
-    /// The sorted fingerprints.
-    pub fn as_sorted(&self) -> &[u64] {
-        &self.sorted
+    fn keys_iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..BUCKETS).flat_map(move |b| {
+            let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+            self.mids[lo..hi]
+                .iter()
+                .map(move |m| ((b as u64) << 32) | *m as u64)
+        })
     }
 
+    /// Every key, sorted (for the checkpoint and `verify`).
+    pub fn keys(&self) -> Vec<u64> {
+        self.keys_iter().collect()
+    }
+
+    /// Might an event with this fingerprint be stored? `false` is certain.
     pub fn contains(&self, fp: u64) -> bool {
-        let b = (fp >> (64 - BUCKET_BITS)) as usize;
+        let (b, mid) = split(dedup_key(fp));
         let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        self.sorted[lo..hi].binary_search(&fp).is_ok()
+        self.mids[lo..hi].binary_search(&mid).is_ok()
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.mids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.mids.is_empty()
     }
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.sorted.capacity() * 8 + self.starts.capacity() * 4
+        self.mids.capacity() * 4 + self.starts.capacity() * 4
     }
+}
+
+/// Fingerprints (sorted) to dedup keys (still sorted).
+pub fn keys_of(mut fps: Vec<u64>) -> Vec<u64> {
+    for fp in fps.iter_mut() {
+        *fp = dedup_key(*fp);
+    }
+    fps
 }
 
 fn merge_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -207,9 +259,10 @@ mod tests {
         let mut c: Vec<u64> = ids[4000..4100].iter().map(fingerprint).collect();
         c.sort_unstable();
         let mut set = FingerprintSet::from_runs(vec![a, c.clone(), b.clone()]);
-        assert!(set.as_sorted().windows(2).all(|w| w[0] <= w[1]));
+        assert!(set.keys().windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(set.len(), 4100);
-        set = FingerprintSet::from_runs(vec![set.as_sorted()[..0].to_vec()]);
+        assert_eq!(FingerprintSet::from_sorted_keys(set.keys()).keys(), set.keys());
+        set = FingerprintSet::from_runs(vec![Vec::new()]);
         assert!(set.is_empty());
         let mut a: Vec<u64> = ids[..2500].iter().map(fingerprint).collect();
         a.sort_unstable();
@@ -220,7 +273,13 @@ mod tests {
             assert_eq!(set.contains(fingerprint(id)), i < 4000, "id {i}");
         }
         assert!(!FingerprintSet::default().contains(0));
-        assert!(FingerprintSet::from_sorted(vec![0, u64::MAX]).contains(u64::MAX));
+        let edges = FingerprintSet::from_runs(vec![vec![0, u64::MAX]]);
+        assert!(edges.contains(u64::MAX) && edges.contains(0));
+        assert!(!edges.contains(1 << 20));
+        // Merging keeps everything sorted and findable.
+        let mut m = FingerprintSet::from_runs(vec![vec![5 << 16, 9 << 40]]);
+        m.merge(&[1 << 16, 7 << 40, u64::MAX]);
+        assert_eq!(m.keys(), vec![1, 5, 7 << 24, 9 << 24, u64::MAX >> 16]);
     }
 
     #[test]
