@@ -1,6 +1,8 @@
 //! Measure `append_batch` throughput (default durability, batches of 1,000)
 //! on pre-generated events, then the open time of the resulting store:
-//! `cargo run --release --example append_rate -- 1000000 [DIR]`.
+//! `cargo run --release --example append_rate -- 1000000 [DIR] [buffered]`
+//! (`buffered` measures `Durability::Buffered`, which does not fsync per
+//! batch, to separate CPU cost from fsync cost).
 
 use std::time::Instant;
 
@@ -32,7 +34,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..SampleConfig::default()
     });
     let mut total = (0u64, 0u64, 0f64);
-    let store = Store::open(&dir)?;
+    let durability = match args.next().as_deref() {
+        Some("buffered") => auditstore::Durability::Buffered,
+        _ => auditstore::Durability::Sync,
+    };
+    let store = Store::open_with(
+        &dir,
+        auditstore::Options {
+            durability,
+            ..Default::default()
+        },
+    )?;
     let chunk = 100_000usize.min(n);
     let mut done = 0;
     while done < n {
@@ -48,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stats = store.stats()?;
     println!(
-        "append_batch x1000: {} events in {:.2}s = {:.0} events/s ({} appended, {} duplicates); RSS {} MiB; index memory {} MiB; {:.1} bytes on disk per event",
+        "append_batch x1000 ({durability:?}): {} events in {:.2}s = {:.0} events/s ({} appended, {} duplicates); RSS {} MiB; index memory {} MiB; {:.1} bytes on disk per event",
         n,
         total.2,
         n as f64 / total.2,
@@ -60,7 +72,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(store);
     let t = Instant::now();
-    let store = Store::open(&dir)?;
+    let durability = match args.next().as_deref() {
+        Some("buffered") => auditstore::Durability::Buffered,
+        _ => auditstore::Durability::Sync,
+    };
+    let store = Store::open_with(
+        &dir,
+        auditstore::Options {
+            durability,
+            ..Default::default()
+        },
+    )?;
     println!(
         "open after clean shutdown: {:.1} ms ({} events)",
         t.elapsed().as_secs_f64() * 1e3,
