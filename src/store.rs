@@ -1388,9 +1388,17 @@ impl Scan {
             let result = self.read_one(i, ts, off, &mut f);
             self.cursors[i].advance();
             self.current = None;
-            if self.heap.is_empty() {
+            let top_ts = self.heap.peek().map(|Reverse(((ts, _, _), _))| *ts);
+            let next_ts = self.cursors[i].peek_entry().map(|(ts, _)| ts);
+            let strictly_ahead = match (next_ts, top_ts) {
+                (Some(_), None) => true,
+                (Some(n), Some(t)) => n < t,
+                (None, _) => false,
+            };
+            if strictly_ahead {
+                // No tie to break: the id (a read from the log) is not needed.
                 self.current = Some(i);
-            } else {
+            } else if next_ts.is_some() {
                 match self.cursors[i].peek() {
                     Ok(Some(k)) => match self.heap.peek() {
                         Some(Reverse((top, _))) if k < *top => self.current = Some(i),

@@ -173,14 +173,6 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
     if buf[0..8] != INDEX_MAGIC {
         return Err(err(0, "wrong magic number (not an auditstore index)"));
     }
-    let version = u32_at(buf, 8);
-    if version != INDEX_FORMAT_VERSION {
-        return Err(IndexError {
-            offset: 8,
-            reason: format!("unsupported index format version {version}"),
-            unsupported_version: Some(version),
-        });
-    }
     let foot = buf.len() - FOOTER_LEN;
     if buf[foot + 8..] != INDEX_FOOTER_MAGIC || u32_at(buf, foot + 4) != 0 {
         return Err(err(foot + 8, "missing footer magic (index file truncated?)"));
@@ -192,6 +184,16 @@ pub fn parse(buf: &[u8], segment_id: u64) -> Result<IndexLayout, IndexError> {
             foot,
             format!("index checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"),
         ));
+    }
+    // Only a checksummed version is believed: a damaged version byte is just
+    // damage (the index is rebuilt), not a file from the future.
+    let version = u32_at(buf, 8);
+    if version != INDEX_FORMAT_VERSION {
+        return Err(IndexError {
+            offset: 8,
+            reason: format!("unsupported index format version {version}"),
+            unsupported_version: Some(version),
+        });
     }
     if u32_at(buf, 12) as usize != INDEX_HEADER_LEN {
         return Err(err(12, "unexpected header length"));

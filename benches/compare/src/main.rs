@@ -36,7 +36,9 @@ const STEP_NANOS: i64 = 500_000_000;
 
 const USAGE: &str = "\
 usage:
-  compare [--events N] [--runs K] [--dir DIR] [--systems a,b,..] [--queries Q] [--batch B] [--seed S] [--keep]
+  compare [--events N] [--runs K] [--dir DIR] [--systems a,b,..] [--queries Q] [--batch B] [--seed S]
+          [--save FILE (every child's RESULT json, one a line)] [--keep]
+  compare --report FILE [--systems ...]      (the table again, from a --save file)
   compare --only SYSTEM [same options]        (one system; prints a RESULT line; used by the parent)
   compare open-time [--events N] [--reps R] [--dir DIR] [--keep]
 systems: raw, auditstore, sled, sqlite, redb, fjall";
@@ -54,6 +56,8 @@ struct Args {
     keep: bool,
     reps: usize,
     start: Option<i64>,
+    save: Option<PathBuf>,
+    report: Option<PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Res<Args> {
@@ -69,6 +73,8 @@ fn parse_args(args: &[String]) -> Res<Args> {
         keep: false,
         reps: 5,
         start: None,
+        save: None,
+        report: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -84,6 +90,8 @@ fn parse_args(args: &[String]) -> Res<Args> {
             "--seed" => a.seed = val()?.parse()?,
             "--reps" => a.reps = val()?.parse()?,
             "--start" => a.start = Some(val()?.parse()?),
+            "--save" => a.save = Some(PathBuf::from(val()?)),
+            "--report" => a.report = Some(PathBuf::from(val()?)),
             "--keep" => a.keep = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -135,6 +143,21 @@ fn rss() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// (RssAnon, RssFile) in bytes: heap versus mapped file pages.
+fn rss_split() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
 }
 
 /// Reset VmHWM to the current RSS (Linux >= 4.0); false if refused.
@@ -452,6 +475,7 @@ fn child(a: &Args, sys: &str) -> Res<()> {
     let wl = generate(a.events, a.seed, keep);
     let qs = queries(&wl, a.queries, a.seed);
     eprintln!("[{sys}] generated in {:.1}s; ingesting ...", wl.gen_secs);
+    profiling_pause();
     let mut out = json!({
         "system": sys,
         "events_offered": wl.offered,
@@ -485,6 +509,18 @@ fn child(a: &Args, sys: &str) -> Res<()> {
     eprintln!("[{sys}] done");
     println!("RESULT {out}");
     Ok(())
+}
+
+/// With `COMPARE_PAUSE_MS` set, sleep between phases (outside every timed
+/// section) so that a profiler attached with `perf record -p` can be
+/// started and stopped on the phase markers printed to stderr.
+fn profiling_pause() {
+    if let Some(ms) = std::env::var("COMPARE_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 /// Common fields after an ingest phase.
@@ -600,6 +636,7 @@ fn run_auditstore(
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
+    profiling_pause();
     let stats = store.stats()?;
     let disk_open = disk_json("open_", dir);
 
@@ -633,6 +670,7 @@ fn run_auditstore(
 
     // CSV export of every stored event through CsvSink to a file, fsynced.
     eprintln!("[auditstore] queried; exporting ...");
+    profiling_pause();
     let csv_path = run_dir.join("export.csv");
     let p = Phase::start();
     let mut sink = CsvSink::new(File::create(&csv_path)?)?;
@@ -714,6 +752,7 @@ fn run_sled(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> R
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
+    profiling_pause();
     let disk_open = disk_json("open_", dir);
     let scan = run_queries(qs, |org, from, to, f| {
         for kv in time.range(time_key(org, from, None)..time_key(org, to, None)) {
@@ -763,6 +802,7 @@ fn run_sqlite(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) ->
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
+    profiling_pause();
     let disk_open = disk_json("open_", dir);
     let scan = {
         let mut st =
@@ -815,6 +855,7 @@ fn run_redb(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> R
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
+    profiling_pause();
     let disk_open = disk_json("open_", dir);
     let scan = run_queries(qs, |org, from, to, f| {
         let rtx = db.begin_read()?;
@@ -861,6 +902,7 @@ fn run_fjall(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> 
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
+    profiling_pause();
     let disk_open = disk_json("open_", dir);
     let scan = run_queries(qs, |org, from, to, f| {
         for kv in time.range(time_key(org, from, None)..time_key(org, to, None)) {
@@ -910,6 +952,23 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn parent(a: &Args) -> Res<()> {
+    if let Some(path) = &a.report {
+        let results: Vec<Value> = std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let mut a = a.clone();
+        a.runs = results
+            .iter()
+            .filter_map(|r| r["run"].as_u64())
+            .max()
+            .unwrap_or(1) as usize;
+        a.systems
+            .retain(|s| results.iter().any(|r| r["system"] == s.as_str()));
+        print_table(&a, &results);
+        return Ok(());
+    }
     let (base, _guard) = base_dir(a)?;
     let exe = std::env::current_exe()?;
     eprintln!(
@@ -955,6 +1014,10 @@ fn parent(a: &Args) -> Res<()> {
             };
             r["run"] = json!(run);
             eprintln!("[{sys}] run {run}: {r}");
+            if let Some(path) = &a.save {
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                writeln!(f, "{r}")?;
+            }
             results.push(r);
         }
     }
@@ -979,8 +1042,22 @@ fn print_table(a: &Args, results: &[Value]) {
             .map(|r| r[key].clone())
             .unwrap_or(Value::Null)
     };
-    let a_ingest = med("auditstore", "events_per_sec");
-    let a_scan = med("auditstore", "scan_events_per_sec");
+    // Ratios: the median over runs of the ratio within each run (the
+    // systems of one run share the machine's conditions more closely).
+    let ratio = |sys: &str, key: &str| {
+        let per_run = (1..=a.runs as u64)
+            .filter_map(|run| {
+                let get = |s: &str| {
+                    results
+                        .iter()
+                        .find(|r| r["system"] == s && r["run"].as_u64() == Some(run))
+                        .and_then(|r| r[key].as_f64())
+                };
+                Some(get("auditstore")? / get(sys)?)
+            })
+            .collect();
+        median(per_run)
+    };
     let mib = |b: f64| b / (1u64 << 20) as f64;
     println!();
     println!(
@@ -1022,12 +1099,12 @@ fn print_table(a: &Args, results: &[Value]) {
             if sys == "auditstore" {
                 "1.00x".to_string()
             } else {
-                format!("{:.2}x", a_ingest / ev)
+                format!("{:.2}x", ratio(sys, "events_per_sec"))
             },
             if sys == "auditstore" || sys == "raw" {
                 "-".to_string()
             } else {
-                format!("{:.2}x", a_scan / scan)
+                format!("{:.2}x", ratio(sys, "scan_events_per_sec"))
             },
         );
     }
@@ -1063,9 +1140,21 @@ fn print_table(a: &Args, results: &[Value]) {
         );
     }
     if a.systems.iter().any(|s| s == "raw") && a.systems.iter().any(|s| s == "auditstore") {
+        let per_run: Vec<String> = (1..=a.runs as u64)
+            .filter_map(|run| {
+                let get = |s: &str| {
+                    results
+                        .iter()
+                        .find(|r| r["system"] == s && r["run"].as_u64() == Some(run))
+                        .and_then(|r| r["events_per_sec"].as_f64())
+                };
+                Some(format!("{:.0}%", 100.0 * get("auditstore")? / get("raw")?))
+            })
+            .collect();
         println!(
-            "auditstore ingest = {:.1}% of the raw ceiling measured in the same run",
-            100.0 * a_ingest / med("raw", "events_per_sec")
+            "auditstore ingest = {:.1}% of the raw ceiling measured in the same run (median; per run: {})",
+            100.0 * ratio("raw", "events_per_sec"),
+            per_run.join(", ")
         );
     }
 }
@@ -1103,13 +1192,17 @@ fn open_time(a: &Args) -> Res<()> {
             .appended;
         if (a.events - left).is_multiple_of(1_000_000) {
             let (rss, hwm) = rss();
-            max_rss_at.push(json!({"events": a.events - left, "rss": rss, "hwm": hwm}));
+            let (anon, file) = rss_split();
+            max_rss_at
+                .push(json!({"events": a.events - left, "rss": rss, "hwm": hwm, "anon": anon, "file": file}));
             eprintln!(
-                "  {} events, {:.0} events/s, RSS {:.0} MiB (peak {:.0} MiB)",
+                "  {} events, {:.0} events/s, RSS {:.0} MiB (peak {:.0} MiB; anon {:.0} MiB, mapped files {:.0} MiB)",
                 a.events - left,
                 (a.events - left) as f64 / p.t.elapsed().as_secs_f64(),
                 rss as f64 / 1048576.0,
-                hwm as f64 / 1048576.0
+                hwm as f64 / 1048576.0,
+                anon as f64 / 1048576.0,
+                file as f64 / 1048576.0
             );
         }
     }
