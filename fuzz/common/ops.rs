@@ -45,7 +45,7 @@ pub const EXTREME_TS: [i64; 6] = [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i
 /// format version before the checksum, so a damaged version field of a
 /// sealed index makes `Store::open` fail with `UnsupportedVersion` instead
 /// of rebuilding the index. While true, `FlipIdxByte` spares bytes 8..12.
-const KNOWN_BUG_IDX_VERSION_BEFORE_CRC: bool = true;
+const KNOWN_BUG_IDX_VERSION_BEFORE_CRC: bool = false;
 const ACTIONS: [&str; 3] = ["user.logged_in", "project.settings.update", "workflow.job.start"];
 
 /// How the store is opened.
