@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{AppendOutcome, Event, FixedClock, Options, Query, Store};
-use common::ts;
+use common::{env_u64, ts};
 
 const THREADS: usize = 6;
 
@@ -145,10 +145,7 @@ fn round(seed: u64) {
 
 #[test]
 fn concurrent_appends_with_overlapping_and_conflicting_ids_while_scanning() {
-    let rounds: u64 = std::env::var("CONCURRENCY_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds: u64 = env_u64("CONCURRENCY_ROUNDS", 3);
     for seed in 0..rounds {
         round(seed + 1);
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Event, FixedClock, Options, Query, Store};
-use common::ts;
+use common::{env_u64, ts};
 
 const SEGMENT: u64 = 256 * 1024;
 
@@ -34,10 +34,7 @@ fn crash_child_writer() {
     let Ok(dir) = std::env::var("CRASH_CHILD_DIR") else {
         return; // Not a child run.
     };
-    let seed: u64 = std::env::var("CRASH_CHILD_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seed: u64 = env_u64("CRASH_CHILD_SEED", 1);
     let store = Store::open_with(&dir, options()).expect("child opens the store");
     let mut gen = SampleGenerator::new(SampleConfig {
         seed,
@@ -138,10 +135,7 @@ fn kill_dash_nine_loses_no_acknowledged_event() {
     if std::env::var("CRASH_CHILD_DIR").is_ok() {
         return;
     }
-    let loops: u64 = std::env::var("CRASH_LOOPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
+    let loops: u64 = env_u64("CRASH_LOOPS", 12);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked: HashSet<uuid::Uuid> = HashSet::new();
@@ -207,10 +201,7 @@ fn crash_child_retention_writer() {
     };
     let store = Store::open_with(&dir, options()).expect("child opens the store");
     store.set_org("org-old", None, Some(1)).expect("set retention");
-    let seed: u64 = std::env::var("CRASH_CHILD_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seed: u64 = env_u64("CRASH_CHILD_SEED", 1);
     let mut old = SampleGenerator::new(SampleConfig {
         seed: seed * 1000 + 1,
         duplicate_per_mille: 0,
@@ -255,10 +246,7 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
     if std::env::var("CRASH_RETENTION_DIR").is_ok() || std::env::var("CRASH_CHILD_DIR").is_ok() {
         return;
     }
-    let loops: u64 = std::env::var("CRASH_LOOPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let loops: u64 = env_u64("CRASH_LOOPS", 8);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked: HashSet<uuid::Uuid> = HashSet::new();

@@ -52,3 +52,25 @@ pub fn brute_force(
 pub fn ts(s: &str) -> Timestamp {
     Timestamp::parse_instant_or_date(s).expect("test timestamp")
 }
+
+/// A whole number from the environment (for the long variants of tests).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Readable events of the sample's four organizations, over all time.
+pub fn count_readable(store: &auditstore::Store) -> usize {
+    ["org-00", "org-01", "org-02", "org-03"]
+        .iter()
+        .map(|o| {
+            store
+                .scan(&auditstore::Query::new(*o, ts("2026-01-01"), ts("2027-01-01")))
+                .expect("scan starts")
+                .filter(|e| e.is_ok())
+                .count()
+        })
+        .sum()
+}
