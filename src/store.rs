@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use fs4::fs_std::FileExt as _;
 
@@ -233,7 +233,9 @@ pub struct Store {
     _lock: File,
     writer: Mutex<Writer>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
-    sync_lock: Mutex<()>,
+    /// True while one appender runs a group-commit fdatasync.
+    sync_lock: Mutex<bool>,
+    sync_done: Condvar,
     /// Everything at or below this LSN is fsynced.
     synced_lsn: Arc<AtomicU64>,
     /// Background syncs in buffered mode.
@@ -412,7 +414,8 @@ impl Store {
                 writeback_requested: end,
             }),
             sealed: RwLock::new(Arc::new(sealed)),
-            sync_lock: Mutex::new(()),
+            sync_lock: Mutex::new(false),
+            sync_done: Condvar::new(),
             synced_lsn,
             writeback,
             visible_lsn: AtomicU64::new(end),
@@ -688,13 +691,32 @@ impl Store {
     /// Block until everything up to `target` is fsynced; one caller syncs
     /// for all who are waiting (group commit).
     fn wait_durable(&self, target: u64) -> Result<()> {
-        if self.synced_lsn.load(Ordering::Acquire) >= target {
-            return Ok(());
+        loop {
+            if self.synced_lsn.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            {
+                let mut syncing = lock(&self.sync_lock);
+                // Someone is syncing: wait for that round to end, then look
+                // again (it may have covered us). Waiters never queue behind
+                // a sync that started after theirs was already done.
+                while *syncing {
+                    syncing = self.sync_done.wait(syncing).unwrap_or_else(|p| p.into_inner());
+                }
+                if self.synced_lsn.load(Ordering::Acquire) >= target {
+                    return Ok(());
+                }
+                *syncing = true;
+            }
+            let result = self.sync_written();
+            *lock(&self.sync_lock) = false;
+            self.sync_done.notify_all();
+            result?;
         }
-        let _sync = lock(&self.sync_lock);
-        if self.synced_lsn.load(Ordering::Acquire) >= target {
-            return Ok(());
-        }
+    }
+
+    /// One group-commit round: fdatasync everything written so far.
+    fn sync_written(&self) -> Result<()> {
         let (file, path, upto) = {
             let w = lock(&self.writer);
             if let Some(p) = &w.poisoned {
