@@ -177,18 +177,14 @@ fn every_operation_once() {
 }
 
 /// Found by this proptest (1000 cases, release): one damaged byte in the
-/// format-version field (bytes 8..12) of a sealed segment's `.idx` makes
+/// format-version field (bytes 8..12) of a sealed segment's `.idx` made
 /// `Store::open` fail with "unsupported format version 91" although the
-/// index is a rebuildable cache, its checksum does not match, and the log is
-/// intact. `index::file::parse` (src/index/file.rs) checks the version before
-/// the footer and CRC, and `open_or_rebuild_sealed` (src/store.rs) passes
-/// `UnsupportedVersion` straight through. A damaged byte anywhere else in the
-/// index is detected by the CRC and the index is rebuilt. Suggested fix:
-/// check footer magic and CRC before the version in `parse` (as
-/// `log::header::check` already does for segment headers), so only a
-/// checksummed version other than 1 is `UnsupportedVersion`.
+/// index is a rebuildable cache, its checksum did not match, and the log was
+/// intact: `index::file::parse` (src/index/file.rs) checked the version
+/// before the footer and CRC, and `open_or_rebuild_sealed` passes
+/// `UnsupportedVersion` through. Fixed: the version is believed only after
+/// the checksum (as `log::header::check` does for segment headers).
 #[test]
-
 fn damaged_index_version_is_rebuilt() {
     reopen_after_damaging_index_byte(8);
 }

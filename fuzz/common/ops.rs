@@ -40,12 +40,6 @@ const DEFAULT_RETENTION_DAYS: u32 = 365;
 pub const RETENTION_DAYS: [u32; 5] = [1, 7, 30, 365, 3650];
 /// Timestamps at the ends of the representable range, and around 0.
 pub const EXTREME_TS: [i64; 6] = [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX];
-/// Known bug, tolerated until fixed (test `damaged_index_version_is_rebuilt`
-/// in tests/model.rs, ignored until then): `index::file::parse` checks the
-/// format version before the checksum, so a damaged version field of a
-/// sealed index makes `Store::open` fail with `UnsupportedVersion` instead
-/// of rebuilding the index. While true, `FlipIdxByte` spares bytes 8..12.
-const KNOWN_BUG_IDX_VERSION_BEFORE_CRC: bool = false;
 const ACTIONS: [&str; 3] = ["user.logged_in", "project.settings.update", "workflow.job.start"];
 
 /// How the store is opened.
@@ -87,7 +81,7 @@ pub enum Crash {
     ZeroTail(u16),
     /// The newest sealed segment's index is lost.
     DropLastIdx,
-    /// One checksummed byte of the newest index is damaged.
+    /// One byte of the newest index is damaged.
     FlipIdxByte(u16),
     /// Leftover `*.tmp` and `*.deleted` files from interrupted work.
     Leftovers,
@@ -736,17 +730,10 @@ impl Harness {
             }
             Crash::FlipIdxByte(at) => {
                 if let Some(idx) = self.files("idx").pop() {
+                    // Every byte of an index is checked on open (magic,
+                    // version, footer, CRC), and a bad index is rebuilt.
                     let mut bytes = std::fs::read(&idx).map_err(fail("read index"))?;
-                    // Every byte but the footer's reserved word (which no
-                    // checksum covers, by the format) is checked on open.
-                    let len = bytes.len();
-                    let mut at = usize::from(*at) % (len - 4);
-                    if at >= len - 12 {
-                        at += 4;
-                    }
-                    if KNOWN_BUG_IDX_VERSION_BEFORE_CRC && (8..12).contains(&at) {
-                        at += 4;
-                    }
+                    let at = usize::from(*at) % bytes.len();
                     bytes[at] ^= 0x5a;
                     std::fs::write(&idx, &bytes).map_err(fail("write index"))?;
                 }
