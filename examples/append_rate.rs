@@ -38,13 +38,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("buffered") => auditstore::Durability::Buffered,
         _ => auditstore::Durability::Sync,
     };
-    let store = Store::open_with(
-        &dir,
-        auditstore::Options {
-            durability,
-            ..Default::default()
-        },
-    )?;
+    let options = auditstore::Options {
+        durability,
+        ..Default::default()
+    };
+    let store = Store::open_with(&dir, options.clone())?;
     let chunk = 100_000usize.min(n);
     let mut done = 0;
     while done < n {
@@ -72,17 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(store);
     let t = Instant::now();
-    let durability = match args.next().as_deref() {
-        Some("buffered") => auditstore::Durability::Buffered,
-        _ => auditstore::Durability::Sync,
-    };
-    let store = Store::open_with(
-        &dir,
-        auditstore::Options {
-            durability,
-            ..Default::default()
-        },
-    )?;
+    let store = Store::open_with(&dir, options)?;
     println!(
         "open after clean shutdown: {:.1} ms ({} events)",
         t.elapsed().as_secs_f64() * 1e3,

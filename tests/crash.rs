@@ -41,7 +41,6 @@ fn crash_child_writer() {
         duplicate_per_mille: 50,
         ..SampleConfig::default()
     });
-    let stdout = std::io::stdout();
     let mut size = 1usize;
     loop {
         let batch: Vec<(String, Event)> = (&mut gen).take(size).collect();
@@ -49,18 +48,24 @@ fn crash_child_writer() {
         let r = store
             .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
             .expect("append");
-        let mut line = String::from("ACK");
-        for (i, (_, e)) in batch.iter().enumerate() {
-            if r.outcomes[i] == auditstore::AppendOutcome::Appended {
-                line.push(' ');
-                line.push_str(&e.id().to_string());
-            }
-        }
-        line.push('\n');
-        let mut out = stdout.lock();
-        out.write_all(line.as_bytes()).expect("stdout");
-        out.flush().expect("flush");
+        print_acks(batch.iter().map(|(_, e)| e), &r);
     }
+}
+
+/// Child side: print `ACK id id ...` for the appended events of a batch
+/// and flush, so the parent learns exactly what was acknowledged.
+fn print_acks<'a>(batch: impl Iterator<Item = &'a Event>, report: &auditstore::BatchReport) {
+    let mut line = String::from("ACK");
+    for (e, outcome) in batch.zip(&report.outcomes) {
+        if *outcome == auditstore::AppendOutcome::Appended {
+            line.push(' ');
+            line.push_str(&e.id().to_string());
+        }
+    }
+    line.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).expect("stdout");
+    out.flush().expect("flush");
 }
 
 /// Run the child test `name` with `env`, wait until it has acknowledged
@@ -215,7 +220,6 @@ fn crash_child_retention_writer() {
         step_nanos: 1_000_000_000,
         ..SampleConfig::default()
     });
-    let stdout = std::io::stdout();
     for i in 0u64.. {
         let retained = i % 12 >= 8;
         let org = if retained { "org-new" } else { "org-old" };
@@ -225,17 +229,7 @@ fn crash_child_retention_writer() {
             .append_batch(batch.iter().map(|e| (org, e)))
             .expect("append");
         if retained {
-            let mut line = String::from("ACK");
-            for (k, e) in batch.iter().enumerate() {
-                if r.outcomes[k] == auditstore::AppendOutcome::Appended {
-                    line.push(' ');
-                    line.push_str(&e.id().to_string());
-                }
-            }
-            line.push('\n');
-            let mut out = stdout.lock();
-            out.write_all(line.as_bytes()).expect("stdout");
-            out.flush().expect("flush");
+            print_acks(batch.iter(), &r);
         }
         store.apply_retention().expect("retention");
     }
