@@ -31,6 +31,7 @@ pub mod codec;
 pub mod error;
 pub mod event;
 pub mod export;
+mod group_commit;
 pub mod index;
 pub mod io;
 pub mod log;

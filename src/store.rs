@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use fs4::fs_std::FileExt as _;
 
@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
+use crate::group_commit::GroupCommit;
 use crate::index::checkpoint;
 use crate::index::file::{self as idxfile};
 use crate::index::id::{self, fingerprint, FingerprintSet, IdMap};
@@ -233,9 +234,7 @@ pub struct Store {
     _lock: File,
     writer: Mutex<Writer>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
-    /// True while one appender runs a group-commit fdatasync.
-    sync_lock: Mutex<bool>,
-    sync_done: Condvar,
+    group_commit: GroupCommit,
     /// Everything at or below this LSN is fsynced.
     synced_lsn: Arc<AtomicU64>,
     /// Background syncs in buffered mode.
@@ -414,8 +413,7 @@ impl Store {
                 writeback_requested: end,
             }),
             sealed: RwLock::new(Arc::new(sealed)),
-            sync_lock: Mutex::new(false),
-            sync_done: Condvar::new(),
+            group_commit: GroupCommit::default(),
             synced_lsn,
             writeback,
             visible_lsn: AtomicU64::new(end),
@@ -691,28 +689,8 @@ impl Store {
     /// Block until everything up to `target` is fsynced; one caller syncs
     /// for all who are waiting (group commit).
     fn wait_durable(&self, target: u64) -> Result<()> {
-        loop {
-            if self.synced_lsn.load(Ordering::Acquire) >= target {
-                return Ok(());
-            }
-            {
-                let mut syncing = lock(&self.sync_lock);
-                // Someone is syncing: wait for that round to end, then look
-                // again (it may have covered us). Waiters never queue behind
-                // a sync that started after theirs was already done.
-                while *syncing {
-                    syncing = self.sync_done.wait(syncing).unwrap_or_else(|p| p.into_inner());
-                }
-                if self.synced_lsn.load(Ordering::Acquire) >= target {
-                    return Ok(());
-                }
-                *syncing = true;
-            }
-            let result = self.sync_written();
-            *lock(&self.sync_lock) = false;
-            self.sync_done.notify_all();
-            result?;
-        }
+        self.group_commit
+            .wait(target, &self.synced_lsn, || self.sync_written())
     }
 
     /// One group-commit round: fdatasync everything written so far.
