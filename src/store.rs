@@ -1292,6 +1292,9 @@ enum Cursor {
 
 type Key = (i64, [u8; 16], u32);
 
+/// Records loaded ahead of a sealed cursor, see [`Cursor::touch_ahead`].
+const TOUCH_AHEAD: u64 = 8;
+
 impl Cursor {
     /// (occurred_at, id, offset) of the cursor's next entry.
     fn peek(&self) -> Result<Option<Key>> {
@@ -1327,6 +1330,19 @@ impl Cursor {
                 (pos < end).then(|| idxfile::time_entry(seg.idx_bytes(), &seg.layout, *pos))
             }
             Cursor::Active { entries, pos, .. } => entries.get(*pos).map(|e| (e.occurred_at, e.offset)),
+        }
+    }
+
+    /// Start loading the records a few entries ahead of a sealed cursor
+    /// (once every [`TOUCH_AHEAD`] entries, for the next [`TOUCH_AHEAD`]).
+    fn touch_ahead(&self) {
+        if let Cursor::Sealed { seg, pos, end } = self {
+            if pos % TOUCH_AHEAD == 0 {
+                let idx = seg.idx_bytes();
+                for p in (pos + TOUCH_AHEAD)..(pos + 2 * TOUCH_AHEAD).min(*end) {
+                    seg.touch(idxfile::time_entry(idx, &seg.layout, p).1);
+                }
+            }
         }
     }
 
@@ -1385,6 +1401,7 @@ impl Scan {
                 self.current = None;
                 continue;
             };
+            self.cursors[i].touch_ahead();
             let result = self.read_one(i, ts, off, &mut f);
             self.cursors[i].advance();
             self.current = None;
