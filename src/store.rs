@@ -31,6 +31,8 @@ use crate::writeback::{Writeback, WRITEBACK_BYTES};
 const LOCK_FILE: &str = "LOCK";
 const META_FILE: &str = "meta.redb";
 const CHECKPOINT_FILE: &str = "dedup.fp";
+/// For sizing the active index before a recovery walk (an estimate).
+const TYPICAL_FRAME_BYTES: usize = 512;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// Bits of a log sequence number given to the offset within a segment.
 const LSN_OFFSET_BITS: u32 = 40;
@@ -1004,7 +1006,7 @@ impl Store {
         let cp_path = self.dir.join(CHECKPOINT_FILE);
         if let Ok(bytes) = std::fs::read(&cp_path) {
             report.indexes += 1;
-            match checkpoint::decode(&bytes) {
+            match checkpoint::decode(Arc::new(bytes)) {
                 Err(e) => report.problems.push(Problem {
                     file: cp_path,
                     offset: 0,
@@ -1018,7 +1020,7 @@ impl Store {
                             .filter_map(|id| by_id.get(id))
                             .map(|s| s.fingerprints())
                             .collect();
-                        if FingerprintSet::from_runs(runs).keys() != fps {
+                        if FingerprintSet::from_runs(runs).keys() != fps.keys() {
                             report.problems.push(Problem {
                                 file: cp_path,
                                 offset: 0,
@@ -1074,7 +1076,7 @@ impl Drop for Store {
                 // Best effort: a missing checkpoint only makes the next open
                 // rebuild the set from the indexes.
                 let segments: Vec<u64> = self.sealed_snapshot().iter().map(|s| s.id).collect();
-                let bytes = checkpoint::encode(&segments, &w.fps.keys());
+                let bytes = checkpoint::encode(&segments, &w.fps);
                 let _ =
                     segment::write_atomically_via(&*self.options.io, &self.dir.join(CHECKPOINT_FILE), &bytes);
             }
@@ -1087,28 +1089,32 @@ impl Drop for Store {
 /// not cover. Returns whether the checkpoint describes the result exactly.
 fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintSet, bool) {
     let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
-    let checkpoint = std::fs::read(dir.join(CHECKPOINT_FILE))
-        .ok()
-        .and_then(|b| checkpoint::decode(&b).ok())
-        .filter(|(segs, _)| segs.iter().all(|s| ids.contains(s)));
+    let checkpoint = read_checkpoint(dir).filter(|(segs, _)| segs.iter().all(|s| ids.contains(s)));
     match checkpoint {
-        Some((covered, fps)) => {
+        Some((covered, mut set)) => {
             let covered: HashSet<u64> = covered.into_iter().collect();
-            let mut runs = vec![fps];
-            runs.extend(
-                sealed
-                    .iter()
-                    .filter(|s| !covered.contains(&s.id))
-                    .map(|s| id::keys_of(s.fingerprints())),
-            );
-            let exact = runs.len() == 1;
-            (FingerprintSet::from_key_runs(runs), exact)
+            let rest: Vec<Vec<u64>> = sealed
+                .iter()
+                .filter(|s| !covered.contains(&s.id))
+                .map(|s| id::keys_of(s.fingerprints()))
+                .collect();
+            let exact = rest.is_empty();
+            if !exact {
+                set.merge_keys(id::merge_runs(rest).into_iter());
+            }
+            (set, exact)
         }
         None => (
             FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
             sealed.is_empty(),
         ),
     }
+}
+
+/// The checkpoint, mapped and verified, if there is a valid one.
+fn read_checkpoint(dir: &Path) -> Option<(Vec<u64>, FingerprintSet)> {
+    let map = segment::map(&dir.join(CHECKPOINT_FILE)).ok()?;
+    checkpoint::decode(Arc::new(map)).ok()
 }
 
 /// Walk a segment's frames and collect what its index is built from:
@@ -1182,7 +1188,7 @@ fn recover_active(
     recovery: &mut RecoveryReport,
 ) -> Result<(ActiveFile, ActiveIndex)> {
     let path = segment::log_path(dir, id);
-    let bytes = std::fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+    let bytes = segment::map_for_recovery(&path)?;
     if bytes.len() < SEGMENT_HEADER_LEN {
         // Torn while being created: nothing in it was ever acknowledged.
         std::fs::remove_file(&path).ctx(|| format!("remove torn {}", path.display()))?;
@@ -1194,7 +1200,7 @@ fn recover_active(
         return Ok((ActiveFile::create(io, dir, id)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
-    let mut index = ActiveIndex::new();
+    let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
     let mut n = 0u64;
     let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {
         n += 1;
@@ -1208,8 +1214,10 @@ fn recover_active(
         );
     });
     recovery.records_scanned = n;
+    let file_len = bytes.len() as u64;
+    drop(bytes);
     if let Some(stop) = &walk.stop {
-        recovery.truncated_bytes = bytes.len() as u64 - walk.valid_end;
+        recovery.truncated_bytes = file_len - walk.valid_end;
         recovery.truncation = Some(format!(
             "{}: cut {} bytes at offset {}: {}",
             path.display(),

@@ -102,12 +102,79 @@ pub fn dedup_key(fp: u64) -> u64 {
 /// With 48-bit keys, a new id matches some stored key with probability
 /// about n / 2^48 (3.6e-8 at 10 million events); such a hit only costs a
 /// look into the segments' id tables, which compare full ids.
+///
+/// The entries live in memory, or (right after an open from the
+/// checkpoint) in the mapped checkpoint file itself, which has this exact
+/// layout: an open then costs a checksum, not a copy.
 #[derive(Debug, Clone)]
 pub struct FingerprintSet {
-    mids: Vec<u32>,
+    mids: Mids,
     /// `starts[b]` is the first position of bucket `b`;
-    /// `starts[BUCKETS]` is `mids.len()`.
+    /// `starts[BUCKETS]` is the number of entries.
     starts: Vec<u32>,
+}
+
+/// Read-only bytes shared with a set (a mapped checkpoint file).
+pub type SharedBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+#[derive(Clone)]
+enum Mids {
+    Owned(Vec<u32>),
+    /// `len` little-endian u32 entries at byte `at` of `bytes`.
+    Shared {
+        bytes: SharedBytes,
+        at: usize,
+        len: usize,
+    },
+}
+
+impl std::fmt::Debug for Mids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mids::Owned(v) => write!(f, "Owned({} entries)", v.len()),
+            Mids::Shared { len, .. } => write!(f, "Shared({len} entries)"),
+        }
+    }
+}
+
+fn le_u32(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+impl Mids {
+    fn len(&self) -> usize {
+        match self {
+            Mids::Owned(v) => v.len(),
+            Mids::Shared { len, .. } => *len,
+        }
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Mids::Owned(v) => v[i],
+            Mids::Shared { bytes, at, .. } => le_u32(&(**bytes).as_ref()[*at..], i),
+        }
+    }
+
+    /// Is `mid` among entries `lo..hi` (sorted)?
+    fn contains(&self, lo: usize, hi: usize, mid: u32) -> bool {
+        match self {
+            Mids::Owned(v) => v[lo..hi].binary_search(&mid).is_ok(),
+            Mids::Shared { bytes, at, .. } => {
+                let b = &(**bytes).as_ref()[at + 4 * lo..at + 4 * hi];
+                let (mut lo, mut hi) = (0, hi - lo);
+                while lo < hi {
+                    let m = lo + (hi - lo) / 2;
+                    match le_u32(b, m).cmp(&mid) {
+                        std::cmp::Ordering::Less => lo = m + 1,
+                        std::cmp::Ordering::Greater => hi = m,
+                        std::cmp::Ordering::Equal => return true,
+                    }
+                }
+                false
+            }
+        }
+    }
 }
 
 impl Default for FingerprintSet {
@@ -120,9 +187,16 @@ fn split(key: u64) -> (usize, u32) {
     ((key >> 32) as usize & (BUCKETS - 1), key as u32)
 }
 
+/// Number of buckets of the directory (part of the checkpoint format).
+pub const FINGERPRINT_BUCKETS: usize = BUCKETS;
+
 impl FingerprintSet {
     /// Build from sorted dedup keys.
     pub fn from_sorted_keys(keys: Vec<u64>) -> Self {
+        Self::from_sorted_key_iter(keys.into_iter())
+    }
+
+    fn from_sorted_key_iter(keys: impl ExactSizeIterator<Item = u64>) -> Self {
         let mut starts = vec![0u32; BUCKETS + 1];
         let mut mids = Vec::with_capacity(keys.len());
         let mut bucket = 0usize;
@@ -138,25 +212,39 @@ impl FingerprintSet {
             bucket += 1;
             starts[bucket] = mids.len() as u32;
         }
-        FingerprintSet { mids, starts }
+        FingerprintSet {
+            mids: Mids::Owned(mids),
+            starts,
+        }
+    }
+
+    /// A set over entries already laid out in `bytes` (a checkpoint):
+    /// `starts` is the bucket directory (`FINGERPRINT_BUCKETS + 1` positions,
+    /// non-decreasing, from 0 to `len`), and `len` little-endian u32
+    /// entries, sorted within each bucket, begin at byte `at`. The caller
+    /// (the checkpoint decoder) has checked all of that.
+    pub(crate) fn from_shared(starts: Vec<u32>, bytes: SharedBytes, at: usize, len: usize) -> Self {
+        FingerprintSet {
+            mids: Mids::Shared { bytes, at, len },
+            starts,
+        }
+    }
+
+    /// The bucket directory (for the checkpoint).
+    pub(crate) fn bucket_starts(&self) -> &[u32] {
+        &self.starts
+    }
+
+    /// The entries in order (for the checkpoint).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.mids.len()).map(|i| self.mids.get(i))
     }
 
     /// Build from sorted runs of dedup keys (a checkpoint, and segments'
     /// fingerprints mapped through [`dedup_key`]), merging them pairwise:
     /// O(n log runs), cheaper than sorting from scratch.
-    pub fn from_key_runs(mut runs: Vec<Vec<u64>>) -> Self {
-        while runs.len() > 1 {
-            let mut next = Vec::with_capacity(runs.len().div_ceil(2));
-            let mut it = runs.into_iter();
-            while let Some(a) = it.next() {
-                match it.next() {
-                    Some(b) => next.push(merge_sorted(&a, &b)),
-                    None => next.push(a),
-                }
-            }
-            runs = next;
-        }
-        Self::from_sorted_keys(runs.pop().unwrap_or_default())
+    pub fn from_key_runs(runs: Vec<Vec<u64>>) -> Self {
+        Self::from_sorted_keys(merge_runs(runs))
     }
 
     /// Build from sorted runs of fingerprints (one per sealed segment).
@@ -166,28 +254,30 @@ impl FingerprintSet {
 
     /// Add a sorted run of fingerprints.
     pub fn merge(&mut self, run: &[u64]) {
-        let mut keys: Vec<u64> = Vec::with_capacity(self.mids.len() + run.len());
-        let mut mine = self.keys_iter().peekable();
-        for key in run.iter().map(|fp| dedup_key(*fp)) {
-            while let Some(k) = mine.next_if(|k| *k <= key) {
-                keys.push(k);
-            }
-            keys.push(key);
-        }
-        keys.extend(mine);
-        *self = Self::from_sorted_keys(keys);
+        self.merge_keys(run.iter().map(|fp| dedup_key(*fp)));
+    }
+
+    /// Add sorted dedup keys.
+    /// Builds the new layout straight from the merged stream, so the peak
+    /// is the old set plus the new one (no array of 8-byte keys).
+    pub fn merge_keys(&mut self, run: impl ExactSizeIterator<Item = u64>) {
+        let merged = MergeSorted {
+            left: self.len() + run.len(),
+            a: self.keys_iter().peekable(),
+            b: run.peekable(),
+        };
+        let next = Self::from_sorted_key_iter(merged);
+        *self = next;
     }
 
     fn keys_iter(&self) -> impl Iterator<Item = u64> + '_ {
         (0..BUCKETS).flat_map(move |b| {
             let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            self.mids[lo..hi]
-                .iter()
-                .map(move |m| ((b as u64) << 32) | *m as u64)
+            (lo..hi).map(move |i| ((b as u64) << 32) | self.mids.get(i) as u64)
         })
     }
 
-    /// Every key, sorted (for the checkpoint and `verify`).
+    /// Every key, sorted (for `verify`).
     pub fn keys(&self) -> Vec<u64> {
         self.keys_iter().collect()
     }
@@ -196,7 +286,7 @@ impl FingerprintSet {
     pub fn contains(&self, fp: u64) -> bool {
         let (b, mid) = split(dedup_key(fp));
         let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        self.mids[lo..hi].binary_search(&mid).is_ok()
+        self.mids.contains(lo, hi, mid)
     }
 
     pub fn len(&self) -> usize {
@@ -204,13 +294,62 @@ impl FingerprintSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mids.is_empty()
+        self.len() == 0
     }
 
-    /// Heap bytes held.
+    /// Bytes held: heap, or mapped file pages (resident once touched).
     pub fn memory_bytes(&self) -> usize {
-        self.mids.capacity() * 4 + self.starts.capacity() * 4
+        let mids = match &self.mids {
+            Mids::Owned(v) => v.capacity(),
+            Mids::Shared { len, .. } => *len,
+        };
+        mids * 4 + self.starts.capacity() * 4
     }
+}
+
+/// Two sorted streams as one (exact length known up front).
+struct MergeSorted<A: Iterator<Item = u64>, B: Iterator<Item = u64>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+    left: usize,
+}
+
+impl<A: Iterator<Item = u64>, B: Iterator<Item = u64>> Iterator for MergeSorted<A, B> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let next = match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if x <= y => self.a.next(),
+            (_, Some(_)) => self.b.next(),
+            _ => self.a.next(),
+        };
+        if next.is_some() {
+            self.left = self.left.saturating_sub(1);
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<A: Iterator<Item = u64>, B: Iterator<Item = u64>> ExactSizeIterator for MergeSorted<A, B> {}
+
+/// Merge sorted runs pairwise into one sorted run.
+pub fn merge_runs(mut runs: Vec<Vec<u64>>) -> Vec<u64> {
+    while runs.len() > 1 {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut it = runs.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(merge_sorted(&a, &b)),
+                None => next.push(a),
+            }
+        }
+        runs = next;
+    }
+    runs.pop().unwrap_or_default()
 }
 
 /// Fingerprints (sorted) to dedup keys (still sorted).

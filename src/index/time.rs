@@ -40,6 +40,13 @@ impl ActiveIndex {
         }
     }
 
+    /// An empty index with room for about `events` entries.
+    pub fn with_capacity(events: usize) -> Self {
+        let mut index = Self::new();
+        index.ids.reserve(events);
+        index
+    }
+
     pub fn insert(&mut self, org: &str, entry: ActiveEntry) {
         let list = match self.orgs.get_mut(org) {
             Some(l) => l,

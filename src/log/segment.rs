@@ -209,11 +209,34 @@ const TOUCH_BYTES: usize = 640;
 /// Map a file read-only.
 pub fn map(path: &Path) -> Result<Mmap> {
     let file = File::open(path).ctx(|| format!("open {}", path.display()))?;
-    // SAFETY: sealed segment and index files are immutable: the store never
-    // writes, truncates or shrinks them after the rename that publishes them,
-    // retention only unlinks them (the mapping outlives the name), and the
-    // lock file keeps other auditstore writers out of the directory. A
-    // foreign process truncating the file is outside the documented contract.
+    // SAFETY: the files mapped here (sealed segments, their indexes, the
+    // de-duplication checkpoint) are immutable: the store never writes,
+    // truncates or shrinks them after the rename that publishes them; a new
+    // checkpoint replaces the old one by rename and retention only unlinks
+    // (the mapping outlives the name); the lock file keeps other auditstore
+    // writers out of the directory. A foreign process truncating the file is
+    // outside the documented contract.
+    unsafe { Mmap::map(&file) }.ctx(|| format!("mmap {}", path.display()))
+}
+
+/// Drop this process's resident pages of a read-only file mapping (they
+/// stay in the page cache; the next access maps them again). Best effort.
+fn release_pages(map: &Mmap) {
+    // SAFETY: `map` is a shared, read-only mapping of a file that nothing
+    // modifies (see `map`). MADV_DONTNEED on such a mapping only discards
+    // page-table entries: later reads fault the same bytes back in from the
+    // page cache or the file, so no reference into the mapping observes a
+    // change. (It would zero pages only of private or anonymous mappings.)
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+}
+
+/// Map the active segment read-only for the recovery walk of an open.
+pub fn map_for_recovery(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    // SAFETY: called only while opening a store, with its lock held and
+    // before this process has a writer for the segment: nothing writes or
+    // truncates the file while the map lives, and the caller drops the map
+    // before it cuts a torn tail.
     unsafe { Mmap::map(&file) }.ctx(|| format!("mmap {}", path.display()))
 }
 
@@ -244,6 +267,9 @@ impl SealedSegment {
             },
             None => Error::corrupt(&idx_path, e.offset, e.reason),
         })?;
+        // Parsing checksummed every page of the index; scans need only parts
+        // of it again, and resident pages count against the process.
+        release_pages(&idx);
         let log = map(&log_path)?;
         if log.len() as u64 != layout.log_len {
             return Err(Error::corrupt(
@@ -328,9 +354,11 @@ impl SealedSegment {
 
     /// This segment's fingerprints, sorted (they are stored sorted).
     pub fn fingerprints(&self) -> Vec<u64> {
-        (0..self.layout.event_count)
+        let fps = (0..self.layout.event_count)
             .map(|i| idxfile::id_entry(&self.idx, &self.layout, i).0)
-            .collect()
+            .collect();
+        release_pages(&self.idx);
+        fps
     }
 
     pub fn disk_bytes(&self) -> u64 {
