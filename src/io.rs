@@ -27,6 +27,11 @@ pub trait Io: Send + Sync + std::fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync a directory.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Allocate disk space for the file up to `len` bytes (`fallocate`,
+    /// extending the size; the new range reads as zeros).
+    fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        fs4::fs_std::FileExt::allocate(file, len)
+    }
 }
 
 /// The real file system.
@@ -62,6 +67,8 @@ pub enum FaultOp {
     SetLen,
     Rename,
     SyncDir,
+    /// Allocating space ahead (`fallocate`).
+    Allocate,
 }
 
 /// How it fails.
@@ -89,7 +96,7 @@ pub struct Fault {
 #[derive(Debug)]
 pub struct FaultyIo {
     plan: Mutex<Vec<Fault>>,
-    counts: [AtomicU64; 5],
+    counts: [AtomicU64; 6],
     injected: AtomicU64,
 }
 
@@ -168,6 +175,12 @@ impl Io for FaultyIo {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         match self.check(FaultOp::SyncDir) {
             None => RealIo.sync_dir(dir),
+            Some(k) => Err(injected(k)),
+        }
+    }
+    fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        match self.check(FaultOp::Allocate) {
+            None => RealIo.allocate(file, len),
             Some(k) => Err(injected(k)),
         }
     }

@@ -338,10 +338,7 @@ impl Store {
             let last = logs[logs.len() - 1];
             let prev = logs[logs.len() - 2];
             let last_path = segment::log_path(&dir, last);
-            let last_len = std::fs::metadata(&last_path)
-                .ctx(|| format!("stat {}", last_path.display()))?
-                .len();
-            if last_len > SEGMENT_HEADER_LEN as u64 || SealedSegment::open(&dir, prev).is_ok() {
+            if !segment::holds_no_records(&last_path)? || SealedSegment::open(&dir, prev).is_ok() {
                 break;
             }
             std::fs::remove_file(&last_path).ctx(|| format!("remove empty {}", last_path.display()))?;
@@ -378,18 +375,18 @@ impl Store {
         }
         let (active, index) = match last {
             None => (
-                ActiveFile::create(options.io.clone(), &dir, 1)?,
+                ActiveFile::create(options.io.clone(), &dir, 1, options.segment_size)?,
                 ActiveIndex::new(),
             ),
             Some(id) if idxs.contains(&id) && SealedSegment::open(&dir, id).is_ok() => {
                 // Crashed after sealing, before the next segment was created.
                 sealed.push(Arc::new(SealedSegment::open(&dir, id)?));
                 (
-                    ActiveFile::create(options.io.clone(), &dir, id + 1)?,
+                    ActiveFile::create(options.io.clone(), &dir, id + 1, options.segment_size)?,
                     ActiveIndex::new(),
                 )
             }
-            Some(id) => recover_active(options.io.clone(), &dir, id, &mut recovery)?,
+            Some(id) => recover_active(options.io.clone(), &dir, id, options.segment_size, &mut recovery)?,
         };
         let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
         let end = lsn(active.id, active.len);
@@ -644,6 +641,7 @@ impl Store {
     /// Seal the active segment and start the next one. Called with the
     /// writer lock held and the write buffer flushed.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        w.active.trim()?;
         if let Err(e) = w.active.sync() {
             w.poisoned = Some(e.to_string());
             return Err(e);
@@ -654,7 +652,12 @@ impl Store {
         // The next segment first: if that fails, nothing changed and the
         // current segment simply stays active. A crash after this point
         // leaves an empty last segment, which recovery handles.
-        let next = ActiveFile::create(self.options.io.clone(), &self.dir, w.active.id + 1)?;
+        let next = ActiveFile::create(
+            self.options.io.clone(),
+            &self.dir,
+            w.active.id + 1,
+            self.options.segment_size,
+        )?;
         let idx_path = segment::idx_path(&self.dir, w.active.id);
         let sealed = (|| {
             let (names, mut entries) = w.index.to_build();
@@ -676,6 +679,9 @@ impl Store {
         w.checkpoint_current = false;
         {
             let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
+            for seg in list.iter() {
+                seg.release_resident_pages();
+            }
             let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
             next_list.push(Arc::new(sealed));
             *list = Arc::new(next_list);
@@ -1069,8 +1075,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let w = lock(&self.writer);
+        let mut w = lock(&self.writer);
         if w.poisoned.is_none() {
+            let _ = w.active.trim();
             let _ = w.active.sync();
             if !w.checkpoint_current {
                 // Best effort: a missing checkpoint only makes the next open
@@ -1185,6 +1192,7 @@ fn recover_active(
     io: Arc<dyn Io>,
     dir: &Path,
     id: u64,
+    allocate_to: u64,
     recovery: &mut RecoveryReport,
 ) -> Result<(ActiveFile, ActiveIndex)> {
     let path = segment::log_path(dir, id);
@@ -1197,7 +1205,7 @@ fn recover_active(
             "{}: segment created but its header was torn",
             path.display()
         ));
-        return Ok((ActiveFile::create(io, dir, id)?, ActiveIndex::new()));
+        return Ok((ActiveFile::create(io, dir, id, allocate_to)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
     let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
@@ -1214,10 +1222,18 @@ fn recover_active(
         );
     });
     recovery.records_scanned = n;
-    let file_len = bytes.len() as u64;
+    // Zeros after the last record are space allocated ahead (or never
+    // written), not a torn write: only bytes up to the last non-zero one
+    // count as cut.
+    let valid_end = walk.valid_end as usize;
+    let written_end = bytes
+        .get(valid_end..)
+        .and_then(|tail| tail.iter().rposition(|b| *b != 0))
+        .map_or(valid_end, |p| valid_end + p + 1);
     drop(bytes);
-    if let Some(stop) = &walk.stop {
-        recovery.truncated_bytes = file_len - walk.valid_end;
+    let torn = (written_end - valid_end) as u64;
+    if let (Some(stop), true) = (&walk.stop, torn > 0) {
+        recovery.truncated_bytes = torn;
         recovery.truncation = Some(format!(
             "{}: cut {} bytes at offset {}: {}",
             path.display(),
@@ -1226,7 +1242,10 @@ fn recover_active(
             stop.reason
         ));
     }
-    Ok((ActiveFile::reopen(io, path, id, walk.valid_end)?, index))
+    Ok((
+        ActiveFile::reopen(io, path, id, walk.valid_end, allocate_to)?,
+        index,
+    ))
 }
 
 struct Filter {

@@ -62,6 +62,42 @@ fn torn_tail_of_active_segment_is_cut_and_everything_before_survives() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
+/// What a `kill -9` leaves when the active segment had space allocated
+/// ahead: zeros after the last record. They are free space, not a torn
+/// write: nothing is reported cut, the zeros are trimmed, and appending
+/// goes on right after the last record.
+#[test]
+fn zeros_after_the_last_record_are_free_space_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = build(dir.path());
+    let unique = model(&events).len();
+    let active = files(dir.path(), "log").pop().unwrap();
+    let len = std::fs::metadata(&active).unwrap().len();
+    let f = OpenOptions::new().write(true).open(&active).unwrap();
+    f.set_len(len + 1_000_000).unwrap();
+    drop(f);
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(store.recovery_report().truncated_bytes, 0);
+    assert!(store.recovery_report().truncation.is_none());
+    assert_eq!(std::fs::metadata(&active).unwrap().len(), len);
+    assert_eq!(count_readable(&store), unique);
+    let more: Vec<(String, auditstore::Event)> =
+        auditstore::sample::SampleGenerator::new(auditstore::sample::SampleConfig {
+            seed: 7,
+            ..Default::default()
+        })
+        .take(5)
+        .collect();
+    let r = store
+        .append_batch(more.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
+    assert_eq!(r.appended, 5);
+    drop(store);
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(count_readable(&store), unique + 5);
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
 #[test]
 fn a_record_cut_in_half_at_the_tail_is_removed_whole() {
     let dir = tempfile::tempdir().unwrap();

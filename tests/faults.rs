@@ -212,6 +212,12 @@ fn a_failed_write_whose_cut_back_also_fails_poisons_the_store() {
             vec![
                 fault(FaultOp::Write, nth, FaultKind::ShortWrite),
                 fault(FaultOp::SetLen, 0, FaultKind::Error),
+                // No space allocated ahead, so the first `set_len` is the
+                // cut-back of the short write (not a trim at a roll).
+                Fault {
+                    sticky: true,
+                    ..fault(FaultOp::Allocate, 0, FaultKind::NoSpace)
+                },
             ],
             false,
         );
@@ -224,6 +230,20 @@ fn a_failed_write_whose_cut_back_also_fails_poisons_the_store() {
         }
     }
     assert!(poisoned >= 3, "only {poisoned} short writes hit segment data");
+}
+
+#[test]
+fn when_space_cannot_be_allocated_ahead_appends_go_on_unchanged() {
+    for nth in [0, 1, 3] {
+        let o = exercise(
+            vec![Fault {
+                sticky: true,
+                ..fault(FaultOp::Allocate, nth, FaultKind::NoSpace)
+            }],
+            false,
+        );
+        assert_eq!(o.errors, 0, "allocation is best effort (from call {nth} on)");
+    }
 }
 
 #[test]
