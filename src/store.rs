@@ -226,6 +226,13 @@ struct Writer {
     checkpoint_current: bool,
     /// LSN of the last background writeback requested.
     writeback_requested: u64,
+    /// Frames of appended batches not yet written (sync mode), at
+    /// `active.len` onwards; indexed already, invisible until synced.
+    queued: Vec<u8>,
+    /// Every batch that queued frames got a ticket; the last one issued.
+    last_ticket: u64,
+    /// Every ticket up to this one has been written (or failed).
+    written_ticket: u64,
 }
 
 /// An open store. `Send + Sync`: share it (e.g. in an `Arc`) between
@@ -237,6 +244,10 @@ pub struct Store {
     writer: Mutex<Writer>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     group_commit: GroupCommit,
+    /// Every ticket up to this one is durable or failed.
+    resolved_ticket: AtomicU64,
+    /// (first ticket, last ticket, error) of each failed write.
+    failed_tickets: Mutex<Vec<(u64, u64, String)>>,
     /// Everything at or below this LSN is fsynced.
     synced_lsn: Arc<AtomicU64>,
     /// Background syncs in buffered mode.
@@ -410,9 +421,14 @@ impl Store {
                 poisoned: None,
                 checkpoint_current,
                 writeback_requested: end,
+                queued: Vec::with_capacity(1 << 20),
+                last_ticket: 0,
+                written_ticket: 0,
             }),
             sealed: RwLock::new(Arc::new(sealed)),
             group_commit: GroupCommit::default(),
+            resolved_ticket: AtomicU64::new(0),
+            failed_tickets: Mutex::new(Vec::new()),
             synced_lsn,
             writeback,
             visible_lsn: AtomicU64::new(end),
@@ -497,7 +513,7 @@ impl Store {
         for (org, _) in &items {
             org::validate_org_name(org)?;
         }
-        let end = {
+        let (wait_for, depends_from) = {
             let mut w = lock(&self.writer);
             if let Some(p) = &w.poisoned {
                 return Err(Error::Poisoned(p.clone()));
@@ -507,6 +523,9 @@ impl Store {
                 return Err(Error::Poisoned(e));
             }
             let w = &mut *w;
+            // Tickets above this one may still be queued or in flight: a
+            // duplicate found among their records counts only if they land.
+            let depends_from = w.written_ticket + 1;
             let mut in_batch: IdMap<usize> = IdMap::default();
             let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
             let mut scratch = Vec::new();
@@ -531,15 +550,16 @@ impl Store {
                 codec::encode(org, event, &mut w.buf);
                 frame::seal_in_place(&mut w.buf, start);
                 let frame_len = (w.buf.len() - start) as u64;
-                if w.active.len + w.buf.len() as u64 > self.options.segment_size
-                    && w.active.len + start as u64 > SEGMENT_HEADER_LEN as u64
+                let base = w.active.len + w.queued.len() as u64;
+                if base + w.buf.len() as u64 > self.options.segment_size
+                    && base + start as u64 > SEGMENT_HEADER_LEN as u64
                 {
                     let tail = w.buf.split_off(start);
-                    self.flush_pending(w, &mut pending)?;
+                    self.write_now(w, &mut pending)?;
                     self.roll(w)?;
                     w.buf = tail;
                 }
-                let offset = w.active.len + w.buf.len() as u64 - frame_len;
+                let offset = w.active.len + (w.queued.len() + w.buf.len()) as u64 - frame_len;
                 pending.push((
                     org,
                     ActiveEntry {
@@ -550,44 +570,96 @@ impl Store {
                 ));
                 report.record(AppendOutcome::Appended);
             }
-            self.flush_pending(w, &mut pending)?;
-            let end = lsn(w.active.id, w.active.len);
-            if let Some(wb) = &self.writeback {
+            if self.options.durability == Durability::Sync {
+                // Queue the frames: the next group-commit leader writes
+                // everything queued with one write, then syncs once.
+                self.queue(w, &mut pending);
+            } else {
+                self.write_now(w, &mut pending)?;
+                let end = lsn(w.active.id, w.active.len);
                 self.visible_lsn.fetch_max(end, Ordering::AcqRel);
-                if end >= w.writeback_requested + WRITEBACK_BYTES {
-                    w.writeback_requested = end;
-                    wb.request(w.active.file.clone(), w.active.path.clone(), end);
+                if let Some(wb) = &self.writeback {
+                    if end >= w.writeback_requested + WRITEBACK_BYTES {
+                        w.writeback_requested = end;
+                        wb.request(w.active.file.clone(), w.active.path.clone(), end);
+                    }
                 }
             }
-            end
+            (w.last_ticket, depends_from)
         };
         if self.options.durability == Durability::Sync {
-            self.wait_durable(end)?;
+            self.wait_durable(wait_for)?;
+            self.check_not_failed(depends_from, wait_for)?;
         }
         Ok(report)
     }
 
-    /// Write the buffered frames and index them.
-    fn flush_pending(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) -> Result<()> {
+    /// Move the batch's frames (in `w.buf`) to the commit queue under a new
+    /// ticket, and index them (readers do not see them before they are
+    /// synced: `visible_lsn`).
+    fn queue(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) {
+        if w.buf.is_empty() {
+            return;
+        }
+        w.queued.extend_from_slice(&w.buf);
+        w.buf.clear();
+        w.last_ticket += 1;
+        for (org, entry) in pending.drain(..) {
+            w.index.insert(org, entry);
+        }
+    }
+
+    /// Write the queued frames and then the batch's own (`w.buf`), and index
+    /// the batch's: before a roll, and in buffered mode.
+    fn write_now(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) -> Result<()> {
+        if let Err(e) = self.write_queued(w) {
+            pending.clear();
+            w.buf.clear();
+            return Err(e);
+        }
         if w.buf.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut w.buf);
-        let result = w.active.append(&buf);
-        w.buf = buf;
-        w.buf.clear();
+        self.queue(w, pending);
+        self.write_queued(w)
+    }
+
+    /// Write every queued frame with one write. On failure nothing queued
+    /// stays: the frames leave the index, and their tickets are marked
+    /// failed (their appenders get the error once the next round ends).
+    fn write_queued(&self, w: &mut Writer) -> Result<()> {
+        if w.queued.is_empty() {
+            w.written_ticket = w.last_ticket;
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut w.queued);
+        let result = w.active.append(&queued);
+        w.queued = queued;
+        w.queued.clear();
+        let first = w.written_ticket + 1;
+        w.written_ticket = w.last_ticket;
         if let Err(e) = result {
-            pending.clear();
+            w.index.discard_from(w.active.len as u32);
+            lock(&self.failed_tickets).push((first, w.last_ticket, e.to_string()));
             if matches!(&e, Error::Io { context, .. } if context.contains("cutting the partial write failed"))
             {
                 w.poisoned = Some(e.to_string());
             }
             return Err(e);
         }
-        for (org, entry) in pending.drain(..) {
-            w.index.insert(org, entry);
-        }
         Ok(())
+    }
+
+    /// Err if a write of any ticket in `from..=to` failed.
+    fn check_not_failed(&self, from: u64, to: u64) -> Result<()> {
+        let failed = lock(&self.failed_tickets);
+        match failed.iter().find(|(lo, hi, _)| *lo <= to && from <= *hi) {
+            Some((_, _, e)) => Err(Error::Io {
+                context: format!("group commit: the write carrying this batch failed: {e}"),
+                source: std::io::Error::other(e.clone()),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Is this event's id already stored? Returns the outcome if so.
@@ -612,8 +684,15 @@ impl Store {
         };
         if let Some(off) = w.index.offset_of(id) {
             let mut buf = Vec::new();
-            segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
-            let view = segment::decode_frame(&buf, &w.active.path, off as u64)?;
+            let frame: &[u8] = match (off as u64).checked_sub(w.active.len) {
+                // Queued, not yet written.
+                Some(at) => w.queued.get(at as usize..).unwrap_or_default(),
+                None => {
+                    segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
+                    &buf
+                }
+            };
+            let view = segment::decode_frame(frame, &w.active.path, off as u64)?;
             return Ok(Some(compare(&view, scratch)));
         }
         if !w.fps.contains(fingerprint(id)) {
@@ -641,6 +720,7 @@ impl Store {
     /// Seal the active segment and start the next one. Called with the
     /// writer lock held and the write buffer flushed.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.write_queued(w)?;
         w.active.trim()?;
         if let Err(e) = w.active.sync() {
             w.poisoned = Some(e.to_string());
@@ -649,6 +729,7 @@ impl Store {
         let end = lsn(w.active.id, w.active.len);
         self.synced_lsn.fetch_max(end, Ordering::AcqRel);
         self.visible_lsn.fetch_max(end, Ordering::AcqRel);
+        self.resolved_ticket.fetch_max(w.written_ticket, Ordering::AcqRel);
         // The next segment first: if that fails, nothing changed and the
         // current segment simply stays active. A crash after this point
         // leaves an empty last segment, which recovery handles.
@@ -694,24 +775,28 @@ impl Store {
         Ok(())
     }
 
-    /// Block until everything up to `target` is fsynced; one caller syncs
-    /// for all who are waiting (group commit).
-    fn wait_durable(&self, target: u64) -> Result<()> {
+    /// Block until batch `ticket` (and every earlier one) is durable or
+    /// failed; one caller runs the round for all who wait (group commit).
+    fn wait_durable(&self, ticket: u64) -> Result<()> {
         self.group_commit
-            .wait(target, &self.synced_lsn, || self.sync_written())
+            .wait(ticket, &self.resolved_ticket, || self.commit_round())
     }
 
-    /// One group-commit round: fdatasync everything written so far.
-    fn sync_written(&self) -> Result<()> {
-        let (file, path, upto) = {
-            let w = lock(&self.writer);
+    /// One group-commit round: write everything queued with one write, then
+    /// fdatasync once.
+    fn commit_round(&self) -> Result<()> {
+        let (file, path, upto, ticket, written) = {
+            let mut w = lock(&self.writer);
             if let Some(p) = &w.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
+            let written = self.write_queued(&mut w);
             (
                 w.active.file.clone(),
                 w.active.path.clone(),
                 lsn(w.active.id, w.active.len),
+                w.written_ticket,
+                written,
             )
         };
         if let Err(e) = self.options.io.sync_data(&file) {
@@ -721,17 +806,19 @@ impl Store {
         }
         self.synced_lsn.fetch_max(upto, Ordering::AcqRel);
         self.visible_lsn.fetch_max(upto, Ordering::AcqRel);
-        Ok(())
+        self.resolved_ticket.fetch_max(ticket, Ordering::AcqRel);
+        written
     }
 
     /// Make everything appended so far durable (useful with
     /// [`Durability::Buffered`]).
     pub fn flush(&self) -> Result<()> {
-        let end = {
+        let (ticket, from) = {
             let w = lock(&self.writer);
-            lsn(w.active.id, w.active.len)
+            (w.last_ticket, w.written_ticket + 1)
         };
-        self.wait_durable(end)
+        self.wait_durable(ticket)?;
+        self.check_not_failed(from, ticket)
     }
 
     fn retention_from(&self, org: &str, as_of: Timestamp) -> Result<i64> {
@@ -823,7 +910,8 @@ impl Store {
         let id = *id.as_bytes();
         let found: Option<(String, Event)> = {
             let w = lock(&self.writer);
-            if let Some(off) = w.index.offset_of(&id) {
+            let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
+            if let Some(off) = w.index.offset_of(&id).filter(|off| visible(*off)) {
                 let mut buf = Vec::new();
                 segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
                 let v = segment::decode_frame(&buf, &w.active.path, off as u64)?;

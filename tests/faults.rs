@@ -269,3 +269,95 @@ fn failures_while_opening_are_errors_and_leave_the_store_openable() {
         exercise(vec![f], false);
     }
 }
+
+/// [`FaultyIo`] whose data syncs take 2 ms.
+#[derive(Debug)]
+struct SlowSync(Arc<FaultyIo>);
+
+impl auditstore::io::Io for SlowSync {
+    fn write_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_at(file, buf, offset)
+    }
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        self.0.sync_data(file)
+    }
+    fn sync_all(&self, file: &std::fs::File) -> std::io::Result<()> {
+        self.0.sync_all(file)
+    }
+    fn set_len(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        self.0.set_len(file, len)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn allocate(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        self.0.allocate(file, len)
+    }
+}
+
+/// Group commit writes the frames of many appenders with one write: when
+/// that write fails, every appender whose frames it carried gets the error,
+/// and an appender that found its event among those frames (a concurrent
+/// re-send) is not told "duplicate" for an event that was never stored.
+/// Every acknowledged event (appended or duplicate) is on disk afterwards.
+#[test]
+fn a_failed_group_write_fails_every_batch_it_carried_and_loses_nothing_acknowledged() {
+    for nth in [2u64, 5, 9] {
+        let dir = tempfile::tempdir().unwrap();
+        let io = Arc::new(FaultyIo::new(vec![fault(
+            FaultOp::Write,
+            nth,
+            FaultKind::NoSpace,
+        )]));
+        let mut o = opts(None);
+        // Slow syncs, so that each round's write carries several batches.
+        o.io = Arc::new(SlowSync(io.clone()));
+        let store = Store::open_with(dir.path(), o).unwrap();
+        let events: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
+            duplicate_per_mille: 0,
+            ..SampleConfig::default()
+        })
+        .take(120)
+        .collect();
+        let acked = std::sync::Mutex::new(HashSet::new());
+        let errors = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..6usize {
+                let (store, events, acked, errors) = (&store, &events, &acked, &errors);
+                s.spawn(move || {
+                    // Threads 2i and 2i+1 send the same 40 events at the same
+                    // time (and nothing sends them later), so one often finds
+                    // the other's queued, unwritten record: a "duplicate"
+                    // that must not be acknowledged if that write fails.
+                    for k in 0..40 {
+                        let (org, e) = &events[(t / 2) * 40 + k];
+                        match store.append(org, e) {
+                            Ok(auditstore::AppendOutcome::Conflict) => panic!("no conflicts here"),
+                            Ok(_) => {
+                                acked.lock().unwrap().insert(e.id());
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert!(io.injected() > 0, "write fault {nth} reached");
+        assert!(errors.into_inner() >= 1, "the failed write surfaced");
+        drop(store);
+        let store = Store::open_with(dir.path(), opts(None)).unwrap();
+        let ids = stored_ids(&store);
+        let unique: HashSet<_> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "no event stored twice");
+        for id in acked.into_inner().unwrap() {
+            assert!(unique.contains(&id), "acknowledged {id} lost (write fault {nth})");
+        }
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
+}

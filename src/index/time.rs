@@ -66,6 +66,20 @@ impl ActiveIndex {
         self.max_ts = self.max_ts.max(entry.occurred_at);
     }
 
+    /// Forget every entry at `offset` or after (their write failed).
+    pub fn discard_from(&mut self, offset: u32) {
+        for list in self.orgs.values_mut() {
+            list.entries.retain(|e| e.offset < offset);
+        }
+        self.ids.retain(|_, off| *off < offset);
+        self.min_ts = i64::MAX;
+        self.max_ts = i64::MIN;
+        for e in self.orgs.values().flat_map(|l| l.entries.iter()) {
+            self.min_ts = self.min_ts.min(e.occurred_at);
+            self.max_ts = self.max_ts.max(e.occurred_at);
+        }
+    }
+
     /// Offset of the event with this id, if the active segment holds it.
     pub fn offset_of(&self, id: &[u8; 16]) -> Option<u32> {
         self.ids.get(id).copied()
