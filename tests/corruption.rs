@@ -62,20 +62,27 @@ fn torn_tail_of_active_segment_is_cut_and_everything_before_survives() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
-/// What a `kill -9` leaves when the active segment had space allocated
-/// ahead: zeros after the last record. They are free space, not a torn
-/// write: nothing is reported cut, the zeros are trimmed, and appending
-/// goes on right after the last record.
-#[test]
-fn zeros_after_the_last_record_are_free_space_not_a_torn_tail() {
+/// A built store whose active segment file was resized from `len` to
+/// `resize(len)` after a clean close: (dir, unique events, active segment
+/// path, its length before).
+fn built_with_active_resized(resize: impl Fn(u64) -> u64) -> (tempfile::TempDir, usize, PathBuf, u64) {
     let dir = tempfile::tempdir().unwrap();
     let events = build(dir.path());
     let unique = model(&events).len();
     let active = files(dir.path(), "log").pop().unwrap();
     let len = std::fs::metadata(&active).unwrap().len();
     let f = OpenOptions::new().write(true).open(&active).unwrap();
-    f.set_len(len + 1_000_000).unwrap();
-    drop(f);
+    f.set_len(resize(len)).unwrap();
+    (dir, unique, active, len)
+}
+
+/// What a `kill -9` leaves when the active segment had space allocated
+/// ahead: zeros after the last record. They are free space, not a torn
+/// write: nothing is reported cut, the zeros are trimmed, and appending
+/// goes on right after the last record.
+#[test]
+fn zeros_after_the_last_record_are_free_space_not_a_torn_tail() {
+    let (dir, unique, active, len) = built_with_active_resized(|len| len + 1_000_000);
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert_eq!(store.recovery_report().truncated_bytes, 0);
     assert!(store.recovery_report().truncation.is_none());
@@ -100,14 +107,7 @@ fn zeros_after_the_last_record_are_free_space_not_a_torn_tail() {
 
 #[test]
 fn a_record_cut_in_half_at_the_tail_is_removed_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = build(dir.path());
-    let unique = model(&events).len();
-    let active = files(dir.path(), "log").pop().unwrap();
-    let len = std::fs::metadata(&active).unwrap().len();
-    let f = OpenOptions::new().write(true).open(&active).unwrap();
-    f.set_len(len - 5).unwrap();
-    drop(f);
+    let (dir, unique, active, _) = built_with_active_resized(|len| len - 5);
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert!(store.recovery_report().truncated_bytes > 0);
     assert_eq!(
