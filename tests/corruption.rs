@@ -107,7 +107,7 @@ fn zeros_after_the_last_record_are_free_space_not_a_torn_tail() {
 
 #[test]
 fn a_record_cut_in_half_at_the_tail_is_removed_whole() {
-    let (dir, unique, active, _) = built_with_active_resized(|len| len - 5);
+    let (dir, unique, _, _) = built_with_active_resized(|len| len - 5);
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert!(store.recovery_report().truncated_bytes > 0);
     assert_eq!(
