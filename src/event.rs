@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::time::{quote, Timestamp};
 
+mod fast;
+
 /// Largest accepted JSON text of one event, in bytes.
 pub const MAX_EVENT_JSON_BYTES: usize = 256 * 1024;
 /// Deepest accepted nesting of arrays and objects inside a nested field
@@ -114,6 +116,21 @@ impl EventError {
 impl Event {
     /// Parses and validates one JSON object against every rule of the spec.
     pub fn from_json(text: &str) -> Result<Event, EventError> {
+        if text.len() > MAX_EVENT_JSON_BYTES {
+            return Err(too_large(text.len()));
+        }
+        // The single-pass parser accepts the valid events it can; everything
+        // else (every error among them) goes through the reference parser.
+        match fast::parse(text) {
+            Some(event) => Ok(event),
+            None => Self::from_json_reference(text),
+        }
+    }
+
+    /// The reference parser: serde_json reads the top level and the party
+    /// objects, `compact` the nested objects. Slower than the fast path, and
+    /// the source of every error message.
+    fn from_json_reference(text: &str) -> Result<Event, EventError> {
         if text.len() > MAX_EVENT_JSON_BYTES {
             return Err(too_large(text.len()));
         }
@@ -1042,6 +1059,14 @@ fn party(raw: &RawValue, kind: Kind) -> Result<String, EventError> {
 
 /// The `id` member of a stored nested object; empty if it cannot be read.
 fn blob_id(blob: &str) -> String {
+    match fast::blob_id(blob) {
+        Some(id) => id.to_string(),
+        None => blob_id_reference(blob),
+    }
+}
+
+/// [`blob_id`] through serde_json.
+fn blob_id_reference(blob: &str) -> String {
     serde_json::from_str::<Party<'_>>(blob)
         .ok()
         .and_then(|p| p.id)
