@@ -16,10 +16,12 @@
 use uuid::Uuid;
 
 use super::{
-    parse_uuid, Event, FIELDS, MAX_ACTION_LEN, MAX_EVENT_JSON_BYTES, MAX_NESTING_DEPTH, SUPPORTED_VERSION,
+    parse_uuid, Event, Texts, FIELDS, MAX_ACTION_LEN, MAX_EVENT_JSON_BYTES, MAX_NESTING_DEPTH,
+    SUPPORTED_VERSION,
 };
 use crate::time::Timestamp;
 
+// Indexes in `FIELDS`.
 const ID: usize = 0;
 const ACTION: usize = 1;
 const ACTOR: usize = 2;
@@ -41,20 +43,17 @@ pub(super) fn parse(text: &str) -> Option<Event> {
         s: text,
         b: text.as_bytes(),
         i: 0,
+        // The compact texts are never longer than the input.
+        out: Texts::with_capacity(text.len()),
     };
     p.ws();
     p.eat(b'{')?;
     let mut seen = 0u16;
     let mut id = "";
-    let mut action = "";
     let mut occurred_at = "";
     let mut success = false;
-    let mut actor = None;
-    let mut target = None;
-    let mut payload = None;
-    let mut metadata = None;
-    let mut scope = None;
-    let mut request = None;
+    // Whether each optional object is present and not null.
+    let (mut payload, mut metadata, mut scope, mut request) = (false, false, false, false);
     p.ws();
     if p.peek() == Some(b'}') {
         return None;
@@ -72,14 +71,20 @@ pub(super) fn parse(text: &str) -> Option<Event> {
         p.ws();
         match field {
             ID => id = p.plain_str()?,
-            ACTION => action = p.plain_str()?,
+            ACTION => {
+                let action = p.plain_str()?;
+                if !action_ok(action) {
+                    return None;
+                }
+                p.out.push(super::ACTION, action);
+            }
             OCCURRED_AT => occurred_at = p.plain_str()?,
-            ACTOR => actor = Some(p.party(Kind::Party)?),
-            TARGET => target = Some(p.party(Kind::Party)?),
-            SCOPE => scope = p.or_null(|p| p.party(Kind::Party))?,
-            REQUEST => request = p.or_null(|p| p.party(Kind::Request))?,
-            PAYLOAD => payload = p.or_null(|p| p.compact_object(None))?,
-            METADATA => metadata = p.or_null(|p| p.compact_object(None))?,
+            ACTOR => p.party(Kind::Party, super::ACTOR)?,
+            TARGET => p.party(Kind::Party, super::TARGET)?,
+            SCOPE => scope = p.or_null(|p| p.party(Kind::Party, super::SCOPE))?.is_some(),
+            REQUEST => request = p.or_null(|p| p.party(Kind::Request, super::REQUEST))?.is_some(),
+            PAYLOAD => payload = p.or_null(|p| p.compact_object(super::PAYLOAD, None))?.is_some(),
+            METADATA => metadata = p.or_null(|p| p.compact_object(super::METADATA, None))?.is_some(),
             VERSION => {
                 // `1` (anything longer, like `10` or `1.0`, fails the
                 // separator check below) or null.
@@ -109,30 +114,30 @@ pub(super) fn parse(text: &str) -> Option<Event> {
     if p.i != p.b.len() {
         return None;
     }
-    // `id`, `action`, `occurred_at` and `success` are required (the others
-    // were checked when read, if present).
-    let required = (1 << ID) | (1 << ACTION) | (1 << OCCURRED_AT) | (1 << SUCCESS);
+    // Every field that was present was checked when read.
+    let required =
+        (1 << ID) | (1 << ACTION) | (1 << ACTOR) | (1 << TARGET) | (1 << OCCURRED_AT) | (1 << SUCCESS);
     if seen & required != required {
         return None;
     }
     let id: Uuid = parse_uuid(id)?;
-    if !action_ok(action) {
-        return None;
-    }
     let occurred_at = Timestamp::parse_rfc3339(occurred_at).ok()?;
-    Some(Event {
+    let mut out = p.out;
+    if !payload {
+        out.push(super::PAYLOAD, "{}");
+    }
+    if !metadata {
+        out.push(super::METADATA, "{}");
+    }
+    Some(Event::new(
         id,
-        action: action.to_string(),
-        actor: actor?,
-        target: target?,
-        payload: payload.unwrap_or_else(|| "{}".to_string()),
         occurred_at,
-        metadata: metadata.unwrap_or_else(|| "{}".to_string()),
-        version: SUPPORTED_VERSION,
-        scope,
+        SUPPORTED_VERSION,
         success,
+        scope,
         request,
-    })
+        out,
+    ))
 }
 
 /// The `id` member of a stored nested object, if the blob is a valid
@@ -143,10 +148,12 @@ pub(super) fn blob_id(blob: &str) -> Option<&str> {
         s: blob,
         b: blob.as_bytes(),
         i: 0,
+        // Only written to if the blob has whitespace.
+        out: Texts::with_capacity(0),
     };
     let mut members = Members::default();
-    let mut out = Compact::new(0);
-    p.object(1, &mut out, Some(&mut members))?;
+    let mut run = 0;
+    p.object(1, &mut run, Some(&mut members))?;
     if p.i != p.b.len() {
         return None;
     }
@@ -199,27 +206,15 @@ struct Members {
     name: Option<Member>,
 }
 
-/// The compact copy of a nested object: runs of the input between
-/// whitespace (outside strings) are appended as they end.
-struct Compact {
-    out: String,
-    /// Start of the run not yet copied.
-    run: usize,
-}
-
-impl Compact {
-    fn new(run: usize) -> Self {
-        Compact {
-            out: String::new(),
-            run,
-        }
-    }
-}
-
+/// Nested objects are compacted into `out` as they are read: `run` (an
+/// argument of the methods below) is the start of the input not yet copied,
+/// and each run of input between whitespace (outside strings) is appended
+/// as it ends.
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    out: Texts,
 }
 
 impl<'a> Parser<'a> {
@@ -261,12 +256,15 @@ impl<'a> Parser<'a> {
     }
 
     /// Skips whitespace inside a nested object, leaving it out of `out`.
-    fn ws_compact(&mut self, out: &mut Compact) {
+    #[inline]
+    fn ws_compact(&mut self, run: &mut usize) {
         if let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
             // Whitespace bytes are ASCII, so both ends are char boundaries.
-            out.out.push_str(self.s.get(out.run..self.i).unwrap_or_default());
+            self.out
+                .text
+                .push_str(self.s.get(*run..self.i).unwrap_or_default());
             self.ws();
-            out.run = self.i;
+            *run = self.i;
         }
     }
 
@@ -342,10 +340,10 @@ impl<'a> Parser<'a> {
     }
 
     /// A nested object that must hold string `id` (and for parties string
-    /// `type` and optional string `name`): its compact text.
-    fn party(&mut self, kind: Kind) -> Option<String> {
+    /// `type` and optional string `name`): its compact text becomes `part`.
+    fn party(&mut self, kind: Kind, part: usize) -> Option<()> {
         let mut members = Members::default();
-        let text = self.compact_object(Some(&mut members))?;
+        self.compact_object(part, Some(&mut members))?;
         let is_str = |m: Option<Member>| matches!(m, Some(Member::Str { .. }));
         if !is_str(members.id) {
             return None;
@@ -356,41 +354,38 @@ impl<'a> Parser<'a> {
         {
             return None;
         }
-        Some(text)
+        Some(())
     }
 
-    /// An object starting at `self.i`: its compact text.
-    fn compact_object(&mut self, members: Option<&mut Members>) -> Option<String> {
-        let start = self.i;
-        let mut out = Compact::new(start);
-        self.object(1, &mut out, members)?;
-        if out.out.is_empty() {
-            // No whitespace to drop: one exact-size copy.
-            return self.s.get(start..self.i).map(str::to_string);
-        }
-        out.out.push_str(self.s.get(out.run..self.i)?);
-        Some(out.out)
+    /// An object starting at `self.i`: its compact text becomes `part`.
+    fn compact_object(&mut self, part: usize, members: Option<&mut Members>) -> Option<()> {
+        let start = self.out.text.len();
+        let mut run = self.i;
+        self.object(1, &mut run, members)?;
+        self.out.text.push_str(self.s.get(run..self.i)?);
+        self.out.end(part, start);
+        Some(())
     }
 
     /// An object at nesting level `depth`; with `members`, records its `id`,
     /// `type` and `name` members (and refuses keys it cannot compare).
-    fn object(&mut self, depth: usize, out: &mut Compact, mut members: Option<&mut Members>) -> Option<()> {
+    fn object(&mut self, depth: usize, run: &mut usize, mut members: Option<&mut Members>) -> Option<()> {
         if depth > MAX_NESTING_DEPTH {
             return None;
         }
         self.eat(b'{')?;
-        self.ws_compact(out);
+        self.ws_compact(run);
         if self.peek() == Some(b'}') {
             self.i += 1;
             return Some(());
         }
         loop {
             let (kstart, kend, kescaped) = self.string()?;
-            self.ws_compact(out);
+            self.ws_compact(run);
             self.eat(b':')?;
-            self.ws_compact(out);
+            self.ws_compact(run);
             match members.as_deref_mut() {
-                None => self.value(depth, out)?,
+                None => self.value(depth, run)?,
                 Some(m) => {
                     if kescaped {
                         // Might decode to `id`, `type` or `name`.
@@ -409,7 +404,7 @@ impl<'a> Parser<'a> {
                         }
                         b'n' if self.literal(b"null") => Member::Null,
                         _ => {
-                            self.value(depth, out)?;
+                            self.value(depth, run)?;
                             Member::Other
                         }
                     };
@@ -421,30 +416,30 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            self.ws_compact(out);
+            self.ws_compact(run);
             match self.next()? {
-                b',' => self.ws_compact(out),
+                b',' => self.ws_compact(run),
                 b'}' => return Some(()),
                 _ => return None,
             }
         }
     }
 
-    fn array(&mut self, depth: usize, out: &mut Compact) -> Option<()> {
+    fn array(&mut self, depth: usize, run: &mut usize) -> Option<()> {
         if depth > MAX_NESTING_DEPTH {
             return None;
         }
         self.eat(b'[')?;
-        self.ws_compact(out);
+        self.ws_compact(run);
         if self.peek() == Some(b']') {
             self.i += 1;
             return Some(());
         }
         loop {
-            self.value(depth, out)?;
-            self.ws_compact(out);
+            self.value(depth, run)?;
+            self.ws_compact(run);
             match self.next()? {
-                b',' => self.ws_compact(out),
+                b',' => self.ws_compact(run),
                 b']' => return Some(()),
                 _ => return None,
             }
@@ -452,11 +447,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Any value inside a container at level `depth`.
-    fn value(&mut self, depth: usize, out: &mut Compact) -> Option<()> {
+    fn value(&mut self, depth: usize, run: &mut usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
-            b'{' => self.object(depth + 1, out, None),
-            b'[' => self.array(depth + 1, out),
+            b'{' => self.object(depth + 1, run, None),
+            b'[' => self.array(depth + 1, run),
             b't' => self.literal(b"true").then_some(()),
             b'f' => self.literal(b"false").then_some(()),
             b'n' => self.literal(b"null").then_some(()),
