@@ -71,6 +71,9 @@ pub struct Event {
     text: String,
     /// Where each text (indexed by `ACTION`..`REQUEST`) lies in `text`.
     spans: [(usize, usize); 7],
+    /// Where `scope.id` lies in `text`, when the parser saw it as a string
+    /// without escapes (else `scope_id` reads the scope text).
+    scope_id: Option<(usize, usize)>,
 }
 
 /// Indexes of the texts of an [`Event`] in its `spans`.
@@ -347,7 +350,11 @@ impl Event {
     }
     /// `scope.id`, if the event has a scope.
     pub fn scope_id(&self) -> Option<String> {
-        self.scope_json().map(blob_id)
+        let known = self.scope_id.and_then(|(start, end)| self.text.get(start..end));
+        match known {
+            Some(id) if self.has_scope => Some(id.to_string()),
+            _ => self.scope_json().map(blob_id),
+        }
     }
 
     /// Starts building an event in code; [`EventBuilder::build`] validates it
@@ -436,6 +443,7 @@ impl Event {
             has_request,
             text: texts.text,
             spans: texts.spans,
+            scope_id: None,
         }
     }
 

@@ -54,6 +54,7 @@ pub(super) fn parse(text: &str) -> Option<Event> {
     let mut success = false;
     // Whether each optional object is present and not null.
     let (mut payload, mut metadata, mut scope, mut request) = (false, false, false, false);
+    let mut scope_id = None;
     p.ws();
     if p.peek() == Some(b'}') {
         return None;
@@ -79,9 +80,14 @@ pub(super) fn parse(text: &str) -> Option<Event> {
                 p.out.push(super::ACTION, action);
             }
             OCCURRED_AT => occurred_at = p.plain_str()?,
-            ACTOR => p.party(Kind::Party, super::ACTOR)?,
-            TARGET => p.party(Kind::Party, super::TARGET)?,
-            SCOPE => scope = p.or_null(|p| p.party(Kind::Party, super::SCOPE))?.is_some(),
+            ACTOR => _ = p.party(Kind::Party, super::ACTOR)?,
+            TARGET => _ = p.party(Kind::Party, super::TARGET)?,
+            SCOPE => {
+                if let Some(id) = p.or_null(|p| p.party(Kind::Party, super::SCOPE))? {
+                    scope = true;
+                    scope_id = id;
+                }
+            }
             REQUEST => request = p.or_null(|p| p.party(Kind::Request, super::REQUEST))?.is_some(),
             PAYLOAD => payload = p.or_null(|p| p.compact_object(super::PAYLOAD, None))?.is_some(),
             METADATA => metadata = p.or_null(|p| p.compact_object(super::METADATA, None))?.is_some(),
@@ -129,15 +135,9 @@ pub(super) fn parse(text: &str) -> Option<Event> {
     if !metadata {
         out.push(super::METADATA, "{}");
     }
-    Some(Event::new(
-        id,
-        occurred_at,
-        SUPPORTED_VERSION,
-        success,
-        scope,
-        request,
-        out,
-    ))
+    let mut event = Event::new(id, occurred_at, SUPPORTED_VERSION, success, scope, request, out);
+    event.scope_id = scope_id;
+    Some(event)
 }
 
 /// The `id` member of a stored nested object, if the blob is a valid
@@ -341,9 +341,11 @@ impl<'a> Parser<'a> {
 
     /// A nested object that must hold string `id` (and for parties string
     /// `type` and optional string `name`): its compact text becomes `part`.
-    fn party(&mut self, kind: Kind, part: usize) -> Option<()> {
+    /// Returns where the `id` string's content lies in `out`, if it has no
+    /// escapes and the object no whitespace to drop (so it was copied as is).
+    fn party(&mut self, kind: Kind, part: usize) -> Option<Option<(usize, usize)>> {
         let mut members = Members::default();
-        self.compact_object(part, Some(&mut members))?;
+        let (in_start, out_start, verbatim) = self.compact_object(part, Some(&mut members))?;
         let is_str = |m: Option<Member>| matches!(m, Some(Member::Str { .. }));
         if !is_str(members.id) {
             return None;
@@ -354,17 +356,26 @@ impl<'a> Parser<'a> {
         {
             return None;
         }
-        Some(())
+        Some(match members.id {
+            Some(Member::Str {
+                start,
+                end,
+                escaped: false,
+            }) if verbatim => Some((start - in_start + out_start, end - in_start + out_start)),
+            _ => None,
+        })
     }
 
     /// An object starting at `self.i`: its compact text becomes `part`.
-    fn compact_object(&mut self, part: usize, members: Option<&mut Members>) -> Option<()> {
-        let start = self.out.text.len();
+    /// Returns where the object started in the input and in `out`, and
+    /// whether it was copied as is (it had no whitespace to drop).
+    fn compact_object(&mut self, part: usize, members: Option<&mut Members>) -> Option<(usize, usize, bool)> {
+        let (in_start, out_start) = (self.i, self.out.text.len());
         let mut run = self.i;
         self.object(1, &mut run, members)?;
         self.out.text.push_str(self.s.get(run..self.i)?);
-        self.out.end(part, start);
-        Some(())
+        self.out.end(part, out_start);
+        Some((in_start, out_start, run == in_start))
     }
 
     /// An object at nesting level `depth`; with `members`, records its `id`,
@@ -868,6 +879,10 @@ mod tests {
         let fast = super::parse(text);
         if let Some(event) = &fast {
             prop_assert_eq!(&reference, &Ok(event.clone()), "fast path accepted {:?}", text);
+            // The scope id the parser remembered, and the fast blob reader.
+            prop_assert_eq!(event.scope_id(), event.scope_json().map(blob_id_reference));
+            prop_assert_eq!(event.actor_id(), blob_id_reference(event.actor_json()));
+            prop_assert_eq!(event.target_id(), blob_id_reference(event.target_json()));
         }
         if reference.is_ok() && !text.contains('\\') {
             prop_assert!(
@@ -891,17 +906,21 @@ mod tests {
         /// One generated value in an otherwise valid event, so that it alone
         /// decides.
         #[test]
-        fn nested_values_agree_with_reference(v in value(), party in party(), w in ws(), at in 0u8..4) {
-            let (payload, actor) = match at {
-                0 => (format!("{{\"v\":{w}{v}}}"), "{\"id\":\"u\",\"type\":\"user\"}".to_string()),
-                1 => (v, "{\"id\":\"u\",\"type\":\"user\"}".to_string()),
-                2 => (format!("{{\"a\":[{v},{w}{v}]}}"), party),
-                _ => ("{}".to_string(), party),
+        fn nested_values_agree_with_reference(v in value(), party in party(), w in ws(), at in 0u8..6) {
+            let user = "{\"id\":\"u\",\"type\":\"user\"}".to_string();
+            let (payload, actor, scope) = match at {
+                0 => (format!("{{\"v\":{w}{v}}}"), user, "null".to_string()),
+                1 => (v, user, "null".to_string()),
+                2 => (format!("{{\"a\":[{v},{w}{v}]}}"), party, "null".to_string()),
+                3 => ("{}".to_string(), party, "null".to_string()),
+                4 => ("{}".to_string(), user, party),
+                // Without whitespace (the scope id is then remembered by position).
+                _ => ("{}".to_string(), user, party.replace([' ', '\n', '\t', '\r'], "")),
             };
             let text = format!(
                 "{{\"id\":\"1818e811-892f-402b-923f-0824128b2f33\",\"action\":\"a\",\"actor\":{actor},\
                  \"target\":{{\"id\":\"t\",\"type\":\"t\"}},\"payload\":{payload},\
-                 \"occurred_at\":\"2026-06-01T00:00:00Z\",\"success\":true}}"
+                 \"occurred_at\":\"2026-06-01T00:00:00Z\",\"success\":true,\"scope\":{scope}}}"
             );
             check(&text)?;
         }
@@ -994,6 +1013,22 @@ mod tests {
             (r#""success":true"#, r#""success":true,"version":10"#),
             (r#""success":true"#, r#""success":true,"version":null"#),
             (r#""success":true"#, r#""success":true,"scope":null"#),
+            (
+                r#""success":true"#,
+                r#""success":true,"scope":{"id":"\u0041","type":"x"}"#,
+            ),
+            (
+                r#""success":true"#,
+                r#""success":true,"scope":{"type":"x", "id":"a\"b"}"#,
+            ),
+            (
+                r#""success":true"#,
+                r#""success":true,"scope":{"type":"x","id":"org-1"}"#,
+            ),
+            (
+                r#""success":true"#,
+                r#""success":true,"scope":{ "id":"org-1","type":"x"}"#,
+            ),
             (r#""success":true"#, r#""success":true,"scope":null,"scope":null"#),
             (
                 r#""success":true"#,
