@@ -218,16 +218,16 @@ impl RecordView<'_> {
     pub fn to_event(&self) -> Event {
         Event::from_parts(EventParts {
             id: uuid::Uuid::from_bytes(self.id),
-            action: self.action.to_owned(),
-            actor: self.actor.to_owned(),
-            target: self.target.to_owned(),
-            payload: self.payload.to_owned(),
+            action: self.action,
+            actor: self.actor,
+            target: self.target,
+            payload: self.payload,
             occurred_at: self.occurred_at,
-            metadata: self.metadata.to_owned(),
+            metadata: self.metadata,
             version: self.version,
-            scope: self.scope.map(str::to_owned),
+            scope: self.scope,
             success: self.success,
-            request: self.request.map(str::to_owned),
+            request: self.request,
         })
     }
 }

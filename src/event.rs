@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::time::{quote, Timestamp};
 
+mod fast;
+
 /// Largest accepted JSON text of one event, in bytes.
 pub const MAX_EVENT_JSON_BYTES: usize = 256 * 1024;
 /// Deepest accepted nesting of arrays and objects inside a nested field
@@ -53,35 +55,115 @@ const MAX_NAME_IN_MESSAGE: usize = 64;
 /// Nested objects are kept as compact JSON text (whitespace outside strings
 /// removed, otherwise byte-for-byte as sent, so numbers keep their exact
 /// value and the event is never re-serialised).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The texts (`action` and the nested objects) share one buffer, in any
+/// order, so an event costs one allocation. Equality and `Debug` are those
+/// of the fields, as if each text were its own `String`.
+#[derive(Clone)]
 pub struct Event {
     id: Uuid,
-    action: String,
-    actor: String,
-    target: String,
-    payload: String,
     occurred_at: Timestamp,
-    metadata: String,
     version: u32,
-    scope: Option<String>,
     success: bool,
-    request: Option<String>,
+    has_scope: bool,
+    has_request: bool,
+    /// The texts, back to back (an absent `scope`/`request` is empty).
+    text: String,
+    /// Where each text (indexed by `ACTION`..`REQUEST`) lies in `text`.
+    spans: [(usize, usize); 7],
+    /// Where `scope.id` lies in `text`, when the parser saw it as a string
+    /// without escapes (else `scope_id` reads the scope text).
+    scope_id: Option<(usize, usize)>,
+}
+
+/// Indexes of the texts of an [`Event`] in its `spans`.
+const ACTION: usize = 0;
+const ACTOR: usize = 1;
+const TARGET: usize = 2;
+const PAYLOAD: usize = 3;
+const METADATA: usize = 4;
+const SCOPE: usize = 5;
+const REQUEST: usize = 6;
+
+/// Collects the texts of an [`Event`] into one buffer.
+struct Texts {
+    text: String,
+    spans: [(usize, usize); 7],
+}
+
+impl Texts {
+    fn with_capacity(n: usize) -> Self {
+        Texts {
+            text: String::with_capacity(n),
+            spans: [(0, 0); 7],
+        }
+    }
+
+    /// Appends the text of `part`.
+    fn push(&mut self, part: usize, s: &str) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        self.end(part, start);
+    }
+
+    /// Records that the text of `part` is what was appended since `start`.
+    fn end(&mut self, part: usize, start: usize) {
+        if let Some(span) = self.spans.get_mut(part) {
+            *span = (start, self.text.len());
+        }
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.id == other.id
+            && self.action() == other.action()
+            && self.actor_json() == other.actor_json()
+            && self.target_json() == other.target_json()
+            && self.payload_json() == other.payload_json()
+            && self.occurred_at == other.occurred_at
+            && self.metadata_json() == other.metadata_json()
+            && self.version == other.version
+            && self.scope_json() == other.scope_json()
+            && self.success == other.success
+            && self.request_json() == other.request_json()
+    }
+}
+
+impl Eq for Event {}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("action", &self.action())
+            .field("actor", &self.actor_json())
+            .field("target", &self.target_json())
+            .field("payload", &self.payload_json())
+            .field("occurred_at", &self.occurred_at)
+            .field("metadata", &self.metadata_json())
+            .field("version", &self.version)
+            .field("scope", &self.scope_json())
+            .field("success", &self.success)
+            .field("request", &self.request_json())
+            .finish()
+    }
 }
 
 /// The parts of an [`Event`], as stored by the record codec. Not validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct EventParts {
+pub(crate) struct EventParts<'a> {
     pub(crate) id: Uuid,
-    pub(crate) action: String,
-    pub(crate) actor: String,
-    pub(crate) target: String,
-    pub(crate) payload: String,
+    pub(crate) action: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) payload: &'a str,
     pub(crate) occurred_at: Timestamp,
-    pub(crate) metadata: String,
+    pub(crate) metadata: &'a str,
     pub(crate) version: u32,
-    pub(crate) scope: Option<String>,
+    pub(crate) scope: Option<&'a str>,
     pub(crate) success: bool,
-    pub(crate) request: Option<String>,
+    pub(crate) request: Option<&'a str>,
 }
 
 /// Why an event was rejected. `message` always names the offending field
@@ -114,6 +196,21 @@ impl EventError {
 impl Event {
     /// Parses and validates one JSON object against every rule of the spec.
     pub fn from_json(text: &str) -> Result<Event, EventError> {
+        if text.len() > MAX_EVENT_JSON_BYTES {
+            return Err(too_large(text.len()));
+        }
+        // The single-pass parser accepts the valid events it can; everything
+        // else (every error among them) goes through the reference parser.
+        match fast::parse(text) {
+            Some(event) => Ok(event),
+            None => Self::from_json_reference(text),
+        }
+    }
+
+    /// The reference parser: serde_json reads the top level and the party
+    /// objects, `compact` the nested objects. Slower than the fast path, and
+    /// the source of every error message.
+    fn from_json_reference(text: &str) -> Result<Event, EventError> {
         if text.len() > MAX_EVENT_JSON_BYTES {
             return Err(too_large(text.len()));
         }
@@ -157,24 +254,24 @@ impl Event {
         let mut buf = Uuid::encode_buffer();
         out.push_str(self.id.hyphenated().encode_lower(&mut buf));
         out.push_str("\",\"action\":");
-        write_json_str(out, &self.action);
+        write_json_str(out, self.action());
         out.push_str(",\"actor\":");
-        out.push_str(&self.actor);
+        out.push_str(self.actor_json());
         out.push_str(",\"target\":");
-        out.push_str(&self.target);
+        out.push_str(self.target_json());
         out.push_str(",\"payload\":");
-        out.push_str(&self.payload);
+        out.push_str(self.payload_json());
         out.push_str(",\"occurred_at\":\"");
         self.occurred_at.write_rfc3339(out);
         out.push_str("\",\"metadata\":");
-        out.push_str(&self.metadata);
+        out.push_str(self.metadata_json());
         out.push_str(",\"version\":");
         if self.version == 1 {
             out.push('1');
         } else {
             let _ = write!(out, "{}", self.version);
         }
-        if let Some(scope) = &self.scope {
+        if let Some(scope) = self.scope_json() {
             out.push_str(",\"scope\":");
             out.push_str(scope);
         }
@@ -183,7 +280,7 @@ impl Event {
         } else {
             ",\"success\":false"
         });
-        if let Some(request) = &self.request {
+        if let Some(request) = self.request_json() {
             out.push_str(",\"request\":");
             out.push_str(request);
         }
@@ -191,66 +288,73 @@ impl Event {
     }
 
     fn json_len_hint(&self) -> usize {
-        160 + self.action.len()
-            + self.actor.len()
-            + self.target.len()
-            + self.payload.len()
-            + self.metadata.len()
-            + self.scope.as_ref().map_or(0, String::len)
-            + self.request.as_ref().map_or(0, String::len)
+        // Absent texts are empty.
+        160 + self.text.len()
     }
 
     pub fn id(&self) -> Uuid {
         self.id
     }
+    /// The text `part` (one of `ACTION`..`REQUEST`).
+    fn part(&self, part: usize) -> &str {
+        self.spans
+            .get(part)
+            .and_then(|&(start, end)| self.text.get(start..end))
+            .unwrap_or_default()
+    }
+
     pub fn action(&self) -> &str {
-        &self.action
+        self.part(ACTION)
     }
     /// The `actor` object as compact JSON text.
     pub fn actor_json(&self) -> &str {
-        &self.actor
+        self.part(ACTOR)
     }
     /// The `target` object as compact JSON text.
     pub fn target_json(&self) -> &str {
-        &self.target
+        self.part(TARGET)
     }
     /// The `payload` object as compact JSON text (`{}` if it was absent).
     pub fn payload_json(&self) -> &str {
-        &self.payload
+        self.part(PAYLOAD)
     }
     pub fn occurred_at(&self) -> Timestamp {
         self.occurred_at
     }
     /// The `metadata` object as compact JSON text (`{}` if it was absent).
     pub fn metadata_json(&self) -> &str {
-        &self.metadata
+        self.part(METADATA)
     }
     pub fn version(&self) -> u32 {
         self.version
     }
     /// The `scope` object as compact JSON text, if present.
     pub fn scope_json(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.has_scope.then(|| self.part(SCOPE))
     }
     pub fn success(&self) -> bool {
         self.success
     }
     /// The `request` object as compact JSON text, if present.
     pub fn request_json(&self) -> Option<&str> {
-        self.request.as_deref()
+        self.has_request.then(|| self.part(REQUEST))
     }
 
     /// `actor.id` (empty only if the stored blob is somehow not valid).
     pub fn actor_id(&self) -> String {
-        blob_id(&self.actor)
+        blob_id(self.actor_json())
     }
     /// `target.id` (empty only if the stored blob is somehow not valid).
     pub fn target_id(&self) -> String {
-        blob_id(&self.target)
+        blob_id(self.target_json())
     }
     /// `scope.id`, if the event has a scope.
     pub fn scope_id(&self) -> Option<String> {
-        self.scope.as_deref().map(blob_id)
+        let known = self.scope_id.and_then(|(start, end)| self.text.get(start..end));
+        match known {
+            Some(id) if self.has_scope => Some(id.to_string()),
+            _ => self.scope_json().map(blob_id),
+        }
     }
 
     /// Starts building an event in code; [`EventBuilder::build`] validates it
@@ -271,7 +375,7 @@ impl Event {
     }
 
     /// Builds an event from trusted stored parts, without validation.
-    pub(crate) fn from_parts(parts: EventParts) -> Event {
+    pub(crate) fn from_parts(parts: EventParts<'_>) -> Event {
         let EventParts {
             id,
             action,
@@ -285,18 +389,61 @@ impl Event {
             success,
             request,
         } = parts;
-        Event {
-            id,
+        let len = [
             action,
             actor,
             target,
             payload,
-            occurred_at,
             metadata,
+            scope.unwrap_or(""),
+            request.unwrap_or(""),
+        ]
+        .iter()
+        .map(|t| t.len())
+        .sum();
+        let mut texts = Texts::with_capacity(len);
+        for (part, t) in [
+            (ACTION, action),
+            (ACTOR, actor),
+            (TARGET, target),
+            (PAYLOAD, payload),
+        ] {
+            texts.push(part, t);
+        }
+        texts.push(METADATA, metadata);
+        texts.push(SCOPE, scope.unwrap_or(""));
+        texts.push(REQUEST, request.unwrap_or(""));
+        Event::new(
+            id,
+            occurred_at,
             version,
-            scope,
             success,
-            request,
+            scope.is_some(),
+            request.is_some(),
+            texts,
+        )
+    }
+
+    /// An event from its (validated or trusted) fields.
+    fn new(
+        id: Uuid,
+        occurred_at: Timestamp,
+        version: u32,
+        success: bool,
+        has_scope: bool,
+        has_request: bool,
+        texts: Texts,
+    ) -> Event {
+        Event {
+            id,
+            occurred_at,
+            version,
+            success,
+            has_scope,
+            has_request,
+            text: texts.text,
+            spans: texts.spans,
+            scope_id: None,
         }
     }
 
@@ -307,20 +454,20 @@ impl Event {
     /// Integers compare by their exact digits; other numbers by value.
     pub fn same_content(&self, other: &Event) -> bool {
         self.id == other.id
-            && self.action == other.action
+            && self.action() == other.action()
             && self.occurred_at == other.occurred_at
             && self.version == other.version
             && self.success == other.success
-            && json_eq(&self.actor, &other.actor, 0)
-            && json_eq(&self.target, &other.target, 0)
-            && json_eq(&self.payload, &other.payload, 0)
-            && json_eq(&self.metadata, &other.metadata, 0)
-            && match (&self.scope, &other.scope) {
+            && json_eq(self.actor_json(), other.actor_json(), 0)
+            && json_eq(self.target_json(), other.target_json(), 0)
+            && json_eq(self.payload_json(), other.payload_json(), 0)
+            && json_eq(self.metadata_json(), other.metadata_json(), 0)
+            && match (self.scope_json(), other.scope_json()) {
                 (Some(a), Some(b)) => json_eq(a, b, 0),
                 (None, None) => true,
                 _ => false,
             }
-            && match (&self.request, &other.request) {
+            && match (self.request_json(), other.request_json()) {
                 (Some(a), Some(b)) => json_eq(a, b, 0),
                 (None, None) => true,
                 _ => false,
@@ -335,22 +482,22 @@ impl serde::Serialize for Event {
         fn raw<E: serde::ser::Error>(blob: &str) -> Result<Box<RawValue>, E> {
             RawValue::from_string(blob.to_string()).map_err(E::custom)
         }
-        let len = 9 + usize::from(self.scope.is_some()) + usize::from(self.request.is_some());
+        let len = 9 + usize::from(self.has_scope) + usize::from(self.has_request);
         let mut st = serializer.serialize_struct("Event", len)?;
         let mut buf = Uuid::encode_buffer();
         st.serialize_field("id", &*self.id.hyphenated().encode_lower(&mut buf))?;
-        st.serialize_field("action", &self.action)?;
-        st.serialize_field("actor", &raw::<S::Error>(&self.actor)?)?;
-        st.serialize_field("target", &raw::<S::Error>(&self.target)?)?;
-        st.serialize_field("payload", &raw::<S::Error>(&self.payload)?)?;
+        st.serialize_field("action", self.action())?;
+        st.serialize_field("actor", &raw::<S::Error>(self.actor_json())?)?;
+        st.serialize_field("target", &raw::<S::Error>(self.target_json())?)?;
+        st.serialize_field("payload", &raw::<S::Error>(self.payload_json())?)?;
         st.serialize_field("occurred_at", &self.occurred_at)?;
-        st.serialize_field("metadata", &raw::<S::Error>(&self.metadata)?)?;
+        st.serialize_field("metadata", &raw::<S::Error>(self.metadata_json())?)?;
         st.serialize_field("version", &self.version)?;
-        if let Some(scope) = &self.scope {
+        if let Some(scope) = self.scope_json() {
             st.serialize_field("scope", &raw::<S::Error>(scope)?)?;
         }
         st.serialize_field("success", &self.success)?;
-        if let Some(request) = &self.request {
+        if let Some(request) = self.request_json() {
             st.serialize_field("request", &raw::<S::Error>(request)?)?;
         }
         st.end()
@@ -617,19 +764,19 @@ impl Top<'_> {
             .map(|raw| party(raw, Kind::Request))
             .transpose()?;
 
-        Ok(Event {
+        Ok(Event::from_parts(EventParts {
             id,
-            action,
-            actor,
-            target,
-            payload,
+            action: &action,
+            actor: &actor,
+            target: &target,
+            payload: &payload,
             occurred_at,
-            metadata,
+            metadata: &metadata,
             version,
-            scope,
+            scope: scope.as_deref(),
             success,
-            request,
-        })
+            request: request.as_deref(),
+        }))
     }
 }
 
@@ -1042,6 +1189,14 @@ fn party(raw: &RawValue, kind: Kind) -> Result<String, EventError> {
 
 /// The `id` member of a stored nested object; empty if it cannot be read.
 fn blob_id(blob: &str) -> String {
+    match fast::blob_id(blob) {
+        Some(id) => id.to_string(),
+        None => blob_id_reference(blob),
+    }
+}
+
+/// [`blob_id`] through serde_json.
+fn blob_id_reference(blob: &str) -> String {
     serde_json::from_str::<Party<'_>>(blob)
         .ok()
         .and_then(|p| p.id)
@@ -1573,9 +1728,26 @@ mod tests {
 
     impl Event {
         fn clone_with_scope(&self, scope: &str) -> Event {
-            let mut e = self.clone();
-            e.scope = Some(scope.to_string());
-            e
+            Event::from_parts(EventParts {
+                scope: Some(scope),
+                ..self.parts()
+            })
+        }
+
+        fn parts(&self) -> EventParts<'_> {
+            EventParts {
+                id: self.id(),
+                action: self.action(),
+                actor: self.actor_json(),
+                target: self.target_json(),
+                payload: self.payload_json(),
+                occurred_at: self.occurred_at(),
+                metadata: self.metadata_json(),
+                version: self.version(),
+                scope: self.scope_json(),
+                success: self.success(),
+                request: self.request_json(),
+            }
         }
     }
 
@@ -1826,27 +1998,85 @@ mod tests {
         let ev = Event::from_json(GOOD).unwrap();
         let parts = EventParts {
             id: ev.id(),
-            action: ev.action().to_string(),
-            actor: ev.actor_json().to_string(),
-            target: ev.target_json().to_string(),
-            payload: ev.payload_json().to_string(),
+            action: ev.action(),
+            actor: ev.actor_json(),
+            target: ev.target_json(),
+            payload: ev.payload_json(),
             occurred_at: ev.occurred_at(),
-            metadata: ev.metadata_json().to_string(),
+            metadata: ev.metadata_json(),
             version: ev.version(),
-            scope: ev.scope_json().map(str::to_string),
+            scope: ev.scope_json(),
             success: ev.success(),
-            request: ev.request_json().map(str::to_string),
+            request: ev.request_json(),
         };
         assert_eq!(Event::from_parts(parts.clone()), ev);
         // Stored garbage never panics the accessors.
         let broken = Event::from_parts(EventParts {
-            actor: "not json".into(),
-            scope: Some("{\"id\":3}".into()),
+            actor: "not json",
+            scope: Some("{\"id\":3}"),
             ..parts
         });
         assert_eq!(broken.actor_id(), "");
         assert_eq!(broken.scope_id().as_deref(), Some(""));
         assert!(!broken.same_content(&ev));
+    }
+
+    /// The texts share one buffer in input order; equality and `Debug` are
+    /// still those of the fields (as when each was its own `String`).
+    #[test]
+    fn equality_and_debug_are_by_field() {
+        let ev = Event::from_json(GOOD).unwrap();
+        // The same fields (same bytes) in reverse order.
+        let raw: BTreeMap<String, &RawValue> = serde_json::from_str(GOOD).unwrap();
+        let members: Vec<String> = FIELDS
+            .iter()
+            .rev()
+            .map(|f| format!("\"{f}\":{}", raw[*f].get()))
+            .collect();
+        let other = Event::from_json(&format!("{{{}}}", members.join(","))).unwrap();
+        assert_eq!(other, ev);
+        assert_eq!(format!("{other:?}"), format!("{ev:?}"));
+        assert_eq!(other.to_json(), ev.to_json());
+        assert_ne!(ev, ev.clone_with_scope(r#"{"id":"org-02","type":"account"}"#));
+        let mut no_scope = ev.parts();
+        no_scope.scope = None;
+        let mut empty_scope = ev.parts();
+        empty_scope.scope = Some("");
+        assert_ne!(Event::from_parts(no_scope), Event::from_parts(empty_scope));
+
+        // `Debug` prints what the derived impl of the old all-fields struct printed.
+        mod old {
+            #[allow(dead_code)]
+            #[derive(Debug)]
+            pub struct Event {
+                pub id: uuid::Uuid,
+                pub action: String,
+                pub actor: String,
+                pub target: String,
+                pub payload: String,
+                pub occurred_at: crate::time::Timestamp,
+                pub metadata: String,
+                pub version: u32,
+                pub scope: Option<String>,
+                pub success: bool,
+                pub request: Option<String>,
+            }
+        }
+        let old = old::Event {
+            id: ev.id(),
+            action: ev.action().into(),
+            actor: ev.actor_json().into(),
+            target: ev.target_json().into(),
+            payload: ev.payload_json().into(),
+            occurred_at: ev.occurred_at(),
+            metadata: ev.metadata_json().into(),
+            version: ev.version(),
+            scope: ev.scope_json().map(Into::into),
+            success: ev.success(),
+            request: ev.request_json().map(Into::into),
+        };
+        assert_eq!(format!("{ev:?}"), format!("{old:?}"));
+        assert_eq!(format!("{ev:#?}"), format!("{old:#?}"));
     }
 
     #[test]
