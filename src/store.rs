@@ -526,7 +526,7 @@ impl Store {
             // Tickets above this one may still be queued or in flight: a
             // duplicate found among their records counts only if they land.
             let depends_from = w.written_ticket + 1;
-            let mut in_batch: IdMap<usize> = IdMap::default();
+            let mut in_batch: IdMap<usize> = IdMap::with_capacity_and_hasher(items.len(), Default::default());
             let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
             let mut scratch = Vec::new();
             w.buf.clear();
@@ -601,8 +601,13 @@ impl Store {
         if w.buf.is_empty() {
             return;
         }
-        w.queued.extend_from_slice(&w.buf);
-        w.buf.clear();
+        if w.queued.is_empty() {
+            // The usual case with one appender: no copy.
+            std::mem::swap(&mut w.queued, &mut w.buf);
+        } else {
+            w.queued.extend_from_slice(&w.buf);
+            w.buf.clear();
+        }
         w.last_ticket += 1;
         for (org, entry) in pending.drain(..) {
             w.index.insert(org, entry);
