@@ -738,7 +738,7 @@ impl Store {
         // The next segment first: if that fails, nothing changed and the
         // current segment simply stays active. A crash after this point
         // leaves an empty last segment, which recovery handles.
-        let next = ActiveFile::create(
+        let next = ActiveFile::create_unsynced(
             self.options.io.clone(),
             &self.dir,
             w.active.id + 1,

@@ -113,6 +113,20 @@ impl ActiveFile {
     /// it can hold nothing acknowledged) is overwritten. `allocate_to` is the
     /// size to allocate ahead once appends begin (the segment size).
     pub fn create(io: Arc<dyn Io>, dir: &Path, id: u64, allocate_to: u64) -> Result<Self> {
+        let active = Self::create_unsynced(io, dir, id, allocate_to)?;
+        active
+            .io
+            .sync_all(&active.file)
+            .ctx(|| format!("fsync {}", active.path.display()))?;
+        sync_dir_via(&*active.io, dir)?;
+        Ok(active)
+    }
+
+    /// [`ActiveFile::create`] without the file and directory syncs, for a
+    /// segment roll: the roll's directory sync (publishing the sealed
+    /// segment's index) makes the new name durable, and the fdatasync that
+    /// precedes any acknowledgement of an append to it flushes the header.
+    pub fn create_unsynced(io: Arc<dyn Io>, dir: &Path, id: u64, allocate_to: u64) -> Result<Self> {
         let path = log_path(dir, id);
         let file = OpenOptions::new()
             .read(true)
@@ -123,8 +137,6 @@ impl ActiveFile {
             .ctx(|| format!("create segment {}", path.display()))?;
         io.write_at(&file, &header::encode(id), 0)
             .ctx(|| format!("write header of {}", path.display()))?;
-        io.sync_all(&file).ctx(|| format!("fsync {}", path.display()))?;
-        sync_dir_via(&*io, dir)?;
         Ok(ActiveFile {
             id,
             path,
@@ -195,17 +207,16 @@ impl ActiveFile {
         Ok(())
     }
 
-    /// Cut the space allocated after the data, durably (before sealing, and
-    /// on close, so that a finished segment is exactly its frames).
+    /// Cut the space allocated after the data (before sealing, and on
+    /// close, so that a finished segment is exactly its frames). Not synced
+    /// here: the caller's next `sync` (fdatasync, which flushes a changed
+    /// file size) makes the cut durable together with the data.
     pub fn trim(&mut self) -> Result<()> {
         if self.size > self.len {
             self.io
                 .set_len(&self.file, self.len)
                 .ctx(|| format!("cut allocated space of {}", self.path.display()))?;
             self.size = self.len;
-            self.io
-                .sync_all(&self.file)
-                .ctx(|| format!("fsync {}", self.path.display()))?;
         }
         Ok(())
     }
