@@ -1170,6 +1170,9 @@ impl Drop for Store {
     fn drop(&mut self) {
         let mut w = lock(&self.writer);
         if w.poisoned.is_none() {
+            // Nothing is queued once every append has returned; written
+            // anyway rather than dropped, should that ever change.
+            let _ = self.write_queued(&mut w);
             let _ = w.active.trim();
             let _ = w.active.sync();
             if !w.checkpoint_current {
