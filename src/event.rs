@@ -209,8 +209,10 @@ impl Event {
 
     /// The reference parser: serde_json reads the top level and the party
     /// objects, `compact` the nested objects. Slower than the fast path, and
-    /// the source of every error message.
-    fn from_json_reference(text: &str) -> Result<Event, EventError> {
+    /// the source of every error message. Public only so that the fuzz
+    /// targets can check [`Event::from_json`] against it (differential).
+    #[doc(hidden)]
+    pub fn from_json_reference(text: &str) -> Result<Event, EventError> {
         if text.len() > MAX_EVENT_JSON_BYTES {
             return Err(too_large(text.len()));
         }

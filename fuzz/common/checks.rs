@@ -379,7 +379,17 @@ fn crc32fast_hash(len: &[u8], body: &[u8]) -> u32 {
 /// JSON that serde_json parses, it parses back to an equal Event, serde's
 /// `Serialize` prints the same text, and the record codec round-trips it.
 pub fn parse_event(data: &[u8]) {
-    let Ok(event) = Event::from_json_bytes(data) else {
+    let parsed = Event::from_json_bytes(data);
+    // Differential: the single-pass parser must agree with the reference
+    // (serde_json) parser on every input, accepted or not, message and all.
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert_eq!(
+            parsed,
+            Event::from_json_reference(text),
+            "fast and reference parsers disagree on {text:?}"
+        );
+    }
+    let Ok(event) = parsed else {
         return;
     };
     check_event(&event);
