@@ -27,7 +27,6 @@ fn prepare(dir: &std::path::Path) -> (Store, Vec<String>) {
         step_nanos: 500_000_000,
         ..SampleConfig::default()
     };
-    let mut gen = SampleGenerator::new(cfg.clone());
     {
         let store = Store::open_with(
             dir,
@@ -37,15 +36,9 @@ fn prepare(dir: &std::path::Path) -> (Store, Vec<String>) {
             },
         )
         .expect("open");
-        let mut left = n;
-        while left > 0 {
-            let batch: Vec<_> = (&mut gen).take(left.min(50_000)).collect();
-            left -= batch.len();
-            store
-                .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
-                .expect("append");
-        }
-        store.flush().expect("flush");
+        SampleGenerator::new(cfg.clone())
+            .append_to(&store, n, 50_000)
+            .expect("append");
     }
     // Evaluate retention at the end of the data, whenever the bench runs.
     let end = cfg.start.as_nanos() + n as i64 * 2 * cfg.step_nanos;

@@ -39,8 +39,7 @@ fn prepare() -> Prepared {
     let start = cfg.start.as_nanos();
     let dir = tempfile::tempdir().expect("temp dir");
     let t = Instant::now();
-    let mut gen = SampleGenerator::new(cfg);
-    let mut end = start;
+    let end;
     {
         // Preparation only: buffered appends, one fsync at the end.
         let store = Store::open_with(
@@ -51,18 +50,10 @@ fn prepare() -> Prepared {
             },
         )
         .expect("open");
-        let mut left = n;
-        while left > 0 {
-            let batch: Vec<_> = (&mut gen).take(left.min(50_000)).collect();
-            left -= batch.len();
-            for (_, e) in &batch {
-                end = end.max(e.occurred_at().as_nanos());
-            }
-            store
-                .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
-                .expect("append");
-        }
-        store.flush().expect("flush");
+        let latest = SampleGenerator::new(cfg)
+            .append_to(&store, n, 50_000)
+            .expect("append");
+        end = latest.map_or(start, |t| t.as_nanos().max(start));
     }
     let clock = Arc::new(FixedClock::new(Timestamp::from_nanos(end + DAY)));
     let store = Store::open_with(

@@ -41,13 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     // A DIR that already holds the events (an earlier run) is reused.
     let t = Instant::now();
-    let mut left = n.saturating_sub(store.stats()?.events as usize);
-    while left > 0 {
-        let batch: Vec<_> = (&mut gen).take(left.min(50_000)).collect();
-        left -= batch.len();
-        store.append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))?;
-    }
-    store.flush()?;
+    gen.append_to(&store, n.saturating_sub(store.stats()?.events as usize), 50_000)?;
     println!(
         "store holds {n} events (generated and appended in {:.2}s)",
         t.elapsed().as_secs_f64()

@@ -39,14 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Options::default()
             },
         )?;
-        let mut gen = SampleGenerator::new(cfg.clone());
-        let mut left = n;
-        while left > 0 {
-            let batch: Vec<_> = (&mut gen).take(left.min(50_000)).collect();
-            left -= batch.len();
-            store.append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))?;
-        }
-        store.flush()?;
+        SampleGenerator::new(cfg.clone()).append_to(&store, n, 50_000)?;
         println!("prepared {n} events in {:.1} s", t.elapsed().as_secs_f64());
     }
     // The data's end: the generator is deterministic, so the last event's

@@ -1,7 +1,9 @@
 //! A deterministic generator of realistic (CircleCI-shaped) audit events,
 //! for the demo, tests and benchmarks. Same seed, same events.
 
+use crate::error::Result;
 use crate::event::Event;
+use crate::store::Store;
 use crate::time::Timestamp;
 
 const ACTIONS: [&str; 20] = [
@@ -178,9 +180,62 @@ impl SampleGenerator {
     }
 }
 
+impl SampleGenerator {
+    /// Append the next `n` events to `store`, `batch` at a time (each batch
+    /// generated just before it is appended, so memory stays bounded), then
+    /// [`Store::flush`]. Returns the latest `occurred_at` appended, if any.
+    pub fn append_to(&mut self, store: &Store, n: usize, batch: usize) -> Result<Option<Timestamp>> {
+        let mut latest: Option<Timestamp> = None;
+        let mut left = n;
+        while left > 0 {
+            let events: Vec<(String, Event)> = self.by_ref().take(left.min(batch.max(1))).collect();
+            left -= events.len();
+            for (_, e) in &events {
+                latest = latest.max(Some(e.occurred_at()));
+            }
+            store.append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))?;
+        }
+        store.flush()?;
+        Ok(latest)
+    }
+}
+
 impl Iterator for SampleGenerator {
     type Item = (String, Event);
     fn next(&mut self) -> Option<Self::Item> {
         Some(self.next_event())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_to_stores_the_next_n_events_in_batches_and_reports_the_latest_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let cfg = SampleConfig {
+            duplicate_per_mille: 0,
+            ..SampleConfig::default()
+        };
+        let expected: Vec<(String, Event)> = SampleGenerator::new(cfg.clone()).take(120).collect();
+        let mut gen = SampleGenerator::new(cfg);
+        let latest = gen.append_to(&store, 120, 50).expect("append");
+        assert_eq!(store.stats().expect("stats").events, 120);
+        assert_eq!(latest, expected.iter().map(|(_, e)| e.occurred_at()).max());
+        // The generator moved past what it appended.
+        assert_eq!(
+            gen.next_event().1.id(),
+            SampleGenerator::new(SampleConfig {
+                duplicate_per_mille: 0,
+                ..SampleConfig::default()
+            })
+            .nth(120)
+            .expect("endless")
+            .1
+            .id()
+        );
+        assert_eq!(gen.append_to(&store, 0, 50).expect("nothing"), None);
     }
 }

@@ -41,15 +41,7 @@ fn prepare(dir: &Path, n: usize) -> uuid::Uuid {
         duplicate_per_mille: 0,
         ..SampleConfig::default()
     });
-    let mut left = n;
-    while left > 0 {
-        let batch: Vec<_> = (&mut gen).take(left.min(20_000)).collect();
-        left -= batch.len();
-        store
-            .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
-            .unwrap();
-    }
-    store.flush().unwrap();
+    gen.append_to(&store, n, 20_000).unwrap();
     let ex = Exports::new(&store).unwrap();
     ex.request("org-00", "ann", Role::Admin, d("2026-06-01"), d("2026-06-20"))
         .unwrap()
