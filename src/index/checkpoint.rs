@@ -23,12 +23,11 @@
 //! Entry `i` of bucket `b` stands for the dedup key (`fingerprint >> 16`)
 //! `b << 32 | entry`.
 
-use super::id::{FingerprintSet, SharedBytes, FINGERPRINT_BUCKETS};
+use super::id::{FingerprintSet, SharedBytes, FINGERPRINT_BUCKETS, FINGERPRINT_BUCKET_BITS as BUCKET_BITS};
 
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AUDITFPS";
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 32;
-const BUCKET_BITS: u32 = 16;
 const FOOTER_MAGIC: [u8; 8] = *b"AUDITEND";
 
 /// Serialize a checkpoint of `set`, covering `segments`.

@@ -187,7 +187,9 @@ fn split(key: u64) -> (usize, u32) {
     ((key >> 32) as usize & (BUCKETS - 1), key as u32)
 }
 
-/// Number of buckets of the directory (part of the checkpoint format).
+/// Bits of a key that select its bucket, and the number of buckets (part
+/// of the checkpoint format).
+pub const FINGERPRINT_BUCKET_BITS: u32 = BUCKET_BITS;
 pub const FINGERPRINT_BUCKETS: usize = BUCKETS;
 
 impl FingerprintSet {
