@@ -66,6 +66,16 @@ pub struct IdHasher {
 
 impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
+        // The one shape hashed in practice (a `[u8; 16]` key), without the
+        // variable-length copies of the general loop below.
+        if let Some((lo, hi)) = bytes
+            .first_chunk::<8>()
+            .zip(bytes.get(8..).and_then(|rest| rest.first_chunk::<8>()))
+            .filter(|_| bytes.len() == 16)
+        {
+            self.h = mix(u64::from_le_bytes(*lo) ^ self.k0 ^ mix(u64::from_le_bytes(*hi) ^ self.k1 ^ self.h));
+            return;
+        }
         for chunk in bytes.chunks(16) {
             let mut lo = [0u8; 8];
             let mut hi = [0u8; 8];
@@ -256,7 +266,18 @@ impl FingerprintSet {
 
     /// Add a sorted run of fingerprints.
     pub fn merge(&mut self, run: &[u64]) {
-        self.merge_keys(run.iter().map(|fp| dedup_key(*fp)));
+        *self = self.merged(run);
+    }
+
+    /// This set plus a sorted run of fingerprints, as a new set (the old one
+    /// stays usable meanwhile: the store merges off the appending thread).
+    pub fn merged(&self, run: &[u64]) -> Self {
+        let run = run.iter().map(|fp| dedup_key(*fp));
+        Self::from_sorted_key_iter(MergeSorted {
+            left: self.len() + run.len(),
+            a: self.keys_iter().peekable(),
+            b: run.peekable(),
+        })
     }
 
     /// Add sorted dedup keys.
@@ -289,6 +310,32 @@ impl FingerprintSet {
         let (b, mid) = split(dedup_key(fp));
         let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
         self.mids.contains(lo, hi, mid)
+    }
+
+    /// [`contains`](Self::contains) for each of `fps`, faster than one by
+    /// one: every bucket-directory read is issued first (independent loads
+    /// the CPU overlaps), and each search touches the midpoint of the search
+    /// a few places ahead, so a batch's memory misses are in flight together
+    /// instead of queued one after another.
+    pub fn contains_each(&self, fps: &[u64]) -> Vec<bool> {
+        const AHEAD: usize = 8;
+        let ranges: Vec<(usize, usize, u32)> = fps
+            .iter()
+            .map(|&fp| {
+                let (b, mid) = split(dedup_key(fp));
+                (self.starts[b] as usize, self.starts[b + 1] as usize, mid)
+            })
+            .collect();
+        ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(lo, hi, mid))| {
+                if let Some(&(lo2, hi2, _)) = ranges.get(i + AHEAD).filter(|r| r.0 < r.1) {
+                    std::hint::black_box(self.mids.get(lo2 + (hi2 - lo2) / 2));
+                }
+                self.mids.contains(lo, hi, mid)
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -413,6 +460,14 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(set.contains(fingerprint(id)), i < 4000, "id {i}");
         }
+        let fps: Vec<u64> = ids.iter().map(fingerprint).collect();
+        let each = set.contains_each(&fps);
+        assert_eq!(each.len(), ids.len());
+        assert!(each.iter().enumerate().all(|(i, &hit)| hit == (i < 4000)));
+        assert!(FingerprintSet::default()
+            .contains_each(&fps)
+            .iter()
+            .all(|&hit| !hit));
         assert!(!FingerprintSet::default().contains(0));
         let edges = FingerprintSet::from_runs(vec![vec![0, u64::MAX]]);
         assert!(edges.contains(u64::MAX) && edges.contains(0));
@@ -444,6 +499,30 @@ mod tests {
             b.hash_one([1u8; 16]),
             "keys are random per map"
         );
+    }
+
+    #[test]
+    fn id_hasher_fast_path_agrees_with_the_general_loop() {
+        use std::hash::{BuildHasher, Hasher};
+        let build = IdBuildHasher::default();
+        let id: [u8; 16] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        let mut fast = build.build_hasher();
+        fast.write(&id);
+        // Two writes of 8 take the general loop, chunk by chunk; one 16-byte
+        // chunk there is the same computation with `hi` as the second half.
+        let mut general = build.build_hasher();
+        general.write(&id[..8]);
+        let first_half_only = general.finish();
+        assert_ne!(fast.finish(), first_half_only);
+        let (lo, hi) = (
+            u64::from_le_bytes(id[..8].try_into().unwrap()),
+            u64::from_le_bytes(id[8..].try_into().unwrap()),
+        );
+        let expected = mix(lo ^ build.k0 ^ mix(hi ^ build.k1 ^ build.k0));
+        assert_eq!(fast.finish(), expected);
+        let mut odd = build.build_hasher();
+        odd.write(&[id.as_slice(), &[9]].concat());
+        assert_ne!(odd.finish(), fast.finish(), "17 bytes take the general loop");
     }
 
     #[test]
