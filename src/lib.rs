@@ -37,6 +37,7 @@ pub mod io;
 pub mod log;
 pub mod org;
 pub mod sample;
+mod sealer;
 pub mod store;
 pub mod time;
 mod writeback;

@@ -25,6 +25,7 @@ use crate::log::header::{self, SEGMENT_HEADER_LEN};
 use crate::log::recovery;
 use crate::log::segment::{self, ActiveFile, SealedSegment};
 use crate::org::{self, OrgSettings, Plan};
+use crate::sealer::{self, Sealed, Sealer, Sealing};
 use crate::time::Timestamp;
 use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
@@ -63,6 +64,13 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// File operations of the write path (tests inject faults here).
     pub io: Arc<dyn Io>,
+    /// Build and write a rolled segment's index on a background thread
+    /// (default), so appends do not wait for it; the segment is served from
+    /// memory meanwhile. A failure there is retried at the next roll and
+    /// reported by [`Store::verify`]; the segment's data is durable either
+    /// way, and an open indexes it. With `false` the append that rolls
+    /// builds the index itself and gets any error from doing so.
+    pub background_sealing: bool,
 }
 
 impl Default for Options {
@@ -72,6 +80,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             clock: Arc::new(SystemClock),
             io: Arc::new(RealIo),
+            background_sealing: true,
         }
     }
 }
@@ -219,7 +228,16 @@ impl Query {
 struct Writer {
     active: ActiveFile,
     index: ActiveIndex,
-    fps: FingerprintSet,
+    /// Dedup keys of the sealed segments (not of those still sealing).
+    fps: Arc<FingerprintSet>,
+    /// Rolled segments whose index is being built, oldest first; served
+    /// from their in-memory index meanwhile.
+    sealing: Vec<Arc<Sealing>>,
+    /// Of `sealing`, those the sealer has not reported on yet.
+    sealing_queued: usize,
+    /// Of `sealing`, those whose sealing failed: queued again at the next
+    /// roll (an open re-indexes them in any case).
+    seal_failed: Vec<(Arc<Sealing>, String)>,
     buf: Vec<u8>,
     poisoned: Option<String>,
     /// `dedup.fp` on disk describes exactly `fps`.
@@ -252,6 +270,8 @@ pub struct Store {
     synced_lsn: Arc<AtomicU64>,
     /// Background syncs in buffered mode.
     writeback: Option<Writeback>,
+    /// Builds the indexes of rolled segments.
+    sealer: Sealer,
     /// Readers see the active segment up to this LSN.
     visible_lsn: AtomicU64,
     meta: redb::Database,
@@ -409,6 +429,8 @@ impl Store {
             ),
             Durability::Sync => None,
         };
+        let sealer =
+            Sealer::start(dir.clone(), options.io.clone()).ctx(|| "start the sealer thread".to_string())?;
         Ok(Store {
             dir,
             options,
@@ -416,7 +438,10 @@ impl Store {
             writer: Mutex::new(Writer {
                 active,
                 index,
-                fps,
+                fps: Arc::new(fps),
+                sealing: Vec::new(),
+                sealing_queued: 0,
+                seal_failed: Vec::new(),
                 buf: Vec::with_capacity(1 << 20),
                 poisoned: None,
                 checkpoint_current,
@@ -431,6 +456,7 @@ impl Store {
             failed_tickets: Mutex::new(Vec::new()),
             synced_lsn,
             writeback,
+            sealer,
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
@@ -523,6 +549,7 @@ impl Store {
                 return Err(Error::Poisoned(e));
             }
             let w = &mut *w;
+            self.install_sealed(w);
             // Tickets above this one may still be queued or in flight: a
             // duplicate found among their records counts only if they land.
             let depends_from = w.written_ticket + 1;
@@ -530,6 +557,16 @@ impl Store {
             let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
             let mut scratch = Vec::new();
             w.buf.clear();
+            let maybe_sealed = if w.fps.is_empty() {
+                vec![false; items.len()]
+            } else {
+                let fps: Vec<u64> = items
+                    .iter()
+                    .map(|(_, e)| fingerprint(e.id().as_bytes()))
+                    .collect();
+                w.fps.contains_each(&fps)
+            };
+            let fps_at_start = w.fps.clone();
             for (i, (org, event)) in items.iter().enumerate() {
                 let id = *event.id().as_bytes();
                 if let Some(&j) = in_batch.get(&id) {
@@ -541,7 +578,14 @@ impl Store {
                     });
                     continue;
                 }
-                if let Some(outcome) = self.check_stored(w, org, event, &mut scratch)? {
+                // A roll inside this batch may have sealed a segment on this
+                // thread (without background sealing): then the set grew and
+                // the up-front answers are stale.
+                let maybe_sealed = match Arc::ptr_eq(&w.fps, &fps_at_start) {
+                    true => maybe_sealed[i],
+                    false => w.fps.contains(fingerprint(&id)),
+                };
+                if let Some(outcome) = self.check_stored(w, org, event, maybe_sealed, &mut scratch)? {
                     report.record(outcome);
                     continue;
                 }
@@ -673,6 +717,7 @@ impl Store {
         w: &Writer,
         org: &str,
         event: &Event,
+        maybe_sealed: bool,
         scratch: &mut Vec<u8>,
     ) -> Result<Option<AppendOutcome>> {
         let id_bytes = *event.id().as_bytes();
@@ -700,7 +745,15 @@ impl Store {
             let view = segment::decode_frame(frame, &w.active.path, off as u64)?;
             return Ok(Some(compare(&view, scratch)));
         }
-        if !w.fps.contains(fingerprint(id)) {
+        for s in &w.sealing {
+            if let Some(off) = s.index().offset_of(id) {
+                let mut buf = Vec::new();
+                segment::read_frame_at(&s.file, &s.path, off as u64, &mut buf)?;
+                let view = segment::decode_frame(&buf, &s.path, off as u64)?;
+                return Ok(Some(compare(&view, scratch)));
+            }
+        }
+        if !maybe_sealed {
             return Ok(None);
         }
         let sealed = self.sealed_snapshot();
@@ -722,8 +775,9 @@ impl Store {
         self.sealed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Seal the active segment and start the next one. Called with the
-    /// writer lock held and the write buffer flushed.
+    /// Make the active segment durable and start the next one; the rolled
+    /// segment is sealed (its index built) by the sealer thread. Called with
+    /// the writer lock held and the write buffer flushed.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.write_queued(w)?;
         w.active.trim()?;
@@ -735,49 +789,104 @@ impl Store {
         self.synced_lsn.fetch_max(end, Ordering::AcqRel);
         self.visible_lsn.fetch_max(end, Ordering::AcqRel);
         self.resolved_ticket.fetch_max(w.written_ticket, Ordering::AcqRel);
-        // The next segment first: if that fails, nothing changed and the
-        // current segment simply stays active. A crash after this point
-        // leaves an empty last segment, which recovery handles.
+        // If this fails, nothing changed: the current segment stays active.
+        // A crash after it leaves an empty last segment (recovery removes
+        // it) or a rolled segment without an index (recovery builds it).
         let next = ActiveFile::create_unsynced(
             self.options.io.clone(),
             &self.dir,
             w.active.id + 1,
             self.options.segment_size,
         )?;
-        let idx_path = segment::idx_path(&self.dir, w.active.id);
-        let sealed = (|| {
-            let (names, mut entries) = w.index.to_build();
-            let bytes = idxfile::build(w.active.id, w.active.len, &names, &mut entries);
-            segment::write_atomically_via(&*self.options.io, &idx_path, &bytes)?;
-            SealedSegment::open(&self.dir, w.active.id)
-        })();
-        let sealed = match sealed {
-            Ok(s) => s,
-            Err(e) => {
-                // Undo: the current segment stays active; a stale index or an
-                // empty next segment left behind is ignored by recovery.
-                let _ = std::fs::remove_file(&idx_path);
+        let capacity = w.index.len();
+        let index = std::mem::replace(&mut w.index, ActiveIndex::with_capacity(capacity));
+        let sealing = Arc::new(Sealing::new(
+            w.active.id,
+            w.active.path.clone(),
+            w.active.file.clone(),
+            w.active.len,
+            index,
+        ));
+        if self.options.background_sealing {
+            w.sealing.push(sealing.clone());
+            let retry: Vec<Arc<Sealing>> = w.seal_failed.drain(..).map(|(s, _)| s).collect();
+            for s in retry.into_iter().chain([sealing]) {
+                if self.sealer.submit(s.clone(), w.fps.clone()) {
+                    w.sealing_queued += 1;
+                } else {
+                    // The sealer thread is gone (it panicked): seal here.
+                    let result = sealer::seal(&self.dir, &*self.options.io, &s, &w.fps);
+                    self.install_one(w, Sealed { sealing: s, result });
+                }
+            }
+        } else {
+            let result = sealer::seal(&self.dir, &*self.options.io, &sealing, &w.fps);
+            if let Err(e) = result {
+                // Undo: the current segment stays active; an empty next
+                // segment left behind is removed by recovery.
+                w.index = std::mem::take(&mut *sealing.index());
                 let _ = std::fs::remove_file(&next.path);
                 return Err(e);
             }
-        };
-        w.fps.merge(&sealed.fingerprints());
-        w.checkpoint_current = false;
-        {
-            let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
-            for seg in list.iter() {
-                seg.release_resident_pages();
-            }
-            let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
-            next_list.push(Arc::new(sealed));
-            *list = Arc::new(next_list);
+            self.install_one(w, Sealed { sealing, result });
         }
         w.active = next;
-        w.index = ActiveIndex::new();
         let start = lsn(w.active.id, w.active.len);
         self.synced_lsn.fetch_max(start, Ordering::AcqRel);
         self.visible_lsn.fetch_max(start, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Install whatever the sealer has finished. Called under the writer
+    /// lock by everything that takes it to read or append, so a sealed
+    /// segment moves from `sealing` to the sealed list atomically for every
+    /// reader.
+    fn install_sealed(&self, w: &mut Writer) {
+        if w.sealing_queued > 0 {
+            for done in self.sealer.finished() {
+                w.sealing_queued -= 1;
+                self.install_one(w, done);
+            }
+        }
+    }
+
+    /// Wait for every queued sealing and install it.
+    fn settle_sealing(&self, w: &mut Writer) {
+        while w.sealing_queued > 0 {
+            match self.sealer.wait() {
+                Some(done) => {
+                    w.sealing_queued -= 1;
+                    self.install_one(w, done);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn install_one(&self, w: &mut Writer, done: Sealed) {
+        let (seg, merged, base) = match done.result {
+            Ok(r) => r,
+            Err(e) => {
+                w.seal_failed.push((done.sealing, e.to_string()));
+                return;
+            }
+        };
+        w.fps = if Arc::ptr_eq(&w.fps, &base) {
+            merged
+        } else {
+            // The set changed meanwhile (retention, or another install).
+            Arc::new(w.fps.merged(&seg.fingerprints()))
+        };
+        w.checkpoint_current = false;
+        w.sealing.retain(|s| !Arc::ptr_eq(s, &done.sealing));
+        let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
+        for old in list.iter() {
+            old.release_resident_pages();
+        }
+        let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
+        let at = next_list.partition_point(|s| s.id < seg.id);
+        next_list.insert(at, Arc::new(seg));
+        *list = Arc::new(next_list);
     }
 
     /// Block until batch `ticket` (and every earlier one) is durable or
@@ -862,8 +971,9 @@ impl Store {
         if from >= to || scan.remaining == 0 {
             return Ok(scan);
         }
-        let (sealed, active_entries, active_file, active_path) = {
+        let (sealed, sealing, active_entries, active_file, active_path) = {
             let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
             let visible = self.visible_lsn.load(Ordering::Acquire);
             let visible_end = if visible >> LSN_OFFSET_BITS == w.active.id {
                 visible & ((1 << LSN_OFFSET_BITS) - 1)
@@ -871,8 +981,19 @@ impl Store {
                 SEGMENT_HEADER_LEN as u64
             };
             let entries = w.index.range(&query.org, from, to, visible_end);
+            let sealing: Vec<Cursor> = w
+                .sealing
+                .iter()
+                .map(|s| Cursor::Active {
+                    file: s.file.clone(),
+                    path: s.path.clone(),
+                    entries: s.index().range(&query.org, from, to, u64::MAX),
+                    pos: 0,
+                })
+                .collect();
             (
                 self.sealed_snapshot(),
+                sealing,
                 entries,
                 w.active.file.clone(),
                 w.active.path.clone(),
@@ -893,6 +1014,11 @@ impl Store {
                 });
             }
         }
+        scan.cursors.extend(
+            sealing
+                .into_iter()
+                .filter(|c| matches!(c, Cursor::Active { entries, .. } if !entries.is_empty())),
+        );
         if !active_entries.is_empty() {
             scan.cursors.push(Cursor::Active {
                 file: active_file,
@@ -914,12 +1040,20 @@ impl Store {
     pub fn get_as_of(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<Event>> {
         let id = *id.as_bytes();
         let found: Option<(String, Event)> = {
-            let w = lock(&self.writer);
+            let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
             let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
-            if let Some(off) = w.index.offset_of(&id).filter(|off| visible(*off)) {
+            let in_memory = match w.index.offset_of(&id).filter(|off| visible(*off)) {
+                Some(off) => Some((&w.active.file, &w.active.path, off)),
+                None => w
+                    .sealing
+                    .iter()
+                    .find_map(|s| s.index().offset_of(&id).map(|off| (&s.file, &s.path, off))),
+            };
+            if let Some((file, path, off)) = in_memory {
                 let mut buf = Vec::new();
-                segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
-                let v = segment::decode_frame(&buf, &w.active.path, off as u64)?;
+                segment::read_frame_at(file, path, off as u64, &mut buf)?;
+                let v = segment::decode_frame(&buf, path, off as u64)?;
                 Some((v.org.to_owned(), v.to_event()))
             } else if w.fps.contains(fingerprint(&id)) {
                 drop(w);
@@ -953,6 +1087,8 @@ impl Store {
         let now = self.options.clock.now();
         let mut report = RetentionReport::default();
         let mut w = lock(&self.writer);
+        // Only sealed segments are candidates; let the ones sealing finish.
+        self.settle_sealing(&mut w);
         let sealed = self.sealed_snapshot();
         let mut keep = Vec::with_capacity(sealed.len());
         let mut doomed = Vec::new();
@@ -1005,7 +1141,9 @@ impl Store {
             report.bytes_freed += seg.disk_bytes();
         }
         segment::sync_dir_via(&*self.options.io, &self.dir)?;
-        w.fps = FingerprintSet::from_runs(keep.iter().map(|s| s.fingerprints()).collect());
+        w.fps = Arc::new(FingerprintSet::from_runs(
+            keep.iter().map(|s| s.fingerprints()).collect(),
+        ));
         w.checkpoint_current = false;
         *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
         Ok(report)
@@ -1013,15 +1151,28 @@ impl Store {
 
     /// Counts over the whole store.
     pub fn stats(&self) -> Result<Stats> {
-        let w = lock(&self.writer);
+        let mut w = lock(&self.writer);
+        self.install_sealed(&mut w);
         let sealed = self.sealed_snapshot();
         let mut orgs: HashSet<&str> = HashSet::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         let mut stats = Stats {
-            segments: sealed.len() as u64 + 1,
+            segments: (sealed.len() + w.sealing.len()) as u64 + 1,
             index_memory_bytes: (w.fps.memory_bytes() + w.index.memory_bytes()) as u64,
             ..Default::default()
         };
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut sealing_orgs: Vec<String> = Vec::new();
+        for s in &w.sealing {
+            let index = s.index();
+            stats.events += index.len() as u64;
+            stats.bytes += s.len;
+            stats.index_memory_bytes += index.memory_bytes() as u64;
+            sealing_orgs.extend(index.org_names().map(str::to_owned));
+            if let Some((a, b)) = index.time_bounds() {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        }
         for seg in sealed.iter() {
             stats.events += seg.layout.event_count;
             stats.bytes += seg.disk_bytes();
@@ -1039,6 +1190,7 @@ impl Store {
             lo = lo.min(a);
             hi = hi.max(b);
         }
+        orgs.extend(sealing_orgs.iter().map(String::as_str));
         let mut count = orgs.len() as u64;
         for o in w.index.org_names() {
             if !orgs.contains(o) {
@@ -1068,6 +1220,25 @@ impl Store {
                     message: "index without its segment: the segment file is missing".into(),
                 });
             }
+        }
+        let unsealed: Vec<(PathBuf, u64, String)> = {
+            let mut w = lock(&self.writer);
+            self.settle_sealing(&mut w);
+            w.seal_failed
+                .iter()
+                .map(|(s, e)| (s.path.clone(), s.len, e.clone()))
+                .collect()
+        };
+        for (path, len, e) in unsealed {
+            report.segments += 1;
+            report.bytes += len;
+            report.problems.push(Problem {
+                file: path,
+                offset: 0,
+                message: format!(
+                    "rolled segment without an index: writing it failed ({e}); the next open builds it"
+                ),
+            });
         }
         let sealed = self.sealed_snapshot();
         for seg in sealed.iter() {
@@ -1169,6 +1340,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let mut w = lock(&self.writer);
+        self.settle_sealing(&mut w);
         if w.poisoned.is_none() {
             // Nothing is queued once every append has returned; written
             // anyway rather than dropped, should that ever change.

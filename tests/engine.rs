@@ -298,6 +298,44 @@ fn duplicates_and_conflicts_across_sealed_segments_reopen_and_within_batches() {
 }
 
 #[test]
+fn a_resend_of_an_event_sealed_by_a_roll_inside_the_same_batch_is_a_duplicate() {
+    // The batch's sealed-set lookups are done up front; a roll part-way
+    // through moves earlier events of the active segment into the sealing
+    // or (sealing on this thread) the sealed set, and the rest of the batch
+    // must still find them there.
+    let clock = Arc::new(FixedClock::new(ts("2026-08-01")));
+    let mut gen = SampleGenerator::new(SampleConfig {
+        duplicate_per_mille: 0,
+        ..SampleConfig::default()
+    });
+    let events: Vec<(String, Event)> = (&mut gen).take(400).collect();
+    for background_sealing in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            background_sealing,
+            ..small_segments(clock.clone())
+        };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        store.append(&events[0].0, &events[0].1).unwrap();
+        assert_eq!(store.stats().unwrap().segments, 1);
+        let batch: Vec<(&str, &Event)> = events[1..]
+            .iter()
+            .chain([&events[0]])
+            .map(|(o, e)| (o.as_str(), e))
+            .collect();
+        let r = store.append_batch(batch).unwrap();
+        assert!(store.stats().unwrap().segments > 1, "the batch must span a roll");
+        assert_eq!(
+            (r.appended, r.duplicates),
+            (399, 1),
+            "background sealing {background_sealing}"
+        );
+        assert_eq!(r.outcomes.last(), Some(&AppendOutcome::Duplicate));
+        assert_eq!(store.stats().unwrap().events, 400);
+    }
+}
+
+#[test]
 fn a_second_writer_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let _store = Store::open(dir.path()).unwrap();

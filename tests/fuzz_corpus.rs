@@ -186,11 +186,14 @@ fn known_sequence_passes_the_model() {
         Op::Append(vec![new(1), new(0)]),
         Op::Verify,
     ];
-    let config = ops::Config {
-        segment_size: 4096,
-        buffered: false,
-    };
-    ops::run(config, &seq).unwrap();
+    for inline_sealing in [false, true] {
+        let config = ops::Config {
+            segment_size: 4096,
+            buffered: false,
+            inline_sealing,
+        };
+        ops::run(config, &seq).unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -67,10 +67,12 @@ fn config() -> impl Strategy<Value = Config> {
     (
         prop::sample::select(vec![4096u64, 4096, 8192]),
         prop::bool::weighted(0.25),
+        prop::bool::weighted(0.25),
     )
-        .prop_map(|(segment_size, buffered)| Config {
+        .prop_map(|(segment_size, buffered, inline_sealing)| Config {
             segment_size,
             buffered,
+            inline_sealing,
         })
 }
 
@@ -167,10 +169,11 @@ fn every_operation_once() {
         Op::Append(vec![new(0, 1, 1, 0, ops::START)]),
         Op::Verify,
     ]);
-    for buffered in [false, true] {
+    for (buffered, inline_sealing) in [(false, false), (true, false), (false, true)] {
         let config = Config {
             segment_size: 4096,
             buffered,
+            inline_sealing,
         };
         ops::run(config, &seq).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -47,6 +47,8 @@ const ACTIONS: [&str; 3] = ["user.logged_in", "project.settings.update", "workfl
 pub struct Config {
     pub segment_size: u64,
     pub buffered: bool,
+    /// Seal rolled segments on the appending thread instead.
+    pub inline_sealing: bool,
 }
 
 /// One event to append.
@@ -176,6 +178,7 @@ pub fn decode(data: &[u8]) -> (Config, Vec<Op>) {
     let config = Config {
         segment_size: [4096, 4096, 8192, 1 << 20][usize::from(c & 3)],
         buffered: c & 4 != 0,
+        inline_sealing: c & 8 != 0,
     };
     let mut ops = Vec::new();
     while !r.is_empty() && ops.len() < MAX_OPS {
@@ -471,6 +474,7 @@ impl Harness {
             },
             segment_size: self.config.segment_size,
             clock: self.clock.clone(),
+            background_sealing: !self.config.inline_sealing,
             ..Options::default()
         }
     }
