@@ -17,7 +17,7 @@ use crate::event::Event;
 use crate::group_commit::GroupCommit;
 use crate::index::checkpoint;
 use crate::index::file::{self as idxfile};
-use crate::index::id::{self, fingerprint, FingerprintSet, IdMap};
+use crate::index::id::{self, fingerprint, FingerprintSet};
 use crate::index::time::{ActiveEntry, ActiveIndex};
 use crate::io::{Io, RealIo};
 use crate::log::frame;
@@ -553,73 +553,19 @@ impl Store {
             // Tickets above this one may still be queued or in flight: a
             // duplicate found among their records counts only if they land.
             let depends_from = w.written_ticket + 1;
-            let mut in_batch: IdMap<usize> = IdMap::with_capacity_and_hasher(items.len(), Default::default());
-            let mut pending: Vec<(&str, ActiveEntry)> = Vec::with_capacity(items.len());
-            let mut scratch = Vec::new();
-            w.buf.clear();
-            let maybe_sealed = if w.fps.is_empty() {
-                vec![false; items.len()]
-            } else {
-                let fps: Vec<u64> = items
-                    .iter()
-                    .map(|(_, e)| fingerprint(e.id().as_bytes()))
-                    .collect();
-                w.fps.contains_each(&fps)
-            };
-            let fps_at_start = w.fps.clone();
-            for (i, (org, event)) in items.iter().enumerate() {
-                let id = *event.id().as_bytes();
-                if let Some(&j) = in_batch.get(&id) {
-                    let (o2, e2) = items[j];
-                    report.record(if o2 == *org && e2.same_content(event) {
-                        AppendOutcome::Duplicate
-                    } else {
-                        AppendOutcome::Conflict
-                    });
-                    continue;
-                }
-                // A roll inside this batch may have sealed a segment on this
-                // thread (without background sealing): then the set grew and
-                // the up-front answers are stale.
-                let maybe_sealed = match Arc::ptr_eq(&w.fps, &fps_at_start) {
-                    true => maybe_sealed[i],
-                    false => w.fps.contains(fingerprint(&id)),
-                };
-                if let Some(outcome) = self.check_stored(w, org, event, maybe_sealed, &mut scratch)? {
-                    report.record(outcome);
-                    continue;
-                }
-                in_batch.insert(id, i);
-                let start = frame::begin(&mut w.buf);
-                codec::encode(org, event, &mut w.buf);
-                frame::seal_in_place(&mut w.buf, start);
-                let frame_len = (w.buf.len() - start) as u64;
-                let base = w.active.len + w.queued.len() as u64;
-                if base + w.buf.len() as u64 > self.options.segment_size
-                    && base + start as u64 > SEGMENT_HEADER_LEN as u64
-                {
-                    let tail = w.buf.split_off(start);
-                    self.write_now(w, &mut pending)?;
-                    self.roll(w)?;
-                    w.buf = tail;
-                }
-                let offset = w.active.len + (w.queued.len() + w.buf.len()) as u64 - frame_len;
-                pending.push((
-                    org,
-                    ActiveEntry {
-                        occurred_at: event.occurred_at().as_nanos(),
-                        id,
-                        offset: offset as u32,
-                    },
-                ));
-                report.record(AppendOutcome::Appended);
+            if let Err(e) = self.encode_batch(w, &items, &mut report) {
+                // Unindex the frames that were encoded but not queued.
+                w.index
+                    .discard_from((w.active.len + w.queued.len() as u64) as u32);
+                w.buf.clear();
+                return Err(e);
             }
             if self.options.durability == Durability::Sync {
                 // Queue the frames: the next group-commit leader writes
                 // everything queued with one write, then syncs once.
-                self.queue(w, &mut pending);
+                self.queue(w);
             } else {
-                self.write_now(w, &mut pending)?;
+                self.write_now(w)?;
                 let end = lsn(w.active.id, w.active.len);
                 self.visible_lsn.fetch_max(end, Ordering::AcqRel);
                 if let Some(wb) = &self.writeback {
@@ -638,10 +584,68 @@ impl Store {
         Ok(report)
     }
 
-    /// Move the batch's frames (in `w.buf`) to the commit queue under a new
-    /// ticket, and index them (readers do not see them before they are
-    /// synced: `visible_lsn`).
-    fn queue(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) {
+    /// Encode the batch's new events into `w.buf` and index them (readers
+    /// do not see them before they are synced: `visible_lsn`), rolling
+    /// when the segment is full. Every outcome goes to `report`. On error
+    /// the caller unindexes what is still in `w.buf`.
+    fn encode_batch(&self, w: &mut Writer, items: &[(&str, &Event)], report: &mut BatchReport) -> Result<()> {
+        let mut scratch = Vec::new();
+        w.buf.clear();
+        let maybe_sealed = if w.fps.is_empty() {
+            vec![false; items.len()]
+        } else {
+            let fps: Vec<u64> = items
+                .iter()
+                .map(|(_, e)| fingerprint(e.id().as_bytes()))
+                .collect();
+            w.fps.contains_each(&fps)
+        };
+        let fps_at_start = w.fps.clone();
+        for (i, &(org, event)) in items.iter().enumerate() {
+            let id = *event.id().as_bytes();
+            // A roll inside this batch may have sealed a segment on this
+            // thread (without background sealing): then the set grew and
+            // the up-front answers are stale.
+            let maybe_sealed = match Arc::ptr_eq(&w.fps, &fps_at_start) {
+                true => maybe_sealed[i],
+                false => w.fps.contains(fingerprint(&id)),
+            };
+            // Earlier events of this batch are indexed already, so this
+            // also catches duplicates within the batch.
+            if let Some(outcome) = self.check_stored(w, org, event, maybe_sealed, &mut scratch)? {
+                report.record(outcome);
+                continue;
+            }
+            let start = frame::begin(&mut w.buf);
+            codec::encode(org, event, &mut w.buf);
+            frame::seal_in_place(&mut w.buf, start);
+            let frame_len = (w.buf.len() - start) as u64;
+            let base = w.active.len + w.queued.len() as u64;
+            if base + w.buf.len() as u64 > self.options.segment_size
+                && base + start as u64 > SEGMENT_HEADER_LEN as u64
+            {
+                let tail = w.buf.split_off(start);
+                self.write_now(w)?;
+                self.roll(w)?;
+                w.buf = tail;
+            }
+            let offset = w.active.len + (w.queued.len() + w.buf.len()) as u64 - frame_len;
+            w.index.insert(
+                org,
+                ActiveEntry {
+                    occurred_at: event.occurred_at().as_nanos(),
+                    id,
+                    offset: offset as u32,
+                },
+            );
+            report.record(AppendOutcome::Appended);
+        }
+        Ok(())
+    }
+
+    /// Move the batch's frames (in `w.buf`, indexed already) to the commit
+    /// queue under a new ticket.
+    fn queue(&self, w: &mut Writer) {
         if w.buf.is_empty() {
             return;
         }
@@ -653,23 +657,16 @@ impl Store {
             w.buf.clear();
         }
         w.last_ticket += 1;
-        for (org, entry) in pending.drain(..) {
-            w.index.insert(org, entry);
-        }
     }
 
-    /// Write the queued frames and then the batch's own (`w.buf`), and index
-    /// the batch's: before a roll, and in buffered mode.
-    fn write_now(&self, w: &mut Writer, pending: &mut Vec<(&str, ActiveEntry)>) -> Result<()> {
-        if let Err(e) = self.write_queued(w) {
-            pending.clear();
-            w.buf.clear();
-            return Err(e);
-        }
+    /// Write the queued frames and then the batch's own (`w.buf`): before a
+    /// roll, and in buffered mode.
+    fn write_now(&self, w: &mut Writer) -> Result<()> {
+        self.write_queued(w)?;
         if w.buf.is_empty() {
             return Ok(());
         }
-        self.queue(w, pending);
+        self.queue(w);
         self.write_queued(w)
     }
 
@@ -735,8 +732,11 @@ impl Store {
         if let Some(off) = w.index.offset_of(id) {
             let mut buf = Vec::new();
             let frame: &[u8] = match (off as u64).checked_sub(w.active.len) {
-                // Queued, not yet written.
-                Some(at) => w.queued.get(at as usize..).unwrap_or_default(),
+                // Queued, or encoded earlier in this batch: not yet written.
+                Some(at) => match (at as usize).checked_sub(w.queued.len()) {
+                    None => w.queued.get(at as usize..).unwrap_or_default(),
+                    Some(in_buf) => w.buf.get(in_buf..).unwrap_or_default(),
+                },
                 None => {
                     segment::read_frame_at(&w.active.file, &w.active.path, off as u64, &mut buf)?;
                     &buf

@@ -357,6 +357,55 @@ fn a_rolled_segment_whose_index_cannot_be_written_is_served_from_memory_and_inde
 }
 
 #[test]
+fn a_failed_batch_retried_stores_every_event_exactly_once() {
+    // A batch that fails part-way (a write at a roll inside it, or the
+    // final group write) must not leave its unwritten events indexed: the
+    // retry would call them duplicates of records that do not exist.
+    let events: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
+        duplicate_per_mille: 0,
+        ..SampleConfig::default()
+    })
+    .take(120)
+    .collect();
+    for background_sealing in [true, false] {
+        for nth in 0..8 {
+            for kind in [FaultKind::Error, FaultKind::ShortWrite] {
+                let dir = tempfile::tempdir().unwrap();
+                let io = Arc::new(FaultyIo::new(vec![fault(FaultOp::Write, nth, kind)]));
+                let options = Options {
+                    background_sealing,
+                    ..opts(Some(io.clone()))
+                };
+                let Ok(store) = Store::open_with(dir.path(), options) else {
+                    continue;
+                };
+                let mut failed = 0;
+                for batch in events.chunks(40) {
+                    let items = || batch.iter().map(|(o, e)| (o.as_str(), e));
+                    if store.append_batch(items()).is_err() {
+                        failed += 1;
+                        io.heal();
+                        // Retried until it goes through: everything lands once.
+                        let r = store.append_batch(items()).unwrap();
+                        assert_eq!(r.appended + r.duplicates, 40);
+                    }
+                }
+                assert!(failed <= 1, "one fault, at most one failed batch");
+                let case = format!("write {nth} {kind:?}, background sealing {background_sealing}");
+                assert_eq!(store.stats().unwrap().events, 120, "{case}");
+                for (_, e) in &events {
+                    assert_eq!(store.get(e.id()).unwrap().as_ref(), Some(e), "{case}");
+                }
+                let mut ids = stored_ids(&store);
+                ids.sort();
+                ids.dedup();
+                assert_eq!(ids.len(), 120, "{case}");
+            }
+        }
+    }
+}
+
+#[test]
 fn failures_while_opening_are_errors_and_leave_the_store_openable() {
     for f in [
         fault(FaultOp::Write, 0, FaultKind::Error),
