@@ -35,6 +35,8 @@ const CHECKPOINT_FILE: &str = "dedup.fp";
 /// For sizing the active index before a recovery walk (an estimate).
 const TYPICAL_FRAME_BYTES: usize = 512;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+/// How far ahead of the event being encoded `append_batch` loads events.
+const TOUCH_EVENTS_AHEAD: usize = 4;
 /// Bits of a log sequence number given to the offset within a segment.
 const LSN_OFFSET_BITS: u32 = 40;
 
@@ -602,6 +604,9 @@ impl Store {
         };
         let fps_at_start = w.fps.clone();
         for (i, &(org, event)) in items.iter().enumerate() {
+            if let Some((_, ahead)) = items.get(i + TOUCH_EVENTS_AHEAD) {
+                ahead.touch();
+            }
             let id = *event.id().as_bytes();
             // A roll inside this batch may have sealed a segment on this
             // thread (without background sealing): then the set grew and
