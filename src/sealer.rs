@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::error::Result;
@@ -38,8 +38,8 @@ pub(crate) struct Sealing {
     pub file: Arc<File>,
     /// Length of the log (header included).
     pub len: u64,
-    /// Locked only briefly: `range` sorts an organization's entries lazily.
-    index: Mutex<ActiveIndex>,
+    /// Never changes: readers and the sealer share it without a lock.
+    pub index: ActiveIndex,
 }
 
 impl Sealing {
@@ -49,12 +49,8 @@ impl Sealing {
             path,
             file,
             len,
-            index: Mutex::new(index),
+            index,
         }
-    }
-
-    pub(crate) fn index(&self) -> MutexGuard<'_, ActiveIndex> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -71,6 +67,10 @@ struct Job {
     sealing: Arc<Sealing>,
     /// The store's dedup set when the segment rolled.
     fps: Arc<FingerprintSet>,
+    /// Sealed segments whose resident pages to release once done (see
+    /// `SealedSegment::release_resident_pages`): done here, because
+    /// unmapping what queries faulted in can take milliseconds.
+    release: Arc<Vec<Arc<SealedSegment>>>,
 }
 
 pub(crate) struct Sealer {
@@ -97,6 +97,9 @@ impl Sealer {
                         _ => job.fps.clone(),
                     };
                     let result = seal(&dir, &*io, &job.sealing, &base);
+                    for seg in job.release.iter() {
+                        seg.release_resident_pages();
+                    }
                     if let Ok((_, merged, _)) = &result {
                         last = Some((job.fps.clone(), merged.clone()));
                     }
@@ -116,11 +119,22 @@ impl Sealer {
         })
     }
 
-    /// Queue a segment; `fps` is the store's dedup set now.
-    pub(crate) fn submit(&self, sealing: Arc<Sealing>, fps: Arc<FingerprintSet>) -> bool {
-        self.jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(Job { sealing, fps }).is_ok())
+    /// Queue a segment; `fps` is the store's dedup set now, `release` the
+    /// sealed segments whose resident pages to give back afterwards.
+    pub(crate) fn submit(
+        &self,
+        sealing: Arc<Sealing>,
+        fps: Arc<FingerprintSet>,
+        release: Arc<Vec<Arc<SealedSegment>>>,
+    ) -> bool {
+        self.jobs.as_ref().is_some_and(|jobs| {
+            jobs.send(Job {
+                sealing,
+                fps,
+                release,
+            })
+            .is_ok()
+        })
     }
 
     /// Finished work, without waiting.
@@ -154,7 +168,7 @@ pub(crate) fn seal(
     sealing: &Sealing,
     base: &Arc<FingerprintSet>,
 ) -> Result<SealResult> {
-    let (names, mut entries) = sealing.index().to_build();
+    let (names, mut entries) = sealing.index.to_build();
     let bytes = idxfile::build(sealing.id, sealing.len, &names, &mut entries);
     drop(entries);
     let idx_path = segment::idx_path(dir, sealing.id);

@@ -751,7 +751,7 @@ impl Store {
             return Ok(Some(compare(&view, scratch)));
         }
         for s in &w.sealing {
-            if let Some(off) = s.index().offset_of(id) {
+            if let Some(off) = s.index.offset_of(id) {
                 let mut buf = Vec::new();
                 segment::read_frame_at(&s.file, &s.path, off as u64, &mut buf)?;
                 let view = segment::decode_frame(&buf, &s.path, off as u64)?;
@@ -805,22 +805,27 @@ impl Store {
         )?;
         let capacity = w.index.len();
         let index = std::mem::replace(&mut w.index, ActiveIndex::with_capacity(capacity));
-        let sealing = Arc::new(Sealing::new(
+        let sealing = Sealing::new(
             w.active.id,
             w.active.path.clone(),
             w.active.file.clone(),
             w.active.len,
             index,
-        ));
+        );
         if self.options.background_sealing {
+            let sealing = Arc::new(sealing);
             w.sealing.push(sealing.clone());
             let retry: Vec<Arc<Sealing>> = w.seal_failed.drain(..).map(|(s, _)| s).collect();
             for s in retry.into_iter().chain([sealing]) {
-                if self.sealer.submit(s.clone(), w.fps.clone()) {
+                if self
+                    .sealer
+                    .submit(s.clone(), w.fps.clone(), self.sealed_snapshot())
+                {
                     w.sealing_queued += 1;
                 } else {
                     // The sealer thread is gone (it panicked): seal here.
                     let result = sealer::seal(&self.dir, &*self.options.io, &s, &w.fps);
+                    self.release_resident_pages();
                     self.install_one(w, Sealed { sealing: s, result });
                 }
             }
@@ -829,10 +834,12 @@ impl Store {
             if let Err(e) = result {
                 // Undo: the current segment stays active; an empty next
                 // segment left behind is removed by recovery.
-                w.index = std::mem::take(&mut *sealing.index());
+                w.index = sealing.index;
                 let _ = std::fs::remove_file(&next.path);
                 return Err(e);
             }
+            self.release_resident_pages();
+            let sealing = Arc::new(sealing);
             self.install_one(w, Sealed { sealing, result });
         }
         w.active = next;
@@ -868,6 +875,16 @@ impl Store {
         }
     }
 
+    /// Give back the resident pages of every sealed segment's mappings
+    /// (they stay in the page cache), so that mapped memory stays bounded
+    /// by what one segment's worth of work touched. At every roll: on the
+    /// sealer thread, or here when sealing on the appending thread.
+    fn release_resident_pages(&self) {
+        for seg in self.sealed_snapshot().iter() {
+            seg.release_resident_pages();
+        }
+    }
+
     fn install_one(&self, w: &mut Writer, done: Sealed) {
         let (seg, merged, base) = match done.result {
             Ok(r) => r,
@@ -885,9 +902,6 @@ impl Store {
         w.checkpoint_current = false;
         w.sealing.retain(|s| !Arc::ptr_eq(s, &done.sealing));
         let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
-        for old in list.iter() {
-            old.release_resident_pages();
-        }
         let mut next_list: Vec<Arc<SealedSegment>> = list.as_ref().clone();
         let at = next_list.partition_point(|s| s.id < seg.id);
         next_list.insert(at, Arc::new(seg));
@@ -992,7 +1006,7 @@ impl Store {
                 .map(|s| Cursor::Active {
                     file: s.file.clone(),
                     path: s.path.clone(),
-                    entries: s.index().range(&query.org, from, to, u64::MAX),
+                    entries: s.index.range_shared(&query.org, from, to),
                     pos: 0,
                 })
                 .collect();
@@ -1053,7 +1067,7 @@ impl Store {
                 None => w
                     .sealing
                     .iter()
-                    .find_map(|s| s.index().offset_of(&id).map(|off| (&s.file, &s.path, off))),
+                    .find_map(|s| s.index.offset_of(&id).map(|off| (&s.file, &s.path, off))),
             };
             if let Some((file, path, off)) = in_memory {
                 let mut buf = Vec::new();
@@ -1168,7 +1182,7 @@ impl Store {
         };
         let mut sealing_orgs: Vec<String> = Vec::new();
         for s in &w.sealing {
-            let index = s.index();
+            let index = &s.index;
             stats.events += index.len() as u64;
             stats.bytes += s.len;
             stats.index_memory_bytes += index.memory_bytes() as u64;

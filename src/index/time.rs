@@ -120,6 +120,28 @@ impl ActiveIndex {
             .collect()
     }
 
+    /// [`range`](Self::range) without sorting in place, for an index that
+    /// no longer changes and is shared (a segment being sealed): an
+    /// unsorted organization's matching entries are copied, then sorted.
+    pub fn range_shared(&self, org: &str, from: i64, to: i64) -> Vec<ActiveEntry> {
+        let Some(list) = self.orgs.get(org) else {
+            return Vec::new();
+        };
+        if list.sorted {
+            let lo = list.entries.partition_point(|e| e.occurred_at < from);
+            let hi = list.entries.partition_point(|e| e.occurred_at < to);
+            return list.entries[lo..hi.max(lo)].to_vec();
+        }
+        let mut out: Vec<ActiveEntry> = list
+            .entries
+            .iter()
+            .filter(|e| from <= e.occurred_at && e.occurred_at < to)
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Heap bytes held, roughly.
     pub fn memory_bytes(&self) -> usize {
         let entries: usize = self
@@ -150,6 +172,34 @@ impl ActiveIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_shared_agrees_with_range() {
+        let mut idx = ActiveIndex::new();
+        for (i, ts) in [50i64, 10, 30, 30, 70, 20].iter().enumerate() {
+            idx.insert(
+                if i == 4 { "b" } else { "a" },
+                ActiveEntry {
+                    occurred_at: *ts,
+                    id: [9 - i as u8; 16],
+                    offset: 100 * i as u32,
+                },
+            );
+        }
+        for (org, from, to) in [
+            ("a", 0, 100),
+            ("a", 20, 50),
+            ("a", 30, 31),
+            ("b", 0, 70),
+            ("c", 0, 100),
+        ] {
+            let shared = idx.range_shared(org, from, to);
+            assert_eq!(shared, idx.range(org, from, to, u64::MAX), "{org} {from}..{to}");
+            // Once sorted in place, the shared path takes the binary search.
+            assert_eq!(shared, idx.range_shared(org, from, to));
+        }
+        assert_eq!(idx.range_shared("a", 0, 100).len(), 5);
+    }
 
     #[test]
     fn range_sorts_filters_and_hides_invisible() {
