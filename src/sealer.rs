@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use crate::error::Result;
@@ -89,20 +89,24 @@ impl Sealer {
                 // (the set a job was based on, the set it produced): a job
                 // queued before the previous one was installed builds on
                 // the previous result instead of on a set about to be
-                // replaced.
-                let mut last: Option<(Arc<FingerprintSet>, Arc<FingerprintSet>)> = None;
+                // replaced. The input is only compared by address, so it is
+                // held weakly: holding it would keep a whole old copy of
+                // the set (4 bytes per stored event) alive between rolls.
+                let mut last: Option<(Weak<FingerprintSet>, Weak<FingerprintSet>)> = None;
                 for job in job_rx {
-                    let base = match &last {
-                        Some((input, output)) if Arc::ptr_eq(input, &job.fps) => output.clone(),
-                        _ => job.fps.clone(),
-                    };
+                    let base = last
+                        .as_ref()
+                        .filter(|(input, _)| std::ptr::eq(input.as_ptr(), Arc::as_ptr(&job.fps)))
+                        .and_then(|(_, output)| output.upgrade())
+                        .unwrap_or_else(|| job.fps.clone());
                     let result = seal(&dir, &*io, &job.sealing, &base);
                     for seg in job.release.iter() {
                         seg.release_resident_pages();
                     }
-                    if let Ok((_, merged, _)) = &result {
-                        last = Some((job.fps.clone(), merged.clone()));
-                    }
+                    last = match &result {
+                        Ok((_, merged, _)) => Some((Arc::downgrade(&job.fps), Arc::downgrade(merged))),
+                        Err(_) => None,
+                    };
                     let sealed = Sealed {
                         sealing: job.sealing,
                         result,
