@@ -173,10 +173,11 @@ impl ActiveIndex {
 mod tests {
     use super::*;
 
-    #[test]
-    fn range_shared_agrees_with_range() {
+    /// Event `i` at `times[i]`, offset `100 * i`, id `[9 - i; 16]`; all of
+    /// org "a" except the fifth, of org "b".
+    fn index_of(times: &[i64]) -> ActiveIndex {
         let mut idx = ActiveIndex::new();
-        for (i, ts) in [50i64, 10, 30, 30, 70, 20].iter().enumerate() {
+        for (i, ts) in times.iter().enumerate() {
             idx.insert(
                 if i == 4 { "b" } else { "a" },
                 ActiveEntry {
@@ -186,6 +187,12 @@ mod tests {
                 },
             );
         }
+        idx
+    }
+
+    #[test]
+    fn range_shared_agrees_with_range() {
+        let mut idx = index_of(&[50, 10, 30, 30, 70, 20]);
         for (org, from, to) in [
             ("a", 0, 100),
             ("a", 20, 50),
@@ -203,17 +210,7 @@ mod tests {
 
     #[test]
     fn range_sorts_filters_and_hides_invisible() {
-        let mut idx = ActiveIndex::new();
-        for (i, ts) in [50i64, 10, 30, 30, 70].iter().enumerate() {
-            idx.insert(
-                if i == 4 { "b" } else { "a" },
-                ActiveEntry {
-                    occurred_at: *ts,
-                    id: [9 - i as u8; 16],
-                    offset: 100 * i as u32,
-                },
-            );
-        }
+        let mut idx = index_of(&[50, 10, 30, 30, 70]);
         let r = idx.range("a", 10, 50, u64::MAX);
         let ts: Vec<i64> = r.iter().map(|e| e.occurred_at).collect();
         assert_eq!(ts, vec![10, 30, 30]);
