@@ -42,18 +42,6 @@ pub(crate) struct Sealing {
     pub index: ActiveIndex,
 }
 
-impl Sealing {
-    pub(crate) fn new(id: u64, path: PathBuf, file: Arc<File>, len: u64, index: ActiveIndex) -> Self {
-        Sealing {
-            id,
-            path,
-            file,
-            len,
-            index,
-        }
-    }
-}
-
 /// Finished work for the store to install.
 pub(crate) struct Sealed {
     pub sealing: Arc<Sealing>,

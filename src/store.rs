@@ -753,8 +753,7 @@ impl Store {
         for s in &w.sealing {
             if let Some(off) = s.index.offset_of(id) {
                 let mut buf = Vec::new();
-                segment::read_frame_at(&s.file, &s.path, off as u64, &mut buf)?;
-                let view = segment::decode_frame(&buf, &s.path, off as u64)?;
+                let view = segment::read_record_at(&s.file, &s.path, off as u64, &mut buf)?;
                 return Ok(Some(compare(&view, scratch)));
             }
         }
@@ -805,13 +804,13 @@ impl Store {
         )?;
         let capacity = w.index.len();
         let index = std::mem::replace(&mut w.index, ActiveIndex::with_capacity(capacity));
-        let sealing = Sealing::new(
-            w.active.id,
-            w.active.path.clone(),
-            w.active.file.clone(),
-            w.active.len,
+        let sealing = Sealing {
+            id: w.active.id,
+            path: w.active.path.clone(),
+            file: w.active.file.clone(),
+            len: w.active.len,
             index,
-        );
+        };
         if self.options.background_sealing {
             let sealing = Arc::new(sealing);
             w.sealing.push(sealing.clone());
@@ -1071,8 +1070,7 @@ impl Store {
             };
             if let Some((file, path, off)) = in_memory {
                 let mut buf = Vec::new();
-                segment::read_frame_at(file, path, off as u64, &mut buf)?;
-                let v = segment::decode_frame(&buf, path, off as u64)?;
+                let v = segment::read_record_at(file, path, off as u64, &mut buf)?;
                 Some((v.org.to_owned(), v.to_event()))
             } else if w.fps.contains(fingerprint(&id)) {
                 drop(w);
@@ -1780,8 +1778,7 @@ impl Scan {
                 Ok(self.filter.matches(&v).then(|| f(&v)))
             }
             Cursor::Active { file, path, .. } => {
-                segment::read_frame_at(file, path, off as u64, &mut self.buf)?;
-                let v = segment::decode_frame(&self.buf, path, off as u64)?;
+                let v = segment::read_record_at(file, path, off as u64, &mut self.buf)?;
                 check(&v, path)?;
                 Ok(self.filter.matches(&v).then(|| f(&v)))
             }

@@ -252,6 +252,18 @@ pub fn read_frame_at(file: &File, path: &Path, offset: u64, buf: &mut Vec<u8>) -
     Ok(())
 }
 
+/// [`read_frame_at`] then [`decode_frame`]: the record at `offset` of an
+/// open file, read into `buf`.
+pub fn read_record_at<'a>(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    buf: &'a mut Vec<u8>,
+) -> Result<RecordView<'a>> {
+    read_frame_at(file, path, offset, buf)?;
+    decode_frame(buf, path, offset)
+}
+
 /// Decode a whole frame held in `buf` into a record, mapping failures to a
 /// `Corrupt` error naming the file and offset.
 pub fn decode_frame<'a>(buf: &'a [u8], path: &Path, offset: u64) -> Result<RecordView<'a>> {
