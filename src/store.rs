@@ -593,15 +593,11 @@ impl Store {
     fn encode_batch(&self, w: &mut Writer, items: &[(&str, &Event)], report: &mut BatchReport) -> Result<()> {
         let mut scratch = Vec::new();
         w.buf.clear();
-        let maybe_sealed = if w.fps.is_empty() {
-            vec![false; items.len()]
-        } else {
-            let fps: Vec<u64> = items
-                .iter()
-                .map(|(_, e)| fingerprint(e.id().as_bytes()))
-                .collect();
-            w.fps.contains_each(&fps)
-        };
+        let fps: Vec<u64> = items
+            .iter()
+            .map(|(_, e)| fingerprint(e.id().as_bytes()))
+            .collect();
+        let maybe_sealed = w.fps.contains_each(&fps);
         let fps_at_start = w.fps.clone();
         for (i, &(org, event)) in items.iter().enumerate() {
             if let Some((_, ahead)) = items.get(i + TOUCH_EVENTS_AHEAD) {

@@ -103,21 +103,16 @@ impl ActiveIndex {
 
     /// Entries of `org` with `from <= occurred_at < to` and
     /// `offset < visible_end`, sorted by (occurred_at, id).
+    /// Sorts the organization's entries in place once, so that this and
+    /// later calls take the binary search of [`range_shared`](Self::range_shared).
     pub fn range(&mut self, org: &str, from: i64, to: i64, visible_end: u64) -> Vec<ActiveEntry> {
-        let Some(list) = self.orgs.get_mut(org) else {
-            return Vec::new();
-        };
-        if !list.sorted {
+        if let Some(list) = self.orgs.get_mut(org).filter(|l| !l.sorted) {
             list.entries.sort_unstable();
             list.sorted = true;
         }
-        let lo = list.entries.partition_point(|e| e.occurred_at < from);
-        let hi = list.entries.partition_point(|e| e.occurred_at < to);
-        list.entries[lo..hi.max(lo)]
-            .iter()
-            .filter(|e| (e.offset as u64) < visible_end)
-            .copied()
-            .collect()
+        let mut entries = self.range_shared(org, from, to);
+        entries.retain(|e| (e.offset as u64) < visible_end);
+        entries
     }
 
     /// [`range`](Self::range) without sorting in place, for an index that
