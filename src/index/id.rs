@@ -272,25 +272,23 @@ impl FingerprintSet {
     /// This set plus a sorted run of fingerprints, as a new set (the old one
     /// stays usable meanwhile: the store merges off the appending thread).
     pub fn merged(&self, run: &[u64]) -> Self {
-        let run = run.iter().map(|fp| dedup_key(*fp));
+        self.merged_keys(run.iter().map(|fp| dedup_key(*fp)))
+    }
+
+    /// Add sorted dedup keys.
+    pub fn merge_keys(&mut self, run: impl ExactSizeIterator<Item = u64>) {
+        *self = self.merged_keys(run);
+    }
+
+    /// This set plus sorted dedup keys. Builds the new layout straight from
+    /// the merged stream, so the peak is the old set plus the new one (no
+    /// array of 8-byte keys).
+    fn merged_keys(&self, run: impl ExactSizeIterator<Item = u64>) -> Self {
         Self::from_sorted_key_iter(MergeSorted {
             left: self.len() + run.len(),
             a: self.keys_iter().peekable(),
             b: run.peekable(),
         })
-    }
-
-    /// Add sorted dedup keys.
-    /// Builds the new layout straight from the merged stream, so the peak
-    /// is the old set plus the new one (no array of 8-byte keys).
-    pub fn merge_keys(&mut self, run: impl ExactSizeIterator<Item = u64>) {
-        let merged = MergeSorted {
-            left: self.len() + run.len(),
-            a: self.keys_iter().peekable(),
-            b: run.peekable(),
-        };
-        let next = Self::from_sorted_key_iter(merged);
-        *self = next;
     }
 
     fn keys_iter(&self) -> impl Iterator<Item = u64> + '_ {
