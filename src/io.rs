@@ -32,6 +32,19 @@ pub trait Io: Send + Sync + std::fmt::Debug {
     fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
         fs4::fs_std::FileExt::allocate(file, len)
     }
+    /// Write `len` zero bytes at `offset` (space claimed ahead of the data,
+    /// apart from [`Io::write_at`] so that faults can aim at either).
+    fn write_zeros(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = offset;
+        let end = offset + len;
+        while at < end {
+            let n = ZEROS.len().min((end - at) as usize);
+            file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// The real file system.
@@ -69,6 +82,8 @@ pub enum FaultOp {
     SyncDir,
     /// Allocating space ahead (`fallocate`).
     Allocate,
+    /// Writing zeros ahead of the data.
+    WriteZeros,
 }
 
 /// How it fails.
@@ -96,7 +111,7 @@ pub struct Fault {
 #[derive(Debug)]
 pub struct FaultyIo {
     plan: Mutex<Vec<Fault>>,
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; 7],
     injected: AtomicU64,
 }
 
@@ -181,6 +196,16 @@ impl Io for FaultyIo {
     fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
         match self.check(FaultOp::Allocate) {
             None => RealIo.allocate(file, len),
+            Some(k) => Err(injected(k)),
+        }
+    }
+    fn write_zeros(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        match self.check(FaultOp::WriteZeros) {
+            None => RealIo.write_zeros(file, offset, len),
+            Some(FaultKind::ShortWrite) => {
+                RealIo.write_zeros(file, offset, len / 2)?;
+                Err(injected(FaultKind::Error))
+            }
             Some(k) => Err(injected(k)),
         }
     }

@@ -23,7 +23,7 @@ use crate::io::{Io, RealIo};
 use crate::log::frame;
 use crate::log::header::{self, SEGMENT_HEADER_LEN};
 use crate::log::recovery;
-use crate::log::segment::{self, ActiveFile, SealedSegment};
+use crate::log::segment::{self, ActiveFile, SealedSegment, SpaceAhead};
 use crate::org::{self, OrgSettings, Plan};
 use crate::sealer::{self, Sealed, Sealer, Sealing};
 use crate::time::Timestamp;
@@ -408,18 +408,18 @@ impl Store {
         }
         let (active, index) = match last {
             None => (
-                ActiveFile::create(options.io.clone(), &dir, 1, options.segment_size)?,
+                ActiveFile::create(options.io.clone(), &dir, 1, space_ahead(&options))?,
                 ActiveIndex::new(),
             ),
             Some(id) if idxs.contains(&id) && SealedSegment::open(&dir, id).is_ok() => {
                 // Crashed after sealing, before the next segment was created.
                 sealed.push(Arc::new(SealedSegment::open(&dir, id)?));
                 (
-                    ActiveFile::create(options.io.clone(), &dir, id + 1, options.segment_size)?,
+                    ActiveFile::create(options.io.clone(), &dir, id + 1, space_ahead(&options))?,
                     ActiveIndex::new(),
                 )
             }
-            Some(id) => recover_active(options.io.clone(), &dir, id, options.segment_size, &mut recovery)?,
+            Some(id) => recover_active(options.io.clone(), &dir, id, space_ahead(&options), &mut recovery)?,
         };
         let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
         let end = lsn(active.id, active.len);
@@ -796,7 +796,7 @@ impl Store {
             self.options.io.clone(),
             &self.dir,
             w.active.id + 1,
-            self.options.segment_size,
+            space_ahead(&self.options),
         )?;
         let capacity = w.index.len();
         let index = std::mem::replace(&mut w.index, ActiveIndex::with_capacity(capacity));
@@ -1467,13 +1467,23 @@ fn open_or_rebuild_sealed(
     SealedSegment::open(dir, id)
 }
 
+/// How the active segment claims space: a whole segment allocated on its
+/// first append; zeros written ahead of small appends only when each is
+/// synced (buffered appends would pay for them and gain nothing).
+fn space_ahead(options: &Options) -> SpaceAhead {
+    SpaceAhead {
+        allocate_to: options.segment_size,
+        zero_ahead: options.durability == Durability::Sync,
+    }
+}
+
 /// Recover the active segment: find its valid prefix, cut the rest, rebuild
 /// its in-memory index.
 fn recover_active(
     io: Arc<dyn Io>,
     dir: &Path,
     id: u64,
-    allocate_to: u64,
+    ahead: SpaceAhead,
     recovery: &mut RecoveryReport,
 ) -> Result<(ActiveFile, ActiveIndex)> {
     let path = segment::log_path(dir, id);
@@ -1486,7 +1496,7 @@ fn recover_active(
             "{}: segment created but its header was torn",
             path.display()
         ));
-        return Ok((ActiveFile::create(io, dir, id, allocate_to)?, ActiveIndex::new()));
+        return Ok((ActiveFile::create(io, dir, id, ahead)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
     let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
@@ -1523,10 +1533,7 @@ fn recover_active(
             stop.reason
         ));
     }
-    Ok((
-        ActiveFile::reopen(io, path, id, walk.valid_end, allocate_to)?,
-        index,
-    ))
+    Ok((ActiveFile::reopen(io, path, id, walk.valid_end, ahead)?, index))
 }
 
 struct Filter {

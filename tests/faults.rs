@@ -224,11 +224,16 @@ fn a_failed_write_whose_cut_back_also_fails_poisons_the_store() {
             vec![
                 fault(FaultOp::Write, nth, FaultKind::ShortWrite),
                 fault(FaultOp::SetLen, 0, FaultKind::Error),
-                // No space allocated ahead, so the first `set_len` is the
-                // cut-back of the short write (not a trim at a roll).
+                // No space allocated or zeroed ahead, so the first
+                // `set_len` is the cut-back of the short write (not a trim
+                // at a roll).
                 Fault {
                     sticky: true,
                     ..fault(FaultOp::Allocate, 0, FaultKind::NoSpace)
+                },
+                Fault {
+                    sticky: true,
+                    ..fault(FaultOp::WriteZeros, 0, FaultKind::NoSpace)
                 },
             ],
             false,
@@ -255,6 +260,21 @@ fn when_space_cannot_be_allocated_ahead_appends_go_on_unchanged() {
             false,
         );
         assert_eq!(o.errors, 0, "allocation is best effort (from call {nth} on)");
+    }
+}
+
+#[test]
+fn when_zeros_cannot_be_written_ahead_appends_go_on_unchanged() {
+    for f in [
+        Fault {
+            sticky: true,
+            ..fault(FaultOp::WriteZeros, 0, FaultKind::NoSpace)
+        },
+        fault(FaultOp::WriteZeros, 1, FaultKind::ShortWrite),
+        fault(FaultOp::WriteZeros, 2, FaultKind::Error),
+    ] {
+        let o = exercise(vec![f], false);
+        assert_eq!(o.errors, 0, "zeros ahead are best effort ({f:?})");
     }
 }
 
