@@ -4,7 +4,9 @@
 //! `cargo run --release --example group_commit -- [EVENTS_PER_THREAD] [DIR] [SYNC_MICROS]`
 //! (default 2,000 per thread, a temporary directory under the current one,
 //! so the store sits on the same disk as the work tree rather than in a
-//! possibly memory-backed /tmp).
+//! possibly memory-backed /tmp). `GROUP_COMMIT_THREADS=1,16` picks the
+//! thread counts (default 1, 4, 16, 64). Each line also says how many
+//! appends one `fdatasync` covered on average.
 //!
 //! With `SYNC_MICROS`, every `fdatasync` is replaced by a sleep of that many
 //! microseconds (use a memory-backed `DIR` such as /dev/shm): a lab setting
@@ -22,22 +24,33 @@ use auditstore::io::{Io, RealIo};
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Event, Options, Store};
 
-/// Real writes; `fdatasync` replaced by a fixed sleep.
+/// Real writes; `fdatasync` counted and, when a duration is given,
+/// replaced by a sleep of that duration.
 #[derive(Debug)]
-struct SimulatedSync(Duration, std::sync::atomic::AtomicU64);
+struct CountedSync(Option<Duration>, std::sync::atomic::AtomicU64);
 
-impl Io for SimulatedSync {
+impl Io for CountedSync {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
         RealIo.write_at(file, buf, offset)
     }
-    fn sync_data(&self, _: &File) -> std::io::Result<()> {
+    fn sync_data(&self, file: &File) -> std::io::Result<()> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        std::thread::sleep(self.0);
-        Ok(())
+        match self.0 {
+            Some(pause) => {
+                std::thread::sleep(pause);
+                Ok(())
+            }
+            None => RealIo.sync_data(file),
+        }
     }
-    fn sync_all(&self, _: &File) -> std::io::Result<()> {
-        std::thread::sleep(self.0);
-        Ok(())
+    fn sync_all(&self, file: &File) -> std::io::Result<()> {
+        match self.0 {
+            Some(pause) => {
+                std::thread::sleep(pause);
+                Ok(())
+            }
+            None => RealIo.sync_all(file),
+        }
     }
     fn set_len(&self, file: &File, len: u64) -> std::io::Result<()> {
         RealIo.set_len(file, len)
@@ -45,8 +58,11 @@ impl Io for SimulatedSync {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         RealIo.rename(from, to)
     }
-    fn sync_dir(&self, _: &Path) -> std::io::Result<()> {
-        Ok(())
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        match self.0 {
+            Some(_) => Ok(()),
+            None => RealIo.sync_dir(dir),
+        }
     }
 }
 
@@ -59,25 +75,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| ".".into());
     let sync_micros: Option<u64> = args.next().and_then(|a| a.parse().ok());
     let mut options = Options::default();
-    let simulated = sync_micros.map(|us| {
+    let pause = sync_micros.map(|us| {
         println!("SIMULATED fdatasync of {us} µs (not durable)");
-        Arc::new(SimulatedSync(Duration::from_micros(us), Default::default()))
+        Duration::from_micros(us)
     });
-    if let Some(sim) = &simulated {
-        options.io = sim.clone();
-    }
-    let syncs = || {
-        simulated
-            .as_ref()
-            .map_or(0, |s| s.1.load(std::sync::atomic::Ordering::Relaxed))
-    };
+    let counted = Arc::new(CountedSync(pause, Default::default()));
+    options.io = counted.clone();
+    let syncs = || counted.1.load(std::sync::atomic::Ordering::Relaxed);
     let mut gen = SampleGenerator::new(SampleConfig {
         orgs: 50,
         duplicate_per_mille: 0,
         ..SampleConfig::default()
     });
     let mut single = 0.0;
-    for threads in [1usize, 4, 16, 64] {
+    // GROUP_COMMIT_THREADS="1,16" picks the thread counts (1 is always run
+    // first: the others are relative to it).
+    let counts: Vec<usize> = std::env::var("GROUP_COMMIT_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+    for threads in std::iter::once(1).chain(counts.into_iter().filter(|&t| t != 1)) {
         let tmp = tempfile::tempdir_in(&base)?;
         let store = Store::open_with(tmp.path(), options.clone())?;
         let events: Vec<(String, Event)> = (&mut gen).take(per_thread * threads).collect();

@@ -6,6 +6,13 @@
 //! the others. A waiter whose LSN a finished sync covered returns at once,
 //! even if the next round has already begun.
 //!
+//! **Waking.** Waiters park on their own thread handle and the leader
+//! unparks exactly those a round covered, so they do not queue on a shared
+//! lock to find out (with a condvar's `notify_all`, 15 woken waiters take
+//! the lock one after the other: 45-110 µs before the last runs, measured
+//! on a 2-vCPU VM, against a 170 µs sync). Leadership passes directly to
+//! the first waiter the round did not cover.
+//!
 //! **Gathering.** Appenders acknowledged by one round come back with their
 //! next record a little later than the first of them, who would otherwise
 //! start the next round almost alone; the rest would then wait for a round
@@ -15,7 +22,8 @@
 //! rounds of one) never waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -26,18 +34,30 @@ pub const MAX_GATHER: Duration = Duration::from_micros(500);
 /// Rounds remembered to size the next one.
 const RECENT: usize = 8;
 
+#[derive(Debug)]
+struct Parked {
+    target: u64,
+    thread: Thread,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// A leader is gathering or syncing.
+    /// A leader is gathering or syncing, or has been named (`successor`).
     syncing: bool,
-    /// Appenders inside `wait` (the leader included).
+    /// The parked waiter a finished leader handed the next round to.
+    successor: Option<ThreadId>,
+    /// Waiters parked until a round covers `target` (or they lead one).
+    parked: Vec<Parked>,
+    /// Appenders inside `wait` (the leader included) whose records no
+    /// finished round has covered yet.
     waiting: usize,
     /// Waiters covered by each of the last rounds.
     recent: [usize; RECENT],
     rounds: usize,
     last_sync: Duration,
-    /// While a leader gathers: the number of waiters it waits for.
-    gather_for: Option<usize>,
+    /// While a leader gathers: the number of waiters it waits for, and the
+    /// leader to unpark when they are there.
+    gather_for: Option<(usize, Thread)>,
 }
 
 impl State {
@@ -50,10 +70,6 @@ impl State {
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
-    /// A round ended.
-    done: Condvar,
-    /// A waiter arrived while the leader gathers.
-    arrived: Condvar,
 }
 
 impl GroupCommit {
@@ -66,21 +82,54 @@ impl GroupCommit {
     /// before it was called and advance `synced`; its error is returned to
     /// the leader only (the others find out on their own next round).
     pub fn wait(&self, target: u64, synced: &AtomicU64, mut sync: impl FnMut() -> Result<()>) -> Result<()> {
+        if synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let me = std::thread::current();
         let mut st = self.lock();
         st.waiting += 1;
-        if st.gather_for.is_some_and(|n| st.waiting >= n) {
-            self.arrived.notify_one();
+        if let Some((n, leader)) = &st.gather_for {
+            if st.waiting >= *n {
+                leader.unpark();
+            }
         }
+        // Whether this waiter has an entry in `st.parked`, and whether it
+        // still counts in `st.waiting` (a round that covers a parked waiter
+        // removes and uncounts it at once, so that the next leader gathers
+        // only waiters whose records are still to be synced).
+        let mut parked = false;
+        let mut counted = true;
         let result = loop {
             if synced.load(Ordering::Acquire) >= target {
                 break Ok(());
             }
-            if st.syncing {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            let named = st.successor == Some(me.id());
+            if st.syncing && !named {
+                if !parked {
+                    st.parked.push(Parked {
+                        target,
+                        thread: me.clone(),
+                    });
+                    parked = true;
+                }
+                drop(st);
+                std::thread::park();
+                st = self.lock();
+                if !st.parked.iter().any(|p| p.thread.id() == me.id()) {
+                    parked = false;
+                    counted = false;
+                }
                 continue;
             }
+            if named {
+                st.successor = None;
+            }
+            if parked {
+                st.parked.retain(|p| p.thread.id() != me.id());
+                parked = false;
+            }
             st.syncing = true;
-            st = self.gather(st);
+            st = self.gather(st, &me);
             let covered = st.waiting;
             drop(st);
             let started = Instant::now();
@@ -91,33 +140,62 @@ impl GroupCommit {
             let slot = st.rounds % RECENT;
             st.recent[slot] = covered;
             st.rounds += 1;
-            self.done.notify_all();
+            let wake = Self::end_round(&mut st, synced.load(Ordering::Acquire));
+            drop(st);
+            for thread in wake {
+                thread.unpark();
+            }
+            st = self.lock();
             if let Err(e) = outcome {
                 break Err(e);
             }
         };
-        st.waiting -= 1;
+        if parked {
+            st.parked.retain(|p| p.thread.id() != me.id());
+        }
+        if counted {
+            st.waiting -= 1;
+        }
         result
     }
 
+    /// After a round: the parked waiters it covered (removed and uncounted)
+    /// and the first one it did not (named the next leader), all to be
+    /// unparked.
+    fn end_round(st: &mut State, synced: u64) -> Vec<Thread> {
+        let mut wake = Vec::with_capacity(st.parked.len());
+        st.parked.retain(|p| {
+            let covered = p.target <= synced;
+            if covered {
+                wake.push(p.thread.clone());
+            }
+            !covered
+        });
+        st.waiting -= wake.len();
+        if let Some(next) = st.parked.first() {
+            st.syncing = true;
+            st.successor = Some(next.thread.id());
+            wake.push(next.thread.clone());
+        }
+        wake
+    }
+
     /// Wait (bounded) until as many appenders wait as recent rounds held.
-    fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>, me: &Thread) -> MutexGuard<'a, State> {
         let want = st.wanted();
         if st.waiting >= want {
             return st;
         }
         let deadline = Instant::now() + (st.last_sync / 2).min(MAX_GATHER);
-        st.gather_for = Some(want);
+        st.gather_for = Some((want, me.clone()));
         while st.waiting < want {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            st = self
-                .arrived
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            drop(st);
+            std::thread::park_timeout(deadline - now);
+            st = self.lock();
         }
         st.gather_for = None;
         st
@@ -166,6 +244,11 @@ mod tests {
             rounds < total / 2,
             "{rounds} syncs for {total} appends: not grouped"
         );
+        // Every waiter accounted for: none counted, parked or leading.
+        let st = gc.lock();
+        assert_eq!(st.waiting, 0);
+        assert!(st.parked.is_empty());
+        assert!(!st.syncing && st.successor.is_none());
     }
 
     #[test]
@@ -179,5 +262,51 @@ mod tests {
             Ok(())
         })
         .expect("second round");
+    }
+
+    /// Failing rounds with waiters parked: each failure is one leader's
+    /// error, leadership passes on, every waiter returns, none is left
+    /// counted or parked.
+    #[test]
+    fn failed_rounds_with_waiters_parked_hand_leadership_on() {
+        let gc = GroupCommit::default();
+        let written = AtomicU64::new(0);
+        let synced = AtomicU64::new(0);
+        let attempts = AtomicUsize::new(0);
+        let failures = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let target = written.fetch_add(1, Ordering::AcqRel) + 1;
+                        let r = gc.wait(target, &synced, || {
+                            let upto = written.load(Ordering::Acquire);
+                            std::thread::sleep(Duration::from_micros(200));
+                            if attempts.fetch_add(1, Ordering::AcqRel) % 3 == 0 {
+                                return Err(crate::Error::Poisoned("injected".into()));
+                            }
+                            synced.fetch_max(upto, Ordering::AcqRel);
+                            Ok(())
+                        });
+                        match r {
+                            Ok(()) => assert!(synced.load(Ordering::Acquire) >= target),
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let failed_rounds = attempts.load(Ordering::Relaxed).div_ceil(3);
+        assert_eq!(
+            failures.load(Ordering::Relaxed),
+            failed_rounds,
+            "one error per failed round"
+        );
+        let st = gc.lock();
+        assert_eq!(st.waiting, 0);
+        assert!(st.parked.is_empty());
+        assert!(!st.syncing && st.successor.is_none());
     }
 }
