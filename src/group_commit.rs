@@ -18,10 +18,14 @@
 //! start the next round almost alone; the rest would then wait for a round
 //! and a half. So a new leader waits, briefly, until as many appenders are
 //! waiting as the recent rounds covered: at most half of the last sync's
-//! duration and never more than [`MAX_GATHER`]. A lone appender (recent
-//! rounds of one) never waits.
+//! duration and never more than [`MAX_GATHER`]. It yields the CPU while it
+//! waits instead of parking (a wake-up by the last arrival put tens of µs
+//! on every round; measured: 16 appenders 39-43 k/s parked, 45-57 k/s
+//! yielding, with less CPU). Waiters covered by a round stop counting at
+//! once, so a leader does not mistake them for the next round's. A lone
+//! appender (recent rounds of one) never waits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 /// Upper bound of the wait for more appenders before a sync.
-pub const MAX_GATHER: Duration = Duration::from_micros(500);
+pub const MAX_GATHER: Duration = Duration::from_micros(200);
 
 /// Rounds remembered to size the next one.
 const RECENT: usize = 8;
@@ -48,16 +52,10 @@ struct State {
     successor: Option<ThreadId>,
     /// Waiters parked until a round covers `target` (or they lead one).
     parked: Vec<Parked>,
-    /// Appenders inside `wait` (the leader included) whose records no
-    /// finished round has covered yet.
-    waiting: usize,
     /// Waiters covered by each of the last rounds.
     recent: [usize; RECENT],
     rounds: usize,
     last_sync: Duration,
-    /// While a leader gathers: the number of waiters it waits for, and the
-    /// leader to unpark when they are there.
-    gather_for: Option<(usize, Thread)>,
 }
 
 impl State {
@@ -70,6 +68,10 @@ impl State {
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     state: Mutex<State>,
+    /// Appenders inside `wait` (the leader included) whose records no
+    /// finished round has covered yet. Changed only under the `state` lock;
+    /// read without it by a gathering leader.
+    waiting: AtomicUsize,
 }
 
 impl GroupCommit {
@@ -87,14 +89,9 @@ impl GroupCommit {
         }
         let me = std::thread::current();
         let mut st = self.lock();
-        st.waiting += 1;
-        if let Some((n, leader)) = &st.gather_for {
-            if st.waiting >= *n {
-                leader.unpark();
-            }
-        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         // Whether this waiter has an entry in `st.parked`, and whether it
-        // still counts in `st.waiting` (a round that covers a parked waiter
+        // still counts in `waiting` (a round that covers a parked waiter
         // removes and uncounts it at once, so that the next leader gathers
         // only waiters whose records are still to be synced).
         let mut parked = false;
@@ -129,8 +126,8 @@ impl GroupCommit {
                 parked = false;
             }
             st.syncing = true;
-            st = self.gather(st, &me);
-            let covered = st.waiting;
+            st = self.gather(st);
+            let covered = self.waiting.load(Ordering::Acquire);
             drop(st);
             let started = Instant::now();
             let outcome = sync();
@@ -140,7 +137,7 @@ impl GroupCommit {
             let slot = st.rounds % RECENT;
             st.recent[slot] = covered;
             st.rounds += 1;
-            let wake = Self::end_round(&mut st, synced.load(Ordering::Acquire));
+            let wake = self.end_round(&mut st, synced.load(Ordering::Acquire));
             drop(st);
             for thread in wake {
                 thread.unpark();
@@ -154,15 +151,16 @@ impl GroupCommit {
             st.parked.retain(|p| p.thread.id() != me.id());
         }
         if counted {
-            st.waiting -= 1;
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
+        drop(st);
         result
     }
 
     /// After a round: the parked waiters it covered (removed and uncounted)
     /// and the first one it did not (named the next leader), all to be
     /// unparked.
-    fn end_round(st: &mut State, synced: u64) -> Vec<Thread> {
+    fn end_round(&self, st: &mut State, synced: u64) -> Vec<Thread> {
         let mut wake = Vec::with_capacity(st.parked.len());
         st.parked.retain(|p| {
             let covered = p.target <= synced;
@@ -171,7 +169,7 @@ impl GroupCommit {
             }
             !covered
         });
-        st.waiting -= wake.len();
+        self.waiting.fetch_sub(wake.len(), Ordering::AcqRel);
         if let Some(next) = st.parked.first() {
             st.syncing = true;
             st.successor = Some(next.thread.id());
@@ -181,24 +179,19 @@ impl GroupCommit {
     }
 
     /// Wait (bounded) until as many appenders wait as recent rounds held.
-    fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>, me: &Thread) -> MutexGuard<'a, State> {
+    /// The leader yields rather than parks: being woken by the last arrival
+    /// would put a wake-up (tens of µs on a busy VM) on every round's path.
+    fn gather<'a>(&'a self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let want = st.wanted();
-        if st.waiting >= want {
+        if self.waiting.load(Ordering::Acquire) >= want {
             return st;
         }
         let deadline = Instant::now() + (st.last_sync / 2).min(MAX_GATHER);
-        st.gather_for = Some((want, me.clone()));
-        while st.waiting < want {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            drop(st);
-            std::thread::park_timeout(deadline - now);
-            st = self.lock();
+        drop(st);
+        while self.waiting.load(Ordering::Acquire) < want && Instant::now() < deadline {
+            std::thread::yield_now();
         }
-        st.gather_for = None;
-        st
+        self.lock()
     }
 }
 
@@ -246,7 +239,7 @@ mod tests {
         );
         // Every waiter accounted for: none counted, parked or leading.
         let st = gc.lock();
-        assert_eq!(st.waiting, 0);
+        assert_eq!(gc.waiting.load(Ordering::Acquire), 0);
         assert!(st.parked.is_empty());
         assert!(!st.syncing && st.successor.is_none());
     }
@@ -305,7 +298,7 @@ mod tests {
             "one error per failed round"
         );
         let st = gc.lock();
-        assert_eq!(st.waiting, 0);
+        assert_eq!(gc.waiting.load(Ordering::Acquire), 0);
         assert!(st.parked.is_empty());
         assert!(!st.syncing && st.successor.is_none());
     }
