@@ -1,8 +1,10 @@
 //! Building one request's CSV file: scan the padded window (clamped to the
 //! organization's retention as of completion) through the time index,
-//! stream it through [`CsvSink`] into `exports/<id>.csv.tmp`, fsync, rename
+//! stream it through [`CsvSink`] into `exports/<id>.csv.tmp` (written and
+//! synced as it grows by a helper thread: [`PipedFile`]), fsync, rename
 //! to `exports/<id>.csv`, fsync the directory. Memory stays bounded (one
-//! row plus the writer's buffer) whatever the size of the export.
+//! row, the CSV buffer and the helper's chunks: ~5 MiB) whatever the size
+//! of the export.
 //!
 //! An empty window creates no file. A failure removes the temporary file.
 //! A crash leaves at most a `.csv.tmp`, which the next processing run
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use crate::export::csv::CsvSink;
 use crate::export::error::{self, ExportError};
+use crate::export::pipe::PipedFile;
 use crate::export::request::ExportRequest;
 use crate::log::segment::sync_dir;
 use crate::store::{Query, Scan, Store};
@@ -123,9 +126,10 @@ fn build_inner(
     };
     let final_path = final_path(dir, &req.id);
     // The file is created with the first row: an empty window has none.
-    let first = scan.next_with(|v| -> Result<CsvSink<File>, ExportError> {
+    let first = scan.next_with(|v| -> Result<CsvSink<PipedFile>, ExportError> {
         let f = File::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
-        let mut sink = CsvSink::new(f)?;
+        let piped = PipedFile::new(f).map_err(|e| error::io("start the export writer thread", e))?;
+        let mut sink = CsvSink::new(piped)?;
         sink.write_record(v)?;
         Ok(sink)
     });
@@ -141,7 +145,10 @@ fn build_inner(
     let mut sink = first??;
     drain(&mut scan, &mut sink, &reporter)?;
     let rows = sink.rows();
-    let file = sink.finish()?;
+    let file = sink
+        .finish()?
+        .finish()
+        .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
     file.sync_all()
         .map_err(|e| error::io(format!("fsync {}", tmp.display()), e))?;
     let bytes = file
