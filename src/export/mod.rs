@@ -37,7 +37,7 @@
 pub mod builder;
 pub mod csv;
 pub mod error;
-pub(crate) mod pipe;
+pub mod pipe;
 pub mod policy;
 pub mod request;
 pub mod scheduler;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditstore::export::csv::CsvSink;
+use auditstore::export::pipe::PipedFile;
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{codec, Event, FixedClock, Options, Query, Store, Timestamp};
 use serde_json::{json, Value};
@@ -668,12 +669,13 @@ fn run_auditstore(
     }
     let zc_secs = t.elapsed().as_secs_f64();
 
-    // CSV export of every stored event through CsvSink to a file, fsynced.
+    // CSV export of every stored event through CsvSink to a file written
+    // by a helper thread (PipedFile, as export builds do), fsynced.
     eprintln!("[auditstore] queried; exporting ...");
     profiling_pause();
     let csv_path = run_dir.join("export.csv");
     let p = Phase::start();
-    let mut sink = CsvSink::new(File::create(&csv_path)?)?;
+    let mut sink = CsvSink::new(PipedFile::new(File::create(&csv_path)?)?)?;
     for org in &wl.orgs {
         let q = Query::new(org.as_str(), Timestamp::MIN, Timestamp::MAX);
         let mut s = store.scan(&q)?;
@@ -682,7 +684,7 @@ fn run_auditstore(
         }
     }
     let rows = sink.rows();
-    let file = sink.finish()?;
+    let file = sink.finish()?.finish()?;
     file.sync_all()?;
     let (export_secs, export_cpu, _, export_peak) = p.end();
     let export_sys = p.user_sys().1;
