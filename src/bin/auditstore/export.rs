@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use auditstore::export::pipe::PipedFile;
 use auditstore::export::{Date, ExportError, ExportRequest, Exports, Progress, ProgressFn, Role, Status};
 use auditstore::{FixedClock, Store, Timestamp};
 use clap::Subcommand;
@@ -283,22 +284,21 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
     }
 }
 
-/// Write FILE through `FILE.<random>.partial`, renamed into place only when
-/// complete: a refusal or failure leaves no FILE behind. Returns its size.
-fn write_file_aside(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> CliResult<()>,
-) -> CliResult<u64> {
+/// Write FILE through `FILE.<random>.partial` (written and synced as it
+/// grows by a helper thread), renamed into place only when complete: a
+/// refusal or failure leaves no FILE behind. Returns its size.
+fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult<()>) -> CliResult<u64> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
     let tmp = path.with_file_name(name);
     let result = (|| {
         let file = std::fs::File::create(&tmp)
             .map_err(|e| CliError::new("io", format!("create {}: {e}", tmp.display())))?;
-        let mut w = BufWriter::with_capacity(1 << 16, file);
+        let mut w = PipedFile::new(file)
+            .map_err(|e| CliError::new("io", format!("start the writer of {}: {e}", tmp.display())))?;
         write(&mut w)?;
         let file = w
-            .into_inner()
+            .finish()
             .map_err(|e| CliError::new("io", format!("write {}: {e}", tmp.display())))?;
         file.sync_all()
             .map_err(|e| CliError::new("io", format!("fsync {}: {e}", tmp.display())))?;
