@@ -166,13 +166,29 @@ fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// (user, system) CPU seconds of the whole process (all threads).
+/// (user, system) CPU seconds of the whole process (all threads), from
+/// `/proc/self/stat` (fields 14 and 15, in USER_HZ = 100 ticks a second on
+/// Linux: 10 ms resolution); zeros if unreadable.
 fn cpu_split() -> (f64, f64) {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes the struct we pass.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (tv(u.ru_utime), tv(u.ru_stime))
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // The command name (field 2) may hold spaces: count from after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (field(14), field(15))
+}
+
+/// Flush every dirty page of the system (`sync`), so that no system starts
+/// with the previous one's writeback.
+fn sync_everything() {
+    let _ = Command::new("sync").status();
 }
 
 /// User + system CPU seconds of the whole process (all threads).
@@ -986,28 +1002,7 @@ fn parent(a: &Args) -> Res<()> {
     for run in 1..=a.runs {
         for sys in &a.systems {
             let dir = base.join(format!("{sys}-run{run}"));
-            // Start every system with no dirty pages of the previous one.
-            unsafe { libc::sync() };
-            let mut child = Command::new(&exe)
-                .args(["--only", sys, "--dir"])
-                .arg(&dir)
-                .args(["--events", &a.events.to_string()])
-                .args(["--batch", &a.batch.to_string()])
-                .args(["--queries", &a.queries.to_string()])
-                .args(["--seed", &a.seed.to_string()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()?;
-            let mut found = None;
-            for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-                let line = line?;
-                if let Some(j) = line.strip_prefix("RESULT ") {
-                    found = Some(serde_json::from_str::<Value>(j)?);
-                } else {
-                    println!("{line}");
-                }
-            }
-            let status = child.wait()?;
+            let (found, status) = run_child(a, &exe, sys, &dir)?;
             if !a.keep {
                 let _ = std::fs::remove_dir_all(&dir);
             }
@@ -1025,6 +1020,33 @@ fn parent(a: &Args) -> Res<()> {
     }
     print_table(a, &results);
     Ok(())
+}
+
+/// Run one system in a child process; its RESULT line and exit status.
+fn run_child(a: &Args, exe: &Path, sys: &str, dir: &Path) -> Res<(Option<Value>, std::process::ExitStatus)> {
+    // Start every system with no dirty pages of the previous one.
+    sync_everything();
+    let mut child = Command::new(exe)
+        .args(["--only", sys, "--dir"])
+        .arg(dir)
+        .args(["--events", &a.events.to_string()])
+        .args(["--batch", &a.batch.to_string()])
+        .args(["--queries", &a.queries.to_string()])
+        .args(["--seed", &a.seed.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut found = None;
+    let stdout = child.stdout.take().ok_or("child without stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(j) = line.strip_prefix("RESULT ") {
+            found = Some(serde_json::from_str::<Value>(j)?);
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok((found, child.wait()?))
 }
 
 fn print_table(a: &Args, results: &[Value]) {
@@ -1216,7 +1238,7 @@ fn open_time(a: &Args) -> Res<()> {
     // Clean: open after a clean drop, `reps` times (each drop is clean).
     let mut clean_ms = Vec::new();
     for _ in 0..a.reps {
-        unsafe { libc::sync() };
+        sync_everything();
         let t = Instant::now();
         let s = Store::open(&dir)?;
         clean_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -1249,11 +1271,10 @@ fn open_time(a: &Args) -> Res<()> {
                 }
             }
         }
-        // SAFETY: plain kill(2) of our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        child.kill()?; // SIGKILL
         child.wait()?;
         drop(lines);
-        unsafe { libc::sync() };
+        sync_everything();
         let t = Instant::now();
         let s = Store::open(&dir)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
