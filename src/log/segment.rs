@@ -271,6 +271,7 @@ impl ActiveFile {
             let context = match restore {
                 Ok(()) => {
                     self.size = self.len;
+                    self.written_to = self.len;
                     format!("append {} bytes to {}", bytes.len(), self.path.display())
                 }
                 Err(r) => format!(
@@ -297,6 +298,7 @@ impl ActiveFile {
                 .set_len(&self.file, self.len)
                 .ctx(|| format!("cut allocated space of {}", self.path.display()))?;
             self.size = self.len;
+            self.written_to = self.len;
         }
         Ok(())
     }
