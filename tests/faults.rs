@@ -466,6 +466,9 @@ impl auditstore::io::Io for SlowSync {
     fn allocate(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
         self.0.allocate(file, len)
     }
+    fn write_zeros(&self, file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0.write_zeros(file, offset, len)
+    }
 }
 
 /// Group commit writes the frames of many appenders with one write: when
