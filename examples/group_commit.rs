@@ -29,28 +29,29 @@ use auditstore::{Event, Options, Store};
 #[derive(Debug)]
 struct CountedSync(Option<Duration>, std::sync::atomic::AtomicU64);
 
+impl CountedSync {
+    /// The simulated sync if there is one, else `real`.
+    fn sync_with(&self, real: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        match self.0 {
+            Some(pause) => {
+                std::thread::sleep(pause);
+                Ok(())
+            }
+            None => real(),
+        }
+    }
+}
+
 impl Io for CountedSync {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
         RealIo.write_at(file, buf, offset)
     }
     fn sync_data(&self, file: &File) -> std::io::Result<()> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.0 {
-            Some(pause) => {
-                std::thread::sleep(pause);
-                Ok(())
-            }
-            None => RealIo.sync_data(file),
-        }
+        self.sync_with(|| RealIo.sync_data(file))
     }
     fn sync_all(&self, file: &File) -> std::io::Result<()> {
-        match self.0 {
-            Some(pause) => {
-                std::thread::sleep(pause);
-                Ok(())
-            }
-            None => RealIo.sync_all(file),
-        }
+        self.sync_with(|| RealIo.sync_all(file))
     }
     fn set_len(&self, file: &File, len: u64) -> std::io::Result<()> {
         RealIo.set_len(file, len)
