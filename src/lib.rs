@@ -37,6 +37,7 @@ pub mod io;
 pub mod log;
 pub mod org;
 pub mod sample;
+pub mod scan;
 mod sealer;
 pub mod store;
 pub mod time;
@@ -46,8 +47,9 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result};
 pub use event::{Event, EventError};
 pub use org::{OrgSettings, Plan};
+pub use scan::{Query, Scan};
 pub use store::{
-    AppendOutcome, BatchReport, Durability, Options, Problem, Query, RecoveryReport, RetentionReport, Scan,
-    Stats, Store, VerifyReport,
+    AppendOutcome, BatchReport, Durability, Options, Problem, RecoveryReport, RetentionReport, Stats, Store,
+    VerifyReport,
 };
 pub use time::Timestamp;

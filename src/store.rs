@@ -1,8 +1,7 @@
 //! The store: open and recover, append with de-duplication and group
 //! commit, range scans, point reads, retention, verification and stats.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +24,7 @@ use crate::log::header::{self, SEGMENT_HEADER_LEN};
 use crate::log::recovery;
 use crate::log::segment::{self, ActiveFile, SealedSegment, SpaceAhead};
 use crate::org::{self, OrgSettings, Plan};
+use crate::scan::{Query, Scan};
 use crate::sealer::{self, Sealed, Sealer, Sealing};
 use crate::time::Timestamp;
 use crate::writeback::{Writeback, WRITEBACK_BYTES};
@@ -175,56 +175,6 @@ pub struct Stats {
     pub newest: Option<Timestamp>,
     /// Heap bytes of the de-duplication and active indexes.
     pub index_memory_bytes: u64,
-}
-
-/// A range query over one organization: `from <= occurred_at < to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
-    pub org: String,
-    pub from: Timestamp,
-    pub to: Timestamp,
-    /// Exact action, or a prefix when it ends in `*` (`workflow.*`).
-    pub action: Option<String>,
-    pub actor_id: Option<String>,
-    pub target_id: Option<String>,
-    pub limit: Option<usize>,
-    /// Instant retention is evaluated at (default: the store's clock).
-    pub as_of: Option<Timestamp>,
-}
-
-impl Query {
-    pub fn new(org: impl Into<String>, from: Timestamp, to: Timestamp) -> Self {
-        Query {
-            org: org.into(),
-            from,
-            to,
-            action: None,
-            actor_id: None,
-            target_id: None,
-            limit: None,
-            as_of: None,
-        }
-    }
-    pub fn action(mut self, action: impl Into<String>) -> Self {
-        self.action = Some(action.into());
-        self
-    }
-    pub fn actor(mut self, id: impl Into<String>) -> Self {
-        self.actor_id = Some(id.into());
-        self
-    }
-    pub fn target(mut self, id: impl Into<String>) -> Self {
-        self.target_id = Some(id.into());
-        self
-    }
-    pub fn limit(mut self, n: usize) -> Self {
-        self.limit = Some(n);
-        self
-    }
-    pub fn as_of(mut self, at: Timestamp) -> Self {
-        self.as_of = Some(at);
-        self
-    }
 }
 
 struct Writer {
@@ -972,17 +922,8 @@ impl Store {
         let as_of = query.as_of.unwrap_or_else(|| self.options.clock.now());
         let from = query.from.as_nanos().max(self.retention_from(&query.org, as_of)?);
         let to = query.to.as_nanos();
-        let mut scan = Scan {
-            cursors: Vec::new(),
-            heap: BinaryHeap::new(),
-            filter: Filter::new(query),
-            remaining: query.limit.unwrap_or(usize::MAX),
-            buf: Vec::new(),
-            started: false,
-            failed: false,
-            current: None,
-        };
-        if from >= to || scan.remaining == 0 {
+        let mut scan = Scan::new(query);
+        if from >= to || !scan.wants_more() {
             return Ok(scan);
         }
         let (sealed, sealing, active_entries, active_file, active_path) = {
@@ -995,14 +936,15 @@ impl Store {
                 SEGMENT_HEADER_LEN as u64
             };
             let entries = w.index.range(&query.org, from, to, visible_end);
-            let sealing: Vec<Cursor> = w
+            let sealing: Vec<_> = w
                 .sealing
                 .iter()
-                .map(|s| Cursor::Active {
-                    file: s.file.clone(),
-                    path: s.path.clone(),
-                    entries: s.index.range_shared(&query.org, from, to),
-                    pos: 0,
+                .map(|s| {
+                    (
+                        s.file.clone(),
+                        s.path.clone(),
+                        s.index.range_shared(&query.org, from, to),
+                    )
                 })
                 .collect();
             (
@@ -1020,27 +962,12 @@ impl Store {
             }
             let lo = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, from);
             let hi = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, to);
-            if lo < hi {
-                scan.cursors.push(Cursor::Sealed {
-                    seg: seg.clone(),
-                    pos: lo,
-                    end: hi,
-                });
-            }
+            scan.push_sealed(seg.clone(), lo, hi);
         }
-        scan.cursors.extend(
-            sealing
-                .into_iter()
-                .filter(|c| matches!(c, Cursor::Active { entries, .. } if !entries.is_empty())),
-        );
-        if !active_entries.is_empty() {
-            scan.cursors.push(Cursor::Active {
-                file: active_file,
-                path: active_path,
-                entries: active_entries,
-                pos: 0,
-            });
+        for (file, path, entries) in sealing {
+            scan.push_in_memory(file, path, entries);
         }
+        scan.push_in_memory(active_file, active_path, active_entries);
         Ok(scan)
     }
 
@@ -1534,265 +1461,4 @@ fn recover_active(
         ));
     }
     Ok((ActiveFile::reopen(io, path, id, walk.valid_end, ahead)?, index))
-}
-
-struct Filter {
-    action: Option<(String, bool)>,
-    actor: Option<String>,
-    target: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct IdOnly<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-}
-
-fn json_id_is(text: &str, want: &str) -> bool {
-    serde_json::from_str::<IdOnly<'_>>(text)
-        .map(|v| v.id == want)
-        .unwrap_or(false)
-}
-
-impl Filter {
-    fn new(q: &Query) -> Self {
-        Filter {
-            action: q.action.as_ref().map(|a| match a.strip_suffix('*') {
-                Some(prefix) => (prefix.to_owned(), true),
-                None => (a.clone(), false),
-            }),
-            actor: q.actor_id.clone(),
-            target: q.target_id.clone(),
-        }
-    }
-
-    fn matches(&self, v: &RecordView<'_>) -> bool {
-        if let Some((a, prefix)) = &self.action {
-            let ok = if *prefix {
-                v.action.starts_with(a.as_str())
-            } else {
-                v.action == a
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if let Some(id) = &self.actor {
-            if !json_id_is(v.actor, id) {
-                return false;
-            }
-        }
-        if let Some(id) = &self.target {
-            if !json_id_is(v.target, id) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-enum Cursor {
-    Sealed {
-        seg: Arc<SealedSegment>,
-        pos: u64,
-        end: u64,
-    },
-    Active {
-        file: Arc<File>,
-        path: PathBuf,
-        entries: Vec<ActiveEntry>,
-        pos: usize,
-    },
-}
-
-type Key = (i64, [u8; 16], u32);
-
-/// Records loaded ahead of a sealed cursor, see [`Cursor::touch_ahead`].
-const TOUCH_AHEAD: u64 = 8;
-
-impl Cursor {
-    /// (occurred_at, id, offset) of the cursor's next entry.
-    fn peek(&self) -> Result<Option<Key>> {
-        match self {
-            Cursor::Sealed { seg, pos, end } => {
-                if pos >= end {
-                    return Ok(None);
-                }
-                let (ts, off) = idxfile::time_entry(seg.idx_bytes(), &seg.layout, *pos);
-                let body_at = off as usize + frame::FRAME_HEADER_LEN;
-                let log = seg.log_bytes();
-                if body_at + codec::FIXED_LEN > log.len() {
-                    return Err(Error::corrupt(
-                        &seg.idx_path,
-                        0,
-                        format!("index entry points past the end of the log ({off})"),
-                    ));
-                }
-                let (_, id) = codec::peek_key(&log[body_at..])
-                    .map_err(|e| Error::corrupt(&seg.log_path, off as u64, e.0))?;
-                Ok(Some((ts, id, off)))
-            }
-            Cursor::Active { entries, pos, .. } => {
-                Ok(entries.get(*pos).map(|e| (e.occurred_at, e.id, e.offset)))
-            }
-        }
-    }
-
-    /// (occurred_at, offset) of the next entry, without reading the log.
-    fn peek_entry(&self) -> Option<(i64, u32)> {
-        match self {
-            Cursor::Sealed { seg, pos, end } => {
-                (pos < end).then(|| idxfile::time_entry(seg.idx_bytes(), &seg.layout, *pos))
-            }
-            Cursor::Active { entries, pos, .. } => entries.get(*pos).map(|e| (e.occurred_at, e.offset)),
-        }
-    }
-
-    /// Start loading the records a few entries ahead of a sealed cursor
-    /// (once every [`TOUCH_AHEAD`] entries, for the next [`TOUCH_AHEAD`]).
-    fn touch_ahead(&self) {
-        if let Cursor::Sealed { seg, pos, end } = self {
-            if pos % TOUCH_AHEAD == 0 {
-                let idx = seg.idx_bytes();
-                for p in (pos + TOUCH_AHEAD)..(pos + 2 * TOUCH_AHEAD).min(*end) {
-                    seg.touch(idxfile::time_entry(idx, &seg.layout, p).1);
-                }
-            }
-        }
-    }
-
-    fn advance(&mut self) {
-        match self {
-            Cursor::Sealed { pos, .. } => *pos += 1,
-            Cursor::Active { pos, .. } => *pos += 1,
-        }
-    }
-}
-
-/// An iterator over a query's events, in (occurred_at, id) order. Reads
-/// lazily; each record's checksum is verified as it is read.
-pub struct Scan {
-    cursors: Vec<Cursor>,
-    heap: BinaryHeap<Reverse<(Key, usize)>>,
-    filter: Filter,
-    remaining: usize,
-    buf: Vec<u8>,
-    started: bool,
-    failed: bool,
-    /// The cursor that keeps the lead without going through the heap while
-    /// its next key is below every other cursor's (always, when it is the
-    /// only one left: then no tie-breaking id is even read).
-    current: Option<usize>,
-}
-
-impl Scan {
-    fn start(&mut self) -> Result<()> {
-        self.started = true;
-        for i in 0..self.cursors.len() {
-            if let Some(k) = self.cursors[i].peek()? {
-                self.heap.push(Reverse((k, i)));
-            }
-        }
-        Ok(())
-    }
-
-    /// Visit the next matching record without building an owned [`Event`].
-    pub fn next_with<R>(&mut self, mut f: impl FnMut(&RecordView<'_>) -> R) -> Option<Result<R>> {
-        if self.failed || self.remaining == 0 {
-            return None;
-        }
-        if !self.started {
-            if let Err(e) = self.start() {
-                self.failed = true;
-                return Some(Err(e));
-            }
-        }
-        loop {
-            let i = match self.current {
-                Some(c) => c,
-                None => self.heap.pop()?.0 .1,
-            };
-            let Some((ts, off)) = self.cursors[i].peek_entry() else {
-                self.current = None;
-                continue;
-            };
-            self.cursors[i].touch_ahead();
-            let result = self.read_one(i, ts, off, &mut f);
-            self.cursors[i].advance();
-            self.current = None;
-            let top_ts = self.heap.peek().map(|Reverse(((ts, _, _), _))| *ts);
-            let next_ts = self.cursors[i].peek_entry().map(|(ts, _)| ts);
-            let strictly_ahead = match (next_ts, top_ts) {
-                (Some(_), None) => true,
-                (Some(n), Some(t)) => n < t,
-                (None, _) => false,
-            };
-            if strictly_ahead {
-                // No tie to break: the id (a read from the log) is not needed.
-                self.current = Some(i);
-            } else if next_ts.is_some() {
-                match self.cursors[i].peek() {
-                    Ok(Some(k)) => match self.heap.peek() {
-                        Some(Reverse((top, _))) if k < *top => self.current = Some(i),
-                        _ => self.heap.push(Reverse((k, i))),
-                    },
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.failed = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            match result {
-                Ok(Some(r)) => {
-                    self.remaining -= 1;
-                    return Some(Ok(r));
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
-
-    fn read_one<R>(
-        &mut self,
-        i: usize,
-        ts: i64,
-        off: u32,
-        f: &mut impl FnMut(&RecordView<'_>) -> R,
-    ) -> Result<Option<R>> {
-        let check = |v: &RecordView<'_>, path: &Path| -> Result<()> {
-            if v.occurred_at.as_nanos() != ts {
-                return Err(Error::corrupt(
-                    path,
-                    off as u64,
-                    "record does not match its index entry",
-                ));
-            }
-            Ok(())
-        };
-        match &self.cursors[i] {
-            Cursor::Sealed { seg, .. } => {
-                let v = seg.record(off)?;
-                check(&v, &seg.log_path)?;
-                Ok(self.filter.matches(&v).then(|| f(&v)))
-            }
-            Cursor::Active { file, path, .. } => {
-                let v = segment::read_record_at(file, path, off as u64, &mut self.buf)?;
-                check(&v, path)?;
-                Ok(self.filter.matches(&v).then(|| f(&v)))
-            }
-        }
-    }
-}
-
-impl Iterator for Scan {
-    type Item = Result<Event>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_with(|v| v.to_event())
-    }
 }

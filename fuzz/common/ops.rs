@@ -592,6 +592,34 @@ impl Harness {
             want.len(),
             ids(&want)
         );
+        // The same scan split into time slices, read one after another:
+        // the same events in the same order, no timestamp in two slices.
+        let parts = 2 + (from ^ to).rem_euclid(7) as usize;
+        let slices = self.store().scan(&q).map_err(fail("scan"))?.split(parts);
+        ensure!(
+            slices.len() <= parts && (limit.is_none() || slices.len() == 1),
+            "split({parts}) made {} slices (limit {limit:?})",
+            slices.len()
+        );
+        let mut joined: Vec<Event> = Vec::new();
+        for slice in slices {
+            let part: Vec<Event> = slice
+                .collect::<Result<_, _>>()
+                .map_err(fail("split scan iteration"))?;
+            if let (Some(last), Some(first)) = (joined.last(), part.first()) {
+                ensure!(
+                    last.occurred_at() < first.occurred_at(),
+                    "split({parts}): a slice starts at or before the previous one's last timestamp"
+                );
+            }
+            joined.extend(part);
+        }
+        ensure!(
+            joined == want,
+            "split({parts}) of scan({org:?}, {from}, {to}, limit {limit:?}) returned {:?}, model says {:?}",
+            ids(&joined),
+            ids(&want)
+        );
         Ok(())
     }
 

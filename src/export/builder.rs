@@ -23,7 +23,8 @@ use crate::export::error::{self, ExportError};
 use crate::export::pipe::PipedFile;
 use crate::export::request::ExportRequest;
 use crate::log::segment::sync_dir;
-use crate::store::{Query, Scan, Store};
+use crate::scan::{Query, Scan};
+use crate::store::Store;
 use crate::time::Timestamp;
 
 /// Name of the directory (inside the store's) holding export files.

@@ -57,7 +57,8 @@ pub use scheduler::ProcessReport;
 
 use crate::clock::Clock;
 use crate::export::request::Registry;
-use crate::store::{Query, Store};
+use crate::scan::Query;
+use crate::store::Store;
 use crate::time::Timestamp;
 
 /// Longest accepted requester name, in bytes.
