@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release --example export_throughput [EVENTS] [DIR]
 //! ```
+//!
+//! `THREADS=n` sets the formatter threads (default: the cores, at most 4).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = t.elapsed().as_secs_f64();
     println!("engine scan (zero-copy visit): {rows} rows in {secs:.3}s = {:.0} rows/s ({bytes} payload+actor bytes)", rate(rows, secs));
 
-    let exports = Exports::new(&store)?;
+    let threads = match std::env::var("THREADS") {
+        Ok(s) => s.parse()?,
+        Err(_) => auditstore::export::rows::default_threads(),
+    };
+    let exports = Exports::new(&store)?.with_threads(threads);
+    println!("formatter threads: {threads}");
     let t = Instant::now();
     let full = exports.full("org-00", "bench", Role::Admin, std::io::sink())?;
     let secs = t.elapsed().as_secs_f64();
@@ -79,12 +86,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     clock.set(exports.processed_at(req.created_at));
     let t = Instant::now();
+    let cpu = cpu_secs();
     let report = exports.process()?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu;
     let done = exports.get(req.id)?;
     let rows = done.rows.unwrap_or(0);
     println!(
-        "scheduled build to {} (tmp, fsync, rename): {rows} rows, {} bytes in {secs:.3}s = {:.0} rows/s, {:.0} MB/s",
+        "scheduled build to {} (tmp, fsync, rename): {rows} rows, {} bytes in {secs:.3}s = {:.0} rows/s, {:.0} MB/s, {cpu:.2}s CPU",
         exports.dir().display(),
         done.bytes.unwrap_or(0),
         rate(rows, secs),
@@ -101,4 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process so far (0 where /proc is absent).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 12th and 13th of them, in clock ticks (100 per second here).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

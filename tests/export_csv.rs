@@ -4,10 +4,13 @@
 mod export_common;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
+use auditstore::export::builder::PROGRESS_EVERY;
 use auditstore::export::csv::{is_formula_start, COLUMNS};
-use auditstore::export::{Exports, Role, Status};
-use auditstore::{Event, Plan, Timestamp};
+use auditstore::export::{Exports, Progress, Role, Status};
+use auditstore::sample::{SampleConfig, SampleGenerator};
+use auditstore::{Durability, Event, FixedClock, Options, Plan, Store, Timestamp};
 use export_common::{d, parse_csv, Env};
 use serde_json::{json, Value};
 
@@ -206,5 +209,174 @@ fn hostile_actions_are_rejected_before_they_reach_a_file() {
             Event::from_json(&v.to_string()).is_err(),
             "action {action:?} accepted"
         );
+    }
+}
+
+/// A store of `n` generated events of `org-00` in ~1 MiB segments (most of
+/// them sealed, the last one active), from 2026-06-01, ~1 s apart, with
+/// out-of-order times and re-sends.
+fn long_store(dir: &std::path::Path, clock: &Arc<FixedClock>, n: usize) -> Store {
+    let store = Store::open_with(
+        dir,
+        Options {
+            clock: clock.clone(),
+            segment_size: 1 << 20,
+            durability: Durability::Buffered,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store.set_org("org-00", Some(Plan::Server), None).unwrap();
+    let mut gen = SampleGenerator::new(SampleConfig {
+        orgs: 1,
+        step_nanos: 1_000_000_000,
+        ..SampleConfig::default()
+    });
+    gen.append_to(&store, n, 5_000).unwrap();
+    assert!(store.stats().unwrap().segments > 10, "test needs sealed segments");
+    store
+}
+
+/// Long exports are formatted on several threads (a scan split in time
+/// slices): the file, the full export and the progress reports must be
+/// those of one thread, byte for byte.
+#[test]
+fn a_long_export_formatted_on_several_threads_is_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(export_common::t("2026-07-01T09:00:00Z")));
+    let n = auditstore::export::rows::PARALLEL_MIN_ROWS + 7_000;
+    let store = long_store(dir.path(), &clock, n);
+    let events = store.stats().unwrap().events;
+    let all = auditstore::Query::new("org-00", Timestamp::MIN, Timestamp::MAX);
+    assert!(
+        store.scan(&all).unwrap().split(16).len() > 8,
+        "the threads get slices"
+    );
+
+    let mut files = Vec::new();
+    let mut fulls = Vec::new();
+    for threads in [1, 2, 4] {
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let ex = Exports::new(&store)
+            .unwrap()
+            .with_threads(threads)
+            .with_progress(Arc::new(move |p: &Progress<'_>| {
+                sink.lock().unwrap().push((p.rows, p.done));
+            }));
+        clock.set(export_common::t("2026-07-01T09:00:00Z"));
+        let req = ex
+            .request("org-00", "ann", Role::Admin, d("2026-06-01"), d("2026-06-30"))
+            .unwrap();
+        clock.set(export_common::t("2026-07-01T09:30:00Z"));
+        ex.process().unwrap();
+        let done = ex.get(req.id).unwrap();
+        assert_eq!(
+            (done.status, done.rows),
+            (Status::Success, Some(events)),
+            "{threads} threads"
+        );
+        files.push(std::fs::read(ex.download(req.id).unwrap().path()).unwrap());
+        let reports = reports.lock().unwrap().clone();
+        assert_eq!(reports.last(), Some(&(events, true)), "{threads} threads");
+        let ticks: Vec<u64> = reports.iter().filter(|r| !r.1).map(|r| r.0).collect();
+        assert_eq!(
+            ticks.len(),
+            (events / PROGRESS_EVERY) as usize,
+            "{threads} threads: {ticks:?}"
+        );
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]));
+        let mut out = Vec::new();
+        let full = ex.full("org-00", "ann", Role::Admin, &mut out).unwrap();
+        assert_eq!(full.rows, events);
+        fulls.push(out);
+    }
+    assert_eq!(files[0], files[1], "2 threads");
+    assert_eq!(files[0], files[2], "4 threads");
+    for full in &fulls {
+        assert!(full == &files[0], "the full export writes the same bytes");
+    }
+    // An output that fails part way stops every formatter, with the error.
+    let err = Exports::new(&store)
+        .unwrap()
+        .with_threads(3)
+        .full("org-00", "ann", Role::Admin, FailsAfter(1 << 20))
+        .unwrap_err();
+    assert_eq!(err.code(), "io", "{err}");
+    // And the file is every stored event once, in (occurred_at, id) order.
+    let rows = parse_csv(std::str::from_utf8(&files[0]).unwrap());
+    assert_eq!(rows.len() as u64, events + 1);
+    let keys: Vec<(Timestamp, uuid::Uuid)> = rows[1..]
+        .iter()
+        .map(|r| (Timestamp::parse_rfc3339(&r[5]).unwrap(), r[0].parse().unwrap()))
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "ordered, each id once");
+}
+
+/// A damaged record in the middle of a long export fails it, whichever
+/// formatter thread meets it: no file, and the request says why.
+#[test]
+fn a_damaged_record_fails_a_long_export_on_several_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(export_common::t("2026-07-01T09:00:00Z")));
+    let store = long_store(
+        dir.path(),
+        &clock,
+        auditstore::export::rows::PARALLEL_MIN_ROWS + 7_000,
+    );
+    drop(store);
+    // Flip one byte in the middle of the records of the 5th sealed segment.
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let log = &logs[4];
+    let mut bytes = std::fs::read(log).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(log, &bytes).unwrap();
+
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let ex = Exports::new(&store).unwrap().with_threads(3);
+    let err = ex
+        .full("org-00", "ann", Role::Admin, std::io::sink())
+        .unwrap_err();
+    assert_eq!(err.code(), "corrupt", "{err}");
+    let req = ex
+        .request("org-00", "ann", Role::Admin, d("2026-06-01"), d("2026-06-30"))
+        .unwrap();
+    clock.set(export_common::t("2026-07-01T09:30:00Z"));
+    ex.process().unwrap();
+    let failed = ex.get(req.id).unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert!(
+        std::fs::read_dir(ex.dir()).unwrap().next().is_none(),
+        "no file, not even a temporary one"
+    );
+}
+
+/// A writer that takes this many bytes, then fails every write.
+struct FailsAfter(usize);
+
+impl std::io::Write for FailsAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(self.0);
+        self.0 -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

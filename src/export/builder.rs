@@ -1,10 +1,10 @@
 //! Building one request's CSV file: scan the padded window (clamped to the
 //! organization's retention as of completion) through the time index,
-//! stream it through [`CsvSink`] into `exports/<id>.csv.tmp` (written and
-//! synced as it grows by a helper thread: [`PipedFile`]), fsync, rename
-//! to `exports/<id>.csv`, fsync the directory. Memory stays bounded (one
-//! row, the CSV buffer and the helper's chunks: ~5 MiB) whatever the size
-//! of the export.
+//! format its rows (on several threads when it is long: [`rows`]) into
+//! `exports/<id>.csv.tmp` (written and synced as it grows by a helper
+//! thread: [`PipedFile`]), fsync, rename to `exports/<id>.csv`, fsync the
+//! directory. Memory stays bounded (the slices formatted ahead and the
+//! helper's chunks: ~10 MiB) whatever the size of the export.
 //!
 //! An empty window creates no file. A failure removes the temporary file.
 //! A crash leaves at most a `.csv.tmp`, which the next processing run
@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::export::csv::CsvSink;
+use crate::export::csv;
 use crate::export::error::{self, ExportError};
 use crate::export::pipe::PipedFile;
 use crate::export::request::ExportRequest;
+use crate::export::rows;
 use crate::log::segment::sync_dir;
 use crate::scan::{Query, Scan};
 use crate::store::Store;
@@ -32,8 +33,9 @@ pub const EXPORTS_DIR: &str = "exports";
 /// Rows between two progress reports.
 pub const PROGRESS_EVERY: u64 = 65_536;
 
-/// Progress of a CSV build, reported every [`PROGRESS_EVERY`] rows and once
-/// at the end (`done`).
+/// Progress of a CSV build, reported each time the row count passes a
+/// multiple of [`PROGRESS_EVERY`] (rows are counted a chunk at a time, so
+/// the count may be a little past it) and once at the end (`done`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress<'a> {
     /// The request being built (`None` for a full export).
@@ -63,20 +65,34 @@ pub(crate) fn tmp_path(dir: &Path, id: &Uuid) -> PathBuf {
     dir.join(format!("{}.csv.tmp", id.hyphenated()))
 }
 
-/// Reports the progress of one file to the optional callback.
+/// Counts the rows of one file and reports them to the optional callback
+/// each time the count passes a multiple of [`PROGRESS_EVERY`].
 struct Reporter<'a> {
     progress: Option<&'a ProgressFn>,
     request: Option<Uuid>,
     org: &'a str,
+    rows: u64,
 }
 
 impl Reporter<'_> {
-    fn tick(&self, rows: u64, done: bool) {
+    fn add(&mut self, rows: u64) {
+        let before = self.rows;
+        self.rows += rows;
+        if self.rows / PROGRESS_EVERY > before / PROGRESS_EVERY {
+            self.tick(false);
+        }
+    }
+
+    fn done(&self) {
+        self.tick(true);
+    }
+
+    fn tick(&self, done: bool) {
         if let Some(f) = self.progress {
             f(&Progress {
                 request: self.request,
                 org: self.org,
-                rows,
+                rows: self.rows,
                 done,
             });
         }
@@ -92,6 +108,14 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<bool, ExportError> {
     }
 }
 
+/// How rows are formatted and progress reported, for every build.
+#[derive(Clone, Copy)]
+pub(crate) struct Formatting<'a> {
+    pub progress: Option<&'a ProgressFn>,
+    /// Formatter threads for a long export ([`rows::format_rows`]).
+    pub threads: usize,
+}
+
 /// Build the file of `req` in `dir` as of `now` (retention is applied as of
 /// `now`). On error the temporary file is removed and nothing is renamed.
 pub(crate) fn build(
@@ -99,10 +123,10 @@ pub(crate) fn build(
     dir: &Path,
     req: &ExportRequest,
     now: Timestamp,
-    progress: Option<&ProgressFn>,
+    how: Formatting<'_>,
 ) -> Result<Built, ExportError> {
     let tmp = tmp_path(dir, &req.id);
-    let result = build_inner(store, dir, req, now, progress, &tmp);
+    let result = build_inner(store, dir, req, now, how, &tmp);
     if result.is_err() {
         // Best effort: the next processing run sweeps it anyway.
         let _ = remove_if_exists(&tmp);
@@ -115,39 +139,48 @@ fn build_inner(
     dir: &Path,
     req: &ExportRequest,
     now: Timestamp,
-    progress: Option<&ProgressFn>,
+    how: Formatting<'_>,
     tmp: &Path,
 ) -> Result<Built, ExportError> {
     let query = Query::new(&req.org, req.window_start, req.window_end).as_of(now);
-    let mut scan = store.scan(&query)?;
-    let reporter = Reporter {
-        progress,
+    let scan = store.scan(&query)?;
+    let mut reporter = Reporter {
+        progress: how.progress,
         request: Some(req.id),
         org: &req.org,
+        rows: 0,
     };
     let final_path = final_path(dir, &req.id);
     // The file is created with the first row: an empty window has none.
-    let first = scan.next_with(|v| -> Result<CsvSink<PipedFile>, ExportError> {
-        let f = File::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
-        let piped = PipedFile::new(f).map_err(|e| error::io("start the export writer thread", e))?;
-        let mut sink = CsvSink::new(piped)?;
-        sink.write_record(v)?;
-        Ok(sink)
-    });
-    let Some(first) = first else {
+    let mut out: Option<PipedFile> = None;
+    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, |bytes, n| {
+        let w = match &mut out {
+            Some(w) => w,
+            None => {
+                let f = File::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
+                let mut piped =
+                    PipedFile::new(f).map_err(|e| error::io("start the export writer thread", e))?;
+                piped
+                    .write_all(&csv::header())
+                    .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
+                out.insert(piped)
+            }
+        };
+        w.write_all(bytes)
+            .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
+        reporter.add(n);
+        Ok(())
+    })?;
+    let Some(piped) = out else {
         // No event: success without data, and no file (not even a stale
         // one from an earlier, interrupted run).
         if remove_if_exists(&final_path)? {
             sync_dir(dir)?;
         }
-        reporter.tick(0, true);
+        reporter.done();
         return Ok(Built { rows: 0, bytes: 0 });
     };
-    let mut sink = first??;
-    drain(&mut scan, &mut sink, &reporter)?;
-    let rows = sink.rows();
-    let file = sink
-        .finish()?
+    let file = piped
         .finish()
         .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
     file.sync_all()
@@ -160,43 +193,35 @@ fn build_inner(
     std::fs::rename(tmp, &final_path)
         .map_err(|e| error::io(format!("rename {} to {}", tmp.display(), final_path.display()), e))?;
     sync_dir(dir)?;
-    reporter.tick(rows, true);
-    Ok(Built { rows, bytes })
+    reporter.done();
+    Ok(Built {
+        rows: reporter.rows,
+        bytes,
+    })
 }
 
 /// Stream every event of `scan` into `out` as CSV (header included, even
 /// when there is no row); returns the row count.
 pub(crate) fn stream_all<W: Write>(
-    scan: &mut Scan,
-    out: W,
+    scan: Scan,
+    mut out: W,
     org: &str,
-    progress: Option<&ProgressFn>,
+    how: Formatting<'_>,
 ) -> Result<u64, ExportError> {
-    let mut sink = CsvSink::new(out)?;
-    let reporter = Reporter {
-        progress,
+    let mut reporter = Reporter {
+        progress: how.progress,
         request: None,
         org,
+        rows: 0,
     };
-    drain(scan, &mut sink, &reporter)?;
-    let rows = sink.rows();
-    let mut out = sink.finish()?;
-    out.flush().map_err(|e| error::io("flush the CSV output", e))?;
-    reporter.tick(rows, true);
-    Ok(rows)
-}
-
-/// Write the rest of `scan` into `sink`, reporting progress.
-fn drain<W: Write>(
-    scan: &mut Scan,
-    sink: &mut CsvSink<W>,
-    reporter: &Reporter<'_>,
-) -> Result<(), ExportError> {
-    while let Some(r) = scan.next_with(|v| sink.write_record(v)) {
-        r??;
-        if sink.rows() % PROGRESS_EVERY == 0 {
-            reporter.tick(sink.rows(), false);
-        }
-    }
-    Ok(())
+    let write_err = |e| error::io("write the CSV output", e);
+    out.write_all(&csv::header()).map_err(write_err)?;
+    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, |bytes, n| {
+        out.write_all(bytes).map_err(write_err)?;
+        reporter.add(n);
+        Ok(())
+    })?;
+    out.flush().map_err(write_err)?;
+    reporter.done();
+    Ok(reporter.rows)
 }

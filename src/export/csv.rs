@@ -53,7 +53,56 @@ pub struct CsvSink<W: Write> {
     out: W,
     buf: Vec<u8>,
     rows: u64,
+    row: RowFormatter,
+}
+
+/// Formats one event's row onto the end of a buffer (what [`CsvSink`]
+/// does per row, for callers that manage their own buffers).
+#[derive(Debug, Default)]
+pub struct RowFormatter {
     ts: String,
+}
+
+impl RowFormatter {
+    /// Append `v`'s row (with its `\n`) to `buf`. On a refused cell
+    /// ([`CsvError::Dangerous`]) nothing is appended.
+    pub fn push(&mut self, buf: &mut Vec<u8>, v: &RecordView<'_>) -> Result<(), CsvError> {
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::from_bytes(v.id).hyphenated().encode_lower(&mut id);
+        self.ts.clear();
+        v.occurred_at.write_rfc3339(&mut self.ts);
+        let mut version = itoa_u32(v.version);
+        let version = version.as_str();
+        let cells: [(&'static str, &str); 11] = [
+            ("id", id),
+            ("action", v.action),
+            ("actor", v.actor),
+            ("target", v.target),
+            ("payload", v.payload),
+            ("occurred_at", &self.ts),
+            ("metadata", v.metadata),
+            ("version", version),
+            ("scope", v.scope.unwrap_or("")),
+            ("success", if v.success { "true" } else { "false" }),
+            ("request", v.request.unwrap_or("")),
+        ];
+        for (column, cell) in cells {
+            if let Some(first) = cell.chars().next() {
+                if is_formula_start(first) {
+                    return Err(CsvError::Dangerous { column, first });
+                }
+            }
+        }
+        push_record(buf, cells.iter().map(|(_, c)| c.as_bytes()));
+        Ok(())
+    }
+}
+
+/// The header row (with its `\n`).
+pub fn header() -> Vec<u8> {
+    let mut buf = Vec::new();
+    push_record(&mut buf, COLUMNS.iter().map(|c| c.as_bytes()));
+    buf
 }
 
 const FLUSH_AT: usize = 256 * 1024;
@@ -101,39 +150,13 @@ impl<W: Write> CsvSink<W> {
             out: writer,
             buf,
             rows: 0,
-            ts: String::with_capacity(32),
+            row: RowFormatter::default(),
         })
     }
 
     /// Append one event's row.
     pub fn write_record(&mut self, v: &RecordView<'_>) -> Result<(), CsvError> {
-        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::from_bytes(v.id).hyphenated().encode_lower(&mut id);
-        self.ts.clear();
-        v.occurred_at.write_rfc3339(&mut self.ts);
-        let mut version = itoa_u32(v.version);
-        let version = version.as_str();
-        let cells: [(&'static str, &str); 11] = [
-            ("id", id),
-            ("action", v.action),
-            ("actor", v.actor),
-            ("target", v.target),
-            ("payload", v.payload),
-            ("occurred_at", &self.ts),
-            ("metadata", v.metadata),
-            ("version", version),
-            ("scope", v.scope.unwrap_or("")),
-            ("success", if v.success { "true" } else { "false" }),
-            ("request", v.request.unwrap_or("")),
-        ];
-        for (column, cell) in cells {
-            if let Some(first) = cell.chars().next() {
-                if is_formula_start(first) {
-                    return Err(CsvError::Dangerous { column, first });
-                }
-            }
-        }
-        push_record(&mut self.buf, cells.iter().map(|(_, c)| c.as_bytes()));
+        self.row.push(&mut self.buf, v)?;
         self.rows += 1;
         if self.buf.len() >= FLUSH_AT {
             self.out.write_all(&self.buf)?;

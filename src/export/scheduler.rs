@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::export::builder::{self, ProgressFn};
+use crate::export::builder;
 use crate::export::error::{self, ExportError};
 use crate::export::policy::ExportPolicy;
 use crate::export::request::{ExportRequest, Outcome, Registry, Status};
@@ -83,7 +83,7 @@ pub(crate) fn process(
     store: &Store,
     policy: &ExportPolicy,
     now: Timestamp,
-    progress: Option<&ProgressFn>,
+    how: builder::Formatting<'_>,
 ) -> Result<ProcessReport, ExportError> {
     let _run = RUN.lock().unwrap_or_else(|p| p.into_inner());
     let dir = store.dir().join(builder::EXPORTS_DIR);
@@ -98,7 +98,7 @@ pub(crate) fn process(
     report.mark = Some(mark);
     for req in registry.pending_until(mark)? {
         let rules = policy.plan(store.org_settings(&req.org)?.plan);
-        let outcome = match builder::build(store, &dir, &req, now, progress) {
+        let outcome = match builder::build(store, &dir, &req, now, how) {
             Ok(built) => Outcome::Success {
                 completed_at: now,
                 expires_at: now.saturating_add_days(rules.download_days),

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditstore::export::csv::CsvSink;
+use auditstore::export;
 use auditstore::export::pipe::PipedFile;
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{codec, Event, FixedClock, Options, Query, Store, Timestamp};
@@ -40,6 +40,7 @@ usage:
   compare [--events N] [--runs K] [--dir DIR] [--systems a,b,..] [--queries Q] [--batch B] [--seed S]
           [--save FILE (every child's RESULT json, one a line)] [--keep]
           [--prefault-mb M (fresh memory touched before each timed ingest; default 4096, 0: none)]
+          [--export-threads T (auditstore's CSV formatter threads; default: the cores, at most 4)]
   compare --report FILE [--systems ...]      (the table again, from a --save file)
   compare --only SYSTEM [same options]        (one system; prints a RESULT line; used by the parent)
   compare open-time [--events N] [--reps R] [--dir DIR] [--keep]
@@ -61,6 +62,7 @@ struct Args {
     save: Option<PathBuf>,
     report: Option<PathBuf>,
     prefault_mb: usize,
+    export_threads: usize,
 }
 
 fn parse_args(args: &[String]) -> Res<Args> {
@@ -79,6 +81,7 @@ fn parse_args(args: &[String]) -> Res<Args> {
         save: None,
         report: None,
         prefault_mb: 4096,
+        export_threads: export::rows::default_threads(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -98,6 +101,7 @@ fn parse_args(args: &[String]) -> Res<Args> {
             "--report" => a.report = Some(PathBuf::from(val()?)),
             "--keep" => a.keep = true,
             "--prefault-mb" => a.prefault_mb = val()?.parse()?,
+            "--export-threads" => a.export_threads = val()?.parse::<usize>()?.max(1),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -690,22 +694,21 @@ fn run_auditstore(
     }
     let zc_secs = t.elapsed().as_secs_f64();
 
-    // CSV export of every stored event through CsvSink to a file written
-    // by a helper thread (PipedFile, as export builds do), fsynced.
+    // CSV export of every stored event, formatted on `--export-threads`
+    // threads (as export builds are), to a file written by a helper thread
+    // (PipedFile, as export builds do), fsynced.
     eprintln!("[auditstore] queried; exporting ...");
     profiling_pause();
     let csv_path = run_dir.join("export.csv");
     let p = Phase::start();
-    let mut sink = CsvSink::new(PipedFile::new(File::create(&csv_path)?)?)?;
+    let mut out = PipedFile::new(File::create(&csv_path)?)?;
+    out.write_all(&export::csv::header())?;
+    let mut rows = 0;
     for org in &wl.orgs {
         let q = Query::new(org.as_str(), Timestamp::MIN, Timestamp::MAX);
-        let mut s = store.scan(&q)?;
-        while let Some(r) = s.next_with(|v| sink.write_record(v)) {
-            r??;
-        }
+        rows += export::rows::write_rows(store.scan(&q)?, a.export_threads, &mut out)?;
     }
-    let rows = sink.rows();
-    let file = sink.finish()?.finish()?;
+    let file = out.finish()?;
     file.sync_all()?;
     let (export_secs, export_cpu, _, export_peak) = p.end();
     let export_sys = p.user_sys().1;
@@ -732,6 +735,7 @@ fn run_auditstore(
             "zero_copy_scan_events": zc,
             "zero_copy_scan_events_per_sec": zc as f64 / zc_secs.max(1e-9),
             "export_rows": rows,
+            "export_threads": a.export_threads,
             "export_secs": export_secs,
             "export_cpu_secs": export_cpu,
             "export_sys_secs": export_sys,
@@ -1054,6 +1058,7 @@ fn run_child(a: &Args, exe: &Path, sys: &str, dir: &Path) -> Res<(Option<Value>,
         .args(["--queries", &a.queries.to_string()])
         .args(["--seed", &a.seed.to_string()])
         .args(["--prefault-mb", &a.prefault_mb.to_string()])
+        .args(["--export-threads", &a.export_threads.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -1170,7 +1175,7 @@ fn print_table(a: &Args, results: &[Value]) {
     if a.systems.iter().any(|s| s == "auditstore") {
         println!(
             "auditstore: ingest CPU {:.2}s of {:.2}s wall; scan first event p99 {:.0} µs, max {:.0} µs; zero-copy scan {:.0} events/s; \
-             CSV export {:.0} rows in {:.2}s = {:.0} rows/s ({:.1} MB, fsynced); reopen after clean close {:.1} ms; index memory {:.1} MiB",
+             CSV export {:.0} rows in {:.2}s = {:.0} rows/s ({:.1} MB, fsynced, {} formatter thread(s), {:.2}s CPU); reopen after clean close {:.1} ms; index memory {:.1} MiB",
             med("auditstore", "ingest_cpu_secs"),
             med("auditstore", "ingest_secs"),
             med("auditstore", "first_event_us_p99"),
@@ -1180,6 +1185,8 @@ fn print_table(a: &Args, results: &[Value]) {
             med("auditstore", "export_secs"),
             med("auditstore", "export_rows_per_sec"),
             med("auditstore", "export_bytes") / 1e6,
+            med("auditstore", "export_threads"),
+            med("auditstore", "export_cpu_secs"),
             med("auditstore", "reopen_ms"),
             mib(med("auditstore", "index_memory_bytes")),
         );

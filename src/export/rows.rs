@@ -1,0 +1,225 @@
+//! Formatting an export's rows, on several threads when it is long.
+//!
+//! Formatting (quoting the JSON cells, copying ~550 bytes per row) is what
+//! bounds an export on one core. A long scan is therefore split into small
+//! time slices ([`Scan::split`], about [`SLICE_ROWS`] rows each); formatter
+//! threads take the slices in order and format each into chunks of about
+//! [`CHUNK`] bytes, and the calling thread passes the chunks on, slice after
+//! slice, so the output is byte for byte what one thread would write.
+//!
+//! Memory stays bounded: the calling thread hands out a slice only when one
+//! it handed out before is written, so at most [`SLICES_AHEAD`] slices per
+//! thread are formatted ahead of the output (~1 MiB of CSV each, unless
+//! thousands of events share one instant: a slice never splits a tie).
+//! No deadlock: slices are handed out and written in the same order, so
+//! the one being written was handed out first and has a formatter.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Mutex;
+
+use crate::export::csv::RowFormatter;
+use crate::export::error::{self, ExportError};
+use crate::scan::Scan;
+
+/// Bytes of CSV passed on at a time.
+pub const CHUNK: usize = 256 << 10;
+/// Rows per time slice, about (~1 MiB of CSV).
+pub const SLICE_ROWS: usize = 2_048;
+/// Slices per formatter thread handed out ahead of the output.
+pub const SLICES_AHEAD: usize = 3;
+/// Scans with fewer index entries than this are formatted on the calling
+/// thread (threads would not pay for themselves).
+pub const PARALLEL_MIN_ROWS: usize = 32_768;
+/// At most this many slices, however long the export.
+const MAX_SLICES: usize = 1 << 16;
+
+/// The default number of formatter threads: the machine's cores, at most 4.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Write every row of `scan` (no header) to `out`, formatted on up to
+/// `threads` threads; returns the row count. `out` is written from the
+/// calling thread only, in scan order.
+pub fn write_rows<W: Write>(scan: Scan, threads: usize, out: &mut W) -> Result<u64, ExportError> {
+    format_rows(scan, threads, PARALLEL_MIN_ROWS, |bytes, _| {
+        out.write_all(bytes)
+            .map_err(|e| error::io("write the CSV output", e))
+    })
+}
+
+/// What a formatter sends for its slice.
+enum Message {
+    /// CSV bytes and the number of rows in them.
+    Rows(Vec<u8>, u64),
+    /// The slice is complete.
+    Done,
+    Failed(ExportError),
+}
+
+/// A slice to format and where its chunks go.
+type Task = (Scan, Sender<Message>);
+
+/// Format every row of `scan` into chunks of about [`CHUNK`] bytes and
+/// hand each, in scan order, to `emit` (on the calling thread) with the
+/// number of rows in it. Threads are used when `threads > 1` and the scan
+/// has at least `parallel_min_rows` index entries.
+pub(crate) fn format_rows(
+    scan: Scan,
+    threads: usize,
+    parallel_min_rows: usize,
+    emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    let entries = scan.index_entries();
+    if threads <= 1 || entries < parallel_min_rows.max(2) {
+        return format_here(scan, emit);
+    }
+    let parts = (entries / SLICE_ROWS).clamp(threads * 2, MAX_SLICES);
+    let mut slices = scan.split(parts);
+    if slices.len() <= 1 {
+        return match slices.pop() {
+            Some(only) => format_here(only, emit),
+            None => Ok(0),
+        };
+    }
+    let (tasks, queue) = mpsc::channel::<Task>();
+    let queue = Mutex::new(queue);
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(slices.len()) {
+            s.spawn(|| format_slices(&queue, &spare));
+        }
+        // Returning drops `tasks` and the receivers: idle formatters see
+        // the queue closed, busy ones fail their next send and stop.
+        pass_on(slices.into_iter(), tasks, threads * SLICES_AHEAD, &spare, emit)
+    })
+}
+
+/// The calling thread's part: hand slices out `ahead` at a time and pass
+/// every slice's chunks on, in order.
+fn pass_on(
+    mut slices: impl Iterator<Item = Scan>,
+    tasks: Sender<Task>,
+    ahead: usize,
+    spare: &Mutex<Vec<Vec<u8>>>,
+    mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    let mut handed_out: VecDeque<Receiver<Message>> = VecDeque::with_capacity(ahead);
+    let mut hand_out = |handed_out: &mut VecDeque<Receiver<Message>>| {
+        if let Some(slice) = slices.next() {
+            let (tx, rx) = mpsc::channel();
+            // The formatters outlive this function: the send cannot fail.
+            if tasks.send((slice, tx)).is_ok() {
+                handed_out.push_back(rx);
+            }
+        }
+    };
+    for _ in 0..ahead {
+        hand_out(&mut handed_out);
+    }
+    let mut rows = 0;
+    while let Some(rx) = handed_out.pop_front() {
+        loop {
+            match rx.recv() {
+                Ok(Message::Rows(bytes, n)) => {
+                    emit(&bytes, n)?;
+                    rows += n;
+                    give_back(spare, bytes);
+                }
+                Ok(Message::Done) => break,
+                Ok(Message::Failed(e)) => return Err(e),
+                Err(_) => {
+                    return Err(error::io(
+                        "format the CSV rows",
+                        std::io::Error::other("a formatter thread stopped before the end of its slice"),
+                    ))
+                }
+            }
+        }
+        hand_out(&mut handed_out);
+    }
+    Ok(rows)
+}
+
+fn give_back(spare: &Mutex<Vec<Vec<u8>>>, mut bytes: Vec<u8>) {
+    bytes.clear();
+    if let Ok(mut list) = spare.lock() {
+        list.push(bytes);
+    }
+}
+
+fn take_buffer(spare: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
+    spare
+        .lock()
+        .ok()
+        .and_then(|mut list| list.pop())
+        .unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)))
+}
+
+/// A formatter thread: format the slices handed out until there are none.
+fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
+    let mut row = RowFormatter::default();
+    loop {
+        let task = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        let Ok((mut scan, tx)) = task else {
+            return; // no more slices
+        };
+        let mut buf = take_buffer(spare);
+        let mut rows = 0;
+        let failure = loop {
+            match scan.next_with(|v| row.push(&mut buf, v)) {
+                None => break None,
+                Some(Ok(Ok(()))) => rows += 1,
+                Some(Ok(Err(e))) => break Some(ExportError::from(e)),
+                Some(Err(e)) => break Some(ExportError::from(e)),
+            }
+            if buf.len() >= CHUNK {
+                let full = std::mem::replace(&mut buf, take_buffer(spare));
+                if tx.send(Message::Rows(full, rows)).is_err() {
+                    return; // the calling thread gave up
+                }
+                rows = 0;
+            }
+        };
+        if rows > 0 && tx.send(Message::Rows(buf, rows)).is_err() {
+            return;
+        }
+        let last = match failure {
+            None => Message::Done,
+            Some(e) => Message::Failed(e),
+        };
+        if tx.send(last).is_err() {
+            return;
+        }
+    }
+}
+
+/// Format on the calling thread.
+fn format_here(
+    mut scan: Scan,
+    mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    let mut row = RowFormatter::default();
+    let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
+    let (mut total, mut rows) = (0, 0);
+    while let Some(r) = scan.next_with(|v| row.push(&mut buf, v)) {
+        r??;
+        rows += 1;
+        if buf.len() >= CHUNK {
+            emit(&buf, rows)?;
+            total += rows;
+            rows = 0;
+            buf.clear();
+        }
+    }
+    if rows > 0 {
+        emit(&buf, rows)?;
+        total += rows;
+    }
+    Ok(total)
+}
