@@ -1,8 +1,8 @@
 //! Building one request's CSV file: scan the padded window (clamped to the
 //! organization's retention as of completion) through the time index,
 //! format its rows (on several threads when it is long: [`rows`]) into
-//! `exports/<id>.csv.tmp` (written and synced as it grows by a helper
-//! thread: [`PipedFile`]), fsync, rename to `exports/<id>.csv`, fsync the
+//! `exports/<id>.csv.tmp` (written by a helper thread, straight to the
+//! disk where the filesystem allows: [`PipedFile`]), fsync, rename to `exports/<id>.csv`, fsync the
 //! directory. Memory stays bounded (the slices formatted ahead and the
 //! helper's chunks: ~10 MiB) whatever the size of the export.
 //!
@@ -11,7 +11,6 @@
 //! removes before it builds again: no partial file is ever under the final
 //! name.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,9 +156,8 @@ fn build_inner(
         let w = match &mut out {
             Some(w) => w,
             None => {
-                let f = File::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
                 let mut piped =
-                    PipedFile::new(f).map_err(|e| error::io("start the export writer thread", e))?;
+                    PipedFile::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
                 piped
                     .write_all(&csv::header())
                     .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;

@@ -701,7 +701,7 @@ fn run_auditstore(
     profiling_pause();
     let csv_path = run_dir.join("export.csv");
     let p = Phase::start();
-    let mut out = PipedFile::new(File::create(&csv_path)?)?;
+    let mut out = PipedFile::create(&csv_path)?;
     out.write_all(&export::csv::header())?;
     let mut rows = 0;
     for org in &wl.orgs {

@@ -284,18 +284,16 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
     }
 }
 
-/// Write FILE through `FILE.<random>.partial` (written and synced as it
-/// grows by a helper thread), renamed into place only when complete: a
+/// Write FILE through `FILE.<random>.partial` (written by a helper thread,
+/// straight to the disk where the filesystem allows), renamed into place only when complete: a
 /// refusal or failure leaves no FILE behind. Returns its size.
 fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult<()>) -> CliResult<u64> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
     let tmp = path.with_file_name(name);
     let result = (|| {
-        let file = std::fs::File::create(&tmp)
+        let mut w = PipedFile::create(&tmp)
             .map_err(|e| CliError::new("io", format!("create {}: {e}", tmp.display())))?;
-        let mut w = PipedFile::new(file)
-            .map_err(|e| CliError::new("io", format!("start the writer of {}: {e}", tmp.display())))?;
         write(&mut w)?;
         let file = w
             .finish()
