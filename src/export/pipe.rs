@@ -343,7 +343,11 @@ mod tests {
             3 * CHUNK + 12_345,
         ] {
             let piece: Vec<u8> = (0..len).map(|j| (j % 251) as u8 + 1).collect();
-            round_trip(&dir.path().join(format!("d{len}")), direct, &[piece.clone()]);
+            round_trip(
+                &dir.path().join(format!("d{len}")),
+                direct,
+                std::slice::from_ref(&piece),
+            );
             round_trip(&dir.path().join(format!("b{len}")), buffered, &[piece]);
         }
         // An existing, longer file is truncated first.
