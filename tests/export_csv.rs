@@ -244,7 +244,8 @@ fn long_store(dir: &std::path::Path, clock: &Arc<FixedClock>, n: usize) -> Store
 fn a_long_export_formatted_on_several_threads_is_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(export_common::t("2026-07-01T09:00:00Z")));
-    let n = auditstore::export::rows::PARALLEL_MIN_ROWS + 7_000;
+    let n = 40_000;
+    assert!(n > 2 * auditstore::export::rows::PARALLEL_MIN_ROWS);
     let store = long_store(dir.path(), &clock, n);
     let events = store.stats().unwrap().events;
     let all = auditstore::Query::new("org-00", Timestamp::MIN, Timestamp::MAX);
@@ -319,11 +320,7 @@ fn a_long_export_formatted_on_several_threads_is_the_same_file() {
 fn a_damaged_record_fails_a_long_export_on_several_threads() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(export_common::t("2026-07-01T09:00:00Z")));
-    let store = long_store(
-        dir.path(),
-        &clock,
-        auditstore::export::rows::PARALLEL_MIN_ROWS + 7_000,
-    );
+    let store = long_store(dir.path(), &clock, 40_000);
     drop(store);
     // Flip one byte in the middle of the records of the 5th sealed segment.
     let mut logs: Vec<_> = std::fs::read_dir(dir.path())
