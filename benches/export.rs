@@ -1,6 +1,9 @@
 //! CSV export rows/s: every event of a store of 200,000 events (50
-//! organizations), prepared once, written through `CsvSink` to a file (no
-//! fsync: that is one call per export) and to `io::sink()` (CPU only).
+//! organizations), prepared once, written through `CsvSink` (one thread)
+//! to a file (no fsync: that is one call per export) and to `io::sink()`
+//! (CPU only); then through `export::rows::write_rows` on 1 and 2
+//! formatter threads, to `io::sink()` and to a `PipedFile::create` file
+//! (direct I/O where the filesystem allows, as request builds write).
 //! `AUDITSTORE_BENCH_EXPORT_EVENTS` changes the size.
 //!
 //! ```text
@@ -13,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditstore::export::csv::CsvSink;
+use auditstore::export::pipe::PipedFile;
+use auditstore::export::rows::write_rows;
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Durability, FixedClock, Options, Query, Store, Timestamp};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -91,7 +96,33 @@ fn export(c: &mut Criterion) {
             assert_eq!(n, rows);
         })
     });
+    for threads in [1, 2] {
+        group.bench_function(format!("rows_sink_{threads}_threads"), |b| {
+            b.iter(|| {
+                let mut out = std::io::sink();
+                assert_eq!(export_rows(&store, &orgs, threads, &mut out), rows);
+            })
+        });
+        group.bench_function(format!("rows_piped_file_{threads}_threads"), |b| {
+            b.iter(|| {
+                let mut out = PipedFile::create(&csv).expect("create");
+                assert_eq!(export_rows(&store, &orgs, threads, &mut out), rows);
+                drop(out.finish().expect("finish"));
+            })
+        });
+    }
     group.finish();
+}
+
+fn export_rows<W: Write>(store: &Store, orgs: &[String], threads: usize, out: &mut W) -> u64 {
+    orgs.iter()
+        .map(|org| {
+            let scan = store
+                .scan(&Query::new(org.as_str(), Timestamp::MIN, Timestamp::MAX))
+                .expect("scan");
+            write_rows(scan, threads, out).expect("rows")
+        })
+        .sum()
 }
 
 criterion_group!(benches, export);

@@ -31,7 +31,7 @@ pub const SLICE_ROWS: usize = 2_048;
 pub const SLICES_AHEAD: usize = 3;
 /// Scans with fewer index entries than this are formatted on the calling
 /// thread (threads would not pay for themselves).
-pub const PARALLEL_MIN_ROWS: usize = 8_192;
+pub const PARALLEL_MIN_ROWS: usize = 2_048;
 /// At most this many slices, however long the export.
 const MAX_SLICES: usize = 1 << 16;
 
