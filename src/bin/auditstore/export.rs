@@ -285,8 +285,9 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
 }
 
 /// Write FILE through `FILE.<random>.partial` (written by a helper thread,
-/// straight to the disk where the filesystem allows), renamed into place only when complete: a
-/// refusal or failure leaves no FILE behind. Returns its size.
+/// straight to the disk where the filesystem allows), fsynced and renamed
+/// into place only when complete, then the directory fsynced: a refusal or
+/// failure leaves no FILE behind. Returns its size.
 fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult<()>) -> CliResult<u64> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
@@ -303,6 +304,13 @@ fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult
         let bytes = file.metadata()?.len();
         std::fs::rename(&tmp, path)
             .map_err(|e| CliError::new("io", format!("rename to {}: {e}", path.display())))?;
+        // The rename is durable once the directory is synced.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        auditstore::log::segment::sync_dir(parent)
+            .map_err(|e| CliError::new("io", format!("fsync the directory of {}: {e}", path.display())))?;
         Ok(bytes)
     })();
     if result.is_err() {
