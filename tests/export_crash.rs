@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditstore::export::{Exports, Progress, Role};
-use auditstore::sample::{SampleConfig, SampleGenerator};
-use auditstore::{Durability, FixedClock, Options, Plan, Store};
+use auditstore::{FixedClock, Options, Store};
 use export_common::{d, parse_csv, t};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
@@ -25,23 +24,7 @@ const CHILD_ENV: &str = "AUDITSTORE_EXPORT_CRASH_CHILD";
 /// covering them all; returns the request id.
 fn prepare(dir: &Path, n: usize) -> uuid::Uuid {
     let clock = Arc::new(FixedClock::new(t(REQUESTED_AT)));
-    let store = Store::open_with(
-        dir,
-        Options {
-            clock: clock.clone(),
-            durability: Durability::Buffered,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    store.set_org("org-00", Some(Plan::Server), None).unwrap();
-    let mut gen = SampleGenerator::new(SampleConfig {
-        orgs: 1,
-        step_nanos: 1_000_000_000,
-        duplicate_per_mille: 0,
-        ..SampleConfig::default()
-    });
-    gen.append_to(&store, n, 20_000).unwrap();
+    let store = export_common::one_org_store(dir, &clock, Options::default().segment_size, false, n);
     let ex = Exports::new(&store).unwrap();
     ex.request("org-00", "ann", Role::Admin, d("2026-06-01"), d("2026-06-20"))
         .unwrap()

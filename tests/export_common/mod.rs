@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auditstore::export::{Date, ExportError};
-use auditstore::{Event, FixedClock, Options, Plan, Store, Timestamp};
+use auditstore::sample::{SampleConfig, SampleGenerator};
+use auditstore::{Durability, Event, FixedClock, Options, Plan, Store, Timestamp};
 use uuid::Uuid;
 
 /// An instant from RFC 3339 or `YYYY-MM-DD`.
@@ -81,6 +82,39 @@ pub fn open(dir: &Path, clock: &Arc<FixedClock>) -> Store {
         },
     )
     .unwrap()
+}
+
+/// A store in `dir` (buffered appends, segments of `segment_size` bytes)
+/// holding `n` generated events of `org-00` (server plan), about 1 s apart
+/// from 2026-06-01, with out-of-order times; re-sent duplicates too when
+/// `resends`.
+pub fn one_org_store(
+    dir: &Path,
+    clock: &Arc<FixedClock>,
+    segment_size: u64,
+    resends: bool,
+    n: usize,
+) -> Store {
+    let store = Store::open_with(
+        dir,
+        Options {
+            clock: clock.clone(),
+            segment_size,
+            durability: Durability::Buffered,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store.set_org("org-00", Some(Plan::Server), None).unwrap();
+    let defaults = SampleConfig::default();
+    let mut gen = SampleGenerator::new(SampleConfig {
+        orgs: 1,
+        step_nanos: 1_000_000_000,
+        duplicate_per_mille: if resends { defaults.duplicate_per_mille } else { 0 },
+        ..defaults
+    });
+    gen.append_to(&store, n, 20_000).unwrap();
+    store
 }
 
 /// A valid event at `at`.
