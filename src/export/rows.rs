@@ -88,12 +88,27 @@ pub(crate) fn format_rows(
     let queue = Mutex::new(queue);
     let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..threads.min(slices.len()) {
-            s.spawn(|| format_slices(&queue, &spare));
-        }
+        let formatters: Vec<_> = (0..threads.min(slices.len()))
+            .map(|_| s.spawn(|| format_slices(&queue, &spare)))
+            .collect();
         // Returning drops `tasks` and the receivers: idle formatters see
         // the queue closed, busy ones fail their next send and stop.
-        pass_on(slices.into_iter(), tasks, threads * SLICES_AHEAD, &spare, emit)
+        let result = pass_on(slices.into_iter(), tasks, threads * SLICES_AHEAD, &spare, emit);
+        // A formatter that panicked (a bug) fails the export instead of
+        // unwinding through the caller; `pass_on` has already seen its
+        // slice end early.
+        let panicked = formatters
+            .into_iter()
+            .map(|f| f.join().is_err())
+            .filter(|&p| p)
+            .count();
+        match result {
+            Ok(_) if panicked > 0 => Err(error::io(
+                "format the CSV rows",
+                std::io::Error::other("a formatter thread panicked"),
+            )),
+            other => other,
+        }
     })
 }
 
