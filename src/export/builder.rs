@@ -2,9 +2,10 @@
 //! organization's retention as of completion) through the time index,
 //! format its rows (on several threads when it is long: [`rows`]) into
 //! `exports/<id>.csv.tmp` (written by a helper thread, straight to the
-//! disk where the filesystem allows: [`PipedFile`]), fsync, rename to `exports/<id>.csv`, fsync the
-//! directory. Memory stays bounded (the slices formatted ahead and the
-//! helper's chunks: ~10 MiB) whatever the size of the export.
+//! disk where the filesystem allows: [`PipedFile`]), fsync, rename to
+//! `exports/<id>.csv`, fsync the directory. Memory stays bounded (the
+//! slices formatted ahead and the helper's chunks: ~10 MiB) whatever the
+//! size of the export.
 //!
 //! An empty window creates no file. A failure removes the temporary file.
 //! A crash leaves at most a `.csv.tmp`, which the next processing run

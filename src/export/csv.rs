@@ -5,8 +5,9 @@
 //! optional fields are empty cells. No cell can start with `=`, `+`, `-` or
 //! `@` (spreadsheet formula injection): `action` starts with a letter (it is
 //! validated on append), nested fields start with `{`, and the rest are UUIDs,
-//! timestamps, numbers and booleans. [`CsvSink::write_record`] re-checks this
-//! for every row and refuses a row that would break it.
+//! timestamps, numbers and booleans. [`RowFormatter::push`] (behind
+//! [`CsvSink::write_record`] and every export) re-checks this for every row
+//! and refuses a row that would break it.
 
 use std::io::Write;
 
