@@ -74,23 +74,30 @@ pub(crate) fn format_rows(
 ) -> Result<u64, ExportError> {
     let entries = scan.index_entries();
     if threads <= 1 || entries < parallel_min_rows.max(2) {
-        return format_here(scan, emit);
+        return format_here([scan], emit);
     }
     let parts = (entries / SLICE_ROWS).clamp(threads * 2, MAX_SLICES);
-    let mut slices = scan.split(parts);
+    let slices = scan.split(parts);
     if slices.len() <= 1 {
-        return match slices.pop() {
-            Some(only) => format_here(only, emit),
-            None => Ok(0),
-        };
+        return format_here(slices, emit);
     }
     let (tasks, queue) = mpsc::channel::<Task>();
     let queue = Mutex::new(queue);
     let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         let formatters: Vec<_> = (0..threads.min(slices.len()))
-            .map(|_| s.spawn(|| format_slices(&queue, &spare)))
+            .map_while(|i| {
+                std::thread::Builder::new()
+                    .name(format!("auditstore-export-format-{i}"))
+                    .spawn_scoped(s, || format_slices(&queue, &spare))
+                    .ok()
+            })
             .collect();
+        if formatters.is_empty() {
+            // The OS would not start a thread: format here.
+            drop(tasks);
+            return format_here(slices, emit);
+        }
         // Returning drops `tasks` and the receivers: idle formatters see
         // the queue closed, busy ones fail their next send and stop.
         let result = pass_on(slices.into_iter(), tasks, threads * SLICES_AHEAD, &spare, emit);
@@ -214,22 +221,24 @@ fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
     }
 }
 
-/// Format on the calling thread.
+/// Format on the calling thread, the scans one after another.
 fn format_here(
-    mut scan: Scan,
+    scans: impl IntoIterator<Item = Scan>,
     mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let mut row = RowFormatter::default();
     let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
     let (mut total, mut rows) = (0, 0);
-    while let Some(r) = scan.next_with(|v| row.push(&mut buf, v)) {
-        r??;
-        rows += 1;
-        if buf.len() >= CHUNK {
-            emit(&buf, rows)?;
-            total += rows;
-            rows = 0;
-            buf.clear();
+    for mut scan in scans {
+        while let Some(r) = scan.next_with(|v| row.push(&mut buf, v)) {
+            r??;
+            rows += 1;
+            if buf.len() >= CHUNK {
+                emit(&buf, rows)?;
+                total += rows;
+                rows = 0;
+                buf.clear();
+            }
         }
     }
     if rows > 0 {
