@@ -247,3 +247,75 @@ fn format_here(
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Query;
+    use crate::store::{Durability, Options, Store};
+    use crate::time::Timestamp;
+    use crate::Event;
+    use proptest::prelude::*;
+
+    /// Everything `format_rows` hands to `emit`, and the per-chunk counts.
+    fn formatted(store: &Store, org: &str, threads: usize) -> (Vec<u8>, u64, u64) {
+        let scan = store
+            .scan(&Query::new(org, Timestamp::MIN, Timestamp::MAX))
+            .expect("scan");
+        let mut out = Vec::new();
+        let mut counted = 0;
+        let total = format_rows(scan, threads, 2, |bytes, rows| {
+            out.extend_from_slice(bytes);
+            counted += rows;
+            Ok(())
+        })
+        .expect("format");
+        (out, total, counted)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Any store shape (many small segments, one still active, ties of
+        /// one instant, events of two organizations interleaved), any
+        /// number of threads: the bytes of one thread, every row counted.
+        #[test]
+        fn threads_write_the_bytes_of_one_thread(
+            instants in prop::collection::vec(0i64..40, 1..600),
+            foreign_every in 2usize..9,
+            threads in 2usize..6,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open_with(
+                dir.path(),
+                Options { segment_size: 8192, durability: Durability::Buffered, ..Options::default() },
+            )
+            .expect("open");
+            let base = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").expect("ts").as_nanos();
+            let events: Vec<(&str, Event)> = instants
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| {
+                    let at = Timestamp::from_nanos(base + s * 1_000_000_000);
+                    let org = if i % foreign_every == 0 { "org-b" } else { "org-a" };
+                    let e = Event::builder(uuid::Uuid::from_u128(i as u128 + 1), "user.logged_in", at, true)
+                        .actor("u-1", "user", Some("a \"quoted\", name"))
+                        .target("t-1", "project", None)
+                        .build()
+                        .expect("event");
+                    (org, e)
+                })
+                .collect();
+            for chunk in events.chunks(37) {
+                store.append_batch(chunk.iter().map(|(o, e)| (*o, e))).expect("append");
+            }
+            let want_rows = events.iter().filter(|(o, _)| *o == "org-a").count() as u64;
+            let (one, one_total, one_counted) = formatted(&store, "org-a", 1);
+            prop_assert_eq!((one_total, one_counted), (want_rows, want_rows));
+            prop_assert_eq!(one.iter().filter(|&&b| b == b'\n').count() as u64, want_rows);
+            let (many, total, counted) = formatted(&store, "org-a", threads);
+            prop_assert_eq!((total, counted), (want_rows, want_rows));
+            prop_assert!(many == one, "{} threads wrote other bytes", threads);
+        }
+    }
+}
