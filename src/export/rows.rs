@@ -180,9 +180,60 @@ fn take_buffer(spare: &Mutex<Vec<Vec<u8>>>) -> Vec<u8> {
         .unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)))
 }
 
+/// Rows formatted into a buffer that is passed on every [`CHUNK`] bytes.
+struct Chunker {
+    row: RowFormatter,
+    buf: Vec<u8>,
+    /// Rows in `buf`.
+    rows: u64,
+}
+
+impl Chunker {
+    fn new(buf: Vec<u8>) -> Chunker {
+        Chunker {
+            row: RowFormatter::default(),
+            buf,
+            rows: 0,
+        }
+    }
+
+    /// Format every row of `scan` onto the buffer, calling `full` with it
+    /// and its row count whenever it reaches [`CHUNK`] bytes (`full` leaves
+    /// an empty buffer behind). Stops at the first error, the scan's or
+    /// `full`'s.
+    fn format<E: From<ExportError>>(
+        &mut self,
+        scan: &mut Scan,
+        mut full: impl FnMut(&mut Vec<u8>, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while let Some(r) = scan.next_with(|v| self.row.push(&mut self.buf, v)) {
+            r.map_err(ExportError::from)
+                .and_then(|pushed| pushed.map_err(ExportError::from))?;
+            self.rows += 1;
+            if self.buf.len() >= CHUNK {
+                full(&mut self.buf, self.rows)?;
+                self.rows = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a formatter stops a slice early.
+enum Stop {
+    Failed(ExportError),
+    /// The calling thread gave up (its receiver is gone).
+    Abandoned,
+}
+
+impl From<ExportError> for Stop {
+    fn from(e: ExportError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
 /// A formatter thread: format the slices handed out until there are none.
 fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
-    let mut row = RowFormatter::default();
     loop {
         let task = match queue.lock() {
             Ok(q) => q.recv(),
@@ -191,30 +242,19 @@ fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
         let Ok((mut scan, tx)) = task else {
             return; // no more slices
         };
-        let mut buf = take_buffer(spare);
-        let mut rows = 0;
-        let failure = loop {
-            match scan.next_with(|v| row.push(&mut buf, v)) {
-                None => break None,
-                Some(Ok(Ok(()))) => rows += 1,
-                Some(Ok(Err(e))) => break Some(ExportError::from(e)),
-                Some(Err(e)) => break Some(ExportError::from(e)),
-            }
-            if buf.len() >= CHUNK {
-                let full = std::mem::replace(&mut buf, take_buffer(spare));
-                if tx.send(Message::Rows(full, rows)).is_err() {
-                    return; // the calling thread gave up
-                }
-                rows = 0;
-            }
+        let mut chunker = Chunker::new(take_buffer(spare));
+        let outcome = chunker.format(&mut scan, |buf, rows| {
+            let full = std::mem::replace(buf, take_buffer(spare));
+            tx.send(Message::Rows(full, rows)).map_err(|_| Stop::Abandoned)
+        });
+        let last = match outcome {
+            Ok(()) => Message::Done,
+            Err(Stop::Failed(e)) => Message::Failed(e),
+            Err(Stop::Abandoned) => return,
         };
-        if rows > 0 && tx.send(Message::Rows(buf, rows)).is_err() {
+        if chunker.rows > 0 && tx.send(Message::Rows(chunker.buf, chunker.rows)).is_err() {
             return;
         }
-        let last = match failure {
-            None => Message::Done,
-            Some(e) => Message::Failed(e),
-        };
         if tx.send(last).is_err() {
             return;
         }
@@ -226,24 +266,19 @@ fn format_here(
     scans: impl IntoIterator<Item = Scan>,
     mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
-    let mut row = RowFormatter::default();
-    let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
-    let (mut total, mut rows) = (0, 0);
+    let mut chunker = Chunker::new(Vec::with_capacity(CHUNK + (64 << 10)));
+    let mut total = 0;
     for mut scan in scans {
-        while let Some(r) = scan.next_with(|v| row.push(&mut buf, v)) {
-            r??;
-            rows += 1;
-            if buf.len() >= CHUNK {
-                emit(&buf, rows)?;
-                total += rows;
-                rows = 0;
-                buf.clear();
-            }
-        }
+        chunker.format(&mut scan, |buf, rows| {
+            emit(buf, rows)?;
+            total += rows;
+            buf.clear();
+            Ok::<(), ExportError>(())
+        })?;
     }
-    if rows > 0 {
-        emit(&buf, rows)?;
-        total += rows;
+    if chunker.rows > 0 {
+        emit(&chunker.buf, chunker.rows)?;
+        total += chunker.rows;
     }
     Ok(total)
 }
