@@ -146,8 +146,8 @@ impl PipedFile {
         })
     }
 
-    /// True when the file is written with direct I/O (so far: the helper
-    /// falls back to the page cache if the filesystem refuses a write).
+    /// True when the file was opened for direct I/O (its writes still go
+    /// through the page cache if the filesystem refuses one of them).
     pub fn is_direct(&self) -> bool {
         self.direct
     }
