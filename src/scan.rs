@@ -344,6 +344,9 @@ impl Scan {
         let mut samples = Vec::with_capacity(want + self.cursors.len());
         for c in &self.cursors {
             let n = c.len();
+            if n == 0 {
+                continue;
+            }
             let take = (n.saturating_mul(want) / total).clamp(1, n);
             samples.extend((0..take).map(|j| c.ts_ahead(j * n / take)));
         }
