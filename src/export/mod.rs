@@ -150,7 +150,8 @@ impl<'s> Exports<'s> {
     }
 
     /// Format long exports on up to `n` threads (default: the machine's
-    /// cores, at most 4; 1 formats on the calling thread). The files are
+    /// cores, at most 4; 1 formats on the calling thread; at most
+    /// [`rows::MAX_THREADS`]). The files are
     /// the same byte for byte whatever the number.
     pub fn with_threads(mut self, n: usize) -> Self {
         self.threads = n.max(1);

@@ -34,6 +34,8 @@ pub const SLICES_AHEAD: usize = 3;
 pub const PARALLEL_MIN_ROWS: usize = 2_048;
 /// At most this many slices, however long the export.
 const MAX_SLICES: usize = 1 << 16;
+/// At most this many formatter threads, whatever the caller asks for.
+pub const MAX_THREADS: usize = 64;
 
 /// The default number of formatter threads: the machine's cores, at most 4.
 pub fn default_threads() -> usize {
@@ -41,7 +43,7 @@ pub fn default_threads() -> usize {
 }
 
 /// Write every row of `scan` (no header) to `out`, formatted on up to
-/// `threads` threads; returns the row count. `out` is written from the
+/// `threads` threads (at most [`MAX_THREADS`]); returns the row count. `out` is written from the
 /// calling thread only, in scan order.
 pub fn write_rows<W: Write>(scan: Scan, threads: usize, out: &mut W) -> Result<u64, ExportError> {
     format_rows(scan, threads, PARALLEL_MIN_ROWS, |bytes, _| {
@@ -72,11 +74,12 @@ pub(crate) fn format_rows(
     parallel_min_rows: usize,
     emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
+    let threads = threads.min(MAX_THREADS);
     let entries = scan.index_entries();
     if threads <= 1 || entries < parallel_min_rows.max(2) {
         return format_here([scan], emit);
     }
-    let parts = (entries / SLICE_ROWS).clamp(threads * 2, MAX_SLICES);
+    let parts = (entries / SLICE_ROWS).max(threads * 2).min(MAX_SLICES);
     let slices = scan.split(parts);
     if slices.len() <= 1 {
         return format_here(slices, emit);
@@ -306,6 +309,30 @@ mod tests {
         })
         .expect("format");
         (out, total, counted)
+    }
+
+    /// Absurd thread counts are capped, not obeyed (nor a panic).
+    #[test]
+    fn huge_thread_counts_are_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_with(
+            dir.path(),
+            Options {
+                durability: Durability::Buffered,
+                ..Options::default()
+            },
+        )
+        .expect("open");
+        crate::sample::SampleGenerator::new(crate::sample::SampleConfig {
+            orgs: 1,
+            ..crate::sample::SampleConfig::default()
+        })
+        .append_to(&store, 3_000, 1_000)
+        .expect("append");
+        let (one, rows, _) = formatted(&store, "org-00", 1);
+        assert!(rows > 2_900);
+        let (many, _, _) = formatted(&store, "org-00", usize::MAX);
+        assert!(many == one);
     }
 
     proptest! {
