@@ -340,7 +340,7 @@ impl Scan {
         }
         // Timestamps sampled in proportion to each cursor's share; their
         // quantiles are the slice bounds.
-        let want = parts.saturating_mul(16);
+        let want = parts.saturating_mul(16).min(total);
         let mut samples = Vec::with_capacity(want + self.cursors.len());
         for c in &self.cursors {
             let n = c.len();
