@@ -43,8 +43,8 @@ pub fn default_threads() -> usize {
 }
 
 /// Write every row of `scan` (no header) to `out`, formatted on up to
-/// `threads` threads (at most [`MAX_THREADS`]); returns the row count. `out` is written from the
-/// calling thread only, in scan order.
+/// `threads` threads (at most [`MAX_THREADS`]); returns the row count.
+/// `out` is written from the calling thread only, in scan order.
 pub fn write_rows<W: Write>(scan: Scan, threads: usize, out: &mut W) -> Result<u64, ExportError> {
     format_rows(scan, threads, PARALLEL_MIN_ROWS, |bytes, _| {
         out.write_all(bytes)
