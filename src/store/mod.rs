@@ -1,0 +1,608 @@
+//! The store: open and recover, append with de-duplication and group
+//! commit, range scans, point reads, retention, verification and stats.
+//!
+//! Here: the public types, opening, and the read path (`scan` setup,
+//! `get`). `append.rs`: the write path (dedup, encoding, group commit,
+//! rolls, installing sealed segments). `open.rs`: what opening uses to
+//! recover (the active segment's walk, sealed indexes, the dedup set).
+//! `upkeep.rs`: retention, stats and verification.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use fs4::fs_std::FileExt as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{self, RecordView};
+use crate::error::{Error, IoContext, Result};
+use crate::event::Event;
+use crate::group_commit::GroupCommit;
+use crate::index::checkpoint;
+use crate::index::file::{self as idxfile};
+use crate::index::id::{self, fingerprint, FingerprintSet};
+use crate::index::time::{ActiveEntry, ActiveIndex};
+use crate::io::{Io, RealIo};
+use crate::log::frame;
+use crate::log::header::{self, SEGMENT_HEADER_LEN};
+use crate::log::recovery;
+use crate::log::segment::{self, ActiveFile, SealedSegment, SpaceAhead};
+use crate::org::{self, OrgSettings, Plan};
+use crate::scan::{Query, Scan};
+use crate::sealer::{self, Sealed, Sealer, Sealing};
+use crate::time::Timestamp;
+use crate::writeback::{Writeback, WRITEBACK_BYTES};
+
+mod append;
+mod open;
+mod upkeep;
+
+use open::*;
+
+const LOCK_FILE: &str = "LOCK";
+const META_FILE: &str = "meta.redb";
+const CHECKPOINT_FILE: &str = "dedup.fp";
+/// For sizing the active index before a recovery walk (an estimate).
+const TYPICAL_FRAME_BYTES: usize = 512;
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+/// How far ahead of the event being encoded `append_batch` loads events.
+const TOUCH_EVENTS_AHEAD: usize = 4;
+/// Bits of a log sequence number given to the offset within a segment.
+const LSN_OFFSET_BITS: u32 = 40;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// (Default.) `append` returns after the record is written and
+    /// `fdatasync`ed; concurrent appenders share one `fdatasync` (group
+    /// commit). Survives `kill -9` and power loss.
+    #[default]
+    Sync,
+    /// `append` returns after the record is handed to the OS with `write`;
+    /// it is fsynced when a segment rolls, on [`Store::flush`] and on close.
+    /// Survives `kill -9` of the process; a power loss or kernel crash can
+    /// lose what was appended since the last fsync.
+    Buffered,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// Roll to a new segment once the active one would exceed this many
+    /// bytes (4 KiB to 1 GiB; default 64 MiB).
+    pub segment_size: u64,
+    /// Source of "now" for retention and exports.
+    pub clock: Arc<dyn Clock>,
+    /// File operations of the write path (tests inject faults here).
+    pub io: Arc<dyn Io>,
+    /// Build and write a rolled segment's index on a background thread
+    /// (default), so appends do not wait for it; the segment is served from
+    /// memory meanwhile. A failure there is retried at the next roll and
+    /// reported by [`Store::verify`]; the segment's data is durable either
+    /// way, and an open indexes it. With `false` the append that rolls
+    /// builds the index itself and gets any error from doing so.
+    pub background_sealing: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            segment_size: 64 << 20,
+            clock: Arc::new(SystemClock),
+            io: Arc::new(RealIo),
+            background_sealing: true,
+        }
+    }
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored.
+    Appended,
+    /// Its id was already stored with the same content: not stored again.
+    Duplicate,
+    /// Its id was already stored with different content: not stored (the
+    /// first write wins).
+    Conflict,
+}
+
+/// Counts for a batch, and the outcome of each event in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub outcomes: Vec<AppendOutcome>,
+}
+
+impl BatchReport {
+    fn record(&mut self, o: AppendOutcome) {
+        match o {
+            AppendOutcome::Appended => self.appended += 1,
+            AppendOutcome::Duplicate => self.duplicates += 1,
+            AppendOutcome::Conflict => self.conflicts += 1,
+        }
+        self.outcomes.push(o);
+    }
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from the tail of the active segment (torn or corrupt).
+    pub truncated_bytes: u64,
+    /// Why the tail was cut, with file and offset.
+    pub truncation: Option<String>,
+    /// Sealed segments whose index was missing or damaged and rebuilt.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Damage found in sealed data (also reported by `verify`).
+    pub problems: Vec<Problem>,
+    /// Records read to recover the active segment.
+    pub records_scanned: u64,
+}
+
+/// A problem found in the files, with where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub message: String,
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub records: u64,
+    pub indexes: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// What `apply_retention` freed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    pub segments_deleted: u64,
+    pub events_deleted: u64,
+    pub bytes_freed: u64,
+    pub files: Vec<PathBuf>,
+}
+
+/// Store-wide counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Events on disk (not clamped by retention).
+    pub events: u64,
+    /// Organizations with at least one event on disk.
+    pub organizations: u64,
+    pub segments: u64,
+    /// Bytes of every store file (segments, indexes, metadata).
+    pub bytes: u64,
+    pub oldest: Option<Timestamp>,
+    pub newest: Option<Timestamp>,
+    /// Heap bytes of the de-duplication and active indexes.
+    pub index_memory_bytes: u64,
+}
+
+struct Writer {
+    active: ActiveFile,
+    index: ActiveIndex,
+    /// Dedup keys of the sealed segments (not of those still sealing).
+    fps: Arc<FingerprintSet>,
+    /// Rolled segments whose index is being built, oldest first; served
+    /// from their in-memory index meanwhile.
+    sealing: Vec<Arc<Sealing>>,
+    /// Of `sealing`, those the sealer has not reported on yet.
+    sealing_queued: usize,
+    /// Of `sealing`, those whose sealing failed: queued again at the next
+    /// roll (an open re-indexes them in any case).
+    seal_failed: Vec<(Arc<Sealing>, String)>,
+    buf: Vec<u8>,
+    poisoned: Option<String>,
+    /// `dedup.fp` on disk describes exactly `fps`.
+    checkpoint_current: bool,
+    /// LSN of the last background writeback requested.
+    writeback_requested: u64,
+    /// Frames of appended batches not yet written (sync mode), at
+    /// `active.len` onwards; indexed already, invisible until synced.
+    queued: Vec<u8>,
+    /// Every batch that queued frames got a ticket; the last one issued.
+    last_ticket: u64,
+    /// Every ticket up to this one has been written (or failed).
+    written_ticket: u64,
+}
+
+/// An open store. `Send + Sync`: share it (e.g. in an `Arc`) between
+/// appending and reading threads.
+pub struct Store {
+    dir: PathBuf,
+    options: Options,
+    _lock: File,
+    writer: Mutex<Writer>,
+    sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
+    group_commit: GroupCommit,
+    /// Every ticket up to this one is durable or failed.
+    resolved_ticket: AtomicU64,
+    /// (first ticket, last ticket, error) of each failed write.
+    failed_tickets: Mutex<Vec<(u64, u64, String)>>,
+    /// Everything at or below this LSN is fsynced.
+    synced_lsn: Arc<AtomicU64>,
+    /// Background syncs in buffered mode.
+    writeback: Option<Writeback>,
+    /// Builds the indexes of rolled segments.
+    sealer: Sealer,
+    /// Readers see the active segment up to this LSN.
+    visible_lsn: AtomicU64,
+    meta: redb::Database,
+    recovery: RecoveryReport,
+    orphan_indexes: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lsn(segment: u64, offset: u64) -> u64 {
+    (segment << LSN_OFFSET_BITS) | offset
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn retention_cutoff(now: Timestamp, days: u32) -> i64 {
+    now.as_nanos().saturating_sub(days as i64 * NANOS_PER_DAY)
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` with default options.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = auditstore::Store::open(dir.path())?;
+    /// assert_eq!(store.stats()?.events, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Open (or create) the store in `dir`, recovering from a crash if
+    /// needed: only the active segment is scanned; a torn or corrupt tail of
+    /// it is cut off.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        if !(4096..=1 << 30).contains(&options.segment_size) {
+            return Err(Error::InvalidArgument {
+                what: "segment size",
+                reason: format!("{} is outside 4 KiB..=1 GiB", options.segment_size),
+            });
+        }
+        std::fs::create_dir_all(&dir).ctx(|| format!("create store directory {}", dir.display()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("open lock file {}", lock_path.display()))?;
+        match lock_file.try_lock_exclusive() {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Locked { dir, lock: lock_path }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { dir, lock: lock_path })
+            }
+            Err(e) => return Err(Error::io(format!("lock {}", lock_path.display()), e)),
+        }
+        let meta = redb::Database::create(dir.join(META_FILE))?;
+
+        let mut logs = Vec::new();
+        let mut idxs = HashSet::new();
+        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                std::fs::remove_file(entry.path())
+                    .ctx(|| format!("remove leftover {}", entry.path().display()))?;
+                continue;
+            }
+            match segment::parse_name(name) {
+                Some((id, "log")) => logs.push(id),
+                Some((id, "idx")) => {
+                    idxs.insert(id);
+                }
+                _ => {}
+            }
+        }
+        logs.sort_unstable();
+        let mut recovery = RecoveryReport::default();
+        // A roll creates the next segment before sealing the current one; a
+        // crash (or failure) in between leaves an empty last segment after
+        // an unsealed one, which is the real active segment.
+        while logs.len() >= 2 {
+            let last = logs[logs.len() - 1];
+            let prev = logs[logs.len() - 2];
+            let last_path = segment::log_path(&dir, last);
+            if !segment::holds_no_records(&last_path)? || SealedSegment::open(&dir, prev).is_ok() {
+                break;
+            }
+            std::fs::remove_file(&last_path).ctx(|| format!("remove empty {}", last_path.display()))?;
+            idxs.remove(&last);
+            logs.pop();
+        }
+        let log_set: HashSet<u64> = logs.iter().copied().collect();
+        let mut orphan_indexes: Vec<PathBuf> = idxs
+            .iter()
+            .filter(|id| !log_set.contains(id))
+            .map(|id| segment::idx_path(&dir, *id))
+            .collect();
+        orphan_indexes.sort();
+        for p in &orphan_indexes {
+            recovery.problems.push(Problem {
+                file: p.clone(),
+                offset: 0,
+                message: "index without its segment: the segment file is missing".into(),
+            });
+        }
+
+        let mut sealed = Vec::new();
+        let last = logs.last().copied();
+        for &id in &logs {
+            if Some(id) == last {
+                break;
+            }
+            sealed.push(Arc::new(open_or_rebuild_sealed(
+                &*options.io,
+                &dir,
+                id,
+                &mut recovery,
+            )?));
+        }
+        let (active, index) = match last {
+            None => (
+                ActiveFile::create(options.io.clone(), &dir, 1, space_ahead(&options))?,
+                ActiveIndex::new(),
+            ),
+            Some(id) if idxs.contains(&id) && SealedSegment::open(&dir, id).is_ok() => {
+                // Crashed after sealing, before the next segment was created.
+                sealed.push(Arc::new(SealedSegment::open(&dir, id)?));
+                (
+                    ActiveFile::create(options.io.clone(), &dir, id + 1, space_ahead(&options))?,
+                    ActiveIndex::new(),
+                )
+            }
+            Some(id) => recover_active(options.io.clone(), &dir, id, space_ahead(&options), &mut recovery)?,
+        };
+        let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
+        let end = lsn(active.id, active.len);
+        let synced_lsn = Arc::new(AtomicU64::new(end));
+        let writeback = match options.durability {
+            Durability::Buffered => Some(
+                Writeback::start(options.io.clone(), synced_lsn.clone())
+                    .ctx(|| "start the writeback thread".to_string())?,
+            ),
+            Durability::Sync => None,
+        };
+        let sealer =
+            Sealer::start(dir.clone(), options.io.clone()).ctx(|| "start the sealer thread".to_string())?;
+        Ok(Store {
+            dir,
+            options,
+            _lock: lock_file,
+            writer: Mutex::new(Writer {
+                active,
+                index,
+                fps: Arc::new(fps),
+                sealing: Vec::new(),
+                sealing_queued: 0,
+                seal_failed: Vec::new(),
+                buf: Vec::with_capacity(1 << 20),
+                poisoned: None,
+                checkpoint_current,
+                writeback_requested: end,
+                queued: Vec::with_capacity(1 << 20),
+                last_ticket: 0,
+                written_ticket: 0,
+            }),
+            sealed: RwLock::new(Arc::new(sealed)),
+            group_commit: GroupCommit::default(),
+            resolved_ticket: AtomicU64::new(0),
+            failed_tickets: Mutex::new(Vec::new()),
+            synced_lsn,
+            writeback,
+            sealer,
+            visible_lsn: AtomicU64::new(end),
+            meta,
+            recovery,
+            orphan_indexes,
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The clock the store evaluates time-dependent rules with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.options.clock
+    }
+
+    /// What the last open found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub(crate) fn meta(&self) -> &redb::Database {
+        &self.meta
+    }
+
+    /// Settings of `org` (defaults if never set).
+    pub fn org_settings(&self, org: &str) -> Result<OrgSettings> {
+        org::get(&self.meta, org)
+    }
+
+    /// Create or update an organization's settings.
+    pub fn set_org(&self, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
+        org::set(&self.meta, org, plan, retention_days)
+    }
+
+    /// Every configured organization.
+    pub fn orgs(&self) -> Result<Vec<OrgSettings>> {
+        org::list(&self.meta)
+    }
+
+    fn sealed_snapshot(&self) -> Arc<Vec<Arc<SealedSegment>>> {
+        self.sealed.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn retention_from(&self, org: &str, as_of: Timestamp) -> Result<i64> {
+        let settings = self.org_settings(org)?;
+        Ok(retention_cutoff(as_of, settings.retention_days))
+    }
+
+    /// Events of `query.org` in `[from, to)`, clamped to the organization's
+    /// retention, ordered by `occurred_at` then `id`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use auditstore::{Query, Store, Timestamp};
+    /// let store = Store::open(dir.path())?;
+    /// let from = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z")?;
+    /// let to = Timestamp::parse_rfc3339("2026-06-02T00:00:00Z")?;
+    /// for event in store.scan(&Query::new("org-01", from, to).action("workflow.*"))? {
+    ///     println!("{}", event?.to_json());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scan(&self, query: &Query) -> Result<Scan> {
+        let as_of = query.as_of.unwrap_or_else(|| self.options.clock.now());
+        let from = query.from.as_nanos().max(self.retention_from(&query.org, as_of)?);
+        let to = query.to.as_nanos();
+        let mut scan = Scan::new(query);
+        if from >= to || !scan.wants_more() {
+            return Ok(scan);
+        }
+        let (sealed, sealing, active_entries, active_file, active_path) = {
+            let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
+            let visible = self.visible_lsn.load(Ordering::Acquire);
+            let visible_end = if visible >> LSN_OFFSET_BITS == w.active.id {
+                visible & ((1 << LSN_OFFSET_BITS) - 1)
+            } else {
+                SEGMENT_HEADER_LEN as u64
+            };
+            let entries = w.index.range(&query.org, from, to, visible_end);
+            let sealing: Vec<_> = w
+                .sealing
+                .iter()
+                .map(|s| {
+                    (
+                        s.file.clone(),
+                        s.path.clone(),
+                        s.index.range_shared(&query.org, from, to),
+                    )
+                })
+                .collect();
+            (
+                self.sealed_snapshot(),
+                sealing,
+                entries,
+                w.active.file.clone(),
+                w.active.path.clone(),
+            )
+        };
+        for seg in sealed.iter() {
+            let Some(org) = seg.org(&query.org) else { continue };
+            if org.max_ts < from || org.min_ts >= to {
+                continue;
+            }
+            let lo = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, from);
+            let hi = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, to);
+            scan.push_sealed(seg.clone(), lo, hi);
+        }
+        for (file, path, entries) in sealing {
+            scan.push_in_memory(file, path, entries);
+        }
+        scan.push_in_memory(active_file, active_path, active_entries);
+        Ok(scan)
+    }
+
+    /// The event with this id, unless it is past its organization's
+    /// retention as of the store's clock.
+    pub fn get(&self, id: uuid::Uuid) -> Result<Option<Event>> {
+        self.get_as_of(id, self.options.clock.now())
+    }
+
+    /// [`Store::get`] with retention evaluated at `as_of`.
+    pub fn get_as_of(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<Event>> {
+        let id = *id.as_bytes();
+        let found: Option<(String, Event)> = {
+            let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
+            let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
+            let in_memory = match w.index.offset_of(&id).filter(|off| visible(*off)) {
+                Some(off) => Some((&w.active.file, &w.active.path, off)),
+                None => w
+                    .sealing
+                    .iter()
+                    .find_map(|s| s.index.offset_of(&id).map(|off| (&s.file, &s.path, off))),
+            };
+            if let Some((file, path, off)) = in_memory {
+                let mut buf = Vec::new();
+                let v = segment::read_record_at(file, path, off as u64, &mut buf)?;
+                Some((v.org.to_owned(), v.to_event()))
+            } else if w.fps.contains(fingerprint(&id)) {
+                drop(w);
+                let mut hit = None;
+                for seg in self.sealed_snapshot().iter() {
+                    if let Some(off) = seg.find_id(&id)? {
+                        let v = seg.record(off)?;
+                        hit = Some((v.org.to_owned(), v.to_event()));
+                        break;
+                    }
+                }
+                hit
+            } else {
+                None
+            }
+        };
+        let Some((org, event)) = found else {
+            return Ok(None);
+        };
+        let cutoff = self.retention_from(&org, as_of)?;
+        Ok((event.occurred_at().as_nanos() >= cutoff).then_some(event))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let mut w = lock(&self.writer);
+        self.settle_sealing(&mut w);
+        if w.poisoned.is_none() {
+            // Nothing is queued once every append has returned; written
+            // anyway rather than dropped, should that ever change.
+            let _ = self.write_queued(&mut w);
+            let _ = w.active.trim();
+            let _ = w.active.sync();
+            if !w.checkpoint_current {
+                // Best effort: a missing checkpoint only makes the next open
+                // rebuild the set from the indexes.
+                let segments: Vec<u64> = self.sealed_snapshot().iter().map(|s| s.id).collect();
+                let bytes = checkpoint::encode(&segments, &w.fps);
+                let _ =
+                    segment::write_atomically_via(&*self.options.io, &self.dir.join(CHECKPOINT_FILE), &bytes);
+            }
+        }
+    }
+}

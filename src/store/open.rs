@@ -1,0 +1,168 @@
+//! Opening: the recovery of the active segment, sealed segments' indexes
+//! and the de-duplication set.
+
+use super::*;
+
+/// The fingerprint set of the sealed segments: from the checkpoint where it
+/// is valid and covers only existing segments, plus the segments it does
+/// not cover. Returns whether the checkpoint describes the result exactly.
+pub(super) fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintSet, bool) {
+    let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
+    let checkpoint = read_checkpoint(dir).filter(|(segs, _)| segs.iter().all(|s| ids.contains(s)));
+    match checkpoint {
+        Some((covered, mut set)) => {
+            let covered: HashSet<u64> = covered.into_iter().collect();
+            let rest: Vec<Vec<u64>> = sealed
+                .iter()
+                .filter(|s| !covered.contains(&s.id))
+                .map(|s| id::keys_of(s.fingerprints()))
+                .collect();
+            let exact = rest.is_empty();
+            if !exact {
+                set.merge_keys(id::merge_runs(rest).into_iter());
+            }
+            (set, exact)
+        }
+        None => (
+            FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
+            sealed.is_empty(),
+        ),
+    }
+}
+
+/// The checkpoint, mapped and verified, if there is a valid one.
+pub(super) fn read_checkpoint(dir: &Path) -> Option<(Vec<u64>, FingerprintSet)> {
+    let map = segment::map(&dir.join(CHECKPOINT_FILE)).ok()?;
+    checkpoint::decode(Arc::new(map)).ok()
+}
+
+/// Walk a segment's frames and collect what its index is built from:
+/// organization names, one entry per valid record, and where the walk
+/// stopped.
+pub(super) fn index_log(log: &[u8]) -> (Vec<String>, Vec<idxfile::BuildEntry>, recovery::Walk) {
+    let mut orgs: Vec<String> = Vec::new();
+    let mut org_no: HashMap<String, u32> = HashMap::new();
+    let mut entries = Vec::new();
+    let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| {
+        let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
+            orgs.push(v.org.to_owned());
+            (orgs.len() - 1) as u32
+        });
+        entries.push(idxfile::BuildEntry {
+            org: n,
+            occurred_at: v.occurred_at.as_nanos(),
+            id: v.id,
+            offset: off as u32,
+        });
+    });
+    (orgs, entries, walk)
+}
+
+/// Where retention moves a file before unlinking it (`x.log` -> `x.log.deleted`).
+pub(super) fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".deleted");
+    PathBuf::from(name)
+}
+
+/// Open a sealed segment; if its index is missing or damaged, rebuild it
+/// from the log (persisting it only when the log is intact).
+pub(super) fn open_or_rebuild_sealed(
+    io: &dyn Io,
+    dir: &Path,
+    id: u64,
+    recovery: &mut RecoveryReport,
+) -> Result<SealedSegment> {
+    match SealedSegment::open(dir, id) {
+        Ok(s) => return Ok(s),
+        Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
+        Err(_) => {}
+    }
+    let log_path = segment::log_path(dir, id);
+    let log = std::fs::read(&log_path).ctx(|| format!("read {}", log_path.display()))?;
+    segment::check_header(&log, id, &log_path)?;
+    let (orgs, mut entries, walk) = index_log(&log);
+    if let Some(stop) = walk.stop {
+        // Never cut sealed data: refuse, naming the place, and let the
+        // operator decide (the error is also what `verify` would print).
+        return Err(Error::corrupt(
+            &log_path,
+            stop.offset,
+            format!("sealed segment without a valid index: {}", stop.reason),
+        ));
+    }
+    let bytes = idxfile::build(id, log.len() as u64, &orgs, &mut entries);
+    let idx_path = segment::idx_path(dir, id);
+    segment::write_atomically_via(io, &idx_path, &bytes)?;
+    recovery.rebuilt_indexes.push(idx_path);
+    SealedSegment::open(dir, id)
+}
+
+/// How the active segment claims space: a whole segment allocated on its
+/// first append; zeros written ahead of small appends only when each is
+/// synced (buffered appends would pay for them and gain nothing).
+pub(super) fn space_ahead(options: &Options) -> SpaceAhead {
+    SpaceAhead {
+        allocate_to: options.segment_size,
+        zero_ahead: options.durability == Durability::Sync,
+    }
+}
+
+/// Recover the active segment: find its valid prefix, cut the rest, rebuild
+/// its in-memory index.
+pub(super) fn recover_active(
+    io: Arc<dyn Io>,
+    dir: &Path,
+    id: u64,
+    ahead: SpaceAhead,
+    recovery: &mut RecoveryReport,
+) -> Result<(ActiveFile, ActiveIndex)> {
+    let path = segment::log_path(dir, id);
+    let bytes = segment::map_for_recovery(&path)?;
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        // Torn while being created: nothing in it was ever acknowledged.
+        std::fs::remove_file(&path).ctx(|| format!("remove torn {}", path.display()))?;
+        recovery.truncated_bytes += bytes.len() as u64;
+        recovery.truncation = Some(format!(
+            "{}: segment created but its header was torn",
+            path.display()
+        ));
+        return Ok((ActiveFile::create(io, dir, id, ahead)?, ActiveIndex::new()));
+    }
+    segment::check_header(&bytes, id, &path)?;
+    let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
+    let mut n = 0u64;
+    let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {
+        n += 1;
+        index.insert(
+            v.org,
+            ActiveEntry {
+                occurred_at: v.occurred_at.as_nanos(),
+                id: v.id,
+                offset: off as u32,
+            },
+        );
+    });
+    recovery.records_scanned = n;
+    // Zeros after the last record are space allocated ahead (or never
+    // written), not a torn write: only bytes up to the last non-zero one
+    // count as cut.
+    let valid_end = walk.valid_end as usize;
+    let written_end = bytes
+        .get(valid_end..)
+        .and_then(|tail| tail.iter().rposition(|b| *b != 0))
+        .map_or(valid_end, |p| valid_end + p + 1);
+    drop(bytes);
+    let torn = (written_end - valid_end) as u64;
+    if let (Some(stop), true) = (&walk.stop, torn > 0) {
+        recovery.truncated_bytes = torn;
+        recovery.truncation = Some(format!(
+            "{}: cut {} bytes at offset {}: {}",
+            path.display(),
+            recovery.truncated_bytes,
+            stop.offset,
+            stop.reason
+        ));
+    }
+    Ok((ActiveFile::reopen(io, path, id, walk.valid_end, ahead)?, index))
+}

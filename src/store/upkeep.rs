@@ -1,0 +1,264 @@
+//! Upkeep: retention, stats and verification.
+
+use super::*;
+
+impl Store {
+    /// Delete every sealed segment all of whose events are past the
+    /// retention of their organizations, as of the store's clock.
+    ///
+    /// Files are renamed aside, the directory fsynced, then unlinked; a
+    /// reader still holding a segment keeps its mapping (unlinking never
+    /// shrinks a mapped file).
+    pub fn apply_retention(&self) -> Result<RetentionReport> {
+        let now = self.options.clock.now();
+        let mut report = RetentionReport::default();
+        let mut w = lock(&self.writer);
+        // Only sealed segments are candidates; let the ones sealing finish.
+        self.settle_sealing(&mut w);
+        let sealed = self.sealed_snapshot();
+        let mut keep = Vec::with_capacity(sealed.len());
+        let mut doomed = Vec::new();
+        let mut cutoffs: HashMap<String, i64> = HashMap::new();
+        for seg in sealed.iter() {
+            let mut expired = true;
+            for o in &seg.layout.orgs {
+                let cutoff = match cutoffs.get(&o.name) {
+                    Some(c) => *c,
+                    None => {
+                        let c = self.retention_from(&o.name, now)?;
+                        cutoffs.insert(o.name.clone(), c);
+                        c
+                    }
+                };
+                if o.max_ts >= cutoff {
+                    expired = false;
+                    break;
+                }
+            }
+            if expired {
+                doomed.push(seg.clone());
+            } else {
+                keep.push(seg.clone());
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(report);
+        }
+        // Index first: a crash between the two renames leaves a log without
+        // an index, which the next open re-indexes (and a later run deletes).
+        for seg in &doomed {
+            for path in [&seg.idx_path, &seg.log_path] {
+                let aside = aside_path(path);
+                self.options
+                    .io
+                    .rename(path, &aside)
+                    .ctx(|| format!("rename {} aside", path.display()))?;
+            }
+        }
+        segment::sync_dir_via(&*self.options.io, &self.dir)?;
+        for seg in &doomed {
+            for path in [&seg.idx_path, &seg.log_path] {
+                let aside = aside_path(path);
+                std::fs::remove_file(&aside).ctx(|| format!("remove {}", aside.display()))?;
+                report.files.push(path.clone());
+            }
+            report.segments_deleted += 1;
+            report.events_deleted += seg.layout.event_count;
+            report.bytes_freed += seg.disk_bytes();
+        }
+        segment::sync_dir_via(&*self.options.io, &self.dir)?;
+        w.fps = Arc::new(FingerprintSet::from_runs(
+            keep.iter().map(|s| s.fingerprints()).collect(),
+        ));
+        w.checkpoint_current = false;
+        *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
+        Ok(report)
+    }
+
+    /// Counts over the whole store.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut w = lock(&self.writer);
+        self.install_sealed(&mut w);
+        let sealed = self.sealed_snapshot();
+        let mut orgs: HashSet<&str> = HashSet::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut stats = Stats {
+            segments: (sealed.len() + w.sealing.len()) as u64 + 1,
+            index_memory_bytes: (w.fps.memory_bytes() + w.index.memory_bytes()) as u64,
+            ..Default::default()
+        };
+        let mut sealing_orgs: Vec<String> = Vec::new();
+        for s in &w.sealing {
+            let index = &s.index;
+            stats.events += index.len() as u64;
+            stats.bytes += s.len;
+            stats.index_memory_bytes += index.memory_bytes() as u64;
+            sealing_orgs.extend(index.org_names().map(str::to_owned));
+            if let Some((a, b)) = index.time_bounds() {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        }
+        for seg in sealed.iter() {
+            stats.events += seg.layout.event_count;
+            stats.bytes += seg.disk_bytes();
+            for o in &seg.layout.orgs {
+                orgs.insert(&o.name);
+            }
+            if seg.layout.event_count > 0 {
+                lo = lo.min(seg.layout.min_ts);
+                hi = hi.max(seg.layout.max_ts);
+            }
+        }
+        stats.events += w.index.len() as u64;
+        stats.bytes += w.active.len;
+        if let Some((a, b)) = w.index.time_bounds() {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+        orgs.extend(sealing_orgs.iter().map(String::as_str));
+        let mut count = orgs.len() as u64;
+        for o in w.index.org_names() {
+            if !orgs.contains(o) {
+                count += 1;
+            }
+        }
+        stats.organizations = count;
+        if lo <= hi {
+            stats.oldest = Some(Timestamp::from_nanos(lo));
+            stats.newest = Some(Timestamp::from_nanos(hi));
+        }
+        stats.bytes += std::fs::metadata(self.dir.join(META_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Ok(stats)
+    }
+
+    /// Check every record's checksum and every index against the log.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        report.problems.extend(self.recovery.problems.iter().cloned());
+        for p in &self.orphan_indexes {
+            if !report.problems.iter().any(|q| &q.file == p) {
+                report.problems.push(Problem {
+                    file: p.clone(),
+                    offset: 0,
+                    message: "index without its segment: the segment file is missing".into(),
+                });
+            }
+        }
+        let unsealed: Vec<(PathBuf, u64, String)> = {
+            let mut w = lock(&self.writer);
+            self.settle_sealing(&mut w);
+            w.seal_failed
+                .iter()
+                .map(|(s, e)| (s.path.clone(), s.len, e.clone()))
+                .collect()
+        };
+        for (path, len, e) in unsealed {
+            report.segments += 1;
+            report.bytes += len;
+            report.problems.push(Problem {
+                file: path,
+                offset: 0,
+                message: format!(
+                    "rolled segment without an index: writing it failed ({e}); the next open builds it"
+                ),
+            });
+        }
+        let sealed = self.sealed_snapshot();
+        for seg in sealed.iter() {
+            report.segments += 1;
+            report.indexes += 1;
+            report.bytes += seg.disk_bytes();
+            let log = seg.log_bytes();
+            let (orgs, mut entries, walk) = index_log(log);
+            report.records += entries.len() as u64;
+            if let Some(stop) = walk.stop {
+                report.problems.push(Problem {
+                    file: seg.log_path.clone(),
+                    offset: stop.offset,
+                    message: format!("sealed segment: {}", stop.reason),
+                });
+                continue;
+            }
+            let expected = idxfile::build(seg.id, log.len() as u64, &orgs, &mut entries);
+            let actual = seg.idx_bytes();
+            if expected.as_slice() != actual {
+                let at = expected
+                    .iter()
+                    .zip(actual.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(expected.len().min(actual.len()));
+                report.problems.push(Problem {
+                    file: seg.idx_path.clone(),
+                    offset: at as u64,
+                    message: "index does not match its segment".into(),
+                });
+            }
+        }
+        // The de-duplication checkpoint, if any, must match the indexes it
+        // claims to cover (a wrong one would let duplicates in).
+        let cp_path = self.dir.join(CHECKPOINT_FILE);
+        if let Ok(bytes) = std::fs::read(&cp_path) {
+            report.indexes += 1;
+            match checkpoint::decode(Arc::new(bytes)) {
+                Err(e) => report.problems.push(Problem {
+                    file: cp_path,
+                    offset: 0,
+                    message: format!("de-duplication checkpoint unreadable ({e}); it will be rebuilt"),
+                }),
+                Ok((covered, fps)) => {
+                    let by_id: HashMap<u64, &Arc<SealedSegment>> = sealed.iter().map(|s| (s.id, s)).collect();
+                    if covered.iter().all(|id| by_id.contains_key(id)) {
+                        let runs = covered
+                            .iter()
+                            .filter_map(|id| by_id.get(id))
+                            .map(|s| s.fingerprints())
+                            .collect();
+                        if FingerprintSet::from_runs(runs).keys() != fps.keys() {
+                            report.problems.push(Problem {
+                                file: cp_path,
+                                offset: 0,
+                                message: "de-duplication checkpoint does not match the indexes it covers"
+                                    .into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // The active segment, up to what has been written.
+        let (path, len, file) = {
+            let w = lock(&self.writer);
+            (w.active.path.clone(), w.active.len, w.active.file.clone())
+        };
+        report.segments += 1;
+        report.bytes += len;
+        let mut bytes = vec![0u8; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut bytes, 0)
+            .ctx(|| format!("read {}", path.display()))?;
+        let id = segment::parse_name(path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+            .map(|(id, _)| id)
+            .unwrap_or(0);
+        if let Err(e) = header::check(&bytes, id) {
+            report.problems.push(Problem {
+                file: path.clone(),
+                offset: 0,
+                message: e.to_string(),
+            });
+        } else {
+            let mut n = 0u64;
+            let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |_, _| n += 1);
+            report.records += n;
+            if let Some(stop) = walk.stop {
+                report.problems.push(Problem {
+                    file: path,
+                    offset: stop.offset,
+                    message: format!("active segment: {}", stop.reason),
+                });
+            }
+        }
+        Ok(report)
+    }
+}
