@@ -220,6 +220,12 @@ impl Drop for PipedFile {
     }
 }
 
+/// The errors with which a filesystem turns down a direct write it cannot
+/// do (alignment, or no direct I/O at all): nothing was written.
+fn refuses_direct_io(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP))
+}
+
 #[cfg(target_os = "linux")]
 fn open_direct(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -257,7 +263,7 @@ fn write_chunks(
                 }
                 // The filesystem refuses these alignments after all (it
                 // wrote nothing): go on through the page cache.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => target.direct = None,
+                Err(e) if refuses_direct_io(&e) => target.direct = None,
                 Err(e) => return Err(e),
             }
         }
