@@ -113,10 +113,7 @@ pub(crate) fn format_rows(
             .filter(|&p| p)
             .count();
         match result {
-            Ok(_) if panicked > 0 => Err(error::io(
-                "format the CSV rows",
-                std::io::Error::other("a formatter thread panicked"),
-            )),
+            Ok(_) if panicked > 0 => Err(formatting_stopped("a formatter thread panicked")),
             other => other,
         }
     })
@@ -132,17 +129,20 @@ fn pass_on(
     mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let mut handed_out: VecDeque<Receiver<Message>> = VecDeque::with_capacity(ahead);
-    let mut hand_out = |handed_out: &mut VecDeque<Receiver<Message>>| {
+    let mut hand_out = |handed_out: &mut VecDeque<Receiver<Message>>| -> Result<(), ExportError> {
         if let Some(slice) = slices.next() {
             let (tx, rx) = mpsc::channel();
-            // The formatters outlive this function: the send cannot fail.
-            if tasks.send((slice, tx)).is_ok() {
-                handed_out.push_back(rx);
-            }
+            // The queue outlives this function, so this cannot fail; if it
+            // did, skipping the slice would silently shorten the file.
+            tasks
+                .send((slice, tx))
+                .map_err(|_| formatting_stopped("the formatters' queue is closed"))?;
+            handed_out.push_back(rx);
         }
+        Ok(())
     };
     for _ in 0..ahead {
-        hand_out(&mut handed_out);
+        hand_out(&mut handed_out)?;
     }
     let mut rows = 0;
     while let Some(rx) = handed_out.pop_front() {
@@ -156,16 +156,20 @@ fn pass_on(
                 Ok(Message::Done) => break,
                 Ok(Message::Failed(e)) => return Err(e),
                 Err(_) => {
-                    return Err(error::io(
-                        "format the CSV rows",
-                        std::io::Error::other("a formatter thread stopped before the end of its slice"),
+                    return Err(formatting_stopped(
+                        "a formatter thread stopped before the end of its slice",
                     ))
                 }
             }
         }
-        hand_out(&mut handed_out);
+        hand_out(&mut handed_out)?;
     }
     Ok(rows)
+}
+
+/// Formatting broke down (not the scan, not the output): why.
+fn formatting_stopped(why: &str) -> ExportError {
+    error::io("format the CSV rows", std::io::Error::other(why.to_owned()))
 }
 
 fn give_back(spare: &Mutex<Vec<Vec<u8>>>, mut bytes: Vec<u8>) {
