@@ -102,8 +102,12 @@ impl RowFormatter {
 /// The header row (with its `\n`).
 pub fn header() -> Vec<u8> {
     let mut buf = Vec::new();
-    push_record(&mut buf, COLUMNS.iter().map(|c| c.as_bytes()));
+    push_header(&mut buf);
     buf
+}
+
+fn push_header(buf: &mut Vec<u8>) {
+    push_record(buf, COLUMNS.iter().map(|c| c.as_bytes()));
 }
 
 const FLUSH_AT: usize = 256 * 1024;
@@ -146,7 +150,7 @@ impl<W: Write> CsvSink<W> {
     /// Start a file: writes the header row.
     pub fn new(writer: W) -> Result<Self, CsvError> {
         let mut buf = Vec::with_capacity(FLUSH_AT + 64 * 1024);
-        push_record(&mut buf, COLUMNS.iter().map(|c| c.as_bytes()));
+        push_header(&mut buf);
         Ok(CsvSink {
             out: writer,
             buf,
