@@ -49,6 +49,39 @@ fn performance_allows_one_request_per_30_days() {
     assert_eq!(ex.list("perf").unwrap().len(), 2);
 }
 
+/// A plan moved down keeps the requests made under the old one: the
+/// refusal counts them as they are, not as the new limit.
+#[test]
+fn a_refusal_says_how_many_requests_count_not_the_limit() {
+    let env = Env::new("2026-08-01T00:00:00Z");
+    env.org("moved", Plan::Server, None);
+    let ex = Exports::new(env.store()).unwrap();
+    for _ in 0..5 {
+        ex.request("moved", "ann", Role::Admin, d("2026-07-01"), d("2026-07-02"))
+            .unwrap();
+    }
+    env.org("moved", Plan::Scale, None);
+    let err = ex
+        .request("moved", "ann", Role::Admin, d("2026-07-01"), d("2026-07-02"))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ExportError::RateLimited {
+                made: 5,
+                limit: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(message.contains("has made 5 export request(s)"), "{message}");
+    assert!(message.contains("allows 3"), "{message}");
+    // All five must age out below the limit of 3: the third oldest decides.
+    assert_eq!(err.next_allowed_at(), Some(t("2026-08-31T00:00:00Z")));
+}
+
 #[test]
 fn scale_allows_three_per_30_days_and_reports_when_one_ages_out() {
     let env = Env::new("2026-08-01T00:00:00Z");

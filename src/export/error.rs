@@ -33,10 +33,12 @@ pub enum ExportError {
     #[error("the end date {to} is in the future: the latest allowed end is today, {latest}")]
     RangeInFuture { to: Date, latest: Date },
     /// The plan's limit of requests per window is reached.
-    #[error("organization {org:?} has made {limit} export request(s) in the last {window_days} day(s), the limit of the {plan} plan; new requests can be made from {next_allowed_at}")]
+    #[error("organization {org:?} has made {made} export request(s) in the last {window_days} day(s), pending ones included; the {plan} plan allows {limit}; new requests can be made from {next_allowed_at}")]
     RateLimited {
         org: String,
         plan: Plan,
+        /// Requests that count now (in the window, pending ones included).
+        made: usize,
         limit: u32,
         window_days: u32,
         next_allowed_at: Timestamp,

@@ -226,12 +226,15 @@ impl<'s> Exports<'s> {
         let req = ExportRequest::new(org, user, from, to, policy::padded_window(from, to), now);
         let since = now.saturating_sub_days(rules.window_days);
         self.registry().insert_if(&req, since, |created| {
-            policy::check_rate(created, now, &rules).map_err(|next_allowed_at| ExportError::RateLimited {
-                org: org.to_owned(),
-                plan,
-                limit: rules.limit.unwrap_or(u32::MAX),
-                window_days: rules.window_days,
-                next_allowed_at,
+            policy::check_rate(created, now, &rules).map_err(|(next_allowed_at, made)| {
+                ExportError::RateLimited {
+                    org: org.to_owned(),
+                    plan,
+                    made,
+                    limit: rules.limit.unwrap_or(u32::MAX),
+                    window_days: rules.window_days,
+                    next_allowed_at,
+                }
             })
         })?;
         Ok(req)

@@ -396,7 +396,13 @@ pub fn padded_window(from: Date, to: Date) -> (Timestamp, Timestamp) {
 /// now` count; at the limit, the answer is `Err(next_allowed_at)`: the
 /// instant enough of them turn `window` old for the count to drop below the
 /// limit.
-pub fn check_rate(created: &[Timestamp], now: Timestamp, rules: &PlanPolicy) -> Result<(), Timestamp> {
+/// Whether one more request fits the plan's limit; if not, when the next
+/// one will, and how many requests count now (pending ones included).
+pub fn check_rate(
+    created: &[Timestamp],
+    now: Timestamp,
+    rules: &PlanPolicy,
+) -> Result<(), (Timestamp, usize)> {
     let Some(limit) = rules.limit else { return Ok(()) };
     let since = now.saturating_sub_days(rules.window_days);
     let mut counting: Vec<Timestamp> = created
@@ -411,7 +417,7 @@ pub fn check_rate(created: &[Timestamp], now: Timestamp, rules: &PlanPolicy) -> 
     counting.sort_unstable();
     // Dropping below the limit needs the oldest `len - limit + 1` to age out.
     let must_age = counting[counting.len() - limit];
-    Err(must_age.saturating_add_days(rules.window_days))
+    Err((must_age.saturating_add_days(rules.window_days), counting.len()))
 }
 
 #[cfg(test)]
