@@ -79,17 +79,29 @@ impl Timestamp {
     /// Admin-tool form: an RFC 3339 instant, or a `YYYY-MM-DD` date meaning
     /// 00:00:00Z of that day.
     pub fn parse_instant_or_date(s: &str) -> Result<Self, TimeError> {
-        let b = s.as_bytes();
-        if b.len() == 10 {
-            let result = parse_date(b).and_then(|(y, m, d)| {
-                let nanos = i128::from(days_from_civil(y, m, d)) * i128::from(NANOS_PER_DAY);
-                i64::try_from(nanos)
-                    .map(Timestamp)
-                    .map_err(|_| out_of_range_problem())
-            });
-            return result.map_err(|problem| time_error(&problem, s));
-        }
-        Self::parse_rfc3339(s)
+        instant_or_date_nanos(s.as_bytes())
+            .and_then(|nanos| i64::try_from(nanos).map_err(|_| out_of_range_problem()))
+            .map(Timestamp)
+            .map_err(|problem| time_error(&problem, s))
+    }
+
+    /// [`Timestamp::parse_instant_or_date`], with instants before
+    /// [`Timestamp::MIN`] or after [`Timestamp::MAX`] (years 0000-9999 are
+    /// written) taken as those bounds: for the ends of a range, where
+    /// "from year 1" or "to 9999-12-31" mean "everything".
+    pub fn parse_instant_or_date_saturating(s: &str) -> Result<Self, TimeError> {
+        instant_or_date_nanos(s.as_bytes())
+            .map(|nanos| Timestamp(nanos.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64))
+            .map_err(|problem| time_error(&problem, s))
+    }
+
+    /// The UTC calendar date `(year, month, day)` of an instant or date in
+    /// the admin-tool form, any year 0000-9999 (not only the representable
+    /// ones): request dates are checked against their own rules.
+    pub fn parse_utc_date(s: &str) -> Result<(i64, u32, u32), TimeError> {
+        instant_or_date_nanos(s.as_bytes())
+            .map(|nanos| civil_from_days(nanos.div_euclid(i128::from(NANOS_PER_DAY)) as i64))
+            .map_err(|problem| time_error(&problem, s))
     }
 
     /// Appends the UTC RFC 3339 form with a `Z` suffix and 0, 3, 6 or 9
@@ -270,6 +282,20 @@ fn parse_date(b: &[u8]) -> Result<(i64, u32, u32), String> {
 }
 
 fn parse_rfc3339_nanos(b: &[u8]) -> Result<i64, String> {
+    parse_rfc3339_wide(b).and_then(|nanos| i64::try_from(nanos).map_err(|_| out_of_range_problem()))
+}
+
+/// An RFC 3339 instant or a `YYYY-MM-DD` date, in nanoseconds since the epoch.
+fn instant_or_date_nanos(b: &[u8]) -> Result<i128, String> {
+    if b.len() == 10 {
+        let (y, m, d) = parse_date(b)?;
+        return Ok(i128::from(days_from_civil(y, m, d)) * i128::from(NANOS_PER_DAY));
+    }
+    parse_rfc3339_wide(b)
+}
+
+/// An RFC 3339 instant in nanoseconds since the epoch, years 0000-9999.
+fn parse_rfc3339_wide(b: &[u8]) -> Result<i128, String> {
     if b.is_empty() {
         return Err("empty timestamp".to_string());
     }
@@ -369,8 +395,7 @@ fn parse_rfc3339_nanos(b: &[u8]) -> Result<i64, String> {
     let secs = days_from_civil(year, month, day) * SECS_PER_DAY
         + i64::from(hour * 3600 + minute * 60 + second)
         - offset_secs;
-    let nanos = i128::from(secs) * i128::from(NANOS_PER_SEC) + i128::from(frac);
-    i64::try_from(nanos).map_err(|_| out_of_range_problem())
+    Ok(i128::from(secs) * i128::from(NANOS_PER_SEC) + i128::from(frac))
 }
 
 /// Decimal value of a short run of ASCII digits (the caller checked them).
@@ -494,6 +519,22 @@ mod tests {
             p("2026-01-01T01:00:00+23:59").to_rfc3339(),
             "2025-12-31T01:01:00Z"
         );
+    }
+
+    #[test]
+    fn saturating_parse_and_utc_dates_reach_any_written_year() {
+        let sat = |s: &str| Timestamp::parse_instant_or_date_saturating(s).unwrap();
+        assert_eq!(sat("0000-01-01"), Timestamp::MIN);
+        assert_eq!(sat("9999-12-31T23:59:59.999999999Z"), Timestamp::MAX);
+        assert_eq!(sat("2026-06-01"), p("2026-06-01T00:00:00Z"));
+        assert!(Timestamp::parse_instant_or_date_saturating("9999-13-01").is_err());
+        let date = |s: &str| Timestamp::parse_utc_date(s).unwrap();
+        assert_eq!(date("9999-12-31"), (9999, 12, 31));
+        assert_eq!(date("0000-02-29"), (0, 2, 29));
+        assert_eq!(date("9999-12-31T23:00:00-05:00"), (10000, 1, 1));
+        assert_eq!(date("0000-01-01T01:00:00+02:00"), (-1, 12, 31));
+        assert_eq!(date("2026-08-01T23:30:00-01:00"), (2026, 8, 2));
+        assert!(Timestamp::parse_utc_date("2026-02-30").is_err());
     }
 
     #[test]

@@ -253,6 +253,99 @@ fn query_output_matches_brute_force_in_every_format() {
     );
 }
 
+/// Commands that only read (and `retention apply`, which has nothing to
+/// delete) on a data directory that does not exist: an empty store, zero
+/// counts, and no directory created.
+#[test]
+fn read_only_commands_on_a_missing_directory_create_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("absent");
+    let stats = json(&run(&dir, &["--json", "stats"]));
+    for key in ["events", "organizations", "segments", "bytes"] {
+        assert_eq!(stats[key], 0, "{key}: {stats}");
+    }
+    let verify = run(&dir, &["--json", "verify"]);
+    assert_eq!(verify.status.code(), Some(0));
+    assert_eq!(json(&verify)["segments"], 0);
+    let query = run(
+        &dir,
+        &[
+            "--json",
+            "query",
+            "--org",
+            "o",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+        ],
+    );
+    assert_eq!((query.status.code(), query.stdout.len()), (Some(0), 0));
+    let get = run(&dir, &["--json", "get", &uuid::Uuid::new_v4().to_string()]);
+    assert_eq!(get.status.code(), Some(1));
+    assert_eq!(json(&get)["error"]["code"], "not_found");
+    assert_eq!(json(&run(&dir, &["--json", "org", "show", "o"]))["plan"], "free");
+    assert_eq!(
+        json(&run(&dir, &["--json", "export", "list", "--org", "o"])),
+        serde_json::json!([])
+    );
+    let retention = run(&dir, &["--json", "retention", "apply"]);
+    assert_eq!(retention.status.code(), Some(0));
+    assert_eq!(json(&retention)["segments_deleted"], 0);
+    assert!(!dir.exists(), "a read created {}", dir.display());
+    // The first write creates it.
+    assert_eq!(run(&dir, &["org", "set", "o"]).status.code(), Some(0));
+    assert!(dir.join("meta.redb").exists());
+}
+
+/// Range ends beyond the store's representable years (1677-2262) mean
+/// "everything" on that side, not a usage error; a malformed date still is.
+#[test]
+fn query_accepts_range_ends_in_any_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shared_data("sample-events.jsonl");
+    let ingest = run(dir.path(), &["--json", "ingest", data.to_str().unwrap()]);
+    assert_eq!(ingest.status.code(), Some(0), "{}", stderr(&ingest));
+    let org = "org-01";
+    let all = |from: &str, to: &str| {
+        let out = run(
+            dir.path(),
+            &[
+                "--json",
+                "--as-of",
+                "2026-09-01T00:00:00Z",
+                "query",
+                "--org",
+                org,
+                "--from",
+                from,
+                "--to",
+                to,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{from}..{to}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    let wide = all("0001-01-01", "9999-12-31T23:59:59Z");
+    assert!(wide > 0);
+    assert_eq!(wide, all("1970-01-01", "2100-01-01"));
+    assert_eq!(all("9000-01-01", "9999-12-31"), 0);
+    let bad = run(
+        dir.path(),
+        &[
+            "query",
+            "--org",
+            org,
+            "--from",
+            "0001-13-01",
+            "--to",
+            "9999-12-31",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("month 13"), "{}", stderr(&bad));
+}
+
 #[test]
 fn retention_clamps_query_and_get_as_of() {
     let dir = tempfile::tempdir().unwrap();

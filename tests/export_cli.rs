@@ -305,6 +305,16 @@ fn refusals_have_codes_and_exit_1() {
         .refused("range_in_future");
     tool.request(now, "perf", "2026-08-03", "2026-08-02")
         .refused("invalid_range");
+    // Dates past the store's representable years are range refusals too,
+    // not usage errors.
+    tool.request(now, "perf", "0000-01-01", "2026-08-02")
+        .refused("range_too_old");
+    let far = tool
+        .request(now, "perf", "2026-08-01", "9999-12-31")
+        .refused("range_in_future");
+    assert!(far["message"].as_str().unwrap().contains("9999-12-31"), "{far}");
+    tool.request(now, "perf", "2026-08-01", "9999-12-31T23:00:00-05:00")
+        .refused("range_in_future");
     assert_eq!(tool.request(now, "perf", "2025-08-10", "2026-08-10").code, 0);
     let limited = tool
         .request("2026-08-11T00:00:00Z", "perf", "2026-08-01", "2026-08-02")
@@ -396,6 +406,14 @@ fn full_export_and_human_readable_tables() {
     );
     assert_eq!(r.json()["rows"], 2);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), csv);
+    // `--out -` is stdout, not a file named "-".
+    let dash = tool.ok(
+        now,
+        &["export", "full", "--org", "srv", "--user", "ann", "--out", "-"],
+    );
+    assert_eq!(dash.stdout, csv);
+    assert!(!tool.dir.path().join("-").exists());
+    assert!(!std::env::current_dir().unwrap().join("-").exists());
     let refused = tool.run(
         now,
         &[

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use auditstore::{OrgSettings, Plan};
+use auditstore::{OrgSettings, Plan, RetentionReport, Stats, VerifyReport};
 use serde_json::{json, Value};
 
 use crate::ctx::{table, CliError, CliResult, Ctx};
@@ -46,7 +46,10 @@ pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
 
 pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
     let store = ctx.open_store(false)?;
-    let report = store.verify()?;
+    let report = match store.is_missing() {
+        true => VerifyReport::default(),
+        false => store.verify()?,
+    };
     let summary = format!(
         "checked {} segments, {} indexes, {} records, {} bytes",
         report.segments, report.indexes, report.records, report.bytes
@@ -92,8 +95,12 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
 }
 
 pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
-    let store = ctx.open_store(true)?;
-    let r = store.apply_retention()?;
+    // Nothing to delete in a missing directory, and nothing to create.
+    let store = ctx.open_store(false)?;
+    let r = match store.is_missing() {
+        true => RetentionReport::default(),
+        false => store.apply_retention()?,
+    };
     if ctx.json {
         ctx.print_json(&json!({
             "segments_deleted": r.segments_deleted,
@@ -115,7 +122,10 @@ pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
 
 pub fn stats(ctx: &Ctx) -> CliResult<ExitCode> {
     let store = ctx.open_store(false)?;
-    let s = store.stats()?;
+    let s = match store.is_missing() {
+        true => Stats::default(),
+        false => store.stats()?,
+    };
     let oldest = s.oldest.map(|t| t.to_rfc3339());
     let newest = s.newest.map(|t| t.to_rfc3339());
     if ctx.json {

@@ -64,6 +64,14 @@ pub struct OpenStore {
     _empty: Option<tempfile::TempDir>,
 }
 
+impl OpenStore {
+    /// Whether the data directory does not exist (the store is an empty
+    /// stand-in): nothing is stored, not even the files of an empty store.
+    pub fn is_missing(&self) -> bool {
+        self._empty.is_some()
+    }
+}
+
 impl std::ops::Deref for OpenStore {
     type Target = Store;
     fn deref(&self) -> &Store {
@@ -145,6 +153,13 @@ impl Ctx {
 /// Parse an instant or a `YYYY-MM-DD` date for clap.
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse_instant_or_date(s).map_err(|e| e.to_string())
+}
+
+/// Parse the end of a query range for clap: like [`parse_time`], but a
+/// time outside the store's representable years (1677-2262) is taken as
+/// the nearest representable instant (no event lies beyond it).
+pub fn parse_range_end(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_instant_or_date_saturating(s).map_err(|e| e.to_string())
 }
 
 /// Parse an organization name for clap.

@@ -44,9 +44,9 @@ pub enum ExportCommand {
     Download {
         /// The request id.
         id: String,
-        /// Output file (default: stdout).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        /// Output file (default, or `-`: stdout).
+        #[arg(long, value_parser = parse_out)]
+        out: Option<OutFile>,
     },
     /// Server plan, admins only: the complete retained log of ORG as CSV.
     Full {
@@ -56,10 +56,22 @@ pub enum ExportCommand {
         user: String,
         #[arg(long, default_value = "admin", value_parser = parse_role)]
         role: Role,
-        /// Output file (default: stdout).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        /// Output file (default, or `-`: stdout).
+        #[arg(long, value_parser = parse_out)]
+        out: Option<OutFile>,
     },
+}
+
+/// `--out FILE`; `-` means stdout, as for `ingest`'s input.
+#[derive(Clone)]
+pub struct OutFile(Option<PathBuf>);
+
+fn parse_out(s: &str) -> Result<OutFile, String> {
+    match s {
+        "" => Err("an empty path".to_string()),
+        "-" => Ok(OutFile(None)),
+        path => Ok(OutFile(Some(PathBuf::from(path)))),
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -72,11 +84,15 @@ fn parse_user(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A `YYYY-MM-DD` date (an RFC 3339 instant is taken as its UTC date).
+/// A `YYYY-MM-DD` date (an RFC 3339 instant is taken as its UTC date), any
+/// year 0000-9999: a date far out is the request's range error
+/// (`range_too_old`, `range_in_future`), not a usage error.
 fn parse_date(s: &str) -> Result<Date, String> {
-    Timestamp::parse_instant_or_date(s)
-        .map(Timestamp::date)
-        .map_err(|e| e.to_string())
+    let (year, month, day) = Timestamp::parse_utc_date(s).map_err(|e| e.to_string())?;
+    i32::try_from(year)
+        .ok()
+        .and_then(|y| Date::from_ymd_opt(y, month, day))
+        .ok_or_else(|| format!("{s:?}: no such date"))
 }
 
 /// The contract's error object for a refusal or failure.
@@ -206,6 +222,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExportCommand::Download { id, out } => {
+            let out = out.and_then(|o| o.0);
             let not_found = || CliError::new("not_found", format!("no export request {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
             let store = ctx.open_store(false)?;
@@ -246,6 +263,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExportCommand::Full { org, user, role, out } => {
+            let out = out.and_then(|o| o.0);
             let store = ctx.open_store(false)?;
             let exports = exports(ctx, &store)?;
             match out {

@@ -7,7 +7,7 @@ use auditstore::export::csv::CsvSink;
 use auditstore::{Query, Timestamp};
 use clap::{Args, ValueEnum};
 
-use crate::ctx::{parse_org, parse_time, table, CliError, CliResult, Ctx};
+use crate::ctx::{parse_org, parse_range_end, table, CliError, CliResult, Ctx};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Format {
@@ -21,10 +21,10 @@ pub struct QueryArgs {
     #[arg(long, value_parser = parse_org)]
     org: String,
     /// Inclusive start (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = parse_range_end)]
     from: Timestamp,
     /// Exclusive end (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = parse_range_end)]
     to: Timestamp,
     /// Exact action, or a prefix ending in `*`.
     #[arg(long)]
