@@ -50,6 +50,6 @@ pub use org::{OrgSettings, Plan};
 pub use scan::{Query, Scan};
 pub use store::{
     AppendOutcome, BatchReport, Durability, Options, Problem, RecoveryReport, RetentionReport, Stats, Store,
-    VerifyReport,
+    VerifyReport, QUARANTINE_DIR,
 };
 pub use time::Timestamp;

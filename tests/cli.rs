@@ -465,9 +465,7 @@ fn verify_reports_corruption_with_file_and_offset() {
         String::from_utf8_lossy(&ok.stdout)
     );
     assert!(json(&ok)["records"].as_u64().unwrap() > 1900);
-    // Flip a byte in the middle of the (active) segment: recovery may only
-    // cut the tail there, so check the sealed case through the library
-    // tests; here corrupt the tail frame and see recovery keep the rest.
+    // Corrupt the last frame: a torn tail, cut, the rest kept.
     let log: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -478,9 +476,47 @@ fn verify_reports_corruption_with_file_and_offset() {
     bytes[n - 3] ^= 0xff;
     std::fs::write(&log[0], &bytes).unwrap();
     let stats = json(&run(dir.path(), &["--json", "stats"]));
-    assert_eq!(stats["events"], model(&sample_events()).len() as u64 - 1);
+    let unique = model(&sample_events()).len() as u64;
+    assert_eq!(stats["events"], unique - 1);
     let ok = run(dir.path(), &["--json", "verify"]);
-    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "a torn tail is crash recovery, not damage"
+    );
+
+    // A byte flipped in the middle, with records after it: not a tail. Only
+    // that record is lost, and verify says where, now and on later runs.
+    let mut bytes = std::fs::read(&log[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&log[0], &bytes).unwrap();
+    for _ in 0..2 {
+        let bad = run(dir.path(), &["--json", "verify"]);
+        assert_eq!(bad.status.code(), Some(1));
+        let err = &json(&bad)["error"];
+        assert_eq!(err["code"], "corrupt");
+        let problem = &err["problems"][0];
+        assert_eq!(problem["file"], log[0].to_str().unwrap());
+        let offset = problem["offset"].as_u64().unwrap();
+        assert!(
+            offset <= middle as u64 && middle as u64 - offset < 4096,
+            "{problem}"
+        );
+    }
+    let stats = json(&run(dir.path(), &["--json", "stats"]));
+    assert_eq!(stats["events"], unique - 2);
+    // The last stored event went with the torn tail; the one before it is
+    // after the damage.
+    let mut seen = HashSet::new();
+    let appended: Vec<String> = sample_events()
+        .iter()
+        .map(|(_, e)| e.id().to_string())
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    let late_id = &appended[appended.len() - 2];
+    let get = run(dir.path(), &["--json", "--as-of", "2026-08-01", "get", late_id]);
+    assert_eq!(get.status.code(), Some(0), "records after the damage are kept");
 }
 
 #[test]

@@ -118,6 +118,85 @@ fn a_record_cut_in_half_at_the_tail_is_removed_whole() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
+/// A flipped byte inside the active segment with records after it is not a
+/// torn tail: only the damaged record is lost. The bytes from it on are cut
+/// but kept under quarantine/, the intact records after it are appended
+/// again, and `verify` reports the damage (file and offset) until the
+/// quarantine file is removed. Opening again appends nothing twice, also
+/// when a crash left the salvage unfinished.
+#[test]
+fn damage_inside_the_active_segment_loses_only_the_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = build(dir.path());
+    let unique = model(&events).len();
+    let active = files(dir.path(), "log").pop().unwrap();
+    let mut bytes = std::fs::read(&active).unwrap();
+    let flip = bytes.len() / 3;
+    bytes[flip] ^= 0x5a;
+    std::fs::write(&active, &bytes).unwrap();
+
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    let report = store.recovery_report().clone();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    let problem = &report.problems[0];
+    assert_eq!(problem.file, active);
+    assert!(
+        problem.offset <= flip as u64 && flip as u64 - problem.offset < 2048,
+        "{problem:?}"
+    );
+    assert_eq!(report.quarantined.len(), 1);
+    let kept = report.quarantined[0].clone();
+    assert!(kept.exists() && kept.starts_with(dir.path().join(auditstore::QUARANTINE_DIR)));
+    let cut = problem.offset as usize..(problem.offset + report.truncated_bytes) as usize;
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        bytes[cut],
+        "every cut byte is kept"
+    );
+    assert!(report.salvaged_records > 0);
+    assert_eq!(
+        count_readable(&store),
+        unique - 1,
+        "exactly the damaged record is gone"
+    );
+    let verify = store.verify().unwrap();
+    assert_eq!(verify.problems, vec![problem.clone()]);
+    drop(store);
+
+    // Again: nothing appended twice; the damage is still reported.
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(store.recovery_report().salvaged_records, 0);
+    assert!(store.recovery_report().problems.is_empty());
+    assert_eq!(count_readable(&store), unique - 1);
+    let again = store.verify().unwrap().problems;
+    assert_eq!(again.len(), 1);
+    assert_eq!((&again[0].file, again[0].offset), (&problem.file, problem.offset));
+    assert!(
+        again[0].message.contains("remove that file"),
+        "{}",
+        again[0].message
+    );
+    drop(store);
+
+    // A crash after the bytes were kept, before the salvage was done.
+    let pending = kept.with_extension("pending");
+    std::fs::rename(&kept, &pending).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(
+        store.recovery_report().salvaged_records,
+        0,
+        "all were stored already"
+    );
+    assert!(kept.exists() && !pending.exists());
+    assert_eq!(count_readable(&store), unique - 1);
+    drop(store);
+
+    std::fs::remove_file(&kept).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(store.verify().unwrap().problems.is_empty());
+    assert_eq!(count_readable(&store), unique - 1);
+}
+
 #[test]
 fn bit_flip_in_sealed_segment_is_reported_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,6 +246,15 @@ fn truncated_or_missing_index_is_rebuilt_from_an_intact_log() {
         vec![idx[0].clone(), idx[1].clone()]
     );
     assert_eq!(count_readable(&store), unique);
+    // The damaged index is reported by the open that rebuilt it (a missing
+    // one is what a crash leaves, and is not); after that all is well.
+    let problems = store.verify().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].file, idx[0]);
+    assert!(problems[0].message.contains("rebuilt"), "{}", problems[0].message);
+    drop(store);
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(store.recovery_report().rebuilt_indexes.is_empty());
     assert!(store.verify().unwrap().problems.is_empty());
 }
 

@@ -153,7 +153,12 @@ fn truncated_index_fixture_is_rebuilt() {
         vec![segment(dir.path(), 1, "idx")]
     );
     assert_eq!(count_readable(&store), unique());
-    assert!(store.verify().unwrap().problems.is_empty());
+    let problems = store.verify().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].file, segment(dir.path(), 1, "idx"));
+    drop(store);
+    let again = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(again.verify().unwrap().problems.is_empty(), "rebuilt for good");
 }
 
 #[test]

@@ -63,3 +63,90 @@ pub fn walk(buf: &[u8], start: usize, mut visit: impl FnMut(u64, &RecordView<'_>
         stop: None,
     }
 }
+
+/// Where the valid frames are in `buf[from..]`, where `from` is a damaged
+/// frame's offset: the frames a walk stopped before. Tries the damaged
+/// frame's own length first (a flipped bit in a body leaves it intact), then
+/// moves on byte by byte until a frame and its record decode again. The
+/// zeros after the last non-zero byte (space allocated ahead) are not
+/// searched.
+pub fn salvage(buf: &[u8], from: usize) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    let written_end = buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+    let decodes_at = |at: usize| -> Option<usize> {
+        let (body, len) = frame::decode(buf.get(at..)?).ok()?;
+        codec::decode(body).ok().map(|_| len)
+    };
+    let mut at = from;
+    if let Some(declared) = buf
+        .get(from..from + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
+        .filter(|len| (1..=frame::MAX_BODY_LEN).contains(len))
+    {
+        let next = from + frame::FRAME_HEADER_LEN + declared;
+        if decodes_at(next).is_some() {
+            at = next;
+        }
+    }
+    if at == from {
+        at += 1;
+    }
+    while at < written_end {
+        match decodes_at(at) {
+            Some(len) => {
+                found.push(at..at + len);
+                at += len;
+            }
+            None => at += 1,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn frames(n: usize) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+        let mut buf = vec![0u8; 16];
+        let mut at = Vec::new();
+        for i in 0..n {
+            let e = Event::from_json(&format!(
+                r#"{{"id":"00000000-0000-4000-8000-{i:012}","action":"a.b","actor":{{"id":"u","type":"user"}},
+                "target":{{"id":"t","type":"x"}},"occurred_at":"2026-06-01T00:00:0{i}Z","success":true}}"#
+            ))
+            .unwrap();
+            let start = frame::begin(&mut buf);
+            codec::encode("org", &e, &mut buf);
+            frame::seal_in_place(&mut buf, start);
+            at.push(start..buf.len());
+        }
+        (buf, at)
+    }
+
+    #[test]
+    fn salvage_finds_the_frames_after_a_damaged_body_or_length() {
+        let (clean, at) = frames(5);
+        // A flipped bit in the second record's body: its own length leads on.
+        let mut buf = clean.clone();
+        buf[at[1].start + 20] ^= 0x10;
+        let w = walk(&buf, 16, |_, _| {});
+        assert_eq!(w.valid_end as usize, at[1].start);
+        assert_eq!(salvage(&buf, at[1].start), at[2..].to_vec());
+        // A damaged length: found again byte by byte.
+        let mut buf = clean.clone();
+        buf[at[1].start + 2] = 0x7f;
+        assert_eq!(salvage(&buf, at[1].start), at[2..].to_vec());
+        // Zeros allocated ahead after the frames are not frames.
+        let mut buf = clean.clone();
+        buf[at[3].start + 9] ^= 1;
+        buf.extend(std::iter::repeat_n(0u8, 4096));
+        assert_eq!(salvage(&buf, at[3].start), vec![at[4].clone()]);
+        // A damaged last frame: nothing after it.
+        let mut buf = clean;
+        buf[at[4].start + 9] ^= 1;
+        assert!(salvage(&buf, at[4].start).is_empty());
+    }
+}

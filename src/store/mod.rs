@@ -44,6 +44,9 @@ use open::*;
 const LOCK_FILE: &str = "LOCK";
 const META_FILE: &str = "meta.redb";
 const CHECKPOINT_FILE: &str = "dedup.fp";
+/// Where bytes cut from the active segment are kept when valid records
+/// followed the damage (docs/format.md, recovery).
+pub const QUARANTINE_DIR: &str = "quarantine";
 /// For sizing the active index before a recovery walk (an estimate).
 const TYPICAL_FRAME_BYTES: usize = 512;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -144,6 +147,11 @@ pub struct RecoveryReport {
     pub problems: Vec<Problem>,
     /// Records read to recover the active segment.
     pub records_scanned: u64,
+    /// Files (under `quarantine/`) that this open saved the bytes cut from
+    /// the active segment to, because valid records followed the damage.
+    pub quarantined: Vec<PathBuf>,
+    /// Records found intact after such damage and appended again.
+    pub salvaged_records: u64,
 }
 
 /// A problem found in the files, with where.
@@ -395,7 +403,7 @@ impl Store {
         };
         let sealer =
             Sealer::start(dir.clone(), options.io.clone()).ctx(|| "start the sealer thread".to_string())?;
-        Ok(Store {
+        let mut store = Store {
             dir,
             options,
             _lock: lock_file,
@@ -425,7 +433,9 @@ impl Store {
             meta,
             recovery,
             orphan_indexes,
-        })
+        };
+        store.salvage_quarantined()?;
+        Ok(store)
     }
 
     /// The store's directory.

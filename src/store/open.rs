@@ -73,11 +73,16 @@ pub(super) fn open_or_rebuild_sealed(
     id: u64,
     recovery: &mut RecoveryReport,
 ) -> Result<SealedSegment> {
-    match SealedSegment::open(dir, id) {
+    // A missing index is what a crash between a roll and its seal leaves;
+    // a damaged one cannot come from a crash (indexes are written aside and
+    // renamed into place), so it is reported as well as rebuilt.
+    let damage = match SealedSegment::open(dir, id) {
         Ok(s) => return Ok(s),
         Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
-        Err(_) => {}
-    }
+        Err(_) if !segment::idx_path(dir, id).exists() => None,
+        Err(Error::Corrupt { offset, reason, .. }) => Some((offset, reason)),
+        Err(e) => Some((0, e.to_string())),
+    };
     let log_path = segment::log_path(dir, id);
     let log = std::fs::read(&log_path).ctx(|| format!("read {}", log_path.display()))?;
     segment::check_header(&log, id, &log_path)?;
@@ -94,6 +99,13 @@ pub(super) fn open_or_rebuild_sealed(
     let bytes = idxfile::build(id, log.len() as u64, &orgs, &mut entries);
     let idx_path = segment::idx_path(dir, id);
     segment::write_atomically_via(io, &idx_path, &bytes)?;
+    if let Some((offset, reason)) = damage {
+        recovery.problems.push(Problem {
+            file: idx_path.clone(),
+            offset,
+            message: format!("damaged index ({reason}): rebuilt from its segment, which is intact"),
+        });
+    }
     recovery.rebuilt_indexes.push(idx_path);
     SealedSegment::open(dir, id)
 }
@@ -152,8 +164,29 @@ pub(super) fn recover_active(
         .get(valid_end..)
         .and_then(|tail| tail.iter().rposition(|b| *b != 0))
         .map_or(valid_end, |p| valid_end + p + 1);
-    drop(bytes);
     let torn = (written_end - valid_end) as u64;
+    if let (Some(stop), true) = (&walk.stop, torn > 0) {
+        // Valid records after the damage: not a torn tail but damage inside
+        // acknowledged data. Keep every cut byte, and the open appends the
+        // valid records again (`Store::salvage_quarantined`).
+        let intact = recovery::salvage(&bytes[..written_end], valid_end).len();
+        if intact > 0 {
+            let kept = quarantine_path(dir, id, stop.offset, PENDING);
+            write_quarantine(&*io, dir, &kept, &bytes[valid_end..written_end])?;
+            recovery.problems.push(Problem {
+                file: path.clone(),
+                offset: stop.offset,
+                message: format!(
+                    "damaged record in the active segment ({}) with {intact} valid record(s) after it: \
+                     the {torn} bytes from it on were cut, kept in {}, and the valid records appended again",
+                    stop.reason,
+                    kept.with_extension(CUT).display()
+                ),
+            });
+            recovery.quarantined.push(kept.with_extension(CUT));
+        }
+    }
+    drop(bytes);
     if let (Some(stop), true) = (&walk.stop, torn > 0) {
         recovery.truncated_bytes = torn;
         recovery.truncation = Some(format!(
@@ -165,4 +198,81 @@ pub(super) fn recover_active(
         ));
     }
     Ok((ActiveFile::reopen(io, path, id, walk.valid_end, ahead)?, index))
+}
+
+/// Extension of a quarantine file whose valid records are still to be
+/// appended again, and of one whose records were.
+const PENDING: &str = "pending";
+const CUT: &str = "cut";
+
+/// `quarantine/<segment file>.<offset>.<state>`.
+fn quarantine_path(dir: &Path, id: u64, offset: u64, state: &str) -> PathBuf {
+    let log = segment::log_path(dir, id);
+    let name = log
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(QUARANTINE_DIR).join(format!("{name}.{offset}.{state}"))
+}
+
+/// The segment file and offset a quarantine file was cut from, by its name.
+pub(super) fn quarantined_from(dir: &Path, kept: &Path) -> Option<(PathBuf, u64)> {
+    let stem = kept.file_stem()?.to_str()?;
+    let (segment, offset) = stem.rsplit_once('.')?;
+    Some((dir.join(segment), offset.parse().ok()?))
+}
+
+/// Save `bytes` durably under `quarantine/` before they are cut.
+fn write_quarantine(io: &dyn Io, dir: &Path, kept: &Path, bytes: &[u8]) -> Result<()> {
+    let qdir = dir.join(QUARANTINE_DIR);
+    if !qdir.exists() {
+        std::fs::create_dir(&qdir).ctx(|| format!("create {}", qdir.display()))?;
+        segment::sync_dir_via(io, dir)?;
+    }
+    segment::write_atomically_via(io, kept, bytes)
+}
+
+/// Files under `quarantine/`, in name order.
+pub(super) fn quarantine_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(QUARANTINE_DIR))
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| matches!(p.extension().and_then(|e| e.to_str()), Some(PENDING | CUT)));
+    files.sort();
+    files
+}
+
+impl Store {
+    /// Append again the intact records of every quarantine file still
+    /// pending (this open's, or one a crash interrupted), then mark it done.
+    /// Records already stored come back as duplicates, so a repeat after a
+    /// crash adds nothing twice.
+    pub(super) fn salvage_quarantined(&mut self) -> Result<()> {
+        for kept in quarantine_files(&self.dir) {
+            if kept.extension().and_then(|e| e.to_str()) != Some(PENDING) {
+                continue;
+            }
+            let bytes = std::fs::read(&kept).ctx(|| format!("read {}", kept.display()))?;
+            let records: Vec<(String, Event)> = recovery::salvage(&bytes, 0)
+                .into_iter()
+                .filter_map(|at| {
+                    let (body, _) = frame::decode(&bytes[at]).ok()?;
+                    let view = codec::decode(body).ok()?;
+                    Some((view.org.to_owned(), view.to_event()))
+                })
+                .collect();
+            for chunk in records.chunks(1024) {
+                let report = self.append_batch(chunk.iter().map(|(org, e)| (org.as_str(), e)))?;
+                self.recovery.salvaged_records += report.appended;
+            }
+            self.flush()?;
+            let done = kept.with_extension(CUT);
+            self.options
+                .io
+                .rename(&kept, &done)
+                .ctx(|| format!("rename {} to {}", kept.display(), done.display()))?;
+            segment::sync_dir_via(&*self.options.io, &self.dir.join(QUARANTINE_DIR))?;
+        }
+        Ok(())
+    }
 }

@@ -138,6 +138,29 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         report.problems.extend(self.recovery.problems.iter().cloned());
+        // Damage an earlier open cut from the active segment stays a problem
+        // until its quarantine file is removed (this open's is in `problems`).
+        for kept in quarantine_files(&self.dir) {
+            if self
+                .recovery
+                .quarantined
+                .iter()
+                .any(|q| q.file_name() == kept.file_name())
+            {
+                continue;
+            }
+            let (file, offset) = quarantined_from(&self.dir, &kept).unwrap_or_else(|| (kept.clone(), 0));
+            report.problems.push(Problem {
+                file,
+                offset,
+                message: format!(
+                    "damaged record in what was the active segment, found on an earlier open: the bytes \
+                     from it on were cut and kept in {} (valid records after it were appended again); \
+                     remove that file once inspected",
+                    kept.display()
+                ),
+            });
+        }
         for p in &self.orphan_indexes {
             if !report.problems.iter().any(|q| &q.file == p) {
                 report.problems.push(Problem {
