@@ -262,6 +262,26 @@ fn check_walk(buf: &[u8], start: usize) {
         walk.valid_end.max(start as u64),
         "valid_end is the end of the last frame"
     );
+    if walk.stop.is_some() {
+        check_salvage(buf, end);
+    }
+}
+
+/// `recovery::salvage` after a walk's stop: in bounds, in order, never
+/// overlapping, each range exactly one frame whose record decodes, none
+/// starting at the damaged frame itself.
+fn check_salvage(buf: &[u8], from: usize) {
+    let mut at = from + 1;
+    for r in recovery::salvage(buf, from) {
+        assert!(
+            r.start >= at && r.end <= buf.len(),
+            "salvaged {r:?} out of order or bounds"
+        );
+        let (body, len) = frame::decode(&buf[r.start..]).expect("salvaged frame decodes");
+        assert_eq!(len, r.len(), "a salvaged range is one frame");
+        assert!(codec::decode(body).is_ok(), "a salvaged frame's record decodes");
+        at = r.end;
+    }
 }
 
 /// `index::file::parse`, and on Ok every accessor over every entry.
