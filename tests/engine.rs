@@ -218,6 +218,58 @@ fn retention_apply_deletes_only_fully_expired_segments() {
     let _ = m;
 }
 
+/// A store that never filled a segment: once every event in the active
+/// segment is past retention, `apply_retention` rolls it and deletes it;
+/// while one event is retained, nothing goes.
+#[test]
+fn retention_apply_deletes_a_fully_expired_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(ts("2026-07-20T00:00:00Z")));
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let events = sample_events();
+    let unique = model(&events).len() as u64;
+    store
+        .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
+        .unwrap();
+    assert_eq!(store.stats().unwrap().segments, 1, "all in the active segment");
+    for org in ["org-00", "org-01", "org-02", "org-03"] {
+        store.set_org(org, None, Some(30)).unwrap();
+    }
+    // The newest event (2026-07-30) is still within 30 days.
+    let r = store.apply_retention().unwrap();
+    assert_eq!(r.segments_deleted, 0);
+    assert_eq!(store.stats().unwrap().events, unique);
+
+    clock.set(ts("2026-09-15T00:00:00Z"));
+    let r = store.apply_retention().unwrap();
+    assert_eq!((r.segments_deleted, r.events_deleted), (1, unique));
+    for f in &r.files {
+        assert!(!f.exists(), "{} should be deleted", f.display());
+    }
+    assert_eq!(store.stats().unwrap().events, 0);
+    // Appending goes on, and a re-send of an expired event is new again.
+    let (org, e) = &events[0];
+    assert_eq!(store.append(org, e).unwrap(), AppendOutcome::Appended);
+    drop(store);
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            clock,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(store.stats().unwrap().events, 1);
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
 #[test]
 fn organizations_are_isolated() {
     let dir = tempfile::tempdir().unwrap();

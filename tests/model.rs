@@ -227,7 +227,7 @@ fn reopen_after_damaging_index_byte(at: usize) {
     std::fs::write(&idx, &bytes).unwrap();
     let store = Store::open_with(dir.path(), options())
         .unwrap_or_else(|e| panic!("a damaged index must be rebuilt, not refuse the store: {e}"));
-    assert_eq!(store.recovery_report().rebuilt_indexes, vec![idx]);
+    assert_eq!(store.recovery_report().rebuilt_indexes, vec![idx.clone()]);
     for e in &events {
         assert_eq!(
             store
@@ -237,5 +237,11 @@ fn reopen_after_damaging_index_byte(at: usize) {
             Some(e)
         );
     }
+    // Reported by the open that rebuilt it, then gone.
+    let problems = store.verify().unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].file, idx);
+    drop(store);
+    let store = Store::open_with(dir.path(), options()).unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
 }

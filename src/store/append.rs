@@ -278,7 +278,7 @@ impl Store {
     /// Make the active segment durable and start the next one; the rolled
     /// segment is sealed (its index built) by the sealer thread. Called with
     /// the writer lock held and the write buffer flushed.
-    fn roll(&self, w: &mut Writer) -> Result<()> {
+    pub(super) fn roll(&self, w: &mut Writer) -> Result<()> {
         self.write_queued(w)?;
         w.active.trim()?;
         if let Err(e) = w.active.sync() {

@@ -13,24 +13,38 @@ impl Store {
         let now = self.options.clock.now();
         let mut report = RetentionReport::default();
         let mut w = lock(&self.writer);
+        let mut cutoffs: HashMap<String, i64> = HashMap::new();
+        let mut cutoff_of = |org: &str| -> Result<i64> {
+            if let Some(c) = cutoffs.get(org) {
+                return Ok(*c);
+            }
+            let c = self.retention_from(org, now)?;
+            cutoffs.insert(org.to_owned(), c);
+            Ok(c)
+        };
+        // An active segment whose every event is past retention is rolled,
+        // so that it is sealed and deleted like the others (a small store
+        // may never fill a segment).
+        // (An event at the last representable instant never expires.)
+        let mut active_expired = matches!(w.index.time_bounds(), Some((_, newest)) if newest < i64::MAX);
+        for org in w.index.org_names() {
+            if !w.index.range_shared(org, cutoff_of(org)?, i64::MAX).is_empty() {
+                active_expired = false;
+                break;
+            }
+        }
+        if active_expired {
+            self.roll(&mut w)?;
+        }
         // Only sealed segments are candidates; let the ones sealing finish.
         self.settle_sealing(&mut w);
         let sealed = self.sealed_snapshot();
         let mut keep = Vec::with_capacity(sealed.len());
         let mut doomed = Vec::new();
-        let mut cutoffs: HashMap<String, i64> = HashMap::new();
         for seg in sealed.iter() {
             let mut expired = true;
             for o in &seg.layout.orgs {
-                let cutoff = match cutoffs.get(&o.name) {
-                    Some(c) => *c,
-                    None => {
-                        let c = self.retention_from(&o.name, now)?;
-                        cutoffs.insert(o.name.clone(), c);
-                        c
-                    }
-                };
-                if o.max_ts >= cutoff {
+                if o.max_ts >= cutoff_of(&o.name)? {
                     expired = false;
                     break;
                 }
