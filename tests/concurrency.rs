@@ -150,3 +150,82 @@ fn concurrent_appends_with_overlapping_and_conflicting_ids_while_scanning() {
         round(seed + 1);
     }
 }
+
+/// Real I/O whose `fdatasync` waits, once armed, until released: an append
+/// caught between its write and its sync.
+#[derive(Debug, Default)]
+struct HeldSync {
+    armed: AtomicBool,
+    held: Mutex<bool>,
+    cond: std::sync::Condvar,
+    entered: std::sync::atomic::AtomicU64,
+}
+
+impl HeldSync {
+    fn release(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+        *self.held.lock().unwrap() = false;
+        self.cond.notify_all();
+    }
+}
+
+impl auditstore::io::Io for HeldSync {
+    fn write_at(&self, f: &std::fs::File, buf: &[u8], off: u64) -> std::io::Result<()> {
+        auditstore::io::RealIo.write_at(f, buf, off)
+    }
+    fn sync_data(&self, f: &std::fs::File) -> std::io::Result<()> {
+        if self.armed.load(Ordering::SeqCst) {
+            let mut held = self.held.lock().unwrap();
+            *held = true;
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            while *held {
+                held = self.cond.wait(held).unwrap();
+            }
+        }
+        auditstore::io::RealIo.sync_data(f)
+    }
+    fn sync_all(&self, f: &std::fs::File) -> std::io::Result<()> {
+        auditstore::io::RealIo.sync_all(f)
+    }
+    fn set_len(&self, f: &std::fs::File, len: u64) -> std::io::Result<()> {
+        auditstore::io::RealIo.set_len(f, len)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        auditstore::io::RealIo.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        auditstore::io::RealIo.sync_dir(dir)
+    }
+}
+
+/// `stats()` counts what readers can see: not an append still waiting for
+/// its sync (which could yet fail).
+#[test]
+fn stats_do_not_count_appends_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(HeldSync::default());
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            io: io.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut gen = SampleGenerator::new(SampleConfig::default());
+    let (org, first) = gen.next().unwrap();
+    store.append(&org, &first).unwrap();
+    let (org2, second) = gen.next().unwrap();
+    io.armed.store(true, Ordering::SeqCst);
+    std::thread::scope(|s| {
+        let appender = s.spawn(|| store.append(&org2, &second));
+        while io.entered.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let during = store.stats().map(|s| s.events);
+        io.release();
+        assert_eq!(appender.join().unwrap().unwrap(), AppendOutcome::Appended);
+        assert_eq!(during.unwrap(), 1, "the held append is in flight");
+    });
+    assert_eq!(store.stats().unwrap().events, 2);
+}

@@ -93,6 +93,14 @@ impl ActiveIndex {
         self.ids.is_empty()
     }
 
+    /// Entries whose frame starts before `end`.
+    pub fn count_below(&self, end: u64) -> usize {
+        self.orgs
+            .values()
+            .map(|l| l.entries.iter().filter(|e| u64::from(e.offset) < end).count())
+            .sum()
+    }
+
     pub fn org_names(&self) -> impl Iterator<Item = &str> {
         self.orgs.keys().map(String::as_str)
     }

@@ -472,6 +472,18 @@ impl Store {
         org::list(&self.meta)
     }
 
+    /// The end of what readers see of the active segment: records queued,
+    /// or written and not yet synced (under the default durability), are
+    /// still in flight.
+    fn visible_end(&self, w: &Writer) -> u64 {
+        let visible = self.visible_lsn.load(Ordering::Acquire);
+        if visible >> LSN_OFFSET_BITS == w.active.id {
+            visible & ((1 << LSN_OFFSET_BITS) - 1)
+        } else {
+            SEGMENT_HEADER_LEN as u64
+        }
+    }
+
     fn sealed_snapshot(&self) -> Arc<Vec<Arc<SealedSegment>>> {
         self.sealed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -506,12 +518,7 @@ impl Store {
         let (sealed, sealing, active_entries, active_file, active_path) = {
             let mut w = lock(&self.writer);
             self.install_sealed(&mut w);
-            let visible = self.visible_lsn.load(Ordering::Acquire);
-            let visible_end = if visible >> LSN_OFFSET_BITS == w.active.id {
-                visible & ((1 << LSN_OFFSET_BITS) - 1)
-            } else {
-                SEGMENT_HEADER_LEN as u64
-            };
+            let visible_end = self.visible_end(&w);
             let entries = w.index.range(&query.org, from, to, visible_end);
             let sealing: Vec<_> = w
                 .sealing

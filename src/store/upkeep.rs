@@ -124,7 +124,8 @@ impl Store {
                 hi = hi.max(seg.layout.max_ts);
             }
         }
-        stats.events += w.index.len() as u64;
+        // Not the appends still in flight (queued, or not yet synced).
+        stats.events += w.index.count_below(self.visible_end(&w)) as u64;
         stats.bytes += w.active.len;
         if let Some((a, b)) = w.index.time_bounds() {
             lo = lo.min(a);
