@@ -191,10 +191,28 @@ fn damage_inside_the_active_segment_loses_only_the_damaged_record() {
     assert_eq!(count_readable(&store), unique - 1);
     drop(store);
 
-    std::fs::remove_file(&kept).unwrap();
+    // Damage again at the same place (the records appended again start
+    // there): a second file, the first kept.
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[problem.offset as usize + 5] ^= 0x01;
+    std::fs::write(&active, &bytes).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    let second = store.recovery_report().quarantined.clone();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], kept);
+    assert!(kept.exists() && second[0].exists());
+    let problems = store.verify().unwrap().problems;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems
+        .iter()
+        .all(|p| (&p.file, p.offset) == (&problem.file, problem.offset)));
+    assert_eq!(count_readable(&store), unique - 2);
+    drop(store);
+
+    std::fs::remove_dir_all(dir.path().join(auditstore::QUARANTINE_DIR)).unwrap();
     let store = Store::open_with(dir.path(), opts()).unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
-    assert_eq!(count_readable(&store), unique - 1);
+    assert_eq!(count_readable(&store), unique - 2);
 }
 
 #[test]

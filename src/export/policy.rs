@@ -393,11 +393,9 @@ pub fn padded_window(from: Date, to: Date) -> (Timestamp, Timestamp) {
 
 /// The rate limit: `created` are the `created_at` of the organization's
 /// requests that are not `failed`. Those with `now - window < created_at <=
-/// now` count; at the limit, the answer is `Err(next_allowed_at)`: the
-/// instant enough of them turn `window` old for the count to drop below the
-/// limit.
-/// Whether one more request fits the plan's limit; if not, when the next
-/// one will, and how many requests count now (pending ones included).
+/// now` count; at the limit, the answer is `Err((next_allowed_at, made))`:
+/// the instant enough of them turn `window` old for the count to drop below
+/// the limit, and how many count now (pending ones included).
 pub fn check_rate(
     created: &[Timestamp],
     now: Timestamp,

@@ -171,7 +171,7 @@ pub(super) fn recover_active(
         // valid records again (`Store::salvage_quarantined`).
         let intact = recovery::salvage(&bytes[..written_end], valid_end).len();
         if intact > 0 {
-            let kept = quarantine_path(dir, id, stop.offset, PENDING);
+            let kept = new_quarantine_path(dir, id, stop.offset);
             write_quarantine(&*io, dir, &kept, &bytes[valid_end..written_end])?;
             recovery.problems.push(Problem {
                 file: path.clone(),
@@ -205,20 +205,30 @@ pub(super) fn recover_active(
 const PENDING: &str = "pending";
 const CUT: &str = "cut";
 
-/// `quarantine/<segment file>.<offset>.<state>`.
-fn quarantine_path(dir: &Path, id: u64, offset: u64, state: &str) -> PathBuf {
+/// `quarantine/<segment file>.<offset>.pending`, or `<offset>-<n>` when an
+/// earlier cut at the same place (of records appended again there) is kept
+/// already.
+fn new_quarantine_path(dir: &Path, id: u64, offset: u64) -> PathBuf {
     let log = segment::log_path(dir, id);
     let name = log
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dir.join(QUARANTINE_DIR).join(format!("{name}.{offset}.{state}"))
+    let qdir = dir.join(QUARANTINE_DIR);
+    (0u64..)
+        .map(|n| match n {
+            0 => qdir.join(format!("{name}.{offset}.{PENDING}")),
+            n => qdir.join(format!("{name}.{offset}-{n}.{PENDING}")),
+        })
+        .find(|p| !p.exists() && !p.with_extension(CUT).exists())
+        .unwrap_or_else(|| qdir.join(format!("{name}.{offset}.{PENDING}")))
 }
 
 /// The segment file and offset a quarantine file was cut from, by its name.
 pub(super) fn quarantined_from(dir: &Path, kept: &Path) -> Option<(PathBuf, u64)> {
     let stem = kept.file_stem()?.to_str()?;
-    let (segment, offset) = stem.rsplit_once('.')?;
+    let (segment, place) = stem.rsplit_once('.')?;
+    let offset = place.split('-').next()?;
     Some((dir.join(segment), offset.parse().ok()?))
 }
 
