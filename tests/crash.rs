@@ -317,3 +317,100 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
     assert!(acked.len() > 100);
     assert!(deleted_any, "retention deleted segments during the rounds");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() && entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// An open that finds damage inside the active segment cuts it, keeps the
+/// cut bytes and appends the intact records after it again. Killed at any
+/// moment of that (a real process: the admin tool's `stats`, killed after a
+/// random delay), the next open finishes the job: only the damaged record is
+/// lost, none is stored twice, and `verify` names the one damaged place.
+#[test]
+fn kill_dash_nine_while_an_open_salvages_damage_loses_and_doubles_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let damaged = work.path().join("damaged");
+    let mut gen = SampleGenerator::new(SampleConfig::default());
+    let events: Vec<(String, Event)> = (&mut gen).take(6_000).collect();
+    let unique = {
+        let store = Store::open_with(&damaged, Options::default()).unwrap();
+        let mut n = 0;
+        for batch in events.chunks(500) {
+            n += store
+                .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
+                .unwrap()
+                .appended;
+        }
+        n as usize
+    };
+    let log = damaged.join("0000000000000001.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let flip = bytes.len() / 3;
+    bytes[flip] ^= 0x5a;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let exe = env!("CARGO_BIN_EXE_auditstore");
+    let stats = |dir: &std::path::Path| {
+        Command::new(exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--json", "stats"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long an uninterrupted open takes, to spread the kills over it.
+    let full = work.path().join("full");
+    copy_dir(&damaged, &full);
+    let t = Instant::now();
+    assert!(stats(&full).wait().unwrap().success());
+    let span_us = (t.elapsed().as_micros() as u64).max(1_000);
+
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ span_us;
+    let rounds = env_u64("SALVAGE_KILL_ROUNDS", 12);
+    let mut place = None;
+    for round in 0..rounds {
+        let dir = work.path().join(format!("round-{round}"));
+        copy_dir(&damaged, &dir);
+        let mut child = stats(&dir);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_micros(rng % span_us));
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        let store = Store::open_with(&dir, Options::default()).unwrap();
+        let mut ids = Vec::new();
+        for org in ["org-00", "org-01", "org-02", "org-03"] {
+            let q = Query::new(org, ts("2000-01-01"), ts("2100-01-01")).as_of(ts("2026-08-01"));
+            for e in store.scan(&q).unwrap() {
+                ids.push(e.unwrap().id());
+            }
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "round {round}: an event stored twice");
+        assert_eq!(
+            ids.len(),
+            unique - 1,
+            "round {round}: only the damaged record is lost"
+        );
+        let problems = store.verify().unwrap().problems;
+        assert!(!problems.is_empty(), "round {round}: the damage is reported");
+        for p in &problems {
+            assert_eq!(p.file, dir.join("0000000000000001.log"), "round {round}: {p:?}");
+            let at = *place.get_or_insert(p.offset);
+            assert_eq!(p.offset, at, "round {round}: one damaged place");
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

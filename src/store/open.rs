@@ -207,7 +207,8 @@ const CUT: &str = "cut";
 
 /// `quarantine/<segment file>.<offset>.pending`, or `<offset>-<n>` when an
 /// earlier cut at the same place (of records appended again there) is kept
-/// already.
+/// already. A `.pending` file of the same name is an attempt at this very
+/// cut that a crash interrupted before the segment was cut: it is replaced.
 fn new_quarantine_path(dir: &Path, id: u64, offset: u64) -> PathBuf {
     let log = segment::log_path(dir, id);
     let name = log
@@ -220,7 +221,7 @@ fn new_quarantine_path(dir: &Path, id: u64, offset: u64) -> PathBuf {
             0 => qdir.join(format!("{name}.{offset}.{PENDING}")),
             n => qdir.join(format!("{name}.{offset}-{n}.{PENDING}")),
         })
-        .find(|p| !p.exists() && !p.with_extension(CUT).exists())
+        .find(|p| !p.with_extension(CUT).exists())
         .unwrap_or_else(|| qdir.join(format!("{name}.{offset}.{PENDING}")))
 }
 
@@ -258,6 +259,14 @@ impl Store {
     /// Records already stored come back as duplicates, so a repeat after a
     /// crash adds nothing twice.
     pub(super) fn salvage_quarantined(&mut self) -> Result<()> {
+        // A crash while a quarantine file was written aside leaves its `.tmp`.
+        if let Ok(entries) = std::fs::read_dir(self.dir.join(QUARANTINE_DIR)) {
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                if path.extension().is_some_and(|e| e == "tmp") {
+                    std::fs::remove_file(&path).ctx(|| format!("remove leftover {}", path.display()))?;
+                }
+            }
+        }
         for kept in quarantine_files(&self.dir) {
             if kept.extension().and_then(|e| e.to_str()) != Some(PENDING) {
                 continue;
