@@ -225,14 +225,14 @@ fn retention_apply_deletes_only_fully_expired_segments() {
 fn retention_apply_deletes_a_fully_expired_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock::new(ts("2026-07-20T00:00:00Z")));
-    let store = Store::open_with(
-        dir.path(),
-        Options {
+    let open = || {
+        let options = Options {
             clock: clock.clone(),
             ..Options::default()
-        },
-    )
-    .unwrap();
+        };
+        Store::open_with(dir.path(), options).unwrap()
+    };
+    let store = open();
     let events = sample_events();
     let unique = model(&events).len() as u64;
     store
@@ -258,14 +258,7 @@ fn retention_apply_deletes_a_fully_expired_active_segment() {
     let (org, e) = &events[0];
     assert_eq!(store.append(org, e).unwrap(), AppendOutcome::Appended);
     drop(store);
-    let store = Store::open_with(
-        dir.path(),
-        Options {
-            clock,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let store = open();
     assert_eq!(store.stats().unwrap().events, 1);
     assert!(store.verify().unwrap().problems.is_empty());
 }
