@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Event, FixedClock, Options, Query, Store};
-use common::{env_u64, ts};
+use common::{copy_store_files, env_u64, ts};
 
 const SEGMENT: u64 = 256 * 1024;
 
@@ -318,16 +318,6 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
     assert!(deleted_any, "retention deleted segments during the rounds");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() && entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// An open that finds damage inside the active segment cuts it, keeps the
 /// cut bytes and appends the intact records after it again. Killed at any
 /// moment of that (a real process: the admin tool's `stats`, killed after a
@@ -369,7 +359,7 @@ fn kill_dash_nine_while_an_open_salvages_damage_loses_and_doubles_nothing() {
     };
     // How long an uninterrupted open takes, to spread the kills over it.
     let full = work.path().join("full");
-    copy_dir(&damaged, &full);
+    copy_store_files(&damaged, &full);
     let t = Instant::now();
     assert!(stats(&full).wait().unwrap().success());
     let span_us = (t.elapsed().as_micros() as u64).max(1_000);
@@ -379,7 +369,7 @@ fn kill_dash_nine_while_an_open_salvages_damage_loses_and_doubles_nothing() {
     let mut place = None;
     for round in 0..rounds {
         let dir = work.path().join(format!("round-{round}"));
-        copy_dir(&damaged, &dir);
+        copy_store_files(&damaged, &dir);
         let mut child = stats(&dir);
         rng ^= rng << 13;
         rng ^= rng >> 7;

@@ -31,10 +31,7 @@ fn opts() -> Options {
 /// Copy a fixture to a fresh directory (opening may repair a tail).
 fn open_copy(name: &str) -> (tempfile::TempDir, Result<Store, Error>) {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixtures().join(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    copy_store_files(&fixtures().join(name), dir.path());
     let store = Store::open_with(dir.path(), opts());
     (dir, store)
 }
