@@ -381,3 +381,28 @@ fn damaged_or_stale_dedup_checkpoint_never_lets_a_duplicate_in() {
         .unwrap();
     assert_eq!(r.appended, 0);
 }
+
+/// A metadata database whose header is damaged is refused as `Corrupt`,
+/// naming the file, and nothing else in the store is touched.
+#[test]
+fn damaged_metadata_database_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let logs_before: Vec<Vec<u8>> = files(dir.path(), "log")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let meta = dir.path().join("meta.redb");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    bytes[..8].copy_from_slice(b"garbage!");
+    std::fs::write(&meta, &bytes).unwrap();
+    match Store::open_with(dir.path(), opts()) {
+        Err(Error::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (meta, 0)),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| "a store")),
+    }
+    let logs_after: Vec<Vec<u8>> = files(dir.path(), "log")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(logs_before == logs_after, "segments untouched");
+}

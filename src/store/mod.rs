@@ -263,6 +263,22 @@ fn lsn(segment: u64, offset: u64) -> u64 {
     (segment << LSN_OFFSET_BITS) | offset
 }
 
+/// A metadata database that is not one (bad magic, a damaged header or
+/// page) is `Corrupt`, naming the file; other failures stay `Metadata`.
+fn metadata_open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+            Error::corrupt(path, 0, format!("metadata database: {reason}"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::corrupt(path, 0, format!("metadata database: {io}"))
+        }
+        e => e.into(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -311,7 +327,8 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("lock {}", lock_path.display()), e)),
         }
-        let meta = redb::Database::create(dir.join(META_FILE))?;
+        let meta_path = dir.join(META_FILE);
+        let meta = redb::Database::create(&meta_path).map_err(|e| metadata_open_error(&meta_path, e))?;
 
         let mut logs = Vec::new();
         let mut idxs = HashSet::new();
