@@ -65,36 +65,22 @@ pub fn walk(buf: &[u8], start: usize, mut visit: impl FnMut(u64, &RecordView<'_>
 }
 
 /// Where the valid frames are in `buf[from..]`, where `from` is a damaged
-/// frame's offset: the frames a walk stopped before. Tries the damaged
-/// frame's own length first (a flipped bit in a body leaves it intact), then
-/// moves on byte by byte until a frame and its record decode again. The
-/// zeros after the last non-zero byte (space allocated ahead) are not
+/// frame's offset: the frames a walk stopped before. Every byte offset after
+/// the damaged frame's first byte is tried until a frame and its record
+/// decode, then frame after frame. (Not the damaged frame's own length: a
+/// damaged length could land on a later frame and skip the ones between.)
+/// The zeros after the last non-zero byte (space allocated ahead) are not
 /// searched.
 pub fn salvage(buf: &[u8], from: usize) -> Vec<std::ops::Range<usize>> {
     let mut found = Vec::new();
     let written_end = buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
-    let decodes_at = |at: usize| -> Option<usize> {
-        let (body, len) = frame::decode(buf.get(at..)?).ok()?;
-        codec::decode(body).ok().map(|_| len)
-    };
-    let mut at = from;
-    if let Some(declared) = buf
-        .get(from..from + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
-        .filter(|len| (1..=frame::MAX_BODY_LEN).contains(len))
-    {
-        let next = from + frame::FRAME_HEADER_LEN + declared;
-        if decodes_at(next).is_some() {
-            at = next;
-        }
-    }
-    if at == from {
-        at += 1;
-    }
+    let mut at = from + 1;
     while at < written_end {
-        match decodes_at(at) {
-            Some(len) => {
+        let decoded = frame::decode(&buf[at..])
+            .ok()
+            .filter(|(body, _)| codec::decode(body).is_ok());
+        match decoded {
+            Some((_, len)) => {
                 found.push(at..at + len);
                 at += len;
             }
@@ -129,7 +115,7 @@ mod tests {
     #[test]
     fn salvage_finds_the_frames_after_a_damaged_body_or_length() {
         let (clean, at) = frames(5);
-        // A flipped bit in the second record's body: its own length leads on.
+        // A flipped bit in the second record's body.
         let mut buf = clean.clone();
         buf[at[1].start + 20] ^= 0x10;
         let w = walk(&buf, 16, |_, _| {});
@@ -138,6 +124,11 @@ mod tests {
         // A damaged length: found again byte by byte.
         let mut buf = clean.clone();
         buf[at[1].start + 2] = 0x7f;
+        assert_eq!(salvage(&buf, at[1].start), at[2..].to_vec());
+        // A damaged length that points exactly at a later frame skips none.
+        let mut buf = clean.clone();
+        let skip_one = (at[3].start - at[1].start - frame::FRAME_HEADER_LEN) as u32;
+        buf[at[1].start..at[1].start + 4].copy_from_slice(&skip_one.to_le_bytes());
         assert_eq!(salvage(&buf, at[1].start), at[2..].to_vec());
         // Zeros allocated ahead after the frames are not frames.
         let mut buf = clean.clone();
