@@ -408,7 +408,7 @@ impl Store {
             }
             Some(id) => recover_active(options.io.clone(), &dir, id, space_ahead(&options), &mut recovery)?,
         };
-        let (fps, checkpoint_current) = load_fingerprints(&dir, &sealed);
+        let (fps, checkpoint_current) = load_fingerprints(&*options.io, &dir, &sealed)?;
         let end = lsn(active.id, active.len);
         let synced_lsn = Arc::new(AtomicU64::new(end));
         let writeback = match options.durability {

@@ -6,10 +6,28 @@ use super::*;
 /// The fingerprint set of the sealed segments: from the checkpoint where it
 /// is valid and covers only existing segments, plus the segments it does
 /// not cover. Returns whether the checkpoint describes the result exactly.
-pub(super) fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (FingerprintSet, bool) {
+///
+/// A checkpoint that covers a segment which is not sealed now (deleted, or
+/// made the active segment again because its index was missing after an
+/// interrupted roll) can never be used again, and would be wrong once that
+/// id is sealed with other records: it is removed, durably.
+pub(super) fn load_fingerprints(
+    io: &dyn Io,
+    dir: &Path,
+    sealed: &[Arc<SealedSegment>],
+) -> Result<(FingerprintSet, bool)> {
     let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
-    let checkpoint = read_checkpoint(dir).filter(|(segs, _)| segs.iter().all(|s| ids.contains(s)));
-    match checkpoint {
+    let mut checkpoint = read_checkpoint(dir);
+    if checkpoint
+        .as_ref()
+        .is_some_and(|(segs, _)| !segs.iter().all(|s| ids.contains(s)))
+    {
+        checkpoint = None;
+        let path = dir.join(CHECKPOINT_FILE);
+        std::fs::remove_file(&path).ctx(|| format!("remove stale {}", path.display()))?;
+        segment::sync_dir_via(io, dir)?;
+    }
+    Ok(match checkpoint {
         Some((covered, mut set)) => {
             let covered: HashSet<u64> = covered.into_iter().collect();
             let rest: Vec<Vec<u64>> = sealed
@@ -27,7 +45,7 @@ pub(super) fn load_fingerprints(dir: &Path, sealed: &[Arc<SealedSegment>]) -> (F
             FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
             sealed.is_empty(),
         ),
-    }
+    })
 }
 
 /// The checkpoint, mapped and verified, if there is a valid one.
