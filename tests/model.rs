@@ -41,6 +41,7 @@ fn crash() -> impl Strategy<Value = Crash> {
         any::<u16>().prop_map(Crash::ZeroTail),
         Just(Crash::DropLastIdx),
         any::<u16>().prop_map(Crash::FlipIdxByte),
+        any::<u16>().prop_map(Crash::FlipActiveByte),
         Just(Crash::Leftovers),
     ]
 }
@@ -151,6 +152,8 @@ fn every_operation_once() {
         Op::Crash(Crash::ZeroTail(4000)),
         Op::Crash(Crash::DropLastIdx),
         Op::Crash(Crash::FlipIdxByte(77)),
+        Op::Crash(Crash::FlipActiveByte(3)),
+        Op::Crash(Crash::FlipActiveByte(4000)),
         Op::Crash(Crash::Leftovers),
         Op::Reopen,
         Op::SetRetention { org: 0, days: 30 },

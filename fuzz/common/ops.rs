@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auditstore::codec;
-use auditstore::log::frame;
+use auditstore::log::{frame, recovery};
 use auditstore::{AppendOutcome, Durability, Event, FixedClock, Options, Query, Store, Timestamp};
 
 /// Organizations: plain, with path-like and non-ASCII characters, and the
@@ -85,6 +85,9 @@ pub enum Crash {
     DropLastIdx,
     /// One byte of the newest index is damaged.
     FlipIdxByte(u16),
+    /// One byte inside the active segment's records is damaged: only the
+    /// record holding it may be lost (the ones after it are salvaged).
+    FlipActiveByte(u16),
     /// Leftover `*.tmp` and `*.deleted` files from interrupted work.
     Leftovers,
 }
@@ -189,7 +192,7 @@ pub fn decode(data: &[u8]) -> (Config, Vec<Op>) {
                 Op::Append((0..n).map(|_| read_item(&mut r)).collect())
             }
             6 => Op::Reopen,
-            7 => Op::Crash(match r.u8() % 6 {
+            7 => Op::Crash(match r.u8() % 7 {
                 0 => {
                     let n = usize::from(r.u8() % 64);
                     Crash::Garbage((0..n).map(|_| r.u8()).collect())
@@ -201,6 +204,7 @@ pub fn decode(data: &[u8]) -> (Config, Vec<Op>) {
                 2 => Crash::ZeroTail(r.u16()),
                 3 => Crash::DropLastIdx,
                 4 => Crash::FlipIdxByte(r.u16()),
+                5 => Crash::FlipActiveByte(r.u16()),
                 _ => Crash::Leftovers,
             }),
             8 | 9 => {
@@ -421,6 +425,9 @@ struct Harness {
     model: Model,
     /// Indexes damaged on purpose: the open that rebuilds one reports it.
     flipped_indexes: Vec<std::path::PathBuf>,
+    /// (segment, offset) of records damaged on purpose with records after
+    /// them: `verify` reports each while its quarantine file is there.
+    damaged_records: Vec<(std::path::PathBuf, u64)>,
 }
 
 type Check = Result<(), String>;
@@ -448,6 +455,7 @@ pub fn run(config: Config, ops: &[Op]) -> Check {
         store: None,
         model: Model::default(),
         flipped_indexes: Vec::new(),
+        damaged_records: Vec::new(),
     };
     h.open()?;
     for (i, op) in ops.iter().enumerate() {
@@ -668,9 +676,12 @@ impl Harness {
         let mut report = store.verify().map_err(fail("verify"))?;
         let rebuilt = &store.recovery_report().rebuilt_indexes;
         report.problems.retain(|p| {
-            !(p.message.starts_with("damaged index")
+            let rebuilt_index = p.message.starts_with("damaged index")
                 && rebuilt.contains(&p.file)
-                && self.flipped_indexes.contains(&p.file))
+                && self.flipped_indexes.contains(&p.file);
+            let salvaged = p.message.starts_with("damaged record in")
+                && self.damaged_records.contains(&(p.file.clone(), p.offset));
+            !(rebuilt_index || salvaged)
         });
         ensure!(
             report.problems.is_empty(),
@@ -743,6 +754,7 @@ impl Harness {
         self.close();
         let active = self.files("log").pop().ok_or("no segment file")?;
         let mut expect_cut = None;
+        let mut expect_salvaged = None;
         let mut leftovers = Vec::new();
         match crash {
             Crash::Garbage(bytes) => {
@@ -783,6 +795,29 @@ impl Harness {
                     self.flipped_indexes.push(idx);
                 }
             }
+            Crash::FlipActiveByte(at) => {
+                let mut bytes = std::fs::read(&active).map_err(fail("read active segment"))?;
+                let start = auditstore::log::header::SEGMENT_HEADER_LEN;
+                let mut frames: Vec<(usize, uuid::Uuid)> = Vec::new();
+                let walk = recovery::walk(&bytes, start.min(bytes.len()), |off, v| {
+                    frames.push((off as usize, uuid::Uuid::from_bytes(v.id)))
+                });
+                let end = walk.valid_end as usize;
+                if !frames.is_empty() && !active.with_extension("idx").exists() {
+                    let at = start + usize::from(*at) % (end - start);
+                    let k = frames.iter().rposition(|(off, _)| *off <= at).unwrap_or(0);
+                    bytes[at] ^= 0x5a;
+                    std::fs::write(&active, &bytes).map_err(fail("write active segment"))?;
+                    let (damaged_at, lost) = frames[k];
+                    self.model.events.remove(&lost);
+                    expect_cut = Some(reported_cut(&bytes[damaged_at..]));
+                    let after = frames.len() - k - 1;
+                    expect_salvaged = Some(after as u64);
+                    if after > 0 {
+                        self.damaged_records.push((active.clone(), damaged_at as u64));
+                    }
+                }
+            }
             Crash::Leftovers => {
                 for name in [
                     "0000000000000001.idx.tmp",
@@ -802,6 +837,13 @@ impl Harness {
                 r.truncated_bytes == n,
                 "recovery cut {} bytes, the torn tail was {n}: {r:?}",
                 r.truncated_bytes
+            );
+        }
+        if let Some(n) = expect_salvaged {
+            let got = self.store().recovery_report().salvaged_records;
+            ensure!(
+                got == n,
+                "{got} records salvaged after the damaged one, {n} were there"
             );
         }
         for p in leftovers {
