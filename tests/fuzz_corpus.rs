@@ -186,13 +186,19 @@ fn known_sequence_passes_the_model() {
         Op::Append(vec![new(1), new(0)]),
         Op::Verify,
     ];
+    run_with_both_sealings(&seq);
+}
+
+/// `seq` through the model with 4 KiB segments, sealed on the sealer thread
+/// and on the appending one.
+fn run_with_both_sealings(seq: &[ops::Op]) {
     for inline_sealing in [false, true] {
         let config = ops::Config {
             segment_size: 4096,
             buffered: false,
             inline_sealing,
         };
-        ops::run(config, &seq).unwrap();
+        ops::run(config, seq).unwrap();
     }
 }
 
@@ -227,14 +233,7 @@ fn a_checkpoint_covering_a_segment_made_active_again_is_dropped() {
         Op::Append(vec![new(0, 0), new(1, 205)]),
         Op::Verify,
     ];
-    for inline_sealing in [false, true] {
-        let config = ops::Config {
-            segment_size: 4096,
-            buffered: false,
-            inline_sealing,
-        };
-        ops::run(config, &seq).unwrap();
-    }
+    run_with_both_sealings(&seq);
 }
 
 // ---------------------------------------------------------------------------
