@@ -406,3 +406,48 @@ fn damaged_metadata_database_is_refused_as_corrupt() {
         .collect();
     assert!(logs_before == logs_after, "segments untouched");
 }
+
+/// A salvage that fails part way (here the rename marking it done) does not
+/// refuse the store: the records are safe in the quarantine file, which
+/// stays pending, the open reports it, and the next open finishes the job
+/// without storing anything twice.
+#[test]
+fn a_salvage_that_fails_leaves_its_file_pending_for_the_next_open() {
+    use auditstore::io::{Fault, FaultKind, FaultOp, FaultyIo};
+    let dir = tempfile::tempdir().unwrap();
+    let events = build(dir.path());
+    let unique = model(&events).len();
+    let active = files(dir.path(), "log").pop().unwrap();
+    let mut bytes = std::fs::read(&active).unwrap();
+    let flip = bytes.len() / 3;
+    bytes[flip] ^= 0x5a;
+    std::fs::write(&active, &bytes).unwrap();
+
+    // Rename 0 puts the quarantine file in place; rename 1 would mark it done.
+    let io = Arc::new(FaultyIo::new(vec![Fault {
+        op: FaultOp::Rename,
+        nth: 1,
+        kind: FaultKind::Error,
+        sticky: false,
+    }]));
+    let store = Store::open_with(dir.path(), Options { io, ..opts() })
+        .expect("a failed salvage does not refuse the store");
+    let report = store.recovery_report().clone();
+    let pending = report.quarantined[0].with_extension("pending");
+    assert!(pending.exists(), "{report:?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.message.contains("the next open retries")),
+        "{report:?}"
+    );
+    assert_eq!(count_readable(&store), unique - 1);
+    drop(store);
+
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(store.recovery_report().salvaged_records, 0, "stored already");
+    assert!(!pending.exists() && pending.with_extension("cut").exists());
+    assert_eq!(count_readable(&store), unique - 1);
+    assert_eq!(store.verify().unwrap().problems.len(), 1);
+}

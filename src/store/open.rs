@@ -289,27 +289,47 @@ impl Store {
             if kept.extension().and_then(|e| e.to_str()) != Some(PENDING) {
                 continue;
             }
-            let bytes = std::fs::read(&kept).ctx(|| format!("read {}", kept.display()))?;
-            let records: Vec<(String, Event)> = recovery::salvage(&bytes, 0)
-                .into_iter()
-                .filter_map(|at| {
-                    let (body, _) = frame::decode(&bytes[at]).ok()?;
-                    let view = codec::decode(body).ok()?;
-                    Some((view.org.to_owned(), view.to_event()))
-                })
-                .collect();
-            for chunk in records.chunks(1024) {
-                let report = self.append_batch(chunk.iter().map(|(org, e)| (org.as_str(), e)))?;
-                self.recovery.salvaged_records += report.appended;
+            // The bytes are safe in the file: a failure here (a full disk,
+            // say) leaves it pending for the next open instead of refusing
+            // a store that is otherwise whole.
+            if let Err(e) = self.salvage_one(&kept) {
+                let (file, offset) = quarantined_from(&self.dir, &kept).unwrap_or_else(|| (kept.clone(), 0));
+                self.recovery.problems.push(Problem {
+                    file,
+                    offset,
+                    message: format!(
+                        "the intact records kept in {} could not all be appended again yet ({e}); \
+                         the next open retries",
+                        kept.display()
+                    ),
+                });
             }
-            self.flush()?;
-            let done = kept.with_extension(CUT);
-            self.options
-                .io
-                .rename(&kept, &done)
-                .ctx(|| format!("rename {} to {}", kept.display(), done.display()))?;
-            segment::sync_dir_via(&*self.options.io, &self.dir.join(QUARANTINE_DIR))?;
         }
         Ok(())
+    }
+
+    /// Append the intact records of one pending quarantine file, make them
+    /// durable, and mark the file done.
+    fn salvage_one(&mut self, kept: &Path) -> Result<()> {
+        let bytes = std::fs::read(kept).ctx(|| format!("read {}", kept.display()))?;
+        let records: Vec<(String, Event)> = recovery::salvage(&bytes, 0)
+            .into_iter()
+            .filter_map(|at| {
+                let (body, _) = frame::decode(&bytes[at]).ok()?;
+                let view = codec::decode(body).ok()?;
+                Some((view.org.to_owned(), view.to_event()))
+            })
+            .collect();
+        for chunk in records.chunks(1024) {
+            let report = self.append_batch(chunk.iter().map(|(org, e)| (org.as_str(), e)))?;
+            self.recovery.salvaged_records += report.appended;
+        }
+        self.flush()?;
+        let done = kept.with_extension(CUT);
+        self.options
+            .io
+            .rename(kept, &done)
+            .ctx(|| format!("rename {} to {}", kept.display(), done.display()))?;
+        segment::sync_dir_via(&*self.options.io, &self.dir.join(QUARANTINE_DIR))
     }
 }

@@ -165,13 +165,16 @@ impl Store {
                 continue;
             }
             let (file, offset) = quarantined_from(&self.dir, &kept).unwrap_or_else(|| (kept.clone(), 0));
+            let state = match kept.extension().is_some_and(|e| e == "cut") {
+                true => "valid records after it were appended again; remove that file once inspected",
+                false => "valid records after it are still to be appended again: the next open retries",
+            };
             report.problems.push(Problem {
                 file,
                 offset,
                 message: format!(
                     "damaged record in what was the active segment, found on an earlier open: the bytes \
-                     from it on were cut and kept in {} (valid records after it were appended again); \
-                     remove that file once inspected",
+                     from it on were cut and kept in {} ({state})",
                     kept.display()
                 ),
             });
