@@ -254,8 +254,8 @@ fn query_output_matches_brute_force_in_every_format() {
 }
 
 /// Commands that only read (and `retention apply`, which has nothing to
-/// delete) on a data directory that does not exist: an empty store, zero
-/// counts, and no directory created.
+/// delete) on a data directory that does not exist, or holds no store: an
+/// empty store, zero counts, and nothing created.
 #[test]
 fn read_only_commands_on_a_missing_directory_create_nothing() {
     let parent = tempfile::tempdir().unwrap();
@@ -293,7 +293,22 @@ fn read_only_commands_on_a_missing_directory_create_nothing() {
     assert_eq!(retention.status.code(), Some(0));
     assert_eq!(json(&retention)["segments_deleted"], 0);
     assert!(!dir.exists(), "a read created {}", dir.display());
-    // The first write creates it.
+    // Nor are a store's files created in an existing directory that holds none.
+    std::fs::create_dir(&dir).unwrap();
+    for args in [
+        &["--json", "stats"][..],
+        &["--json", "verify"],
+        &["--json", "org", "show", "o"],
+    ] {
+        assert_eq!(run(&dir, args).status.code(), Some(0), "{args:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "a read wrote into {}",
+        dir.display()
+    );
+    // The first write creates the store.
     assert_eq!(run(&dir, &["org", "set", "o"]).status.code(), Some(0));
     assert!(dir.join("meta.redb").exists());
 }

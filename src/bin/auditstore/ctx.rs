@@ -65,7 +65,7 @@ pub struct OpenStore {
 }
 
 impl OpenStore {
-    /// Whether the data directory does not exist (the store is an empty
+    /// Whether the data directory holds no store (the store is an empty
     /// stand-in): nothing is stored, not even the files of an empty store.
     pub fn is_missing(&self) -> bool {
         self._empty.is_some()
@@ -99,7 +99,8 @@ impl Ctx {
     }
 
     /// Open the store for a command. Commands that only read do not create
-    /// the data directory: on a missing one they see an empty store.
+    /// the data directory: on a missing one, or one without a store's files,
+    /// they see an empty store.
     pub fn open_store(&self, writes: bool) -> CliResult<OpenStore> {
         self.open_store_with(writes, Durability::Sync)
     }
@@ -111,7 +112,7 @@ impl Ctx {
             durability,
             ..Options::default()
         };
-        if !writes && !self.data_dir.exists() {
+        if !writes && !holds_a_store(&self.data_dir) {
             let empty = tempfile::tempdir()?;
             let store = Store::open_with(empty.path(), options)?;
             return Ok(OpenStore {
@@ -148,6 +149,20 @@ impl Ctx {
         }
         ExitCode::from(1)
     }
+}
+
+/// Whether `dir` exists and holds a store's files (its metadata database or
+/// a segment): a read of anything else sees an empty store and writes
+/// nothing there.
+fn holds_a_store(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name == "meta.redb" || name.ends_with(".log")
+    })
 }
 
 /// Parse an instant or a `YYYY-MM-DD` date for clap.
