@@ -118,14 +118,18 @@ fn a_record_cut_in_half_at_the_tail_is_removed_whole() {
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
-/// A flipped byte inside the active segment with records after it is not a
-/// torn tail: only the damaged record is lost. The bytes from it on are cut
-/// but kept under quarantine/, the intact records after it are appended
-/// again, and `verify` reports the damage (file and offset) until the
-/// quarantine file is removed. Opening again appends nothing twice, also
-/// when a crash left the salvage unfinished.
-#[test]
-fn damage_inside_the_active_segment_loses_only_the_damaged_record() {
+/// A built store with one byte flipped a third of the way into its active
+/// segment (records before and after it).
+struct Damaged {
+    dir: tempfile::TempDir,
+    unique: usize,
+    active: PathBuf,
+    /// The active segment's bytes, flip included.
+    bytes: Vec<u8>,
+    flip: usize,
+}
+
+fn built_with_a_byte_flipped_in_the_active_segment() -> Damaged {
     let dir = tempfile::tempdir().unwrap();
     let events = build(dir.path());
     let unique = model(&events).len();
@@ -134,6 +138,30 @@ fn damage_inside_the_active_segment_loses_only_the_damaged_record() {
     let flip = bytes.len() / 3;
     bytes[flip] ^= 0x5a;
     std::fs::write(&active, &bytes).unwrap();
+    Damaged {
+        dir,
+        unique,
+        active,
+        bytes,
+        flip,
+    }
+}
+
+/// A flipped byte inside the active segment with records after it is not a
+/// torn tail: only the damaged record is lost. The bytes from it on are cut
+/// but kept under quarantine/, the intact records after it are appended
+/// again, and `verify` reports the damage (file and offset) until the
+/// quarantine file is removed. Opening again appends nothing twice, also
+/// when a crash left the salvage unfinished.
+#[test]
+fn damage_inside_the_active_segment_loses_only_the_damaged_record() {
+    let Damaged {
+        dir,
+        unique,
+        active,
+        bytes,
+        flip,
+    } = built_with_a_byte_flipped_in_the_active_segment();
 
     let store = Store::open_with(dir.path(), opts()).unwrap();
     let report = store.recovery_report().clone();
@@ -414,14 +442,7 @@ fn damaged_metadata_database_is_refused_as_corrupt() {
 #[test]
 fn a_salvage_that_fails_leaves_its_file_pending_for_the_next_open() {
     use auditstore::io::{Fault, FaultKind, FaultOp, FaultyIo};
-    let dir = tempfile::tempdir().unwrap();
-    let events = build(dir.path());
-    let unique = model(&events).len();
-    let active = files(dir.path(), "log").pop().unwrap();
-    let mut bytes = std::fs::read(&active).unwrap();
-    let flip = bytes.len() / 3;
-    bytes[flip] ^= 0x5a;
-    std::fs::write(&active, &bytes).unwrap();
+    let Damaged { dir, unique, .. } = built_with_a_byte_flipped_in_the_active_segment();
 
     // Rename 0 puts the quarantine file in place; rename 1 would mark it done.
     let io = Arc::new(FaultyIo::new(vec![Fault {
