@@ -313,6 +313,34 @@ fn read_only_commands_on_a_missing_directory_create_nothing() {
     assert!(dir.join("meta.redb").exists());
 }
 
+/// The 256 KiB limit is the event's JSON text: whitespace around it on the
+/// line (trailing spaces, the `\r` of CRLF input) does not count.
+#[test]
+fn the_size_limit_is_the_json_text_not_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |id: u32, size: usize| {
+        let head = format!(
+            r#"{{"id":"00000000-0000-4000-8000-{id:012}","action":"a.b","actor":{{"id":"u","type":"user"}},"target":{{"id":"t","type":"x"}},"occurred_at":"2026-06-01T00:00:00Z","success":true,"scope":{{"id":"org-x","type":"account"}},"payload":{{"p":""#
+        );
+        let tail = r#""}}"#;
+        format!("{head}{}{tail}", "x".repeat(size - head.len() - tail.len()))
+    };
+    let limit = auditstore::event::MAX_EVENT_JSON_BYTES;
+    let at_limit = event(1, limit);
+    assert_eq!(at_limit.len(), limit);
+    let over = event(2, limit + 1);
+    let input = format!("{at_limit}   \r\n  {over}\n");
+    let out = run_stdin(dir.path(), &["--json", "ingest"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(
+        (v["appended"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(stderr(&out).starts_with("line 2: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("limit"), "{}", stderr(&out));
+}
+
 /// Range ends beyond the store's representable years (1677-2262) mean
 /// "everything" on that side, not a usage error; a malformed date still is.
 #[test]

@@ -81,8 +81,15 @@ fn read_line_capped(
     }
 }
 
+/// Whitespace a line may carry around its JSON text beyond the event limit
+/// (a `\r` of CRLF input, trailing spaces): the limit is the event's.
+const LINE_SLACK: usize = 4096;
+
 fn parse_line(no: u64, raw: &[u8], org: Option<&str>) -> Line {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let json_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = raw.iter().position(|b| !json_space(b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| !json_space(b)).map_or(start, |p| p + 1);
+    let raw = &raw[start..end];
     let event = match Event::from_json_bytes(raw) {
         Ok(e) => e,
         Err(e) => return Line::Rejected(no, e.to_string()),
@@ -146,7 +153,12 @@ fn read_chunks(input: Box<dyn Read + Send>, tx: mpsc::SyncSender<std::io::Result
         let mut eof = false;
         while chunk.spans.len() < BATCH && chunk.data.len() < CHUNK_BYTES {
             let start = chunk.data.len();
-            match read_line_capped(&mut r, &mut chunk.data, MAX_EVENT_JSON_BYTES, &mut read) {
+            match read_line_capped(
+                &mut r,
+                &mut chunk.data,
+                MAX_EVENT_JSON_BYTES + LINE_SLACK,
+                &mut read,
+            ) {
                 Ok(Some(too_long)) => {
                     no += 1;
                     chunk.spans.push((!too_long).then_some((start, chunk.data.len())));
