@@ -455,6 +455,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether `dir` holds a store's files (its metadata database or a
+    /// segment), without opening or changing anything.
+    pub fn exists_at(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name == META_FILE || matches!(segment::parse_name(&name), Some((_, "log")))
+        })
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

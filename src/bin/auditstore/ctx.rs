@@ -112,7 +112,7 @@ impl Ctx {
             durability,
             ..Options::default()
         };
-        if !writes && !holds_a_store(&self.data_dir) {
+        if !writes && !Store::exists_at(&self.data_dir) {
             let empty = tempfile::tempdir()?;
             let store = Store::open_with(empty.path(), options)?;
             return Ok(OpenStore {
@@ -149,20 +149,6 @@ impl Ctx {
         }
         ExitCode::from(1)
     }
-}
-
-/// Whether `dir` exists and holds a store's files (its metadata database or
-/// a segment): a read of anything else sees an empty store and writes
-/// nothing there.
-fn holds_a_store(dir: &std::path::Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.filter_map(|e| e.ok()).any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name == "meta.redb" || name.ends_with(".log")
-    })
 }
 
 /// Parse an instant or a `YYYY-MM-DD` date for clap.
