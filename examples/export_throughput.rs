@@ -100,6 +100,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         done.bytes.unwrap_or(0) as f64 / secs.max(1e-9) / 1e6,
     );
     assert_eq!(report.processed.len(), 1);
+    // Let the download expire, so that the store's own expiry deletes the
+    // 0.5 GB file: a reused DIR does not collect one per run.
+    if let Some(expires_at) = done.expires_at {
+        clock.set(expires_at);
+        let expired = exports.process()?.expired;
+        assert!(
+            expired.iter().any(|r| r.id == req.id),
+            "the build's file was not expired"
+        );
+    }
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         for line in status
             .lines()

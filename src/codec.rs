@@ -22,7 +22,7 @@
 //! Nested objects are stored as compact JSON text, so export and printing
 //! copy them verbatim.
 
-use crate::event::{Event, EventParts};
+use crate::event::{Event, StoredHead};
 use crate::time::Timestamp;
 
 /// Version of the record body layout above.
@@ -99,6 +99,9 @@ pub struct RecordView<'a> {
     pub metadata: &'a str,
     pub scope: Option<&'a str>,
     pub request: Option<&'a str>,
+    /// `action` through `request`, back to back as stored: what an owned
+    /// [`Event`] copies, at once.
+    texts: &'a str,
 }
 
 /// The occurred_at and id of a body, without decoding the rest.
@@ -190,7 +193,9 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         }
         DecodeError("texts are not UTF-8".into())
     };
-    let all = std::str::from_utf8(&body[FIXED_LEN..]).map_err(|_| per_field_error())?;
+    // simdutf8: the check costs a scan ~1/6 of its time with the standard
+    // library's validation, which stays for naming the field.
+    let all = simdutf8::basic::from_utf8(&body[FIXED_LEN..]).map_err(|_| per_field_error())?;
     let mut texts = [""; 8];
     let mut at = 0;
     for (i, len) in lens.iter().enumerate() {
@@ -210,25 +215,31 @@ pub fn decode(body: &[u8]) -> Result<RecordView<'_>, DecodeError> {
         metadata: texts[5],
         scope: (flags & FLAG_SCOPE != 0).then_some(texts[6]),
         request: (flags & FLAG_REQUEST != 0).then_some(texts[7]),
+        texts: all.get(lens[0]..).ok_or_else(per_field_error)?,
     })
 }
 
 impl RecordView<'_> {
     /// The owned event this record stores.
     pub fn to_event(&self) -> Event {
-        Event::from_parts(EventParts {
+        let head = StoredHead {
             id: uuid::Uuid::from_bytes(self.id),
-            action: self.action,
-            actor: self.actor,
-            target: self.target,
-            payload: self.payload,
             occurred_at: self.occurred_at,
-            metadata: self.metadata,
             version: self.version,
-            scope: self.scope,
             success: self.success,
-            request: self.request,
-        })
+            has_scope: self.scope.is_some(),
+            has_request: self.request.is_some(),
+        };
+        let lens = [
+            self.action.len(),
+            self.actor.len(),
+            self.target.len(),
+            self.payload.len(),
+            self.metadata.len(),
+            self.scope.map_or(0, str::len),
+            self.request.map_or(0, str::len),
+        ];
+        Event::from_stored_texts(head, self.texts, lens)
     }
 }
 
@@ -267,5 +278,36 @@ mod tests {
         let bad = body_with_texts(b"org", b"d\xFF");
         let err = decode(&bad).expect_err("invalid byte");
         assert!(err.0.starts_with("action is not UTF-8"), "{}", err.0);
+    }
+
+    /// The owned event built from a record (one copy of its texts) is the
+    /// event encoded, with and without the optional objects, with
+    /// multi-byte texts in every field.
+    #[test]
+    fn records_decode_to_the_event_encoded() {
+        let optional = [
+            "",
+            r#","scope":{"id":"orgé-1","type":"organization","name":"Åcme"}"#,
+            r#","request":{"id":"réq-7"}"#,
+            r#","scope":{"id":"o","type":"organization"},"request":{"id":"r"}"#,
+        ];
+        for extra in optional {
+            let json = format!(
+                r#"{{"id":"6f1c3a52-8d1e-4c2b-9a57-3e0b8f1d2c4a","action":"workflow.job.start",
+                "actor":{{"id":"ü1","type":"user","name":"Zoë"}},"target":{{"id":"t→1","type":"job"}},
+                "payload":{{"n":[1,2.5,"日本"]}},"metadata":{{"ip":"10.0.0.1"}},
+                "occurred_at":"2026-06-01T10:00:00.123Z","success":false{extra}}}"#
+            );
+            let event = Event::from_json(&json).expect("valid event");
+            let mut body = Vec::new();
+            encode("orgé", &event, &mut body);
+            let view = decode(&body).expect("decodes");
+            assert_eq!(view.org, "orgé");
+            let back = view.to_event();
+            assert_eq!(back, event, "{extra}");
+            assert_eq!(back.scope_json(), event.scope_json());
+            assert_eq!(back.request_json(), event.request_json());
+            assert_eq!(back.to_json(), event.to_json());
+        }
     }
 }

@@ -166,6 +166,17 @@ pub(crate) struct EventParts<'a> {
     pub(crate) request: Option<&'a str>,
 }
 
+/// The fixed-size fields of a stored event (see [`Event::from_stored_texts`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredHead {
+    pub(crate) id: Uuid,
+    pub(crate) occurred_at: Timestamp,
+    pub(crate) version: u32,
+    pub(crate) success: bool,
+    pub(crate) has_scope: bool,
+    pub(crate) has_request: bool,
+}
+
 /// Why an event was rejected. `message` always names the offending field
 /// (`field` holds its path, e.g. `actor.id`), except for whole-document
 /// problems (malformed JSON, not an object, too large, invalid UTF-8), where
@@ -426,6 +437,33 @@ impl Event {
         )
     }
 
+    /// Builds an event from a stored record's texts (`action` through
+    /// `request`, back to back, as the codec stores them, with an absent
+    /// `scope`/`request` empty) and their lengths: one copy, not seven.
+    /// Not validated; a `lens` that does not split `text` at character
+    /// boundaries gives empty texts, never a panic.
+    pub(crate) fn from_stored_texts(head: StoredHead, text: &str, lens: [usize; 7]) -> Event {
+        let mut spans = [(0, 0); 7];
+        let mut at = 0usize;
+        for (span, len) in spans.iter_mut().zip(lens) {
+            let end = at.saturating_add(len).min(text.len());
+            *span = (at, end);
+            at = end;
+        }
+        Event::new(
+            head.id,
+            head.occurred_at,
+            head.version,
+            head.success,
+            head.has_scope,
+            head.has_request,
+            Texts {
+                text: text.to_owned(),
+                spans,
+            },
+        )
+    }
+
     /// An event from its (validated or trusted) fields.
     fn new(
         id: Uuid,
@@ -449,11 +487,6 @@ impl Event {
         }
     }
 
-    /// Whether two events carry the same content, although their nested JSON
-    /// may differ in key order, string escapes or formatting. Tells a
-    /// re-sent duplicate from a conflicting event with the same `id`.
-    ///
-    /// Integers compare by their exact digits; other numbers by value.
     /// Load the event's texts into the cache ahead of use: the store calls
     /// this a few events ahead while encoding a batch, so that events parsed
     /// long before (cold in memory) arrive several at a time, not one miss
@@ -466,6 +499,11 @@ impl Event {
         std::hint::black_box(x);
     }
 
+    /// Whether two events carry the same content, although their nested JSON
+    /// may differ in key order, string escapes or formatting. Tells a
+    /// re-sent duplicate from a conflicting event with the same `id`.
+    ///
+    /// Integers compare by their exact digits; other numbers by value.
     pub fn same_content(&self, other: &Event) -> bool {
         self.id == other.id
             && self.action() == other.action()
