@@ -276,6 +276,62 @@ fn bit_flip_in_sealed_segment_is_reported_with_file_and_offset() {
     assert_eq!(std::fs::read(&sealed).unwrap(), bytes);
 }
 
+/// Frame offsets of a segment file, following each frame's length.
+fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut at = 32;
+    let mut offsets = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        offsets.push(at);
+        at += 8 + len;
+    }
+    offsets
+}
+
+/// `verify` carries on past a damaged record: every damaged record of every
+/// sealed segment is a problem of its own, every other record is checked
+/// and counted, and the indexes (intact) are not blamed for the damage.
+#[test]
+fn verify_reports_every_damaged_record_not_only_the_first_of_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let clean = Store::open_with(dir.path(), opts()).unwrap().verify().unwrap();
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let logs = files(dir.path(), "log");
+    let mut expected = Vec::new();
+    for (seg, records) in [(0usize, [3usize, 17].as_slice()), (1, [40].as_slice())] {
+        let mut bytes = std::fs::read(&logs[seg]).unwrap();
+        let offsets = frame_offsets(&bytes);
+        assert!(
+            offsets.len() > 41,
+            "segment {seg} holds {} records",
+            offsets.len()
+        );
+        for &r in records {
+            bytes[offsets[r] + 8 + 30] ^= 0x04; // inside the record's body
+            expected.push((logs[seg].clone(), offsets[r] as u64));
+        }
+        std::fs::write(&logs[seg], &bytes).unwrap();
+    }
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    let report = store.verify().unwrap();
+    let found: Vec<(PathBuf, u64)> = report
+        .problems
+        .iter()
+        .map(|p| (p.file.clone(), p.offset))
+        .collect();
+    assert_eq!(found, expected, "{:#?}", report.problems);
+    for p in &report.problems {
+        assert!(p.message.contains("checksum"), "{}", p.message);
+        assert!(p.message.contains("up to offset"), "{}", p.message);
+    }
+    assert_eq!(report.records, clean.records - 3);
+    assert_eq!((report.segments, report.indexes), (clean.segments, clean.indexes));
+}
+
 #[test]
 fn truncated_or_missing_index_is_rebuilt_from_an_intact_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,19 +75,54 @@ pub fn salvage(buf: &[u8], from: usize) -> Vec<std::ops::Range<usize>> {
     let mut found = Vec::new();
     let written_end = buf.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
     let mut at = from + 1;
-    while at < written_end {
-        let decoded = frame::decode(&buf[at..])
-            .ok()
-            .filter(|(body, _)| codec::decode(body).is_ok());
-        match decoded {
-            Some((_, len)) => {
-                found.push(at..at + len);
-                at += len;
-            }
-            None => at += 1,
-        }
+    while let Some((start, len)) = next_frame(buf, at, written_end) {
+        found.push(start..start + len);
+        at = start + len;
     }
     found
+}
+
+/// A stretch of a segment where no record decodes: from the first invalid
+/// frame at `offset` up to the next valid frame (or the end) at `end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub offset: u64,
+    pub end: u64,
+    /// Why the frame at `offset` is invalid.
+    pub reason: String,
+}
+
+/// Visit every valid record of `buf` from `start` on, in order, carrying on
+/// past damage: after an invalid frame the next valid one is searched byte
+/// by byte, as [`salvage`] does. Returns the damaged stretches, in order
+/// (`verify` reports each; a walk would stop at the first).
+pub fn survey(buf: &[u8], start: usize, mut visit: impl FnMut(u64, &RecordView<'_>)) -> Vec<Damage> {
+    let mut damage = Vec::new();
+    let mut at = start;
+    while at < buf.len() {
+        let Some(stop) = walk(buf, at, &mut visit).stop else {
+            break;
+        };
+        let from = stop.offset as usize;
+        at = next_frame(buf, from + 1, buf.len()).map_or(buf.len(), |(next, _)| next);
+        damage.push(Damage {
+            offset: stop.offset,
+            end: at as u64,
+            reason: stop.reason,
+        });
+    }
+    damage
+}
+
+/// The first offset in `from..before` where a frame and its record decode,
+/// with the frame's length.
+fn next_frame(buf: &[u8], from: usize, before: usize) -> Option<(usize, usize)> {
+    (from..before).find_map(|at| {
+        frame::decode(&buf[at..])
+            .ok()
+            .filter(|(body, _)| codec::decode(body).is_ok())
+            .map(|(_, len)| (at, len))
+    })
 }
 
 #[cfg(test)]
@@ -139,5 +174,38 @@ mod tests {
         let mut buf = clean;
         buf[at[4].start + 9] ^= 1;
         assert!(salvage(&buf, at[4].start).is_empty());
+    }
+
+    #[test]
+    fn a_survey_visits_every_valid_record_and_reports_every_damaged_stretch() {
+        let (clean, at) = frames(6);
+        let offsets = |buf: &[u8]| {
+            let mut seen = Vec::new();
+            let damage = survey(buf, 16, |off, _| seen.push(off as usize));
+            (seen, damage)
+        };
+        let (seen, damage) = offsets(&clean);
+        assert_eq!(seen, at.iter().map(|r| r.start).collect::<Vec<_>>());
+        assert!(damage.is_empty());
+        // Two damaged records (a body, then a length), and a cut last one.
+        let mut buf = clean.clone();
+        buf[at[1].start + 20] ^= 0x10;
+        buf[at[3].start + 1] ^= 0x40;
+        buf.truncate(at[5].end - 3);
+        let (seen, damage) = offsets(&buf);
+        assert_eq!(seen, vec![at[0].start, at[2].start, at[4].start]);
+        let stretches: Vec<(usize, usize)> = damage
+            .iter()
+            .map(|d| (d.offset as usize, d.end as usize))
+            .collect();
+        assert_eq!(
+            stretches,
+            vec![
+                (at[1].start, at[2].start),
+                (at[3].start, at[4].start),
+                (at[5].start, buf.len())
+            ]
+        );
+        assert!(damage[0].reason.contains("checksum"), "{}", damage[0].reason);
     }
 }

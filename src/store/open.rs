@@ -54,26 +54,35 @@ pub(super) fn read_checkpoint(dir: &Path) -> Option<(Vec<u64>, FingerprintSet)> 
     checkpoint::decode(Arc::new(map)).ok()
 }
 
-/// Walk a segment's frames and collect what its index is built from:
-/// organization names, one entry per valid record, and where the walk
-/// stopped.
-pub(super) fn index_log(log: &[u8]) -> (Vec<String>, Vec<idxfile::BuildEntry>, recovery::Walk) {
-    let mut orgs: Vec<String> = Vec::new();
-    let mut org_no: HashMap<String, u32> = HashMap::new();
-    let mut entries = Vec::new();
-    let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| {
-        let n = *org_no.entry(v.org.to_owned()).or_insert_with(|| {
+/// The index entries of a segment's records, as they are visited.
+#[derive(Default)]
+pub(super) struct IndexEntries {
+    pub(super) orgs: Vec<String>,
+    org_no: HashMap<String, u32>,
+    pub(super) entries: Vec<idxfile::BuildEntry>,
+}
+
+impl IndexEntries {
+    pub(super) fn add(&mut self, offset: u64, v: &RecordView<'_>) {
+        let orgs = &mut self.orgs;
+        let n = *self.org_no.entry(v.org.to_owned()).or_insert_with(|| {
             orgs.push(v.org.to_owned());
             (orgs.len() - 1) as u32
         });
-        entries.push(idxfile::BuildEntry {
+        self.entries.push(idxfile::BuildEntry {
             org: n,
             occurred_at: v.occurred_at.as_nanos(),
             id: v.id,
-            offset: off as u32,
+            offset: offset as u32,
         });
-    });
-    (orgs, entries, walk)
+    }
+}
+
+/// The index entries of a segment's valid prefix, and where the walk stopped.
+pub(super) fn index_log(log: &[u8]) -> (Vec<String>, Vec<idxfile::BuildEntry>, recovery::Walk) {
+    let mut found = IndexEntries::default();
+    let walk = recovery::walk(log, SEGMENT_HEADER_LEN, |off, v| found.add(off, v));
+    (found.orgs, found.entries, walk)
 }
 
 /// Where retention moves a file before unlinking it (`x.log` -> `x.log.deleted`).

@@ -212,31 +212,7 @@ impl Store {
             report.segments += 1;
             report.indexes += 1;
             report.bytes += seg.disk_bytes();
-            let log = seg.log_bytes();
-            let (orgs, mut entries, walk) = index_log(log);
-            report.records += entries.len() as u64;
-            if let Some(stop) = walk.stop {
-                report.problems.push(Problem {
-                    file: seg.log_path.clone(),
-                    offset: stop.offset,
-                    message: format!("sealed segment: {}", stop.reason),
-                });
-                continue;
-            }
-            let expected = idxfile::build(seg.id, log.len() as u64, &orgs, &mut entries);
-            let actual = seg.idx_bytes();
-            if expected.as_slice() != actual {
-                let at = expected
-                    .iter()
-                    .zip(actual.iter())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(expected.len().min(actual.len()));
-                report.problems.push(Problem {
-                    file: seg.idx_path.clone(),
-                    offset: at as u64,
-                    message: "index does not match its segment".into(),
-                });
-            }
+            verify_sealed(seg, &mut report);
         }
         // The de-duplication checkpoint, if any, must match the indexes it
         // claims to cover (a wrong one would let duplicates in).
@@ -290,16 +266,86 @@ impl Store {
             });
         } else {
             let mut n = 0u64;
-            let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |_, _| n += 1);
+            let damage = recovery::survey(&bytes, SEGMENT_HEADER_LEN, |_, _| n += 1);
             report.records += n;
-            if let Some(stop) = walk.stop {
-                report.problems.push(Problem {
-                    file: path,
-                    offset: stop.offset,
-                    message: format!("active segment: {}", stop.reason),
-                });
-            }
+            report_damage(&mut report, &path, len, "active segment", &damage);
         }
         Ok(report)
+    }
+}
+
+/// Check a sealed segment's every record, past any damage, and its index:
+/// against the index built from the log when the log is intact, else entry
+/// by entry against the records that are still valid.
+fn verify_sealed(seg: &SealedSegment, report: &mut VerifyReport) {
+    let log = seg.log_bytes();
+    let mut found = IndexEntries::default();
+    let damage = recovery::survey(log, SEGMENT_HEADER_LEN, |off, v| found.add(off, v));
+    report.records += found.entries.len() as u64;
+    report_damage(report, &seg.log_path, log.len() as u64, "sealed segment", &damage);
+    let actual = seg.idx_bytes();
+    let mismatch_at = if damage.is_empty() {
+        let expected = idxfile::build(seg.id, log.len() as u64, &found.orgs, &mut found.entries);
+        (expected.as_slice() != actual).then(|| {
+            expected
+                .iter()
+                .zip(actual.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.len().min(actual.len()))
+        })
+    } else {
+        // Every entry must name a valid record (with its time) or lie in a
+        // damaged stretch, and every valid record must have an entry.
+        let mut valid: HashMap<u32, (i64, bool)> = found
+            .entries
+            .iter()
+            .map(|e| (e.offset, (e.occurred_at, false)))
+            .collect();
+        let damaged = |off: u32| damage.iter().any(|d| (d.offset..d.end).contains(&u64::from(off)));
+        let mut first_bad = None;
+        for i in 0..seg.layout.event_count {
+            let (ts, off) = idxfile::time_entry(actual, &seg.layout, i);
+            let ok = match valid.get_mut(&off) {
+                Some((valid_ts, seen)) if *valid_ts == ts => {
+                    *seen = true;
+                    true
+                }
+                Some(_) => false,
+                None => damaged(off),
+            };
+            if !ok {
+                first_bad = Some(seg.layout.time_at + i as usize * idxfile::ENTRY_LEN);
+                break;
+            }
+        }
+        first_bad.or_else(|| {
+            valid
+                .values()
+                .any(|(_, seen)| !seen)
+                .then_some(seg.layout.time_at)
+        })
+    };
+    if let Some(at) = mismatch_at {
+        report.problems.push(Problem {
+            file: seg.idx_path.clone(),
+            offset: at as u64,
+            message: "index does not match its segment".into(),
+        });
+    }
+}
+
+/// One problem per damaged stretch of a segment of `len` bytes.
+fn report_damage(report: &mut VerifyReport, file: &Path, len: u64, what: &str, damage: &[recovery::Damage]) {
+    for d in damage {
+        let span = d.end - d.offset;
+        let extent = match d.end >= len {
+            true => format!("no valid record in the {span} bytes from there to the end"),
+            false => format!("{span} bytes without a valid record, up to offset {}", d.end),
+        };
+        report.problems.push(Problem {
+            file: file.to_path_buf(),
+            offset: d.offset,
+            message: format!("{what}: {} ({extent})", d.reason),
+        });
     }
 }
