@@ -636,3 +636,153 @@ fn hostile_input_lines_are_rejected_without_harm() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!dir.path().join("../../etc").join("meta.redb").exists());
 }
+
+/// Human-readable output is for a terminal: control characters from event
+/// fields or arguments are shown escaped, so they neither run as terminal
+/// escape sequences nor split a table row or an error line.
+#[test]
+fn control_characters_are_escaped_in_tables_and_error_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"id":"6f1c3a52-8d1e-4c2b-9a57-3e0b8f1d2c4a","action":"user.logged_in","actor":{"id":"\u001b[31mRED\nline2","type":"user"},"target":{"id":"t\r1","type":"x"},"occurred_at":"2026-06-01T10:00:00Z","success":true,"scope":{"id":"org-01","type":"organization"}}"#;
+    let out = run_stdin(
+        dir.path(),
+        &["--as-of", "2026-06-02", "ingest"],
+        format!("{line}\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let args = [
+        "--as-of",
+        "2026-06-02",
+        "query",
+        "--org",
+        "org-01",
+        "--from",
+        "2026-06-01",
+        "--to",
+        "2026-06-02",
+    ];
+    let out = run(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+    assert_eq!(text.lines().count(), 3, "header, one row, count: {text}");
+    assert!(text.contains(r"\u{1b}[31mRED\nline2"), "{text}");
+    assert!(text.contains(r"t\r1"), "{text}");
+    // The JSON Lines output keeps the value as stored.
+    let out = run(dir.path(), &[&args[..], &["--format", "jsonl"]].concat());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["actor"]["id"], "\u{1b}[31mRED\nline2");
+    // An argument echoed in an error message stays on one line.
+    for args in [&["get", "a\nb\u{1b}[2J"][..], &["export", "download", "a\nb"][..]] {
+        let out = run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.starts_with("auditstore: not_found: "), "{err:?}");
+        assert!(!err.trim_end().chars().any(char::is_control), "{err:?}");
+    }
+}
+
+/// `demo` into a named directory: the sample is ingested durably, queried
+/// and exported to a CSV that exists; run again on the same store it still
+/// succeeds, counts the re-sent sample honestly (nothing appended twice) and
+/// leaves settings an operator made alone.
+#[test]
+fn demo_into_a_named_store_runs_again_and_keeps_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = || {
+        let out = run(dir.path(), &["--json", "demo", "--events", "3000"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        json(&out)
+    };
+    let first = demo();
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    let stored = count(&first, "appended");
+    // The sample re-sends ~1% of its events.
+    assert!(stored > 2900 && stored < 3000, "{first}");
+    assert_eq!(
+        stored + count(&first, "duplicates") + count(&first, "conflicts"),
+        3000
+    );
+    assert_eq!(count(&first, "events"), stored);
+    assert_eq!(first["export"]["status"], "success");
+    assert!(first["export"]["rows"].as_u64().unwrap() > 0);
+    let csv = std::fs::read_to_string(first["export"]["path"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        csv.lines().count() as u64,
+        first["export"]["rows"].as_u64().unwrap() + 1
+    );
+    assert_eq!(
+        first["data_dir"].as_str().map(Path::new),
+        Some(dir.path()),
+        "the named directory, not a temporary one"
+    );
+    // Its organization is on the self-hosted plan: no rate limit to run into.
+    for _ in 0..3 {
+        let again = demo();
+        assert_eq!(count(&again, "appended"), 0);
+        assert_eq!(
+            count(&again, "duplicates") + count(&again, "conflicts"),
+            3000,
+            "{again}"
+        );
+        assert_eq!(count(&again, "events"), stored);
+        assert_eq!(again["export"]["status"], "success");
+    }
+    // Settings an operator made for org-00 are kept, and their rules hold:
+    // on the scale plan, the 4 requests of the last 30 days are too many.
+    let out = run(
+        dir.path(),
+        &[
+            "org",
+            "set",
+            "org-00",
+            "--plan",
+            "scale",
+            "--retention-days",
+            "400",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(dir.path(), &["--json", "demo", "--events", "3000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["error"]["code"], "rate_limited");
+    let org = json(&run(dir.path(), &["--json", "org", "show", "org-00"]));
+    assert_eq!(
+        (org["plan"].as_str(), org["retention_days"].as_u64()),
+        (Some("scale"), Some(400))
+    );
+}
+
+/// An empty `AUDITSTORE_DATA_DIR` means unset: the default directory.
+#[test]
+fn an_empty_data_dir_variable_means_the_default_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditstore"));
+    let out = cmd
+        .current_dir(cwd.path())
+        .env("AUDITSTORE_DATA_DIR", "")
+        .args(["--json", "org", "set", "org-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(cwd.path().join("auditstore-data").join("meta.redb").exists());
+}
+
+/// A byte order mark at the start of the input is not part of line 1.
+#[test]
+fn a_byte_order_mark_before_the_first_line_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(shared_data("sample-events.jsonl")).unwrap();
+    let two: Vec<&str> = sample.lines().take(2).collect();
+    let input = format!("\u{feff}{}\n{}\n", two[0], two[1]);
+    let out = run_stdin(dir.path(), &["--json", "ingest"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["appended"], 2);
+    // Only at the start: elsewhere it is what it is, not JSON.
+    let input = format!("{}\n\u{feff}{}\n", two[0], two[1]);
+    let out = run_stdin(dir.path(), &["--json", "ingest"], input.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["rejected"], 1);
+    assert!(stderr(&out).starts_with("line 2: "), "{}", stderr(&out));
+}

@@ -1,6 +1,7 @@
 //! What every command shares: global options, opening the store, printing
 //! results and errors in the contract's shapes.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,9 @@ impl std::ops::Deref for OpenStore {
 
 pub struct Ctx {
     pub data_dir: PathBuf,
+    /// Whether `data_dir` was named (`--data-dir` or the environment), not
+    /// the default.
+    pub data_dir_given: bool,
     pub json: bool,
     pub as_of: Option<Timestamp>,
 }
@@ -145,7 +149,7 @@ impl Ctx {
             }
             let _ = self.print_json(&json!({ "error": Value::Object(obj) }));
         } else {
-            eprintln!("auditstore: {}: {}", err.code, err.message);
+            eprintln!("auditstore: {}: {}", err.code, printable(&err.message));
         }
         ExitCode::from(1)
     }
@@ -170,10 +174,31 @@ pub fn parse_org(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Render rows as an aligned text table.
+/// Text for a terminal: control characters (which could move the cursor,
+/// recolour or split a line: event fields and ids are the sender's) shown
+/// escaped, as `\n` or `\u{1b}`.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_debug()),
+            false => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Render rows as an aligned text table (control characters escaped).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(c.chars().count());
@@ -197,8 +222,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut headers.iter().copied(), &mut out);
-    for r in rows {
-        line(&mut r.iter().map(String::as_str), &mut out);
+    for r in &rows {
+        line(&mut r.iter().map(|c| c.as_ref()), &mut out);
     }
     out
 }

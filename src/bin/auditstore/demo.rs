@@ -12,10 +12,7 @@ use serde_json::json;
 use crate::ctx::{CliError, CliResult, Ctx};
 
 pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
-    let explicit_dir = std::env::args_os()
-        .any(|a| a == "--data-dir" || a.to_string_lossy().starts_with("--data-dir="))
-        || std::env::var_os("AUDITSTORE_DATA_DIR").is_some();
-    let dir = if explicit_dir {
+    let dir = if ctx.data_dir_given {
         ctx.data_dir.clone()
     } else {
         std::env::temp_dir().join(format!("auditstore-demo-{}", uuid::Uuid::new_v4()))
@@ -26,6 +23,7 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
     let step = (29 * day / events.max(1) as i64).max(1);
     let demo_ctx = Ctx {
         data_dir: dir.clone(),
+        data_dir_given: true,
         json: ctx.json,
         as_of: Some(now),
     };
@@ -36,7 +34,20 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         }
     };
     say(format!("store: {}", dir.display()));
-    store.set_org("org-00", Some(Plan::Scale), Some(365))?;
+    // The demo's organization is org-00 on the self-hosted plan (exports
+    // without a rate limit, so the demo can run again on the same store).
+    // A store where org-00 was configured keeps its settings: the demo
+    // never changes what an operator set.
+    match store.orgs()?.into_iter().find(|o| o.org == "org-00") {
+        Some(kept) => say(format!(
+            "org-00 keeps its settings: plan {}, retention {} days",
+            kept.plan, kept.retention_days
+        )),
+        None => {
+            store.set_org("org-00", Some(Plan::Server), Some(365))?;
+            say("org-00: plan server, retention 365 days".into());
+        }
+    }
     let mut gen = SampleGenerator::new(SampleConfig {
         start,
         step_nanos: step,
@@ -46,14 +57,16 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
     let t = Instant::now();
     let mut appended = 0;
     let mut duplicates = 0;
+    let mut conflicts = 0;
     for chunk in generated.chunks(4096) {
         let r = store.append_batch(chunk.iter().map(|(o, e)| (o.as_str(), e)))?;
         appended += r.appended;
         duplicates += r.duplicates;
+        conflicts += r.conflicts;
     }
     let ingest_secs = t.elapsed().as_secs_f64();
     say(format!(
-        "ingested {} generated events in {:.3}s ({:.0} events/s, fsynced): {appended} appended, {duplicates} duplicates",
+        "ingested {} generated events in {:.3}s ({:.0} events/s, fsynced): {appended} appended, {duplicates} duplicates, {conflicts} conflicts",
         generated.len(),
         ingest_secs,
         generated.len() as f64 / ingest_secs.max(1e-9)
@@ -87,7 +100,7 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
     if ctx.json {
         ctx.print_json(&json!({
             "data_dir": dir.display().to_string(),
-            "appended": appended, "duplicates": duplicates,
+            "appended": appended, "duplicates": duplicates, "conflicts": conflicts,
             "query_events": found.len(),
             "export": {"id": export.id, "status": export.status, "rows": export.rows, "path": export.path},
             "events": stats.events,

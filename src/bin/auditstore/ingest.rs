@@ -15,7 +15,7 @@ use auditstore::{Durability, Event};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::ctx::{CliError, CliResult, Ctx};
+use crate::ctx::{printable, CliError, CliResult, Ctx};
 
 const BATCH: usize = 8192;
 const CHUNK_BYTES: usize = 4 << 20;
@@ -142,6 +142,19 @@ fn parse_chunk(raw: RawChunk, org: Option<&str>) -> Chunk {
 fn read_chunks(input: Box<dyn Read + Send>, tx: mpsc::SyncSender<std::io::Result<RawChunk>>) {
     let mut r = BufReader::with_capacity(1 << 20, input);
     let (mut no, mut read, mut seq) = (0u64, 0u64, 0u64);
+    // A UTF-8 byte order mark (some Windows tools write one) is not part of
+    // the first line's JSON text (RFC 8259 lets a parser ignore it).
+    match r.fill_buf() {
+        Ok(head) if head.starts_with(b"\xEF\xBB\xBF") => {
+            r.consume(3);
+            read += 3;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    }
     loop {
         let mut chunk = RawChunk {
             seq,
@@ -274,7 +287,7 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
                     Line::Event(org, event) => batch.push((org.as_str(), event)),
                     Line::Rejected(no, why) => {
                         rejected += 1;
-                        let msg = format!("line {no}: {why}");
+                        let msg = format!("line {no}: {}", printable(why));
                         match &progress {
                             Some(pb) => pb.suspend(|| eprintln!("{msg}")),
                             None => eprintln!("{msg}"),

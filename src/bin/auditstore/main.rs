@@ -22,14 +22,10 @@ use ctx::{parse_org, parse_time, CliResult, Ctx};
     about = "Admin tool for an auditstore audit log"
 )]
 struct Cli {
-    /// The store's directory (default $AUDITSTORE_DATA_DIR, else ./auditstore-data).
-    #[arg(
-        long,
-        global = true,
-        env = "AUDITSTORE_DATA_DIR",
-        default_value = "auditstore-data"
-    )]
-    data_dir: PathBuf,
+    /// The store's directory [default: $AUDITSTORE_DATA_DIR if set and not
+    /// empty, else ./auditstore-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Evaluate time-dependent rules as of this instant (RFC 3339 or YYYY-MM-DD).
     #[arg(long, global = true, value_parser = parse_time)]
     as_of: Option<Timestamp>,
@@ -101,8 +97,15 @@ enum RetentionCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An empty variable counts as unset (as a shell's `VAR=` means).
+    let from_env = std::env::var_os("AUDITSTORE_DATA_DIR").filter(|v| !v.is_empty());
+    let data_dir_given = cli.data_dir.is_some() || from_env.is_some();
     let ctx = Ctx {
-        data_dir: cli.data_dir,
+        data_dir: cli
+            .data_dir
+            .or(from_env.map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("auditstore-data")),
+        data_dir_given,
         json: cli.json,
         as_of: cli.as_of,
     };
