@@ -650,17 +650,9 @@ fn control_characters_are_escaped_in_tables_and_error_lines() {
         format!("{line}\n").as_bytes(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let args = [
-        "--as-of",
-        "2026-06-02",
-        "query",
-        "--org",
-        "org-01",
-        "--from",
-        "2026-06-01",
-        "--to",
-        "2026-06-02",
-    ];
+    let args: Vec<&str> = "--as-of 2026-06-02 query --org org-01 --from 2026-06-01 --to 2026-06-02"
+        .split(' ')
+        .collect();
     let out = run(dir.path(), &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
