@@ -265,6 +265,42 @@ fn check_walk(buf: &[u8], start: usize) {
     if walk.stop.is_some() {
         check_salvage(buf, end);
     }
+    check_survey(buf, start, &seen, walk.stop.is_some());
+}
+
+/// `recovery::survey` (what `verify` reads a segment with): its valid
+/// frames and damaged stretches tile `buf[start..]` exactly, in order; it
+/// agrees with the walk up to the walk's stop, and no stretch begins where
+/// a valid frame does.
+fn check_survey(buf: &[u8], start: usize, walked: &[u64], walk_stopped: bool) {
+    let mut frames: Vec<(u64, u64)> = Vec::new();
+    let damage = recovery::survey(buf, start, |off, view| {
+        let (body, len) = frame::decode(&buf[off as usize..]).expect("survey visited an invalid frame");
+        assert_eq!(codec::decode(body).as_ref(), Ok(view), "survey's view is the frame's body");
+        frames.push((off, off + len as u64));
+    });
+    assert_eq!(!damage.is_empty(), walk_stopped, "damage found exactly when the walk stops");
+    assert_eq!(
+        frames.iter().take(walked.len()).map(|f| f.0).collect::<Vec<_>>(),
+        walked,
+        "the survey starts as the walk"
+    );
+    let mut pieces: Vec<(u64, u64, bool)> = frames.iter().map(|&(a, b)| (a, b, false)).collect();
+    pieces.extend(damage.iter().map(|d| (d.offset, d.end, true)));
+    pieces.sort();
+    let mut at = start as u64;
+    for (a, b, damaged) in &pieces {
+        assert_eq!(*a, at, "pieces tile the buffer without gap or overlap");
+        assert!(b > a, "empty piece at {a}");
+        if *damaged {
+            let valid = frame::decode(&buf[*a as usize..])
+                .ok()
+                .is_some_and(|(body, _)| codec::decode(body).is_ok());
+            assert!(!valid, "a damaged stretch begins with a valid frame at {a}");
+        }
+        at = *b;
+    }
+    assert_eq!(at, buf.len().max(start) as u64, "the survey reaches the end");
 }
 
 /// `recovery::salvage` after a walk's stop: in bounds, in order, never
