@@ -276,10 +276,18 @@ fn check_survey(buf: &[u8], start: usize, walked: &[u64], walk_stopped: bool) {
     let mut frames: Vec<(u64, u64)> = Vec::new();
     let damage = recovery::survey(buf, start, |off, view| {
         let (body, len) = frame::decode(&buf[off as usize..]).expect("survey visited an invalid frame");
-        assert_eq!(codec::decode(body).as_ref(), Ok(view), "survey's view is the frame's body");
+        assert_eq!(
+            codec::decode(body).as_ref(),
+            Ok(view),
+            "survey's view is the frame's body"
+        );
         frames.push((off, off + len as u64));
     });
-    assert_eq!(!damage.is_empty(), walk_stopped, "damage found exactly when the walk stops");
+    assert_eq!(
+        !damage.is_empty(),
+        walk_stopped,
+        "damage found exactly when the walk stops"
+    );
     assert_eq!(
         frames.iter().take(walked.len()).map(|f| f.0).collect::<Vec<_>>(),
         walked,
