@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The store is built once under `target/bench-stores/open-N` and kept (a
-//! 10,000,000-event store takes ~5 GB and a minute to build). The crash is
+//! 10,000,000-event store takes ~5 GB and half a minute to build). The crash is
 //! real: this benchmark starts itself again as a writer child, waits until
 //! it has acknowledged 50 batches and kills it. The directory it leaves is
 //! kept as an image; every measured open gets a fresh copy of the image
