@@ -30,7 +30,7 @@ pub trait Io: Send + Sync + std::fmt::Debug {
     /// Allocate disk space for the file up to `len` bytes (`fallocate`,
     /// extending the size; the new range reads as zeros).
     fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
-        fs4::fs_std::FileExt::allocate(file, len)
+        fs4::FileExt::allocate(file, len)
     }
     /// Write `len` zero bytes at `offset` (space claimed ahead of the data,
     /// apart from [`Io::write_at`] so that faults can aim at either).

@@ -1,7 +1,7 @@
 //! Organization settings (plan and retention), kept in the store's redb
 //! metadata database.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -101,18 +101,17 @@ pub(crate) fn get(db: &redb::Database, org: &str) -> Result<OrgSettings> {
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(OrgSettings::default_for(org)),
         Err(e) => return Err(e.into()),
     };
-    match table.get(org)? {
-        None => Ok(OrgSettings::default_for(org)),
-        Some(v) => {
-            let s: StoredSettings = serde_json::from_str(v.value())
-                .map_err(|e| Error::Metadata(format!("settings of organization {org:?}: {e}")))?;
-            Ok(OrgSettings {
-                org: org.to_owned(),
-                plan: s.plan,
-                retention_days: s.retention_days,
-            })
-        }
-    }
+    let found = table.get(org)?;
+    let Some(v) = found else {
+        return Ok(OrgSettings::default_for(org));
+    };
+    let s: StoredSettings = serde_json::from_str(v.value())
+        .map_err(|e| Error::Metadata(format!("settings of organization {org:?}: {e}")))?;
+    Ok(OrgSettings {
+        org: org.to_owned(),
+        plan: s.plan,
+        retention_days: s.retention_days,
+    })
 }
 
 pub(crate) fn set(

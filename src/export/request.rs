@@ -14,7 +14,7 @@
 //! - `export_expiring`: (expires_at, id) -> () for the `success` ones.
 
 use chrono::NaiveDate;
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -394,8 +394,9 @@ impl<'a> Registry<'a> {
         let Some(meta) = read_table!(tx, META) else {
             return Ok(());
         };
-        match meta.get("format_version")? {
-            Some(v) if v.value() != REGISTRY_FORMAT_VERSION => Err(unsupported_version(v.value())),
+        let version = meta.get("format_version")?.map(|v| v.value());
+        match version {
+            Some(v) if v != REGISTRY_FORMAT_VERSION => Err(unsupported_version(v)),
             _ => Ok(()),
         }
     }
@@ -457,10 +458,8 @@ impl<'a> Registry<'a> {
             return Ok(None);
         };
         let key = id.hyphenated().to_string();
-        match requests.get(key.as_str())? {
-            Some(v) => Ok(Some(decode(&key, v.value())?)),
-            None => Ok(None),
-        }
+        let found = requests.get(key.as_str())?;
+        found.map(|v| decode(&key, v.value())).transpose()
     }
 
     /// Every request of `org`, newest first (status as stored).

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use fs4::fs_std::FileExt as _;
-
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
@@ -319,13 +317,12 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .ctx(|| format!("open lock file {}", lock_path.display()))?;
-        match lock_file.try_lock_exclusive() {
-            Ok(true) => {}
-            Ok(false) => return Err(Error::Locked { dir, lock: lock_path }),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err(Error::Locked { dir, lock: lock_path })
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir, lock: lock_path }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", lock_path.display()), e))
             }
-            Err(e) => return Err(Error::io(format!("lock {}", lock_path.display()), e)),
         }
         let meta_path = dir.join(META_FILE);
         let meta = redb::Database::create(&meta_path).map_err(|e| metadata_open_error(&meta_path, e))?;
