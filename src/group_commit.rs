@@ -275,7 +275,7 @@ mod tests {
                         let r = gc.wait(target, &synced, || {
                             let upto = written.load(Ordering::Acquire);
                             std::thread::sleep(Duration::from_micros(200));
-                            if attempts.fetch_add(1, Ordering::AcqRel) % 3 == 0 {
+                            if attempts.fetch_add(1, Ordering::AcqRel).is_multiple_of(3) {
                                 return Err(crate::Error::Poisoned("injected".into()));
                             }
                             synced.fetch_max(upto, Ordering::AcqRel);

@@ -126,7 +126,7 @@ impl Default for Schedule {
 
 impl Schedule {
     fn validate(&self) -> Result<(), String> {
-        if self.period_minutes == 0 || MINUTES_PER_DAY % self.period_minutes != 0 {
+        if self.period_minutes == 0 || !MINUTES_PER_DAY.is_multiple_of(self.period_minutes) {
             return Err(format!(
                 "schedule: period_minutes {} must divide a day (1440 minutes)",
                 self.period_minutes
