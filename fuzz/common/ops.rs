@@ -274,7 +274,7 @@ pub fn make_event(slot: u8, key: Key, style: u8) -> Event {
     let ts = Timestamp::from_nanos(key.ts);
     let success = key.variant != 1;
     let pad = "p".repeat(usize::from(key.pad) * 16);
-    let built = if style % 2 == 0 {
+    let built = if style.is_multiple_of(2) {
         Event::builder(id, action, ts, success)
             .actor("u-1", "user", Some("Ann \"=1+1\""))
             .target(&format!("t-{slot}"), "project", None)
