@@ -496,7 +496,7 @@ const ACTIONS: [&str; 4] = ["user.logged_in", "a", "x-1.y_2", "context.env_var.s
 pub fn csv_roundtrip(data: &[u8]) {
     let mut input = Input::new(data);
     let mut events = Vec::new();
-    if input.u8() % 4 == 0 {
+    if input.u8().is_multiple_of(4) {
         // The rest of the input is one JSON event.
         if let Ok(e) = Event::from_json_bytes(data.get(1..).unwrap_or_default()) {
             events.push(e);
