@@ -43,7 +43,7 @@ fn hostile_event(i: usize, at: &str, optional: bool) -> (Value, Event) {
         "payload": {h(5): h(6), "n": -1, "nested": {"list": [h(7), 1.5, null, true], "=k": "@v"}},
         "occurred_at": at,
         "metadata": {"ip": h(8), "user_agent": h(9)},
-        "success":! i.is_multiple_of(3),
+        "success": !i.is_multiple_of(3),
     });
     if optional {
         v["scope"] = json!({"id": h(10), "type": "account", "name": h(11)});
