@@ -51,6 +51,10 @@ pub enum Error {
     /// The store is closed.
     #[error("store is closed")]
     Closed,
+    /// A write to a store opened read-only (another process holds it for
+    /// writing).
+    #[error("read-only store: {0}")]
+    ReadOnly(String),
 }
 
 impl Error {
@@ -74,7 +78,7 @@ impl Error {
         match self {
             Error::Io { .. } | Error::Poisoned(_) | Error::Metadata(_) | Error::Closed => "io",
             Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => "corrupt",
-            Error::Locked { .. } => "locked",
+            Error::Locked { .. } | Error::ReadOnly(_) => "locked",
             Error::InvalidEvent(_) => "invalid_event",
             Error::InvalidArgument { .. } => "invalid_argument",
         }
@@ -92,18 +96,44 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+/// redb's report of a damaged file is `Corrupt` naming `meta.redb`; its
+/// other failures stay `Metadata`.
+fn from_storage(e: redb::StorageError) -> Error {
+    match e {
+        redb::StorageError::Corrupted(reason) => {
+            Error::corrupt(crate::meta::META_FILE, 0, format!("metadata database: {reason}"))
+        }
+        e => Error::Metadata(e.to_string()),
+    }
+}
+
+impl From<redb::StorageError> for Error {
+    fn from(e: redb::StorageError) -> Self {
+        from_storage(e)
+    }
+}
+
 macro_rules! impl_metadata_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self { Error::Metadata(e.to_string()) }
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for Error {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(s) => from_storage(s),
+                    e => Error::Metadata(e.to_string()),
+                }
+            }
         }
     )*};
 }
-impl_metadata_from!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+impl_metadata_from!(DatabaseError, TransactionError, TableError, CommitError);
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Corrupted(reason) => {
+                Error::corrupt(crate::meta::META_FILE, 0, format!("metadata database: {reason}"))
+            }
+            e => Error::Metadata(e.to_string()),
+        }
+    }
+}

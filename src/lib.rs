@@ -35,6 +35,7 @@ mod group_commit;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod meta;
 pub mod org;
 pub mod sample;
 pub mod scan;

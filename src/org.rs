@@ -1,10 +1,11 @@
 //! Organization settings (plan and retention), kept in the store's redb
 //! metadata database.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::meta::Meta;
 
 /// Days of retention an organization gets when never configured.
 pub const DEFAULT_RETENTION_DAYS: u32 = 365;
@@ -94,8 +95,11 @@ pub fn validate_org_name(org: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn get(db: &redb::Database, org: &str) -> Result<OrgSettings> {
-    let tx = db.begin_read()?;
+pub(crate) fn get(meta: &Meta, org: &str) -> Result<OrgSettings> {
+    meta.read(|tx| get_in(tx, org))
+}
+
+fn get_in(tx: &redb::ReadTransaction, org: &str) -> Result<OrgSettings> {
     let table = match tx.open_table(ORGS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(OrgSettings::default_for(org)),
@@ -115,7 +119,7 @@ pub(crate) fn get(db: &redb::Database, org: &str) -> Result<OrgSettings> {
 }
 
 pub(crate) fn set(
-    db: &redb::Database,
+    meta: &Meta,
     org: &str,
     plan: Option<Plan>,
     retention_days: Option<u32>,
@@ -129,9 +133,7 @@ pub(crate) fn set(
             });
         }
     }
-    let tx = db.begin_write()?;
-    let settings;
-    {
+    meta.write(|tx| {
         let mut table = tx.open_table(ORGS)?;
         let current = match table.get(org)? {
             Some(v) => serde_json::from_str::<StoredSettings>(v.value())
@@ -147,28 +149,26 @@ pub(crate) fn set(
         };
         let text = serde_json::to_string(&next).map_err(|e| Error::Metadata(e.to_string()))?;
         table.insert(org, text.as_str())?;
-        settings = OrgSettings {
+        Ok(OrgSettings {
             org: org.to_owned(),
             plan: next.plan,
             retention_days: next.retention_days,
-        };
-    }
-    tx.commit()?;
-    Ok(settings)
+        })
+    })
 }
 
-pub(crate) fn list(db: &redb::Database) -> Result<Vec<OrgSettings>> {
-    let tx = db.begin_read()?;
-    let table = match tx.open_table(ORGS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
-    for item in table.iter()? {
-        let (k, _) = item?;
-        out.push(k.value().to_owned());
-    }
-    drop(table);
-    out.into_iter().map(|o| get(db, &o)).collect()
+pub(crate) fn list(meta: &Meta) -> Result<Vec<OrgSettings>> {
+    meta.read(|tx| {
+        let table = match tx.open_table(ORGS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = Vec::new();
+        for item in table.iter()? {
+            let (k, _) = item?;
+            names.push(k.value().to_owned());
+        }
+        names.iter().map(|o| get_in(tx, o)).collect()
+    })
 }

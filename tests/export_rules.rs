@@ -655,13 +655,16 @@ fn the_policy_file_reconfigures_plans_and_schedule() {
     env.set_now("2026-09-09T01:59:59Z");
     assert_eq!(ex.get(first.id).unwrap().status, Status::Success);
 
-    // A broken file is an error, not silently the defaults.
+    // A broken file is damage naming the file (`corrupt`), not silently
+    // the defaults.
     std::fs::write(
         env.dir.path().join(POLICY_FILE),
         r#"{"plans": {"scale": {"limit": "three"}}}"#,
     )
     .unwrap();
-    assert_eq!(Exports::new(env.store()).unwrap_err().code(), "invalid_policy");
+    let err = Exports::new(env.store()).unwrap_err();
+    assert_eq!(err.code(), "corrupt");
+    assert!(err.to_string().contains(POLICY_FILE), "{err}");
 }
 
 #[test]

@@ -28,8 +28,7 @@ use crate::scan::{Query, Scan};
 use crate::store::Store;
 use crate::time::Timestamp;
 
-/// Name of the directory (inside the store's) holding export files.
-pub const EXPORTS_DIR: &str = "exports";
+pub use crate::store::EXPORTS_DIR;
 /// Rows between two progress reports.
 pub const PROGRESS_EVERY: u64 = 65_536;
 

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod builder;
+mod check;
 pub mod csv;
 pub mod error;
 pub mod pipe;

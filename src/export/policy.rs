@@ -329,9 +329,13 @@ impl ExportPolicy {
     /// error, never silently ignored.
     pub fn load(dir: &Path) -> Result<ExportPolicy, ExportError> {
         let path = Self::file_path(dir);
+        // A file that is there but unreadable is damage, never a reason to
+        // fall back to the default plans.
+        let damaged = |reason: String| ExportError::Store(crate::Error::corrupt(&path, 0, reason));
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_json(&text),
+            Ok(text) => Self::from_json(&text).map_err(|e| damaged(e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExportPolicy::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(damaged(e.to_string())),
             Err(e) => Err(crate::Error::Io {
                 context: format!("read {}", path.display()),
                 source: e,

@@ -14,12 +14,13 @@
 //! - `export_expiring`: (expires_at, id) -> () for the `success` ones.
 
 use chrono::NaiveDate;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::export::error::ExportError;
 use crate::export::policy::Date;
+use crate::meta::Meta;
 use crate::time::Timestamp;
 
 /// Version of the registry's table layout and record format.
@@ -370,7 +371,7 @@ fn load_indexed(
 
 /// The request registry over the store's metadata database.
 pub(crate) struct Registry<'a> {
-    db: &'a redb::Database,
+    meta: &'a Meta,
 }
 
 /// Open a table for reading; a table never written reads as empty (`None`).
@@ -385,8 +386,8 @@ macro_rules! read_table {
 }
 
 impl<'a> Registry<'a> {
-    pub(crate) fn new(db: &'a redb::Database) -> Self {
-        Registry { db }
+    pub(crate) fn new(meta: &'a Meta) -> Self {
+        Registry { meta }
     }
 
     /// Refuse a registry written by another format version.
@@ -411,8 +412,7 @@ impl<'a> Registry<'a> {
         since: Timestamp,
         admit: impl FnOnce(&[Timestamp]) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        let tx = self.db.begin_write()?;
-        {
+        self.meta.write(|tx| {
             let mut meta = tx.open_table(META)?;
             let found = meta.get("format_version")?.map(|v| v.value());
             match found {
@@ -445,41 +445,58 @@ impl<'a> Registry<'a> {
             )?;
             let mut pending = tx.open_table(PENDING)?;
             pending.insert((request.created_at.as_nanos(), key.as_str()), ())?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The stored request (status as stored).
     pub(crate) fn get(&self, id: &Uuid) -> Result<Option<ExportRequest>, ExportError> {
-        let tx = self.db.begin_read()?;
-        Self::check_version(&tx)?;
-        let Some(requests) = read_table!(tx, REQUESTS) else {
-            return Ok(None);
-        };
-        let key = id.hyphenated().to_string();
-        let found = requests.get(key.as_str())?;
-        found.map(|v| decode(&key, v.value())).transpose()
+        self.meta.read(|tx| {
+            Self::check_version(tx)?;
+            let Some(requests) = read_table!(tx, REQUESTS) else {
+                return Ok(None);
+            };
+            let key = id.hyphenated().to_string();
+            let found = requests.get(key.as_str())?;
+            found.map(|v| decode(&key, v.value())).transpose()
+        })
     }
 
     /// Every request of `org`, newest first (status as stored).
     pub(crate) fn list_org(&self, org: &str) -> Result<Vec<ExportRequest>, ExportError> {
-        let tx = self.db.begin_read()?;
-        Self::check_version(&tx)?;
-        let (Some(requests), Some(by_org)) = (read_table!(tx, REQUESTS), read_table!(tx, BY_ORG)) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for item in by_org.range((org, i64::MIN, "")..)? {
-            let (k, _) = item?;
-            let (o, _, id) = k.value();
-            if o != org {
-                break;
+        self.meta.read(|tx| {
+            Self::check_version(tx)?;
+            let (Some(requests), Some(by_org)) = (read_table!(tx, REQUESTS), read_table!(tx, BY_ORG)) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in by_org.range((org, i64::MIN, "")..)? {
+                let (k, _) = item?;
+                let (o, _, id) = k.value();
+                if o != org {
+                    break;
+                }
+                out.push(load_indexed(&requests, id)?);
             }
-            out.push(load_indexed(&requests, id)?);
-        }
-        out.reverse();
-        Ok(out)
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    /// Every request (status as stored), in id order.
+    pub(crate) fn all(&self) -> Result<Vec<ExportRequest>, ExportError> {
+        self.meta.read(|tx| {
+            Self::check_version(tx)?;
+            let Some(requests) = read_table!(tx, REQUESTS) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in requests.iter()? {
+                let (k, v) = item?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// The `requested` ones created at or before `mark`, oldest first.
@@ -497,21 +514,22 @@ impl<'a> Registry<'a> {
         def: TableDefinition<(i64, &str), ()>,
         until: Timestamp,
     ) -> Result<Vec<ExportRequest>, ExportError> {
-        let tx = self.db.begin_read()?;
-        Self::check_version(&tx)?;
-        let (Some(requests), Some(index)) = (read_table!(tx, REQUESTS), read_table!(tx, def)) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for item in index.iter()? {
-            let (k, _) = item?;
-            let (at, id) = k.value();
-            if at > until.as_nanos() {
-                break;
+        self.meta.read(|tx| {
+            Self::check_version(tx)?;
+            let (Some(requests), Some(index)) = (read_table!(tx, REQUESTS), read_table!(tx, def)) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for item in index.iter()? {
+                let (k, _) = item?;
+                let (at, id) = k.value();
+                if at > until.as_nanos() {
+                    break;
+                }
+                out.push(load_indexed(&requests, id)?);
             }
-            out.push(load_indexed(&requests, id)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Store the transition of a request (re-read inside the transaction, so
@@ -523,9 +541,7 @@ impl<'a> Registry<'a> {
         change: impl FnOnce(&mut ExportRequest) -> Result<(), ExportError>,
     ) -> Result<ExportRequest, ExportError> {
         let key = id.hyphenated().to_string();
-        let tx = self.db.begin_write()?;
-        let updated;
-        {
+        self.meta.write(|tx| {
             let mut requests = tx.open_table(REQUESTS)?;
             let current = match requests.get(key.as_str())? {
                 Some(v) => decode(&key, v.value())?,
@@ -545,9 +561,7 @@ impl<'a> Registry<'a> {
             if let (Status::Success, Some(exp)) = (next.status, next.expires_at) {
                 expiring.insert((exp.as_nanos(), key.as_str()), ())?;
             }
-            updated = next;
-        }
-        tx.commit()?;
-        Ok(updated)
+            Ok(next)
+        })
     }
 }

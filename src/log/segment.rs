@@ -204,6 +204,29 @@ impl ActiveFile {
         Ok(Self::new(io, id, path, file, valid_len, ahead))
     }
 
+    /// The active segment of a read-only open: its first `valid_len` bytes
+    /// are read through `file` (opened read-only); nothing is written.
+    pub fn read_only(io: Arc<dyn Io>, path: PathBuf, file: File, id: u64, valid_len: u64) -> Self {
+        let none = SpaceAhead {
+            allocate_to: 0,
+            zero_ahead: false,
+        };
+        Self::new(io, id, path, file, valid_len, none)
+    }
+
+    /// The active segment of a read-only open where there is none (the
+    /// last segment is sealed, or its header was torn): empty, `len` 0.
+    pub fn absent(io: Arc<dyn Io>, dir: &Path, id: u64) -> Result<Self> {
+        let none = SpaceAhead {
+            allocate_to: 0,
+            zero_ahead: false,
+        };
+        // Never read (there is nothing to read) nor written (read-only
+        // stores refuse writes); `/dev/null` stands in for the file.
+        let file = File::open("/dev/null").ctx(|| "open /dev/null".to_string())?;
+        Ok(Self::new(io, id, log_path(dir, id), file, 0, none))
+    }
+
     fn new(io: Arc<dyn Io>, id: u64, path: PathBuf, file: File, len: u64, ahead: SpaceAhead) -> Self {
         ActiveFile {
             id,

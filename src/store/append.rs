@@ -37,6 +37,7 @@ impl Store {
     where
         I: IntoIterator<Item = (&'a str, &'a Event)>,
     {
+        self.refuse_if_read_only()?;
         let items: Vec<(&str, &Event)> = batch.into_iter().collect();
         let mut report = BatchReport {
             outcomes: Vec::with_capacity(items.len()),

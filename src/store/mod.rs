@@ -27,6 +27,7 @@ use crate::log::frame;
 use crate::log::header::{self, SEGMENT_HEADER_LEN};
 use crate::log::recovery;
 use crate::log::segment::{self, ActiveFile, SealedSegment, SpaceAhead};
+use crate::meta::{Meta, META_FILE};
 use crate::org::{self, OrgSettings, Plan};
 use crate::scan::{Query, Scan};
 use crate::sealer::{self, Sealed, Sealer, Sealing};
@@ -35,16 +36,18 @@ use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
 mod append;
 mod open;
+mod readonly;
 mod upkeep;
 
 use open::*;
 
 const LOCK_FILE: &str = "LOCK";
-const META_FILE: &str = "meta.redb";
 const CHECKPOINT_FILE: &str = "dedup.fp";
 /// Where bytes cut from the active segment are kept when valid records
 /// followed the damage (docs/format.md, recovery).
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// Name of the directory (inside the store's) holding export files.
+pub const EXPORTS_DIR: &str = "exports";
 /// For sizing the active index before a recovery walk (an estimate).
 const TYPICAL_FRAME_BYTES: usize = 512;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -228,7 +231,10 @@ struct Writer {
 pub struct Store {
     dir: PathBuf,
     options: Options,
-    _lock: File,
+    /// The store's lock, held while open for writing (`None` read-only).
+    _lock: Option<File>,
+    /// Opened with [`Store::open_read_only`]: every write is refused.
+    read_only: bool,
     writer: Mutex<Writer>,
     sealed: RwLock<Arc<Vec<Arc<SealedSegment>>>>,
     group_commit: GroupCommit,
@@ -244,7 +250,7 @@ pub struct Store {
     sealer: Sealer,
     /// Readers see the active segment up to this LSN.
     visible_lsn: AtomicU64,
-    meta: redb::Database,
+    meta: Meta,
     recovery: RecoveryReport,
     orphan_indexes: Vec<PathBuf>,
 }
@@ -261,28 +267,19 @@ fn lsn(segment: u64, offset: u64) -> u64 {
     (segment << LSN_OFFSET_BITS) | offset
 }
 
-/// A metadata database that is not one (bad magic, a damaged header or
-/// page) is `Corrupt`, naming the file; other failures stay `Metadata`.
-fn metadata_open_error(path: &Path, e: redb::DatabaseError) -> Error {
-    match e {
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
-            Error::corrupt(path, 0, format!("metadata database: {reason}"))
-        }
-        redb::DatabaseError::Storage(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::InvalidData =>
-        {
-            Error::corrupt(path, 0, format!("metadata database: {io}"))
-        }
-        e => e.into(),
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn retention_cutoff(now: Timestamp, days: u32) -> i64 {
     now.as_nanos().saturating_sub(days as i64 * NANOS_PER_DAY)
+}
+
+/// Whether `dir` holds export files (whose requests live in the metadata).
+fn holds_exports(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join(EXPORTS_DIR))
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false)
 }
 
 impl Store {
@@ -324,9 +321,6 @@ impl Store {
                 return Err(Error::io(format!("lock {}", lock_path.display()), e))
             }
         }
-        let meta_path = dir.join(META_FILE);
-        let meta = redb::Database::create(&meta_path).map_err(|e| metadata_open_error(&meta_path, e))?;
-
         let mut logs = Vec::new();
         let mut idxs = HashSet::new();
         for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
@@ -347,6 +341,9 @@ impl Store {
             }
         }
         logs.sort_unstable();
+        // The descriptor is written through the real file system: the injected
+        // `Io` is the write path's, and its tests count that path's calls.
+        let meta = Meta::open(&dir, Arc::new(RealIo), !logs.is_empty() || holds_exports(&dir))?;
         let mut recovery = RecoveryReport::default();
         // A roll creates the next segment before sealing the current one; a
         // crash (or failure) in between leaves an empty last segment after
@@ -420,7 +417,8 @@ impl Store {
         let mut store = Store {
             dir,
             options,
-            _lock: lock_file,
+            _lock: Some(lock_file),
+            read_only: false,
             writer: Mutex::new(Writer {
                 active,
                 index,
@@ -461,7 +459,9 @@ impl Store {
         entries.filter_map(|e| e.ok()).any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            name == META_FILE || matches!(segment::parse_name(&name), Some((_, "log")))
+            name == META_FILE
+                || name == crate::meta::DESCRIPTOR_FILE
+                || matches!(segment::parse_name(&name), Some((_, "log")))
         })
     }
 
@@ -480,7 +480,7 @@ impl Store {
         &self.recovery
     }
 
-    pub(crate) fn meta(&self) -> &redb::Database {
+    pub(crate) fn meta(&self) -> &Meta {
         &self.meta
     }
 
@@ -631,6 +631,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
         let mut w = lock(&self.writer);
         self.settle_sealing(&mut w);
         if w.poisoned.is_none() {

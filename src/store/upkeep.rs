@@ -10,6 +10,7 @@ impl Store {
     /// reader still holding a segment keeps its mapping (unlinking never
     /// shrinks a mapped file).
     pub fn apply_retention(&self) -> Result<RetentionReport> {
+        self.refuse_if_read_only()?;
         let now = self.options.clock.now();
         let mut report = RetentionReport::default();
         let mut w = lock(&self.writer);
@@ -191,6 +192,16 @@ impl Store {
         let unsealed: Vec<(PathBuf, u64, String)> = {
             let mut w = lock(&self.writer);
             self.settle_sealing(&mut w);
+            if self.read_only {
+                // Segments without a valid index, read and indexed in memory
+                // by the open (which walked every record: it refuses or
+                // reports one that is not intact).
+                for s in &w.sealing {
+                    report.segments += 1;
+                    report.records += s.index.len() as u64;
+                    report.bytes += s.len;
+                }
+            }
             w.seal_failed
                 .iter()
                 .map(|(s, e)| (s.path.clone(), s.len, e.clone()))
@@ -250,6 +261,10 @@ impl Store {
             let w = lock(&self.writer);
             (w.active.path.clone(), w.active.len, w.active.file.clone())
         };
+        if len == 0 {
+            // A read-only open found no active segment.
+            return Ok(report);
+        }
         report.segments += 1;
         report.bytes += len;
         let mut bytes = vec![0u8; len as usize];

@@ -45,10 +45,29 @@ pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
 }
 
 pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
-    let store = ctx.open_store(false)?;
-    let report = match store.is_missing() {
-        true => VerifyReport::default(),
-        false => store.verify()?,
+    let report = match ctx.open_for_verify()? {
+        None => VerifyReport::default(),
+        Some(store) => {
+            use auditstore::export::{ExportPolicy, Exports, POLICY_FILE};
+            let mut report = store.verify()?;
+            let exports = Exports::new(&store).unwrap_or_else(|e| {
+                report.problems.push(auditstore::Problem {
+                    file: ctx.data_dir.join(POLICY_FILE),
+                    offset: 0,
+                    message: e.to_string(),
+                });
+                Exports::with_policy(&store, ExportPolicy::default())
+            });
+            match exports.check_files() {
+                Ok(found) => report.problems.extend(found),
+                Err(e) => report.problems.push(auditstore::Problem {
+                    file: store.dir().join(auditstore::meta::META_FILE),
+                    offset: 0,
+                    message: format!("export requests unreadable: {e}"),
+                }),
+            }
+            report
+        }
     };
     let summary = format!(
         "checked {} segments, {} indexes, {} records, {} bytes",

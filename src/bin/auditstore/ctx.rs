@@ -124,10 +124,30 @@ impl Ctx {
                 _empty: Some(empty),
             });
         }
-        Ok(OpenStore {
-            store: Store::open_with(&self.data_dir, options)?,
-            _empty: None,
-        })
+        let store = match Store::open_with(&self.data_dir, options.clone()) {
+            // Another process holds the store for writing: a command that
+            // only reads gets a read-only snapshot (one that writes, say
+            // `export process`, is refused by it with `locked`).
+            Err(auditstore::Error::Locked { .. }) if !writes => {
+                Store::open_read_only(&self.data_dir, options)?
+            }
+            other => other?,
+        };
+        Ok(OpenStore { store, _empty: None })
+    }
+
+    /// The store opened for `verify`: read-only, changing nothing in the
+    /// data directory, with damage recorded as problems rather than
+    /// refused. `None` where the directory holds no store.
+    pub fn open_for_verify(&self) -> CliResult<Option<Store>> {
+        if !Store::exists_at(&self.data_dir) {
+            return Ok(None);
+        }
+        let options = Options {
+            clock: self.clock(),
+            ..Options::default()
+        };
+        Ok(Some(Store::open_for_verify(&self.data_dir, options)?))
     }
 
     /// Print one JSON value as a line on stdout.

@@ -96,7 +96,7 @@ fn parse_date(s: &str) -> Result<Date, String> {
 }
 
 /// The contract's error object for a refusal or failure.
-fn refusal(e: ExportError) -> CliError {
+pub fn refusal(e: ExportError) -> CliError {
     let message = e.to_string();
     let code = e.code();
     match e {
