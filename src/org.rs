@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::meta::Meta;
+use crate::store::own_events::{own_event, own_event_id, stage, Actor};
+use crate::time::Timestamp;
 
 /// Days of retention an organization gets when never configured.
 pub const DEFAULT_RETENTION_DAYS: u32 = 365;
@@ -13,6 +15,8 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 365;
 pub const RETENTION_DAYS_RANGE: std::ops::RangeInclusive<u32> = 1..=3650;
 
 pub(crate) const ORGS: TableDefinition<&str, &str> = TableDefinition::new("orgs");
+/// The own event that records a change of settings.
+pub const SETTINGS_UPDATE: &str = "org.settings.update";
 
 /// An organization's plan; decides export eligibility and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -118,11 +122,52 @@ fn get_in(tx: &redb::ReadTransaction, org: &str) -> Result<OrgSettings> {
     })
 }
 
+/// The own event `org.settings.update` that records `actor` changing
+/// `org`'s (plan, retention days) from `old` to `new` at `now`.
+pub fn settings_update_event(
+    org: &str,
+    old: (Plan, u32),
+    new: (Plan, u32),
+    actor: Actor<'_>,
+    now: Timestamp,
+) -> Result<crate::Event> {
+    let (old_days, new_days) = (old.1.to_string(), new.1.to_string());
+    let nanos = now.as_nanos().to_string();
+    let id = own_event_id(&[
+        SETTINGS_UPDATE,
+        org,
+        &nanos,
+        old.0.as_str(),
+        &old_days,
+        new.0.as_str(),
+        &new_days,
+    ]);
+    let payload = serde_json::json!({
+        "old": {"plan": old.0, "retention_days": old.1},
+        "new": {"plan": new.0, "retention_days": new.1},
+    });
+    own_event(
+        org,
+        SETTINGS_UPDATE,
+        id,
+        now,
+        actor,
+        (org, "organization"),
+        payload,
+    )
+}
+
+/// Create or update `org`'s settings. A change is recorded as the own
+/// event `org.settings.update` by `actor` at `now`, staged in the same
+/// transaction (see `store::own_events`); setting what is already set
+/// records nothing.
 pub(crate) fn set(
     meta: &Meta,
     org: &str,
     plan: Option<Plan>,
     retention_days: Option<u32>,
+    actor: Actor<'_>,
+    now: Timestamp,
 ) -> Result<OrgSettings> {
     validate_org_name(org)?;
     if let Some(d) = retention_days {
@@ -149,6 +194,16 @@ pub(crate) fn set(
         };
         let text = serde_json::to_string(&next).map_err(|e| Error::Metadata(e.to_string()))?;
         table.insert(org, text.as_str())?;
+        if (next.plan, next.retention_days) != (current.plan, current.retention_days) {
+            let event = settings_update_event(
+                org,
+                (current.plan, current.retention_days),
+                (next.plan, next.retention_days),
+                actor,
+                now,
+            )?;
+            stage(tx, org, &event)?;
+        }
         Ok(OrgSettings {
             org: org.to_owned(),
             plan: next.plan,

@@ -32,8 +32,20 @@ fn opts() -> Options {
 fn open_copy(name: &str) -> (tempfile::TempDir, Result<Store, Error>) {
     let dir = tempfile::tempdir().unwrap();
     copy_store_files(&fixtures().join(name), dir.path());
+    give_metadata(dir.path());
     let store = Store::open_with(dir.path(), opts());
     (dir, store)
+}
+
+/// The fixtures hold segments only (the damage under test); the metadata
+/// a store must have (`meta.redb` and its descriptor `store.id`, made
+/// together) comes from a new empty store.
+fn give_metadata(dir: &Path) {
+    let fresh = tempfile::tempdir().unwrap();
+    drop(Store::open(fresh.path()).unwrap());
+    for name in ["meta.redb", "store.id"] {
+        std::fs::copy(fresh.path().join(name), dir.join(name)).unwrap();
+    }
 }
 
 fn segment(dir: &Path, id: u64, ext: &str) -> PathBuf {

@@ -543,6 +543,26 @@ impl Harness {
                     .set_org(&org, None, Some(*days))
                     .map_err(fail("set_org"))?;
                 ensure!(s.retention_days == *days, "set_org returned {s:?}");
+                // A change is recorded in the org's own log (the store's
+                // own audit event), as an append the model expects.
+                let old = self.model.days(&org);
+                if old != *days {
+                    let now = auditstore::Clock::now(&*self.clock);
+                    let event = auditstore::org::settings_update_event(
+                        &org,
+                        (auditstore::Plan::Free, old),
+                        (auditstore::Plan::Free, *days),
+                        auditstore::store::own_events::Actor::SYSTEM,
+                        now,
+                    )
+                    .map_err(fail("settings_update_event"))?;
+                    let key = Key {
+                        variant: u8::MAX,
+                        pad: u8::MAX,
+                        ts: now.as_nanos(),
+                    };
+                    self.model.append(&org, key, &event);
+                }
                 self.model.retention.insert(org, *days);
                 Ok(())
             }

@@ -38,6 +38,7 @@ pub mod builder;
 mod check;
 pub mod csv;
 pub mod error;
+pub mod own_events;
 pub mod pipe;
 pub mod policy;
 pub mod request;
@@ -238,6 +239,7 @@ impl<'s> Exports<'s> {
                 }
             })
         })?;
+        self.store.record_staged_events()?;
         Ok(req)
     }
 
@@ -270,7 +272,20 @@ impl<'s> Exports<'s> {
     /// interrupted runs, build every `requested` request created at or
     /// before the most recent schedule mark, expire downloads.
     pub fn process(&self) -> Result<ProcessReport, ExportError> {
-        scheduler::process(self.store, &self.policy, self.now(), self.formatting())
+        let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
+        self.store.record_staged_events()?;
+        Ok(report)
+    }
+
+    /// [`Exports::download`] for `user`, recorded in the organization's log
+    /// as `audit_log.download_url.generated` (durably, before the file is
+    /// handed out).
+    pub fn download_by(&self, id: Uuid, user: &str) -> Result<Download, ExportError> {
+        validate_user(user)?;
+        let download = self.download(id)?;
+        let event = own_events::downloaded(download.request(), user, self.now())?;
+        self.store.record_own_event(&download.request().org, &event)?;
+        Ok(download)
     }
 
     /// Open the file of a finished request. Refused with `not_found`,
@@ -325,8 +340,12 @@ impl<'s> Exports<'s> {
                 what: "does not include full audit log exports (server plan only)",
             });
         }
-        let query = Query::new(org, Timestamp::MIN, Timestamp::MAX).as_of(self.now());
+        let now = self.now();
+        let query = Query::new(org, Timestamp::MIN, Timestamp::MAX).as_of(now);
+        // The scan sees the log as it was before this hand-out is recorded.
         let scan = self.store.scan(&query)?;
+        self.store
+            .record_own_event(org, &own_events::full_export(org, user, now)?)?;
         let rows = builder::stream_all(scan, out, org, self.formatting())?;
         Ok(FullExport { rows })
     }

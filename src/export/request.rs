@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::export::error::ExportError;
+use crate::export::own_events;
 use crate::export::policy::Date;
 use crate::meta::Meta;
+use crate::store::own_events::stage;
 use crate::time::Timestamp;
 
 /// Version of the registry's table layout and record format.
@@ -297,7 +299,7 @@ struct Record {
     failure_reason: Option<String>,
 }
 
-fn encode(r: &ExportRequest) -> Result<String, ExportError> {
+pub(crate) fn encode(r: &ExportRequest) -> Result<String, ExportError> {
     let rec = Record {
         v: REGISTRY_FORMAT_VERSION,
         id: r.id_key(),
@@ -319,7 +321,7 @@ fn encode(r: &ExportRequest) -> Result<String, ExportError> {
     serde_json::to_string(&rec).map_err(|e| ExportError::Registry(format!("encoding request {}: {e}", r.id)))
 }
 
-fn decode(key: &str, text: &str) -> Result<ExportRequest, ExportError> {
+pub(crate) fn decode(key: &str, text: &str) -> Result<ExportRequest, ExportError> {
     let bad = |why: String| ExportError::Registry(format!("stored request {key}: {why}"));
     let rec: Record = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     if rec.v != REGISTRY_FORMAT_VERSION {
@@ -412,6 +414,7 @@ impl<'a> Registry<'a> {
         since: Timestamp,
         admit: impl FnOnce(&[Timestamp]) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
+        let event = own_events::requested(request)?;
         self.meta.write(|tx| {
             let mut meta = tx.open_table(META)?;
             let found = meta.get("format_version")?.map(|v| v.value());
@@ -445,6 +448,7 @@ impl<'a> Registry<'a> {
             )?;
             let mut pending = tx.open_table(PENDING)?;
             pending.insert((request.created_at.as_nanos(), key.as_str()), ())?;
+            stage(tx, &request.org, &event)?;
             Ok(())
         })
     }
@@ -538,6 +542,7 @@ impl<'a> Registry<'a> {
     pub(crate) fn transition(
         &self,
         id: &Uuid,
+        now: Timestamp,
         change: impl FnOnce(&mut ExportRequest) -> Result<(), ExportError>,
     ) -> Result<ExportRequest, ExportError> {
         let key = id.hyphenated().to_string();
@@ -560,6 +565,9 @@ impl<'a> Registry<'a> {
             }
             if let (Status::Success, Some(exp)) = (next.status, next.expires_at) {
                 expiring.insert((exp.as_nanos(), key.as_str()), ())?;
+            }
+            if let Some(event) = own_events::lifecycle(current.status, &next, now)? {
+                stage(tx, &next.org, &event)?;
             }
             Ok(next)
         })

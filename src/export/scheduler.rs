@@ -112,11 +112,11 @@ pub(crate) fn process(
         };
         report
             .processed
-            .push(registry.transition(&req.id, |r| r.complete(outcome))?);
+            .push(registry.transition(&req.id, now, |r| r.complete(outcome))?);
     }
 
     for req in registry.expiring_until(now)? {
-        let expired = registry.transition(&req.id, |r| r.expire(now))?;
+        let expired = registry.transition(&req.id, now, |r| r.expire(now))?;
         if builder::remove_if_exists(&builder::final_path(&dir, &req.id))? {
             sync_dir(&dir)?;
         }

@@ -36,6 +36,7 @@ use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
 mod append;
 mod open;
+pub mod own_events;
 mod readonly;
 mod upkeep;
 
@@ -447,6 +448,8 @@ impl Store {
             orphan_indexes,
         };
         store.salvage_quarantined()?;
+        // Own events a crash left staged (their metadata change committed).
+        store.record_staged_events()?;
         Ok(store)
     }
 
@@ -489,9 +492,42 @@ impl Store {
         org::get(&self.meta, org)
     }
 
-    /// Create or update an organization's settings.
+    /// Create or update an organization's settings; a change is recorded
+    /// in the organization's log as `org.settings.update` by the store
+    /// itself (see [`Store::set_org_as`] to name who made it).
     pub fn set_org(&self, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
-        org::set(&self.meta, org, plan, retention_days)
+        self.set_org_by(own_events::Actor::SYSTEM, org, plan, retention_days)
+    }
+
+    /// [`Store::set_org`], recording `user` as who made the change.
+    pub fn set_org_as(
+        &self,
+        user: &str,
+        org: &str,
+        plan: Option<Plan>,
+        retention_days: Option<u32>,
+    ) -> Result<OrgSettings> {
+        self.set_org_by(own_events::Actor::user(user), org, plan, retention_days)
+    }
+
+    fn set_org_by(
+        &self,
+        actor: own_events::Actor<'_>,
+        org: &str,
+        plan: Option<Plan>,
+        retention_days: Option<u32>,
+    ) -> Result<OrgSettings> {
+        self.refuse_if_read_only()?;
+        let settings = org::set(
+            &self.meta,
+            org,
+            plan,
+            retention_days,
+            actor,
+            self.options.clock.now(),
+        )?;
+        self.record_staged_events()?;
+        Ok(settings)
     }
 
     /// Every configured organization.

@@ -30,10 +30,17 @@ fn print_org(ctx: &Ctx, s: &OrgSettings) -> CliResult {
     }
 }
 
-pub fn org_set(ctx: &Ctx, org: &str, plan: Option<&str>, retention_days: Option<u32>) -> CliResult<ExitCode> {
+pub fn org_set(
+    ctx: &Ctx,
+    org: &str,
+    plan: Option<&str>,
+    retention_days: Option<u32>,
+    user: Option<String>,
+) -> CliResult<ExitCode> {
     let plan: Option<Plan> = plan.map(str::parse).transpose()?;
     let store = ctx.open_store(true)?;
-    let settings = store.set_org(org, plan, retention_days)?;
+    let user = user.unwrap_or_else(crate::ctx::os_user);
+    let settings = store.set_org_as(&user, org, plan, retention_days)?;
     print_org(ctx, &settings)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -187,6 +187,23 @@ pub fn parse_range_end(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse_instant_or_date_saturating(s).map_err(|e| e.to_string())
 }
 
+/// The operating system's user name (`$USER`, else `$LOGNAME`), for the
+/// store's own audit events when `--user` is not given.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| auditstore::export::validate_user(u).is_ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Parse a user name (who acted) for clap.
+pub fn parse_user(s: &str) -> Result<String, String> {
+    auditstore::export::validate_user(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// Parse an organization name for clap.
 pub fn parse_org(s: &str) -> Result<String, String> {
     auditstore::org::validate_org_name(s)

@@ -47,6 +47,11 @@ pub enum ExportCommand {
         /// Output file (default, or `-`: stdout).
         #[arg(long, value_parser = parse_out)]
         out: Option<OutFile>,
+        /// Who downloads, for the store's own audit event
+        /// `audit_log.download_url.generated` [default: the operating
+        /// system's user name].
+        #[arg(long, value_parser = parse_user)]
+        user: Option<String>,
     },
     /// Server plan, admins only: the complete retained log of ORG as CSV.
     Full {
@@ -221,12 +226,13 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ExportCommand::Download { id, out } => {
+        ExportCommand::Download { id, out, user } => {
             let out = out.and_then(|o| o.0);
             let not_found = || CliError::new("not_found", format!("no export request {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
             let store = ctx.open_store(false)?;
-            let mut download = exports(ctx, &store)?.download(uuid).map_err(refusal)?;
+            let user = user.unwrap_or_else(crate::ctx::os_user);
+            let mut download = exports(ctx, &store)?.download_by(uuid, &user).map_err(refusal)?;
             match out {
                 Some(path) => {
                     let bytes = write_file_aside(&path, |w| {

@@ -81,6 +81,10 @@ enum OrgCommand {
         plan: Option<String>,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         retention_days: Option<u32>,
+        /// Who makes the change, for the store's own audit event
+        /// `org.settings.update` [default: the operating system's user name].
+        #[arg(long, value_parser = ctx::parse_user)]
+        user: Option<String>,
     },
     /// Show an organization's settings.
     Show {
@@ -114,7 +118,8 @@ fn main() -> ExitCode {
             org,
             plan,
             retention_days,
-        }) => admin::org_set(&ctx, &org, plan.as_deref(), retention_days),
+            user,
+        }) => admin::org_set(&ctx, &org, plan.as_deref(), retention_days, user),
         Command::Org(OrgCommand::Show { org }) => admin::org_show(&ctx, &org),
         Command::Ingest { file, org } => ingest::run(&ctx, file, org),
         Command::Query(args) => query::run(&ctx, args),

@@ -1,0 +1,139 @@
+//! The store's own audit events: what its administrators do (settings
+//! changes, export requests and their lifecycle, downloads), recorded in
+//! the organization's own log like any other event (events.md, "The
+//! store's own actions").
+//!
+//! Invariants:
+//! - An own event's id is derived from the action it records (UUID v5 over
+//!   the action's identifying parts), so recording it again, after a crash
+//!   or a retry, is a duplicate, never a second event.
+//! - An own event that goes with a metadata change is staged in the
+//!   metadata's outbox table in the same transaction as the change, then
+//!   appended (and fsynced), then removed from the outbox. An open appends
+//!   whatever a crash left staged. So the change and its event are never
+//!   separated: `repair` rebuilds the metadata from these events.
+//! - They cost nothing on the ingest path: only administrative calls make
+//!   them.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use uuid::Uuid;
+
+use super::*;
+
+/// Staged own events: id -> `{"org": ORG, "event": EVENT}`.
+const OUTBOX: TableDefinition<&str, &str> = TableDefinition::new("own_events_outbox");
+/// The namespace of own events' UUID v5 ids.
+const NAMESPACE: Uuid = Uuid::from_bytes([
+    0x6a, 0x1d, 0x3c, 0x52, 0x9e, 0x04, 0x4b, 0x7f, 0xa8, 0x21, 0x5d, 0x90, 0x33, 0xc6, 0xe1, 0x0b,
+]);
+
+/// Who did something, for an own event's `actor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    /// A person (or service account) named by the caller.
+    pub fn user(id: &'a str) -> Self {
+        Actor { id, kind: "user" }
+    }
+
+    /// The store itself (scheduled processing, expiry).
+    pub const SYSTEM: Actor<'static> = Actor {
+        id: "auditstore",
+        kind: "system",
+    };
+}
+
+/// The id of the own event that records the action named by `parts`.
+pub fn own_event_id(parts: &[&str]) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, parts.join("\u{1f}").as_bytes())
+}
+
+/// An own event of `org`: scope and the common fields set.
+pub fn own_event(
+    org: &str,
+    action: &str,
+    id: Uuid,
+    at: Timestamp,
+    actor: Actor<'_>,
+    target: (&str, &str),
+    payload: serde_json::Value,
+) -> Result<Event> {
+    Ok(Event::builder(id, action, at, true)
+        .actor(actor.id, actor.kind, None)
+        .target(target.0, target.1, None)
+        .scope(org, "organization", None)
+        .payload(payload)
+        .build()?)
+}
+
+/// Stage `event` of `org` in the outbox, inside the transaction that makes
+/// the change it records.
+pub(crate) fn stage(tx: &WriteTransaction, org: &str, event: &Event) -> Result<()> {
+    let event_json: serde_json::Value =
+        serde_json::from_str(&event.to_json()).map_err(|e| Error::Metadata(format!("own event: {e}")))?;
+    let value = serde_json::json!({"org": org, "event": event_json}).to_string();
+    let mut outbox = tx.open_table(OUTBOX)?;
+    let key = event.id().hyphenated().to_string();
+    outbox.insert(key.as_str(), value.as_str())?;
+    Ok(())
+}
+
+impl Store {
+    /// Append the own events staged in the outbox (fsynced), then empty it.
+    /// Idempotent: an event appended before a crash is a duplicate now.
+    pub(crate) fn record_staged_events(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let staged: Vec<(String, String, Event)> = self.meta.read(|tx| -> Result<_> {
+            let outbox = match tx.open_table(OUTBOX) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for item in outbox.iter()? {
+                let (k, v) = item?;
+                let bad = |why: String| {
+                    Error::corrupt(
+                        self.meta.path(),
+                        0,
+                        format!("staged own event {}: {why}", k.value()),
+                    )
+                };
+                let value: serde_json::Value =
+                    serde_json::from_str(v.value()).map_err(|e| bad(e.to_string()))?;
+                let org = value["org"]
+                    .as_str()
+                    .ok_or_else(|| bad("no org".into()))?
+                    .to_owned();
+                let event = Event::from_json(&value["event"].to_string()).map_err(|e| bad(e.to_string()))?;
+                out.push((k.value().to_owned(), org, event));
+            }
+            Ok(out)
+        })?;
+        if staged.is_empty() {
+            return Ok(());
+        }
+        self.append_batch(staged.iter().map(|(_, org, e)| (org.as_str(), e)))?;
+        self.flush()?;
+        self.meta.write(|tx| -> Result<()> {
+            let mut outbox = tx.open_table(OUTBOX)?;
+            for (key, _, _) in &staged {
+                outbox.remove(key.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Append one own event that goes with no metadata change (a
+    /// download), durably. Recording it again is a duplicate.
+    pub fn record_own_event(&self, org: &str, event: &Event) -> Result<()> {
+        self.append_batch([(org, event)])?;
+        self.flush()
+    }
+}
