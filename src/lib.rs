@@ -37,6 +37,7 @@ pub mod io;
 pub mod log;
 pub mod meta;
 pub mod org;
+pub mod repair;
 pub mod sample;
 pub mod scan;
 mod sealer;

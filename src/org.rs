@@ -212,6 +212,22 @@ pub(crate) fn set(
     })
 }
 
+/// Store `org`'s settings as they are, recording no own event: how
+/// `repair` puts back settings rebuilt from the store's own events.
+pub(crate) fn put(meta: &Meta, settings: &OrgSettings) -> Result<()> {
+    validate_org_name(&settings.org)?;
+    let text = serde_json::to_string(&StoredSettings {
+        plan: settings.plan,
+        retention_days: settings.retention_days,
+    })
+    .map_err(|e| Error::Metadata(e.to_string()))?;
+    meta.write(|tx| {
+        let mut table = tx.open_table(ORGS)?;
+        table.insert(settings.org.as_str(), text.as_str())?;
+        Ok(())
+    })
+}
+
 pub(crate) fn list(meta: &Meta) -> Result<Vec<OrgSettings>> {
     meta.read(|tx| {
         let table = match tx.open_table(ORGS) {

@@ -453,6 +453,32 @@ impl<'a> Registry<'a> {
         })
     }
 
+    /// Store `request` as it is (any status), with its index entries: how
+    /// `repair` puts back a request rebuilt from the store's own events.
+    pub(crate) fn restore(&self, request: &ExportRequest) -> Result<(), ExportError> {
+        self.meta.write(|tx| {
+            let mut meta = tx.open_table(META)?;
+            meta.insert("format_version", REGISTRY_FORMAT_VERSION)?;
+            let key = request.id_key();
+            let mut requests = tx.open_table(REQUESTS)?;
+            requests.insert(key.as_str(), encode(request)?.as_str())?;
+            let mut by_org = tx.open_table(BY_ORG)?;
+            by_org.insert(
+                (request.org.as_str(), request.created_at.as_nanos(), key.as_str()),
+                (),
+            )?;
+            if request.status == Status::Requested {
+                let mut pending = tx.open_table(PENDING)?;
+                pending.insert((request.created_at.as_nanos(), key.as_str()), ())?;
+            }
+            if let (Status::Success, Some(exp)) = (request.status, request.expires_at) {
+                let mut expiring = tx.open_table(EXPIRING)?;
+                expiring.insert((exp.as_nanos(), key.as_str()), ())?;
+            }
+            Ok(())
+        })
+    }
+
     /// The stored request (status as stored).
     pub(crate) fn get(&self, id: &Uuid) -> Result<Option<ExportRequest>, ExportError> {
         self.meta.read(|tx| {

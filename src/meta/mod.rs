@@ -144,12 +144,44 @@ impl Meta {
         })
     }
 
+    /// Replace an unusable `meta.redb` by a new, empty one (the caller holds
+    /// the store's lock): the damaged file is kept, renamed
+    /// `meta.redb.damaged-<n>`, never deleted. The new database keeps the
+    /// store id of a readable `store.id`, at a generation above its own.
+    /// Returns the name the damaged file was kept under, if there was one.
+    pub(crate) fn rebuild(dir: &Path, io: Arc<dyn Io>) -> Result<(Meta, Option<PathBuf>)> {
+        let path = dir.join(META_FILE);
+        let old = Descriptor::read(dir).ok().flatten();
+        let kept = match file_len(&path)? {
+            Some(_) => {
+                let aside = (1u32..)
+                    .map(|n| dir.join(format!("{META_FILE}.damaged-{n}")))
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| dir.join(format!("{META_FILE}.damaged")));
+                io.rename(&path, &aside)
+                    .ctx(|| format!("rename {} to {}", path.display(), aside.display()))?;
+                crate::log::segment::sync_dir_via(&*io, dir)?;
+                Some(aside)
+            }
+            None => None,
+        };
+        let identity = Descriptor {
+            store_id: old.map_or_else(|| *uuid::Uuid::new_v4().as_bytes(), |d| d.store_id),
+            generation: old.map_or(1, |d| d.generation + 1),
+        };
+        Ok((Meta::create_as(dir, &path, io, identity)?, kept))
+    }
+
     fn create(dir: &Path, path: &Path, io: Arc<dyn Io>) -> Result<Meta> {
-        let db = guarded(path, || redb::Database::create(path))?.map_err(|e| open_error(path, e))?;
         let identity = Descriptor {
             store_id: *uuid::Uuid::new_v4().as_bytes(),
             generation: 1,
         };
+        Meta::create_as(dir, path, io, identity)
+    }
+
+    fn create_as(dir: &Path, path: &Path, io: Arc<dyn Io>, identity: Descriptor) -> Result<Meta> {
+        let db = guarded(path, || redb::Database::create(path))?.map_err(|e| open_error(path, e))?;
         let tx = db.begin_write()?;
         {
             let mut t = tx.open_table(IDENTITY)?;

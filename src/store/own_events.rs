@@ -136,4 +136,75 @@ impl Store {
         self.append_batch([(org, event)])?;
         self.flush()
     }
+
+    /// Every stored event whose action is one of `actions`, with its
+    /// organization, in log order (all of the log, not clamped by
+    /// retention): what `repair` rebuilds the metadata from.
+    pub fn events_with_actions(&self, actions: &[&str]) -> Result<Vec<(String, Event)>> {
+        let mut found = Vec::new();
+        let mut visit = |bytes: &[u8]| {
+            recovery::walk(bytes, SEGMENT_HEADER_LEN, |_, v| {
+                if actions.contains(&v.action) {
+                    found.push((v.org.to_owned(), v.to_event()));
+                }
+            });
+        };
+        for seg in self.sealed_snapshot().iter() {
+            visit(seg.log_bytes());
+        }
+        let (in_memory, active) = {
+            let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
+            let in_memory: Vec<(Arc<File>, PathBuf, u64)> = w
+                .sealing
+                .iter()
+                .map(|s| (s.file.clone(), s.path.clone(), s.len))
+                .collect();
+            let end = self.visible_end(&w);
+            (
+                in_memory,
+                (
+                    w.active.file.clone(),
+                    w.active.path.clone(),
+                    end.min(w.active.len),
+                ),
+            )
+        };
+        for (file, path, len) in in_memory.into_iter().chain([active]) {
+            if len < SEGMENT_HEADER_LEN as u64 {
+                continue;
+            }
+            let mut bytes = vec![0u8; len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut bytes, 0)
+                .ctx(|| format!("read {}", path.display()))?;
+            visit(&bytes);
+        }
+        Ok(found)
+    }
+
+    /// Replace the unusable metadata of the store in `dir` by an empty
+    /// database (see `Meta::rebuild`), under the store's lock.
+    pub(crate) fn rebuild_metadata(dir: &Path) -> Result<Option<PathBuf>> {
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("open lock file {}", lock_path.display()))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    lock: lock_path,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", lock_path.display()), e))
+            }
+        }
+        let (_meta, kept) = Meta::rebuild(dir, Arc::new(RealIo))?;
+        Ok(kept)
+    }
 }

@@ -173,3 +173,62 @@ pub fn stats(ctx: &Ctx) -> CliResult<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
+    if !auditstore::Store::exists_at(&ctx.data_dir) {
+        return Err(CliError::new(
+            "not_found",
+            format!("{} holds no store to repair", ctx.data_dir.display()),
+        ));
+    }
+    let options = auditstore::Options {
+        clock: ctx.clock(),
+        ..auditstore::Options::default()
+    };
+    let report = auditstore::repair::repair(&ctx.data_dir, options).map_err(crate::export::refusal)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&report).map_err(|e| CliError::new("io", e.to_string()))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !report.repaired {
+        println!("the metadata is usable: nothing to repair");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(kept) = &report.kept_damaged {
+        println!("kept the unusable metadata as {}", kept.display());
+    }
+    println!("read {} of the store's own events", report.events_read);
+    let rows: Vec<Vec<String>> = report
+        .orgs
+        .iter()
+        .map(|o| {
+            vec![
+                o.org.clone(),
+                o.plan.to_string(),
+                o.retention_days.to_string(),
+                match o.settings_from {
+                    Some(t) => format!("restored (from {})", t.to_rfc3339()),
+                    None => "default (no settings event stored)".into(),
+                },
+                o.export_requests_restored.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["org", "plan", "retention_days", "settings", "export_requests"],
+            &rows
+        )
+    );
+    for f in &report.files_without_request {
+        println!(
+            "export file without a restorable request, left in place: {}",
+            f.display()
+        );
+    }
+    for id in &report.requests_without_file {
+        println!("restored request {id} succeeded with data but its file is missing");
+    }
+    Ok(ExitCode::SUCCESS)
+}

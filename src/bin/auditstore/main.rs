@@ -63,6 +63,9 @@ enum Command {
     Retention(RetentionCommand),
     /// Store-wide counts.
     Stats,
+    /// Rebuild a lost or unreadable meta.redb from the store's own audit
+    /// events and the export files present.
+    Repair,
     /// Generate a sample, ingest, query and export it.
     Demo {
         /// Events to generate.
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Verify => admin::verify(&ctx),
         Command::Retention(RetentionCommand::Apply) => admin::retention_apply(&ctx),
         Command::Stats => admin::stats(&ctx),
+        Command::Repair => admin::repair(&ctx),
         Command::Demo { events } => demo::run(&ctx, events),
     };
     match result {
