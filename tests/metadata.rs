@@ -138,7 +138,8 @@ fn a_missing_or_emptied_or_older_meta_redb_is_refused_by_every_command() {
         vec!["export", "download", &id, "--out", "-"],
         vec!["org", "set", "org-03", "--plan", "scale"],
     ];
-    let damages: [(&str, &dyn Fn(&Path)); 3] = [
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 3] = [
         ("deleted", &|p| std::fs::remove_file(p).unwrap()),
         ("emptied", &|p| std::fs::write(p, b"").unwrap()),
         ("older copy", &|p| std::fs::write(p, &older).unwrap()),
