@@ -63,6 +63,11 @@ enum Command {
     Retention(RetentionCommand),
     /// Store-wide counts.
     Stats,
+    /// Write a consistent copy of the store into the new directory DEST.
+    Backup {
+        /// Where the copy goes: must not exist, or be an empty directory.
+        dest: PathBuf,
+    },
     /// Generate a sample, ingest, query and export it.
     Demo {
         /// Events to generate.
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
         Command::Verify => admin::verify(&ctx),
         Command::Retention(RetentionCommand::Apply) => admin::retention_apply(&ctx),
         Command::Stats => admin::stats(&ctx),
+        Command::Backup { dest } => admin::backup(&ctx, &dest),
         Command::Demo { events } => demo::run(&ctx, events),
     };
     match result {
