@@ -51,7 +51,7 @@ pub use event::{Event, EventError};
 pub use org::{OrgSettings, Plan};
 pub use scan::{Query, Scan};
 pub use store::{
-    AppendOutcome, BatchReport, Durability, Options, Problem, RecoveryReport, RetentionReport, Stats, Store,
-    VerifyReport, QUARANTINE_DIR,
+    AppendOutcome, BackupReport, BatchReport, Durability, Options, Problem, RecoveryReport, RetentionReport,
+    Stats, Store, VerifyReport, QUARANTINE_DIR,
 };
 pub use time::Timestamp;

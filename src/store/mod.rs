@@ -5,7 +5,8 @@
 //! `get`). `append.rs`: the write path (dedup, encoding, group commit,
 //! rolls, installing sealed segments). `open.rs`: what opening uses to
 //! recover (the active segment's walk, sealed indexes, the dedup set).
-//! `upkeep.rs`: retention, stats and verification.
+//! `upkeep.rs`: retention, stats and verification. `backup.rs`: online
+//! backups into a new directory.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -35,11 +36,13 @@ use crate::time::Timestamp;
 use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
 mod append;
+mod backup;
 mod open;
 pub mod own_events;
 mod readonly;
 mod upkeep;
 
+pub use backup::BackupReport;
 use open::*;
 
 const LOCK_FILE: &str = "LOCK";

@@ -1,11 +1,13 @@
-//! `org`, `verify`, `retention apply`, `stats`.
+//! `org`, `verify`, `retention apply`, `stats`, `backup`.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use auditstore::{OrgSettings, Plan, RetentionReport, Stats, VerifyReport};
 use serde_json::{json, Value};
 
-use crate::ctx::{table, CliError, CliResult, Ctx};
+use crate::ctx::{printable, table, CliError, CliResult, Ctx};
 
 fn org_json(s: &OrgSettings) -> Value {
     json!({"org": s.org, "plan": s.plan.as_str(), "retention_days": s.retention_days})
@@ -229,6 +231,44 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
     }
     for id in &report.requests_without_file {
         println!("restored request {id} succeeded with data but its file is missing");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
+    // Opened as the read commands open it: for writing (which takes the
+    // lock and recovers), or read-only while another process holds it.
+    let store = ctx.open_store(false)?;
+    if store.is_missing() {
+        return Err(CliError::new(
+            "not_found",
+            format!("no store in {}: nothing to back up", ctx.data_dir.display()),
+        ));
+    }
+    let started = Instant::now();
+    let r = store.backup(dest).map_err(|e| match e {
+        // The destination is not a new or empty directory: not a range.
+        auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
+        e => e.into(),
+    })?;
+    let millis = started.elapsed().as_millis() as u64;
+    if ctx.json {
+        ctx.print_json(&json!({
+            "events": r.events, "bytes": r.bytes, "dest": r.dest.display().to_string(),
+            "segments": r.segments, "linked_files": r.linked_files, "copied_files": r.copied_files,
+            "read_only": store.is_read_only(), "millis": millis,
+        }))?;
+    } else {
+        println!(
+            "backed up {} events ({} bytes, {} segments; {} files linked, {} copied) to {} in {} ms",
+            r.events,
+            r.bytes,
+            r.segments,
+            r.linked_files,
+            r.copied_files,
+            printable(&r.dest.display().to_string()),
+            millis
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

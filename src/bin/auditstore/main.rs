@@ -66,6 +66,11 @@ enum Command {
     /// Rebuild a lost or unreadable meta.redb from the store's own audit
     /// events and the export files present.
     Repair,
+    /// Write a consistent copy of the store into the new directory DEST.
+    Backup {
+        /// Where the copy goes: must not exist, or be an empty directory.
+        dest: PathBuf,
+    },
     /// Generate a sample, ingest, query and export it.
     Demo {
         /// Events to generate.
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Retention(RetentionCommand::Apply) => admin::retention_apply(&ctx),
         Command::Stats => admin::stats(&ctx),
         Command::Repair => admin::repair(&ctx),
+        Command::Backup { dest } => admin::backup(&ctx, &dest),
         Command::Demo { events } => demo::run(&ctx, events),
     };
     match result {
