@@ -856,14 +856,19 @@ const REDB_TIME: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::ne
 const REDB_IDS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("ids");
 
 fn run_redb(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> Res<Value> {
-    use redb::ReadableTable;
+    // redb 5: `begin_read` is on the `ReadableDatabase` trait.
+    use redb::{ReadableDatabase, ReadableTable};
     std::fs::create_dir_all(dir)?;
+    // The default concurrency mode (ExclusiveWriter), as with redb 2.
     let db = redb::Database::create(dir.join("events.redb"))?;
     let p = Phase::start();
     let (mut appended, mut dups) = (0, 0);
     for batch in wl.items.chunks(a.batch) {
         let mut tx = db.begin_write()?;
-        tx.set_durability(redb::Durability::Immediate);
+        // Every batch a synced commit. Immediate is redb's default in 2 and
+        // 5 alike; redb 5's `set_durability` returns a Result (it refuses
+        // `None` in the multi-process modes), hence the `?`.
+        tx.set_durability(redb::Durability::Immediate)?;
         {
             let mut time = tx.open_table(REDB_TIME)?;
             let mut ids = tx.open_table(REDB_IDS)?;
@@ -888,7 +893,8 @@ fn run_redb(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> R
         let rtx = db.begin_read()?;
         let time = rtx.open_table(REDB_TIME)?;
         let (lo, hi) = (time_key(org, from, None), time_key(org, to, None));
-        for kv in time.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
+        // redb 5's `range` takes the key type from the range: no turbofish.
+        for kv in time.range(lo.as_slice()..hi.as_slice())? {
             let (_, v) = kv?;
             f(&parse_stored(v.value())?);
         }
@@ -904,15 +910,21 @@ fn run_redb(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> R
 // fjall --------------------------------------------------------------------------
 
 fn run_fjall(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> Res<Value> {
-    use fjall::{Config, PartitionCreateOptions, PersistMode};
-    let ks = Config::new(dir).open()?;
-    let time = ks.open_partition("time", PartitionCreateOptions::default())?;
-    let ids = ks.open_partition("ids", PartitionCreateOptions::default())?;
+    // fjall 3 renamed fjall 2's Keyspace (the whole store, with the journal)
+    // to `Database` and its partitions to `Keyspace`s; the settings are the
+    // same as with fjall 2: the defaults, two keyspaces, and after each
+    // batch's commit (journal written, `PersistMode::Buffer`, the default)
+    // an explicit `persist(PersistMode::SyncAll)`, so each acknowledged batch
+    // is fsynced.
+    use fjall::{Database, KeyspaceCreateOptions, PersistMode};
+    let db = Database::builder(dir).open()?;
+    let time = db.keyspace("time", KeyspaceCreateOptions::default)?;
+    let ids = db.keyspace("ids", KeyspaceCreateOptions::default)?;
     let p = Phase::start();
     let (mut appended, mut dups) = (0, 0);
     let mut seen = HashSet::new();
     for batch in wl.items.chunks(a.batch) {
-        let mut b = ks.batch();
+        let mut b = db.batch();
         seen.clear();
         for it in batch {
             if !seen.insert(it.id) || ids.contains_key(it.id)? {
@@ -925,21 +937,22 @@ fn run_fjall(a: &Args, wl: &Workload, qs: &[(String, i64, i64)], dir: &Path) -> 
             appended += 1;
         }
         b.commit()?;
-        ks.persist(PersistMode::SyncAll)?;
+        db.persist(PersistMode::SyncAll)?;
     }
     let ingest = ingest_json(&p, appended, dups);
     eprintln!("[{}] ingested; querying ...", SYS.with(|s| s.get()));
     profiling_pause();
     let disk_open = disk_json("open_", dir);
     let scan = run_queries(qs, |org, from, to, f| {
+        // fjall 3's iterators yield guards; `into_inner` reads the pair.
         for kv in time.range(time_key(org, from, None)..time_key(org, to, None)) {
-            let (_, v) = kv?;
+            let (_, v) = kv.into_inner()?;
             f(&parse_stored(&v)?);
         }
         Ok(())
     })?;
     drop((time, ids));
-    drop(ks);
+    drop(db);
     Ok(merge(
         merge(ingest, scan.to_json()),
         merge(disk_open, disk_json("", dir)),
