@@ -377,16 +377,45 @@ fn sealed_segment_damaged_and_without_index_refuses_to_open_naming_the_place() {
 }
 
 #[test]
-fn missing_segment_is_reported_by_verify() {
+fn a_missing_sealed_segment_is_refused_naming_it_and_reported_by_verify() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     let log = files(dir.path(), "log")[1].clone();
     std::fs::remove_file(&log).unwrap();
-    let store = Store::open_with(dir.path(), opts()).unwrap();
-    let report = store.verify().unwrap();
-    assert_eq!(report.problems.len(), 1);
-    assert_eq!(report.problems[0].file, log.with_extension("idx"));
+    // Its events are lost: every open refuses, naming the missing file,
+    // rather than answering without them.
+    match Store::open_with(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, log),
+        other => panic!("expected Corrupt naming {}, got {other:?}", log.display()),
+    }
+    match Store::open_read_only(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, log),
+        other => panic!("expected Corrupt naming {}, got {other:?}", log.display()),
+    }
+    let report = Store::verify_dir(dir.path(), opts()).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].file, log);
     assert!(report.problems[0].message.contains("missing"));
+    // Removing the index is the explicit way to accept the loss.
+    std::fs::remove_file(log.with_extension("idx")).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn an_index_left_by_interrupted_retention_is_removed_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    // Retention renames the index aside, then the log; a crash between
+    // the log's rename and the unlinks leaves both `.deleted`, but a crash
+    // can also leave the log renamed while the index rename was lost.
+    let log = files(dir.path(), "log")[0].clone();
+    let mut aside = log.clone().into_os_string();
+    aside.push(".deleted");
+    std::fs::rename(&log, &aside).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
+    assert!(!log.with_extension("idx").exists());
+    assert!(store.verify().unwrap().problems.is_empty());
 }
 
 #[test]

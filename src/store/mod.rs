@@ -256,7 +256,6 @@ pub struct Store {
     visible_lsn: AtomicU64,
     meta: Meta,
     recovery: RecoveryReport,
-    orphan_indexes: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -327,10 +326,14 @@ impl Store {
         }
         let mut logs = Vec::new();
         let mut idxs = HashSet::new();
+        let mut retired = HashSet::new();
         for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
             let entry = entry.ctx(|| format!("list {}", dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            if let Some(id) = retired_id(name) {
+                retired.insert(id);
+            }
             if name.ends_with(".tmp") || name.ends_with(".deleted") {
                 std::fs::remove_file(entry.path())
                     .ctx(|| format!("remove leftover {}", entry.path().display()))?;
@@ -364,18 +367,17 @@ impl Store {
             logs.pop();
         }
         let log_set: HashSet<u64> = logs.iter().copied().collect();
-        let mut orphan_indexes: Vec<PathBuf> = idxs
-            .iter()
-            .filter(|id| !log_set.contains(id))
-            .map(|id| segment::idx_path(&dir, *id))
-            .collect();
-        orphan_indexes.sort();
-        for p in &orphan_indexes {
-            recovery.problems.push(Problem {
-                file: p.clone(),
-                offset: 0,
-                message: "index without its segment: the segment file is missing".into(),
-            });
+        let mut orphans: Vec<u64> = idxs.iter().copied().filter(|id| !log_set.contains(id)).collect();
+        orphans.sort_unstable();
+        for id in orphans {
+            if !retired.contains(&id) {
+                return Err(missing_segment(&dir, id));
+            }
+            // Retention was interrupted between renaming this segment's
+            // files aside: finish it.
+            let idx = segment::idx_path(&dir, id);
+            std::fs::remove_file(&idx).ctx(|| format!("remove retired {}", idx.display()))?;
+            segment::sync_dir_via(&*options.io, &dir)?;
         }
 
         let mut sealed = Vec::new();
@@ -448,7 +450,6 @@ impl Store {
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
-            orphan_indexes,
         };
         store.salvage_quarantined()?;
         // Own events a crash left staged (their metadata change committed).

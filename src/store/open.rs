@@ -85,6 +85,28 @@ pub(super) fn index_log(log: &[u8]) -> (Vec<String>, Vec<idxfile::BuildEntry>, r
     (found.orgs, found.entries, walk)
 }
 
+/// The refusal for a sealed segment whose log is missing while its index
+/// remains: lost data, not what a crash leaves (retention renames the
+/// index aside before the log).
+pub(super) fn missing_segment(dir: &Path, id: u64) -> Error {
+    let idx = segment::idx_path(dir, id);
+    Error::corrupt(
+        segment::log_path(dir, id),
+        0,
+        format!(
+            "segment file is missing while its index {} remains: its events are lost unless the file is \
+             restored (from a backup); removing the index accepts the loss",
+            idx.display()
+        ),
+    )
+}
+
+/// Ids of segments whose files retention had renamed aside (`*.deleted`)
+/// when it was interrupted.
+pub(super) fn retired_id(name: &str) -> Option<u64> {
+    segment::parse_name(name.strip_suffix(".deleted")?).map(|(id, _)| id)
+}
+
 /// Where retention moves a file before unlinking it (`x.log` -> `x.log.deleted`).
 pub(super) fn aside_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

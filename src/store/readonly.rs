@@ -57,6 +57,7 @@ impl Store {
         let mut recovery = RecoveryReport::default();
         let mut logs = Vec::new();
         let mut idxs = HashSet::new();
+        let mut retired = HashSet::new();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => Some(e),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -66,6 +67,9 @@ impl Store {
             let entry = entry.ctx(|| format!("list {}", dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            if let Some(id) = retired_id(name) {
+                retired.insert(id);
+            }
             match segment::parse_name(name) {
                 Some((id, "log")) => logs.push(id),
                 Some((id, "idx")) => {
@@ -96,18 +100,16 @@ impl Store {
             logs.pop();
         }
         let log_set: HashSet<u64> = logs.iter().copied().collect();
-        let mut orphan_indexes: Vec<PathBuf> = idxs
-            .iter()
-            .filter(|id| !log_set.contains(id))
-            .map(|id| segment::idx_path(&dir, *id))
-            .collect();
-        orphan_indexes.sort();
-        for p in &orphan_indexes {
-            recovery.problems.push(Problem {
-                file: p.clone(),
-                offset: 0,
-                message: "index without its segment: the segment file is missing".into(),
-            });
+        let mut orphans: Vec<u64> = idxs.iter().copied().filter(|id| !log_set.contains(id)).collect();
+        orphans.sort_unstable();
+        for id in orphans.into_iter().filter(|id| !retired.contains(id)) {
+            let e = missing_segment(&dir, id);
+            match tolerance {
+                Tolerance::Report => recovery
+                    .problems
+                    .push(problem_of(&e, &segment::log_path(&dir, id))),
+                Tolerance::Refuse => return Err(e),
+            }
         }
         let mut sealed = Vec::new();
         let mut in_memory = Vec::new();
@@ -191,7 +193,6 @@ impl Store {
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
-            orphan_indexes,
         })
     }
 

@@ -180,15 +180,6 @@ impl Store {
                 ),
             });
         }
-        for p in &self.orphan_indexes {
-            if !report.problems.iter().any(|q| &q.file == p) {
-                report.problems.push(Problem {
-                    file: p.clone(),
-                    offset: 0,
-                    message: "index without its segment: the segment file is missing".into(),
-                });
-            }
-        }
         let unsealed: Vec<(PathBuf, u64, String)> = {
             let mut w = lock(&self.writer);
             self.settle_sealing(&mut w);
