@@ -79,9 +79,10 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
         Err(e) if is_metadata_damage(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    let events = {
+    let (events, event_orgs) = {
         let snapshot = Store::open_for_verify(dir, options.clone())?;
-        snapshot.events_with_actions(&[SETTINGS_UPDATE, REQUESTED, PROCESSED, EXPIRED])?
+        let events = snapshot.events_with_actions(&[SETTINGS_UPDATE, REQUESTED, PROCESSED, EXPIRED])?;
+        (events, snapshot.event_orgs())
     };
     let kept_damaged = Store::rebuild_metadata(dir)?;
     let store = Store::open_with(dir, options)?;
@@ -137,7 +138,9 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
             requests.insert(req.id, (key.0, key.1, req));
         }
     }
-    for org in settings.keys() {
+    // Every organization with events is reported: restored, or left at
+    // the defaults.
+    for org in settings.keys().chain(event_orgs.iter()) {
         orgs.entry(org.clone()).or_insert(0);
     }
     for (org, (_, plan, days)) in &settings {

@@ -209,6 +209,18 @@ fn repair_rebuilds_settings_and_export_requests_from_the_stores_own_events() {
     assert_eq!(org["settings_restored"], true, "{report}");
     assert_eq!(org["retention_days"], 30);
     assert_eq!(org["export_requests_restored"], 1);
+    // Organizations with events but no settings change stay at the
+    // defaults, and say so.
+    let other = report["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == "org-03")
+        .unwrap()
+        .clone();
+    assert_eq!(other["settings_restored"], false, "{report}");
+    assert_eq!(other["plan"], "free");
+    assert_eq!(other["retention_days"], 365);
     assert_eq!(show(d), settings);
     assert_eq!(list(d), requests);
     assert!(run(d, &["--as-of", AS_OF, "verify"], None).status.success());
@@ -217,13 +229,14 @@ fn repair_rebuilds_settings_and_export_requests_from_the_stores_own_events() {
     assert!(run(d, &["ingest"], Some(forged.as_bytes())).status.success());
     std::fs::write(d.join("meta.redb"), b"").unwrap();
     let report = json(&run(d, &["--as-of", AS_OF, "repair"], None));
-    assert!(
-        !report["orgs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|o| o["org"] == "org-02"),
-        "{report}"
-    );
+    let org2 = report["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == "org-02")
+        .unwrap()
+        .clone();
+    assert_eq!(org2["settings_restored"], false, "{report}");
+    assert_eq!(org2["plan"], "free", "{report}");
     assert_eq!(show(d), settings);
 }

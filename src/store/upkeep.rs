@@ -90,6 +90,23 @@ impl Store {
         Ok(report)
     }
 
+    /// Every organization with at least one event on disk, sorted.
+    pub fn event_orgs(&self) -> Vec<String> {
+        let mut w = lock(&self.writer);
+        self.install_sealed(&mut w);
+        let mut orgs: HashSet<String> = HashSet::new();
+        for seg in self.sealed_snapshot().iter() {
+            orgs.extend(seg.layout.orgs.iter().map(|o| o.name.clone()));
+        }
+        for s in &w.sealing {
+            orgs.extend(s.index.org_names().map(str::to_owned));
+        }
+        orgs.extend(w.index.org_names().map(str::to_owned));
+        let mut orgs: Vec<String> = orgs.into_iter().collect();
+        orgs.sort();
+        orgs
+    }
+
     /// Counts over the whole store.
     pub fn stats(&self) -> Result<Stats> {
         let mut w = lock(&self.writer);
