@@ -146,7 +146,7 @@ fn kill_9_during_org_set_never_separates_a_change_from_its_event() {
             "round {round}: settings and their newest event disagree"
         );
         assert!(store.verify().unwrap().problems.is_empty(), "round {round}");
-        if was_killed && shown["retention_days"].to_string() == days {
+        if was_killed && shown["retention_days"] == days.parse::<u64>().unwrap_or(0) {
             killed_after_commit += 1;
         }
     }
