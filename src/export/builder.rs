@@ -52,6 +52,9 @@ pub type ProgressFn = Arc<dyn Fn(&Progress<'_>) + Send + Sync>;
 pub(crate) struct Built {
     pub rows: u64,
     pub bytes: u64,
+    /// CRC-32 of the file's bytes (computed by the writer thread as it
+    /// wrote them; 0 without a file).
+    pub crc32: u32,
 }
 
 /// `exports/<id>.csv`
@@ -176,10 +179,14 @@ fn build_inner(
             sync_dir(dir)?;
         }
         reporter.done();
-        return Ok(Built { rows: 0, bytes: 0 });
+        return Ok(Built {
+            rows: 0,
+            bytes: 0,
+            crc32: 0,
+        });
     };
-    let file = piped
-        .finish()
+    let (file, crc32) = piped
+        .finish_with_crc32()
         .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
     file.sync_all()
         .map_err(|e| error::io(format!("fsync {}", tmp.display()), e))?;
@@ -195,6 +202,7 @@ fn build_inner(
     Ok(Built {
         rows: reporter.rows,
         bytes,
+        crc32,
     })
 }
 

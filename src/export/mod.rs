@@ -289,7 +289,9 @@ impl<'s> Exports<'s> {
     }
 
     /// Open the file of a finished request. Refused with `not_found`,
-    /// `not_ready` (still `requested`), `failed`, `expired` or `no_data`.
+    /// `not_ready` (still `requested`), `failed`, `expired` or `no_data`;
+    /// a file whose size or CRC-32 is not what was written is `corrupt`
+    /// naming it (checking reads the file once before it is served).
     pub fn download(&self, id: Uuid) -> Result<Download, ExportError> {
         let request = self.get(id)?;
         match request.status {
@@ -308,7 +310,9 @@ impl<'s> Exports<'s> {
             Status::Success if !request.has_data => Err(ExportError::NoData { id }),
             Status::Success => {
                 let path = builder::final_path(&self.dir(), &id);
-                let file = File::open(&path).map_err(|e| error::io(format!("open {}", path.display()), e))?;
+                let mut file =
+                    File::open(&path).map_err(|e| error::io(format!("open {}", path.display()), e))?;
+                check::check_file(&path, &mut file, &request)?;
                 Ok(Download { request, path, file })
             }
         }

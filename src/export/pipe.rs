@@ -19,6 +19,10 @@
 //!   [`SYNC_EVERY`] bytes so the final `fsync` only flushes the tail.
 //!
 //! Either way the caller's final `sync_all` is what makes the file durable.
+//! The helper also computes the CRC-32 of the bytes it writes (padding
+//! excluded), off the formatting thread: [`PipedFile::finish_with_crc32`]
+//! returns it, and export builds record it so that a file damaged on disk
+//! is refused rather than served.
 //! Memory stays bounded: at most [`IN_FLIGHT`] chunks of [`CHUNK`] bytes
 //! wait for the helper (the exporter blocks when they are all taken).
 
@@ -98,7 +102,7 @@ pub struct PipedFile {
     direct: bool,
     to_helper: Option<SyncSender<Chunk>>,
     spare: Receiver<Chunk>,
-    helper: Option<JoinHandle<io::Result<File>>>,
+    helper: Option<JoinHandle<io::Result<(File, u32)>>>,
 }
 
 impl std::fmt::Debug for PipedFile {
@@ -174,7 +178,7 @@ impl PipedFile {
         }
     }
 
-    fn join(&mut self) -> io::Result<File> {
+    fn join(&mut self) -> io::Result<(File, u32)> {
         self.to_helper = None;
         match self.helper.take() {
             Some(h) => h
@@ -185,7 +189,13 @@ impl PipedFile {
     }
 
     /// Write what is left and return the file (written, not synced).
-    pub fn finish(mut self) -> io::Result<File> {
+    pub fn finish(self) -> io::Result<File> {
+        self.finish_with_crc32().map(|(file, _)| file)
+    }
+
+    /// Write what is left; return the file (written, not synced) and the
+    /// CRC-32 ([`crc32fast`]) of every byte written to it.
+    pub fn finish_with_crc32(mut self) -> io::Result<(File, u32)> {
         self.hand_over()?;
         self.join()
     }
@@ -243,16 +253,19 @@ fn open_direct(_path: &Path) -> Option<File> {
 
 /// The helper: write each chunk in order at its offset, give emptied
 /// chunks back for reuse; at the end, cut the padding of a direct write.
+/// Returns the file and the CRC-32 of the bytes written.
 fn write_chunks(
     mut target: Target,
     chunks: Receiver<Chunk>,
     give_back: SyncSender<Chunk>,
-) -> io::Result<File> {
+) -> io::Result<(File, u32)> {
+    let mut crc = crc32fast::Hasher::new();
     let mut offset = 0u64;
     let mut unsynced = 0u64;
     let mut padded_to = 0u64;
     for mut chunk in chunks {
         let len = chunk.len as u64;
+        crc.update(chunk.bytes());
         let mut written = false;
         if let Some(direct) = target.direct.as_ref().filter(|_| chunk.is_aligned()) {
             let bytes = chunk.padded();
@@ -282,7 +295,7 @@ fn write_chunks(
     if padded_to > offset {
         target.buffered.set_len(offset)?;
     }
-    Ok(target.buffered)
+    Ok((target.buffered, crc.finalize()))
 }
 
 #[cfg(test)]
@@ -298,8 +311,9 @@ mod tests {
             expected.extend_from_slice(piece);
         }
         piped.flush().expect("flush");
-        let file = piped.finish().expect("finish");
+        let (file, crc) = piped.finish_with_crc32().expect("finish");
         assert_eq!(file.metadata().expect("stat").len(), expected.len() as u64);
+        assert_eq!(crc, crc32fast::hash(&expected));
         drop(file);
         let got = std::fs::read(path).expect("read");
         assert!(

@@ -118,6 +118,9 @@ pub struct ExportRequest {
     pub has_data: bool,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
+    /// CRC-32 of the file (a success with data, recorded since the field
+    /// exists; older records have only `bytes`). Stored, never printed.
+    pub crc32: Option<u32>,
     pub failure_reason: Option<String>,
 }
 
@@ -129,6 +132,7 @@ pub(crate) enum Outcome {
         expires_at: Timestamp,
         rows: u64,
         bytes: u64,
+        crc32: u32,
     },
     Failed {
         completed_at: Timestamp,
@@ -160,6 +164,7 @@ impl ExportRequest {
             has_data: false,
             rows: None,
             bytes: None,
+            crc32: None,
             failure_reason: None,
         }
     }
@@ -198,6 +203,7 @@ impl ExportRequest {
                 expires_at,
                 rows,
                 bytes,
+                crc32,
             } => {
                 self.status = Status::Success;
                 self.completed_at = Some(completed_at);
@@ -205,6 +211,7 @@ impl ExportRequest {
                 self.has_data = rows > 0;
                 self.rows = Some(rows);
                 self.bytes = Some(bytes);
+                self.crc32 = (rows > 0).then_some(crc32);
             }
             Outcome::Failed { completed_at, reason } => {
                 self.status = Status::Failed;
@@ -235,7 +242,8 @@ impl ExportRequest {
 
 /// The admin tool's JSON shape: `id, org, requested_by, from, to,
 /// window_start, window_end, created_at, status, expires_at, has_data, rows,
-/// bytes`, then `completed_at` and `failure_reason`.
+/// bytes`, then `completed_at` and `failure_reason` (not `crc32`: it is
+/// stored, not part of the contract).
 impl Serialize for ExportRequest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -278,6 +286,8 @@ impl Serialize for ExportRequest {
 }
 
 /// How a request is stored (instants as nanoseconds, dates as `YYYY-MM-DD`).
+/// `crc32` is written only for a success with data and may be absent
+/// (records written before it existed: only the size is checked then).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
@@ -296,6 +306,8 @@ struct Record {
     has_data: bool,
     rows: Option<u64>,
     bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crc32: Option<u32>,
     failure_reason: Option<String>,
 }
 
@@ -316,6 +328,7 @@ pub(crate) fn encode(r: &ExportRequest) -> Result<String, ExportError> {
         has_data: r.has_data,
         rows: r.rows,
         bytes: r.bytes,
+        crc32: r.crc32,
         failure_reason: r.failure_reason.clone(),
     };
     serde_json::to_string(&rec).map_err(|e| ExportError::Registry(format!("encoding request {}: {e}", r.id)))
@@ -348,6 +361,7 @@ pub(crate) fn decode(key: &str, text: &str) -> Result<ExportRequest, ExportError
         has_data: rec.has_data,
         rows: rec.rows,
         bytes: rec.bytes,
+        crc32: rec.crc32,
         failure_reason: rec.failure_reason,
     })
 }

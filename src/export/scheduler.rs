@@ -104,6 +104,7 @@ pub(crate) fn process(
                 expires_at: now.saturating_add_days(rules.download_days),
                 rows: built.rows,
                 bytes: built.bytes,
+                crc32: built.crc32,
             },
             Err(e) => Outcome::Failed {
                 completed_at: now,
