@@ -14,6 +14,8 @@
 
 use std::os::unix::fs::FileExt as _;
 
+use crate::meta::DESCRIPTOR_FILE;
+
 use super::*;
 
 /// How a read-only open treats damage it cannot read past.
@@ -79,8 +81,20 @@ impl Store {
             }
         }
         logs.sort_unstable();
-        let meta = match Meta::snapshot(&dir, options.io.clone(), !logs.is_empty() || holds_exports(&dir)) {
-            Ok(m) => m,
+        let holds_data = !logs.is_empty() || holds_exports(&dir);
+        let meta = match Meta::snapshot(&dir, options.io.clone(), holds_data) {
+            Ok(m) => {
+                if holds_data && tolerance == Tolerance::Report && !dir.join(DESCRIPTOR_FILE).exists() {
+                    recovery.problems.push(Problem {
+                        file: dir.join(DESCRIPTOR_FILE),
+                        offset: 0,
+                        message: "the store descriptor is missing: an open writes it again from meta.redb, \
+                                  but until then a lost or older meta.redb would go unnoticed"
+                            .into(),
+                    });
+                }
+                m
+            }
             Err(e) if tolerance == Tolerance::Report => {
                 recovery.problems.push(problem_of(&e, &dir.join(META_FILE)));
                 Meta::empty(&dir, options.io.clone())?
@@ -329,7 +343,20 @@ fn read_active(
             stop.offset,
             stop.reason
         ));
-        if intact > 0 {
+        if intact == 0 {
+            // Not a problem for an open (it cuts the tail of an append a
+            // crash interrupted, never acknowledged), but the bytes are
+            // still there: `verify` reports what an open would do.
+            recovery.problems.push(Problem {
+                file: path.clone(),
+                offset: stop.offset,
+                message: format!(
+                    "{} bytes after the last valid record ({}): an open cuts them, as the tail of an \
+                     append a crash interrupted (or a damaged last record)",
+                    recovery.truncated_bytes, stop.reason
+                ),
+            });
+        } else {
             recovery.problems.push(Problem {
                 file: path.clone(),
                 offset: stop.offset,
