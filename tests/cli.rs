@@ -696,7 +696,11 @@ fn demo_into_a_named_store_runs_again_and_keeps_settings() {
         stored + count(&first, "duplicates") + count(&first, "conflicts"),
         3000
     );
-    assert_eq!(count(&first, "events"), stored);
+    // The store's own events of org-00 are stored too: the demo's
+    // org.settings.update (org-00 set to server), then its export's
+    // audit_log.requested and audit_log.processed (the demo's download is
+    // not recorded: it uses `download`, not `download_by`).
+    assert_eq!(count(&first, "events"), stored + 3);
     assert_eq!(first["export"]["status"], "success");
     assert!(first["export"]["rows"].as_u64().unwrap() > 0);
     let csv = std::fs::read_to_string(first["export"]["path"].as_str().unwrap()).unwrap();
@@ -710,7 +714,7 @@ fn demo_into_a_named_store_runs_again_and_keeps_settings() {
         "the named directory, not a temporary one"
     );
     // Its organization is on the self-hosted plan: no rate limit to run into.
-    for _ in 0..3 {
+    for run in 1..=3u64 {
         let again = demo();
         assert_eq!(count(&again, "appended"), 0);
         assert_eq!(
@@ -718,7 +722,9 @@ fn demo_into_a_named_store_runs_again_and_keeps_settings() {
             3000,
             "{again}"
         );
-        assert_eq!(count(&again, "events"), stored);
+        // Settings are kept (no new org.settings.update); each run's new
+        // export request adds its audit_log.requested and audit_log.processed.
+        assert_eq!(count(&again, "events"), stored + 3 + 2 * run, "{again}");
         assert_eq!(again["export"]["status"], "success");
     }
     // Settings an operator made for org-00 are kept, and their rules hold:
@@ -777,4 +783,78 @@ fn a_byte_order_mark_before_the_first_line_is_skipped() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["rejected"], 1);
     assert!(stderr(&out).starts_with("line 2: "), "{}", stderr(&out));
+}
+
+/// `org set --user` records the change as the store's own
+/// `org.settings.update` event of the organization, by that user, which
+/// `query` shows like any other event; setting it again unchanged adds none.
+#[test]
+fn org_set_is_recorded_as_an_event_of_the_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = || {
+        let out = run(
+            dir.path(),
+            &[
+                "--as-of",
+                "2026-08-01T12:00:00Z",
+                "org",
+                "set",
+                "org-7",
+                "--plan",
+                "scale",
+                "--user",
+                "alice",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let query = |format: &str| -> String {
+        let out = run(
+            dir.path(),
+            &[
+                "--as-of",
+                "2026-08-02",
+                "query",
+                "--org",
+                "org-7",
+                "--from",
+                "2026-08-01",
+                "--to",
+                "2026-08-02",
+                "--format",
+                format,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    set();
+    let lines: Vec<Value> = query("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let e = &lines[0];
+    assert_eq!(e["action"], "org.settings.update");
+    assert_eq!(e["actor"], serde_json::json!({"id": "alice", "type": "user"}));
+    assert_eq!(
+        e["target"],
+        serde_json::json!({"id": "org-7", "type": "organization"})
+    );
+    assert_eq!(
+        e["scope"],
+        serde_json::json!({"id": "org-7", "type": "organization"})
+    );
+    assert_eq!(e["occurred_at"], "2026-08-01T12:00:00Z");
+    assert_eq!(e["payload"]["new"]["plan"], "scale");
+    assert_eq!(e["payload"]["old"]["plan"], "free");
+    // The table shows it too.
+    let table = query("table");
+    assert!(
+        table.contains("org.settings.update") && table.contains("alice"),
+        "{table}"
+    );
+    // Unchanged settings: nothing new.
+    set();
+    assert_eq!(query("jsonl").lines().count(), 1);
 }

@@ -14,8 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use auditstore::org::settings_update_event;
 use auditstore::sample::{SampleConfig, SampleGenerator};
-use auditstore::{Event, FixedClock, Options, Query, Store};
+use auditstore::store::own_events::Actor;
+use auditstore::{Event, FixedClock, Options, Plan, Query, Store};
 use common::{copy_store_files, env_u64, ts};
 
 const SEGMENT: u64 = 256 * 1024;
@@ -246,6 +248,15 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
     let mut acked: HashSet<uuid::Uuid> = HashSet::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut deleted_any = false;
+    let settings_update = settings_update_event(
+        "org-old",
+        (Plan::Free, 365),
+        (Plan::Free, 1),
+        Actor::SYSTEM,
+        ts("2027-01-01"),
+    )
+    .unwrap();
+    let mut settings_seen = false;
     for round in 0..loops {
         let seed = (round + 1).to_string();
         let env = [
@@ -293,28 +304,47 @@ fn kill_dash_nine_during_retention_deletion_keeps_the_store_consistent() {
                 "round {round}: retained acknowledged {id} lost"
             );
         }
-        let old_visible = store
+        // Of org-old, only the store's own record of its retention change
+        // (org.settings.update at the clock's now, 2027-01-01, so within its
+        // 1 day) is retained; once recorded it stays, exactly once.
+        let old_visible: Vec<uuid::Uuid> = store
             .scan(&Query::new("org-old", ts("2000-01-01"), ts("2100-01-01")))
             .unwrap()
-            .count();
-        assert_eq!(old_visible, 0, "expired events are never returned");
+            .map(|e| e.unwrap().id())
+            .collect();
+        let want: Vec<uuid::Uuid> = if settings_seen || !old_visible.is_empty() {
+            vec![settings_update.id()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(
+            old_visible, want,
+            "round {round}: expired events are never returned"
+        );
+        settings_seen = !old_visible.is_empty();
         let stats = store.stats().unwrap();
-        let first_log = std::fs::read_dir(dir.path())
+        // Segment ids are 1, 2, ...: a missing one was deleted. (The segment
+        // holding org-old's retained org.settings.update is never deleted,
+        // so a deletion may leave a gap rather than move the first id.)
+        let mut logs: Vec<u64> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 e.file_name()
                     .to_str()
-                    .and_then(|n| n.strip_suffix(".log").map(str::to_owned))
+                    .and_then(|n| n.strip_suffix(".log").and_then(|n| n.parse().ok()))
             })
-            .min()
-            .unwrap_or_default();
-        if first_log.as_str() > "0000000000000001" {
-            deleted_any = true;
+            .collect();
+        logs.sort_unstable();
+        if let Some(&last) = logs.last() {
+            if (logs.len() as u64) < last {
+                deleted_any = true;
+            }
         }
         assert!(stats.events >= counts.len() as u64);
     }
     assert!(acked.len() > 100);
+    assert!(settings_seen, "a child that appended had set org-old's retention");
     assert!(deleted_any, "retention deleted segments during the rounds");
 }
 

@@ -5,8 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
+use auditstore::org::settings_update_event;
 use auditstore::sample::{SampleConfig, SampleGenerator};
-use auditstore::{AppendOutcome, Durability, Error, Event, FixedClock, Options, Query, Store};
+use auditstore::store::own_events::Actor;
+use auditstore::{AppendOutcome, Durability, Error, Event, FixedClock, Options, Plan, Query, Store};
 use common::*;
 
 fn small_segments(clock: Arc<FixedClock>) -> Options {
@@ -146,9 +148,23 @@ fn retention_clamps_every_read() {
         .append_batch(events.iter().map(|(o, e)| (o.as_str(), e)))
         .unwrap();
     store.set_org("org-02", None, Some(30)).unwrap();
+    // The change is recorded as the store's own event of org-02, at the
+    // clock's now (2026-07-20), inside the window: it is part of the log.
+    let mut m = m;
+    let update = settings_update_event(
+        "org-02",
+        (Plan::Free, 365),
+        (Plan::Free, 30),
+        Actor::SYSTEM,
+        ts("2026-07-20T00:00:00Z"),
+    )
+    .unwrap();
+    let update_id = update.id();
+    m.insert(update_id, ("org-02".to_owned(), update));
     let (from, to) = (ts("2026-06-01"), ts("2026-08-01"));
     let cutoff = ts("2026-06-20T00:00:00Z");
     let want = brute_force(&m, "org-02", cutoff, to);
+    assert!(want.iter().any(|e| e.id() == update_id));
     let got: Vec<Event> = store
         .scan(&Query::new("org-02", from, to))
         .unwrap()
@@ -242,14 +258,19 @@ fn retention_apply_deletes_a_fully_expired_active_segment() {
     for org in ["org-00", "org-01", "org-02", "org-03"] {
         store.set_org(org, None, Some(30)).unwrap();
     }
+    // Each change is recorded as one org.settings.update (2026-07-20), in
+    // the same active segment.
+    let own = 4;
+    assert_eq!(store.stats().unwrap().segments, 1);
     // The newest event (2026-07-30) is still within 30 days.
     let r = store.apply_retention().unwrap();
     assert_eq!(r.segments_deleted, 0);
-    assert_eq!(store.stats().unwrap().events, unique);
+    assert_eq!(store.stats().unwrap().events, unique + own);
 
+    // By 2026-09-15 the sample and the settings events are all past 30 days.
     clock.set(ts("2026-09-15T00:00:00Z"));
     let r = store.apply_retention().unwrap();
-    assert_eq!((r.segments_deleted, r.events_deleted), (1, unique));
+    assert_eq!((r.segments_deleted, r.events_deleted), (1, unique + own));
     for f in &r.files {
         assert!(!f.exists(), "{} should be deleted", f.display());
     }

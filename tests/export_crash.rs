@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use auditstore::export::{Exports, Progress, Role};
 use auditstore::{FixedClock, Options, Store};
-use export_common::{d, parse_csv, t};
+use export_common::{d, own_row, parse_csv, t};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
 /// When the export is requested, and when it is processed.
@@ -74,12 +74,31 @@ fn finish_and_verify(dir: &Path, id: uuid::Uuid, n: usize) {
     let p = cli(dir, RUN_AT, &["export", "process"]);
     assert_eq!(p["processed"], serde_json::json!([id.to_string()]));
     assert_eq!(files(dir), vec![format!("{id}.csv")], "the leftover was removed");
+    // The window (2026-06-01 to 2026-06-20) also holds the store's own
+    // events of `prepare`, both at REQUESTED_AT: org-00's
+    // org.settings.update (set to server) and this request's
+    // audit_log.requested. Its audit_log.processed comes after the build.
+    let own = 2;
     let list = cli(dir, RUN_AT, &["export", "list", "--org", "org-00"]);
     assert_eq!(list[0]["status"], "success");
-    assert_eq!(list[0]["rows"], n);
+    assert_eq!(list[0]["rows"], n + own);
     let text = std::fs::read_to_string(dir.join("exports").join(format!("{id}.csv"))).unwrap();
     let rows = parse_csv(&text);
-    assert_eq!(rows.len(), n + 1);
+    assert_eq!(rows.len(), n + own + 1);
+    let mut own_rows: Vec<(&str, &str)> = rows[1..]
+        .iter()
+        .filter(|r| own_row(r))
+        .map(|r| (r[1].as_str(), r[5].as_str()))
+        .collect();
+    // Same instant: their order is their ids' (derived, so arbitrary).
+    own_rows.sort_by_key(|&(action, _)| action != "org.settings.update");
+    assert_eq!(
+        own_rows,
+        [
+            ("org.settings.update", "2026-06-20T09:31:00Z"),
+            ("audit_log.requested", "2026-06-20T09:31:00Z"),
+        ]
+    );
     assert_eq!(list[0]["bytes"], text.len());
 }
 

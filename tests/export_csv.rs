@@ -10,7 +10,7 @@ use auditstore::export::builder::PROGRESS_EVERY;
 use auditstore::export::csv::{is_formula_start, COLUMNS};
 use auditstore::export::{Exports, Progress, Role, Status};
 use auditstore::{Event, FixedClock, Options, Plan, Store, Timestamp};
-use export_common::{d, parse_csv, Env};
+use export_common::{d, own_row, parse_csv, Env};
 use serde_json::{json, Value};
 
 /// Strings a spreadsheet or a CSV parser might trip on.
@@ -169,10 +169,30 @@ fn csv_parses_back_to_the_stored_events_with_hostile_content() {
         "another org's event leaked"
     );
 
-    // The full export writes the same rows.
+    // The full export writes the same rows, then (after the window) the
+    // store's own events of srv: its org.settings.update and the request's
+    // audit_log.requested (both 09:00), its audit_log.processed (09:30).
     let mut out = Vec::new();
-    ex.full("srv", "ann", Role::Admin, &mut out).unwrap();
-    assert_eq!(out, text.as_bytes());
+    let full = ex.full("srv", "ann", Role::Admin, &mut out).unwrap();
+    assert_eq!(full.rows, 300 + 3);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with(&text), "the same bytes for the same rows");
+    let tail = parse_csv(&format!("{}\n{}", COLUMNS.join(","), &out[text.len()..]));
+    let mut own: Vec<(&str, &str)> = tail[1..]
+        .iter()
+        .inspect(|r| assert!(own_row(r), "{r:?}"))
+        .map(|r| (r[1].as_str(), r[5].as_str()))
+        .collect();
+    own.sort_by_key(|&(_, at)| at);
+    own[..2].sort();
+    assert_eq!(
+        own,
+        [
+            ("audit_log.requested", "2026-08-10T09:00:00Z"),
+            ("org.settings.update", "2026-08-10T09:00:00Z"),
+            ("audit_log.processed", "2026-08-10T09:30:00Z"),
+        ]
+    );
 }
 
 #[test]
@@ -225,11 +245,18 @@ fn long_store(dir: &std::path::Path, clock: &Arc<FixedClock>, n: usize) -> Store
 #[test]
 fn a_long_export_formatted_on_several_threads_is_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FixedClock::new(export_common::t("2026-07-01T09:00:00Z")));
+    // The store's own events (org-00's org.settings.update, each request's
+    // audit_log.* and the full exports' hand-outs) are all made on July 3,
+    // after the padded window [May 31, Jul 2) of the June requests: every
+    // round's file holds the same events.
+    let clock = Arc::new(FixedClock::new(export_common::t("2026-07-03T09:00:00Z")));
     let n = 70_000; // past one progress report (every 65,536 rows)
     assert!(n > 2 * auditstore::export::rows::PARALLEL_MIN_ROWS);
     let store = long_store(dir.path(), &clock, n);
-    let events = store.stats().unwrap().events;
+    // Stored: the generated events and org-00's org.settings.update (set to
+    // server at 2026-07-03T09:00, after the window of the requests).
+    let stored = store.stats().unwrap().events;
+    let events = stored - 1;
     let all = auditstore::Query::new("org-00", Timestamp::MIN, Timestamp::MAX);
     assert!(
         store.scan(&all).unwrap().split(16).len() > 8,
@@ -238,7 +265,7 @@ fn a_long_export_formatted_on_several_threads_is_the_same_file() {
 
     let mut files = Vec::new();
     let mut fulls = Vec::new();
-    for threads in [1, 2, 4] {
+    for (round, threads) in [1, 2, 4].into_iter().enumerate() {
         let reports = Arc::new(Mutex::new(Vec::new()));
         let sink = reports.clone();
         let ex = Exports::new(&store)
@@ -247,11 +274,11 @@ fn a_long_export_formatted_on_several_threads_is_the_same_file() {
             .with_progress(Arc::new(move |p: &Progress<'_>| {
                 sink.lock().unwrap().push((p.rows, p.done));
             }));
-        clock.set(export_common::t("2026-07-01T09:00:00Z"));
+        clock.set(export_common::t("2026-07-03T09:00:00Z"));
         let req = ex
             .request("org-00", "ann", Role::Admin, d("2026-06-01"), d("2026-06-30"))
             .unwrap();
-        clock.set(export_common::t("2026-07-01T09:30:00Z"));
+        clock.set(export_common::t("2026-07-03T09:30:00Z"));
         ex.process().unwrap();
         let done = ex.get(req.id).unwrap();
         assert_eq!(
@@ -271,13 +298,25 @@ fn a_long_export_formatted_on_several_threads_is_the_same_file() {
         assert!(ticks.iter().all(|&r| r >= PROGRESS_EVERY && r < events));
         let mut out = Vec::new();
         let full = ex.full("org-00", "ann", Role::Admin, &mut out).unwrap();
-        assert_eq!(full.rows, events);
-        fulls.push(out);
+        // The full export also holds the own events after the window: the
+        // settings update, each request so far's audit_log.requested and
+        // audit_log.processed, and (from the second round) the earlier full
+        // exports' hand-out: by ann at 09:30 each time, so one event.
+        let own = 1 + 2 * (round as u64 + 1) + u64::from(round > 0);
+        assert_eq!(full.rows, events + own, "{threads} threads");
+        fulls.push((out, own));
     }
     assert_eq!(files[0], files[1], "2 threads");
     assert_eq!(files[0], files[2], "4 threads");
-    for full in &fulls {
-        assert!(full == &files[0], "the full export writes the same bytes");
+    for (full, own) in &fulls {
+        assert!(
+            full.starts_with(&files[0]),
+            "the full export writes the same bytes"
+        );
+        let tail = std::str::from_utf8(&full[files[0].len()..]).unwrap();
+        let tail = parse_csv(&format!("{}\n{tail}", COLUMNS.join(",")));
+        assert_eq!(tail.len() as u64 - 1, *own);
+        assert!(tail[1..].iter().all(|r| own_row(r)), "{tail:?}");
     }
     // An output that fails part way stops every formatter, with the error.
     let err = Exports::new(&store)

@@ -5,8 +5,10 @@ mod export_common;
 use auditstore::export::{
     ExportError, ExportPolicy, Exports, PlanPolicy, Role, Schedule, Status, POLICY_FILE,
 };
-use auditstore::Plan;
-use export_common::{append_at, code, d, parse_csv, t, Env};
+use auditstore::{Plan, Query};
+use export_common::{append_at, code, d, own_row, parse_csv, t, Env};
+
+use serde_json::{json, Value};
 
 const NOW: &str = "2026-08-10T09:31:00Z";
 
@@ -191,16 +193,23 @@ fn corrupt_last_record(env: &Env) {
 fn failed_requests_give_their_slot_back() {
     let env = Env::new(NOW);
     env.org("perf", Plan::Performance, None);
-    append_at(
-        env.store(),
-        "perf",
-        &["2026-08-03T10:00:00Z", "2026-08-04T10:00:00Z"],
-    );
     let ex = Exports::new(env.store()).unwrap();
     let req = ex
         .request("perf", "ann", Role::Admin, d("2026-08-02"), d("2026-08-05"))
         .unwrap();
+    // Appended after the request, whose own audit_log.requested (at NOW,
+    // outside the window) is then not the last record: the corrupted
+    // record is the Aug 4 event, which the build has to read.
+    let events = append_at(
+        env.store(),
+        "perf",
+        &["2026-08-03T10:00:00Z", "2026-08-04T10:00:00Z"],
+    );
     corrupt_last_record(&env);
+    assert!(
+        env.store().get(events[1].id()).is_err(),
+        "the Aug 4 event is damaged"
+    );
     env.set_now("2026-08-10T10:30:00Z");
     let report = ex.process().unwrap();
     assert_eq!(report.processed_ids(), vec![req.id]);
@@ -415,11 +424,28 @@ fn retention_is_applied_as_of_completion() {
     env.set_now("2026-08-11T10:30:00Z");
     ex.process().unwrap();
     let done = ex.get(req.id).unwrap();
-    assert_eq!((done.status, done.rows), (Status::Success, Some(1)));
+    // The Aug 5 event, and the store's own events of srv made at Aug 10
+    // 09:00 (in the padded window, within the 10 days): its
+    // org.settings.update and this request's audit_log.requested.
+    assert_eq!((done.status, done.rows), (Status::Success, Some(3)));
     let text = std::fs::read_to_string(ex.download(req.id).unwrap().path()).unwrap();
     let rows = parse_csv(&text);
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4);
     assert_eq!(rows[1][5], "2026-08-05T06:00:00Z");
+    assert!(!own_row(&rows[1]));
+    let mut own: Vec<(&str, &str)> = rows[2..]
+        .iter()
+        .inspect(|r| assert!(own_row(r), "{r:?}"))
+        .map(|r| (r[1].as_str(), r[5].as_str()))
+        .collect();
+    own.sort();
+    assert_eq!(
+        own,
+        [
+            ("audit_log.requested", "2026-08-10T09:00:00Z"),
+            ("org.settings.update", "2026-08-10T09:00:00Z"),
+        ]
+    );
 }
 
 #[test]
@@ -548,11 +574,18 @@ fn server_admins_get_the_full_retained_log() {
     let ex = Exports::new(env.store()).unwrap();
     let mut out = Vec::new();
     let full = ex.full("srv", "ann", Role::Admin, &mut out).unwrap();
-    assert_eq!(full.rows, 3);
+    // The 3 retained events, then srv's org.settings.update (at NOW, by
+    // `env.org`); not this export's own hand-out.
+    assert_eq!(full.rows, 4);
     let rows = parse_csv(std::str::from_utf8(&out).unwrap());
-    let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    let ids: Vec<&str> = rows[1..4].iter().map(|r| r[0].as_str()).collect();
     let want: Vec<String> = kept.iter().map(|e| e.id().to_string()).collect();
     assert_eq!(ids, want);
+    assert!(own_row(&rows[4]), "{:?}", rows[4]);
+    assert_eq!(
+        (rows[4][1].as_str(), rows[4][5].as_str()),
+        ("org.settings.update", NOW)
+    );
     assert_eq!(
         code(ex.full("sc", "ann", Role::Admin, Vec::new())),
         "plan_not_eligible"
@@ -715,4 +748,132 @@ fn the_policy_can_be_changed_through_the_api_and_saved() {
         code(reloaded.request("sc", "ann", Role::Admin, d("2026-08-01"), d("2026-08-02"))),
         "rate_limited"
     );
+}
+
+// ---------------------------------------------------------------- own events
+
+/// The store's own actions are events of the organization (events.md, "The
+/// store's own actions"), with the right actor, target and scope, recorded
+/// once: a repeated download at the same instant or a reopen adds no second
+/// copy, and setting unchanged settings records nothing.
+#[test]
+fn the_stores_own_actions_are_events_of_the_organization_recorded_once() {
+    let mut env = Env::new("2026-08-10T09:00:00Z");
+    let org = "srv";
+    env.store()
+        .set_org_as("alice", org, Some(Plan::Server), Some(30))
+        .unwrap();
+    append_at(env.store(), org, &["2026-08-03T10:00:00Z"]);
+    env.set_now("2026-08-10T09:31:00Z");
+    let id = {
+        let ex = Exports::new(env.store()).unwrap();
+        let req = ex
+            .request(org, "bob", Role::Admin, d("2026-08-02"), d("2026-08-05"))
+            .unwrap();
+        env.clock.set(ex.processed_at(req.created_at));
+        ex.process().unwrap();
+        assert_eq!(ex.get(req.id).unwrap().status, Status::Success);
+        env.set_now("2026-08-10T11:00:00Z");
+        ex.download_by(req.id, "carol").unwrap();
+        req.id
+    };
+    let processed_at = Exports::new(env.store())
+        .unwrap()
+        .get(id)
+        .unwrap()
+        .completed_at
+        .unwrap();
+    // The own events of the org, over the day they were made (the one
+    // appended event is on Aug 3).
+    let own = |env: &Env| -> Vec<Value> {
+        env.store()
+            .scan(&Query::new(org, t("2026-08-10"), t("2026-08-11")))
+            .unwrap()
+            .map(|e| serde_json::from_str(&e.unwrap().to_json()).unwrap())
+            .collect()
+    };
+    let events = own(&env);
+    let summary: Vec<(&str, &str, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["occurred_at"].as_str().unwrap(),
+                e["actor"]["id"].as_str().unwrap(),
+                e["actor"]["type"].as_str().unwrap(),
+                e["target"]["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let processed_at = processed_at.to_string();
+    assert_eq!(
+        summary,
+        [
+            (
+                "org.settings.update",
+                "2026-08-10T09:00:00Z",
+                "alice",
+                "user",
+                "organization"
+            ),
+            (
+                "audit_log.requested",
+                "2026-08-10T09:31:00Z",
+                "bob",
+                "user",
+                "audit_log_request"
+            ),
+            (
+                "audit_log.processed",
+                processed_at.as_str(),
+                "auditstore",
+                "system",
+                "audit_log_request"
+            ),
+            (
+                "audit_log.download_url.generated",
+                "2026-08-10T11:00:00Z",
+                "carol",
+                "user",
+                "audit_log_request"
+            ),
+        ]
+    );
+    assert_eq!(events[0]["target"]["id"], org);
+    for e in &events[1..] {
+        assert_eq!(e["target"]["id"], id.to_string(), "{e}");
+    }
+    for e in &events {
+        assert_eq!(e["scope"], json!({"id": org, "type": "organization"}), "{e}");
+        assert_eq!(e["success"], true, "{e}");
+    }
+    assert_eq!(
+        events[0]["payload"],
+        json!({"old": {"plan": "free", "retention_days": 365}, "new": {"plan": "server", "retention_days": 30}})
+    );
+
+    // The same download at the same instant is the same event.
+    Exports::new(env.store())
+        .unwrap()
+        .download_by(id, "carol")
+        .unwrap();
+    assert_eq!(own(&env), events);
+    // Setting what is already set records nothing.
+    let stored = env.store().stats().unwrap().events;
+    env.store()
+        .set_org_as("alice", org, Some(Plan::Server), Some(30))
+        .unwrap();
+    env.store().set_org(org, None, None).unwrap();
+    assert_eq!(env.store().stats().unwrap().events, stored);
+    assert_eq!(own(&env), events);
+    // A reopen adds nothing either.
+    env.reopen();
+    assert_eq!(own(&env), events);
+    assert_eq!(env.store().stats().unwrap().events, stored);
+    // Another user's download is another event.
+    Exports::new(env.store())
+        .unwrap()
+        .download_by(id, "dave")
+        .unwrap();
+    assert_eq!(own(&env).len(), events.len() + 1);
 }

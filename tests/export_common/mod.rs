@@ -152,3 +152,22 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
         .map(|r| r.unwrap().iter().map(str::to_owned).collect())
         .collect()
 }
+
+/// Whether `action` is one of the store's own actions (events.md, "The
+/// store's own actions"): `org.settings.update` and `audit_log.*`.
+pub fn own_action(action: &str) -> bool {
+    action == "org.settings.update" || action.starts_with("audit_log.")
+}
+
+/// Whether a CSV row (`id`, `action`, ...) is one of the store's own
+/// events: an own action with the store's derived (UUID v5) id. The sample
+/// generator's events have random (v4) ids, and some of them are
+/// `org.settings.update` too.
+pub fn own_row(row: &[String]) -> bool {
+    own_action(&row[1]) && Uuid::parse_str(&row[0]).is_ok_and(|u| u.get_version_num() == 5)
+}
+
+/// Whether `e` is one of the store's own events (see [`own_row`]).
+pub fn own_event(e: &Event) -> bool {
+    own_action(e.action()) && e.id().get_version_num() == 5
+}
