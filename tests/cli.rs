@@ -698,9 +698,9 @@ fn demo_into_a_named_store_runs_again_and_keeps_settings() {
     );
     // The store's own events of org-00 are stored too: the demo's
     // org.settings.update (org-00 set to server), then its export's
-    // audit_log.requested and audit_log.processed (the demo's download is
-    // not recorded: it uses `download`, not `download_by`).
-    assert_eq!(count(&first, "events"), stored + 3);
+    // audit_log.requested, audit_log.processed and the hand-out of its
+    // file, audit_log.download_url.generated.
+    assert_eq!(count(&first, "events"), stored + 4);
     assert_eq!(first["export"]["status"], "success");
     assert!(first["export"]["rows"].as_u64().unwrap() > 0);
     let csv = std::fs::read_to_string(first["export"]["path"].as_str().unwrap()).unwrap();
@@ -723,8 +723,9 @@ fn demo_into_a_named_store_runs_again_and_keeps_settings() {
             "{again}"
         );
         // Settings are kept (no new org.settings.update); each run's new
-        // export request adds its audit_log.requested and audit_log.processed.
-        assert_eq!(count(&again, "events"), stored + 3 + 2 * run, "{again}");
+        // export request adds its audit_log.requested, audit_log.processed
+        // and audit_log.download_url.generated.
+        assert_eq!(count(&again, "events"), stored + 4 + 3 * run, "{again}");
         assert_eq!(again["export"]["status"], "success");
     }
     // Settings an operator made for org-00 are kept, and their rules hold:
