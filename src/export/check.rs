@@ -22,8 +22,8 @@ const CHECK_BUF: usize = 256 << 10;
 /// Check the open export file of `req` at `path` against the size and
 /// CRC-32 its request recorded (only the size for a request recorded
 /// without a CRC), reading it once; leaves it positioned at its start.
-/// A mismatch is `corrupt` naming the file (at the offset where the stored
-/// size and the file part for a size mismatch, 0 for a CRC mismatch).
+/// A mismatch is `corrupt` naming the file (at the offset where the file
+/// and the recorded size part ways for a size mismatch, 0 for a CRC one).
 pub(crate) fn check_file(path: &Path, file: &mut File, req: &ExportRequest) -> Result<(), ExportError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
     let len = file.metadata().map_err(|e| error::io(ctx("stat"), e))?.len();
