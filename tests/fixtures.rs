@@ -171,13 +171,21 @@ fn truncated_index_fixture_is_rebuilt() {
 }
 
 #[test]
-fn missing_segment_fixture_is_reported() {
+fn missing_segment_fixture_is_refused_naming_it_and_reported() {
     let (dir, store) = open_copy("missing-segment");
-    let store = store.unwrap();
-    let problems = store.verify().unwrap().problems;
+    // Its events are lost: the store is refused, naming the missing file.
+    match store {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, segment(dir.path(), 2, "log")),
+        other => panic!("expected Corrupt naming the missing segment, got {other:?}"),
+    }
+    let problems = Store::verify_dir(dir.path(), opts()).unwrap().problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0].file, segment(dir.path(), 2, "idx"));
+    assert_eq!(problems[0].file, segment(dir.path(), 2, "log"));
+    // Removing its index accepts the loss explicitly.
+    std::fs::remove_file(segment(dir.path(), 2, "idx")).unwrap();
+    let store = Store::open_with(dir.path(), opts()).unwrap();
     assert!(count_readable(&store) < unique());
+    assert!(store.verify().unwrap().problems.is_empty());
 }
 
 #[test]
