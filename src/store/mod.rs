@@ -310,44 +310,16 @@ impl Store {
             });
         }
         std::fs::create_dir_all(&dir).ctx(|| format!("create store directory {}", dir.display()))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .ctx(|| format!("open lock file {}", lock_path.display()))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir, lock: lock_path }),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("lock {}", lock_path.display()), e))
-            }
+        let lock_file = take_lock(&dir)?;
+        let Listing {
+            mut logs,
+            mut idxs,
+            retired,
+            leftovers,
+        } = list_store(&dir)?;
+        for path in leftovers {
+            std::fs::remove_file(&path).ctx(|| format!("remove leftover {}", path.display()))?;
         }
-        let mut logs = Vec::new();
-        let mut idxs = HashSet::new();
-        let mut retired = HashSet::new();
-        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
-            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = retired_id(name) {
-                retired.insert(id);
-            }
-            if name.ends_with(".tmp") || name.ends_with(".deleted") {
-                std::fs::remove_file(entry.path())
-                    .ctx(|| format!("remove leftover {}", entry.path().display()))?;
-                continue;
-            }
-            match segment::parse_name(name) {
-                Some((id, "log")) => logs.push(id),
-                Some((id, "idx")) => {
-                    idxs.insert(id);
-                }
-                _ => {}
-            }
-        }
-        logs.sort_unstable();
         // The descriptor is written through the real file system: the injected
         // `Io` is the write path's, and its tests count that path's calls.
         let meta = Meta::open(&dir, Arc::new(RealIo), !logs.is_empty() || holds_exports(&dir))?;

@@ -169,6 +169,110 @@ pub(super) fn space_ahead(options: &Options) -> SpaceAhead {
     }
 }
 
+/// The store files in a directory, by what they are.
+#[derive(Default)]
+pub(super) struct Listing {
+    /// Segment ids with a `.log`, sorted.
+    pub(super) logs: Vec<u64>,
+    /// Segment ids with a `.idx`.
+    pub(super) idxs: HashSet<u64>,
+    /// Segment ids whose files retention had renamed aside.
+    pub(super) retired: HashSet<u64>,
+    /// `*.tmp` and `*.deleted`: never read; an open for writing deletes them.
+    pub(super) leftovers: Vec<PathBuf>,
+}
+
+/// List `dir` (a missing directory lists as empty).
+pub(super) fn list_store(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = retired_id(name) {
+            listing.retired.insert(id);
+        }
+        if name.ends_with(".tmp") || name.ends_with(".deleted") {
+            listing.leftovers.push(entry.path());
+            continue;
+        }
+        match segment::parse_name(name) {
+            Some((id, "log")) => listing.logs.push(id),
+            Some((id, "idx")) => {
+                listing.idxs.insert(id);
+            }
+            _ => {}
+        }
+    }
+    listing.logs.sort_unstable();
+    Ok(listing)
+}
+
+/// A segment's records walked into an in-memory index.
+pub(super) struct IndexedWalk {
+    pub(super) index: ActiveIndex,
+    pub(super) walk: recovery::Walk,
+    pub(super) records: u64,
+    /// The end of the bytes ever written: after the last non-zero byte.
+    /// Zeros after the last record are space allocated ahead (or never
+    /// written), not a torn write: only bytes up to here count as cut.
+    pub(super) written_end: usize,
+}
+
+/// Walk the frames of a segment's `bytes` (header checked by the caller)
+/// into an in-memory index, up to the first invalid frame.
+pub(super) fn walk_into_index(bytes: &[u8]) -> IndexedWalk {
+    let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
+    let mut records = 0u64;
+    let walk = recovery::walk(bytes, SEGMENT_HEADER_LEN, |off, v| {
+        records += 1;
+        index.insert(
+            v.org,
+            ActiveEntry {
+                occurred_at: v.occurred_at.as_nanos(),
+                id: v.id,
+                offset: off as u32,
+            },
+        );
+    });
+    let valid_end = walk.valid_end as usize;
+    let written_end = bytes
+        .get(valid_end..)
+        .and_then(|tail| tail.iter().rposition(|b| *b != 0))
+        .map_or(valid_end, |p| valid_end + p + 1);
+    IndexedWalk {
+        index,
+        walk,
+        records,
+        written_end,
+    }
+}
+
+/// Take the store's lock (`flock`, exclusive, non-blocking): `Locked` if
+/// another process (or another open in this one) holds it.
+pub(super) fn take_lock(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock_file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx(|| format!("open lock file {}", lock_path.display()))?;
+    match lock_file.try_lock() {
+        Ok(()) => Ok(lock_file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            dir: dir.to_path_buf(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("lock {}", lock_path.display()), e)),
+    }
+}
+
 /// Recover the active segment: find its valid prefix, cut the rest, rebuild
 /// its in-memory index.
 pub(super) fn recover_active(
@@ -191,28 +295,14 @@ pub(super) fn recover_active(
         return Ok((ActiveFile::create(io, dir, id, ahead)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
-    let mut index = ActiveIndex::with_capacity(bytes.len() / TYPICAL_FRAME_BYTES);
-    let mut n = 0u64;
-    let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {
-        n += 1;
-        index.insert(
-            v.org,
-            ActiveEntry {
-                occurred_at: v.occurred_at.as_nanos(),
-                id: v.id,
-                offset: off as u32,
-            },
-        );
-    });
-    recovery.records_scanned = n;
-    // Zeros after the last record are space allocated ahead (or never
-    // written), not a torn write: only bytes up to the last non-zero one
-    // count as cut.
+    let IndexedWalk {
+        index,
+        walk,
+        records,
+        written_end,
+    } = walk_into_index(&bytes);
+    recovery.records_scanned = records;
     let valid_end = walk.valid_end as usize;
-    let written_end = bytes
-        .get(valid_end..)
-        .and_then(|tail| tail.iter().rposition(|b| *b != 0))
-        .map_or(valid_end, |p| valid_end + p + 1);
     let torn = (written_end - valid_end) as u64;
     if let (Some(stop), true) = (&walk.stop, torn > 0) {
         // Valid records after the damage: not a torn tail but damage inside

@@ -185,25 +185,7 @@ impl Store {
     /// Replace the unusable metadata of the store in `dir` by an empty
     /// database (see `Meta::rebuild`), under the store's lock.
     pub(crate) fn rebuild_metadata(dir: &Path) -> Result<Option<PathBuf>> {
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .ctx(|| format!("open lock file {}", lock_path.display()))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    dir: dir.to_path_buf(),
-                    lock: lock_path,
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("lock {}", lock_path.display()), e))
-            }
-        }
+        let _lock = take_lock(dir)?;
         let (_meta, kept) = Meta::rebuild(dir, Arc::new(RealIo))?;
         Ok(kept)
     }

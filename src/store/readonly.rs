@@ -57,30 +57,13 @@ impl Store {
     pub(super) fn open_snapshot(dir: &Path, options: Options, tolerance: Tolerance) -> Result<Store> {
         let dir = dir.to_path_buf();
         let mut recovery = RecoveryReport::default();
-        let mut logs = Vec::new();
-        let mut idxs = HashSet::new();
-        let mut retired = HashSet::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => Some(e),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
-        };
-        for entry in entries.into_iter().flatten() {
-            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = retired_id(name) {
-                retired.insert(id);
-            }
-            match segment::parse_name(name) {
-                Some((id, "log")) => logs.push(id),
-                Some((id, "idx")) => {
-                    idxs.insert(id);
-                }
-                _ => {}
-            }
-        }
-        logs.sort_unstable();
+        // Leftovers (`*.tmp`, `*.deleted`) stay where they are.
+        let Listing {
+            mut logs,
+            idxs,
+            retired,
+            ..
+        } = list_store(&dir)?;
         let holds_data = !logs.is_empty() || holds_exports(&dir);
         let meta = match Meta::snapshot(&dir, options.io.clone(), holds_data) {
             Ok(m) => {
@@ -250,17 +233,7 @@ fn index_in_memory(dir: &Path, id: u64, why: Error, recovery: &mut RecoveryRepor
     let file = File::open(&log_path).ctx(|| format!("open {}", log_path.display()))?;
     let log = std::fs::read(&log_path).ctx(|| format!("read {}", log_path.display()))?;
     segment::check_header(&log, id, &log_path)?;
-    let mut index = ActiveIndex::new();
-    let walk = recovery::walk(&log, SEGMENT_HEADER_LEN, |off, v| {
-        index.insert(
-            v.org,
-            ActiveEntry {
-                occurred_at: v.occurred_at.as_nanos(),
-                id: v.id,
-                offset: off as u32,
-            },
-        )
-    });
+    let IndexedWalk { index, walk, .. } = walk_into_index(&log);
     if let Some(stop) = walk.stop {
         return Err(Error::corrupt(
             &log_path,
@@ -314,25 +287,14 @@ fn read_active(
         return Ok((ActiveFile::absent(io, dir, id)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
-    let mut index = ActiveIndex::new();
-    let mut n = 0u64;
-    let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN, |off, v| {
-        n += 1;
-        index.insert(
-            v.org,
-            ActiveEntry {
-                occurred_at: v.occurred_at.as_nanos(),
-                id: v.id,
-                offset: off as u32,
-            },
-        );
-    });
-    recovery.records_scanned = n;
+    let IndexedWalk {
+        index,
+        walk,
+        records,
+        written_end,
+    } = walk_into_index(&bytes);
+    recovery.records_scanned = records;
     let valid_end = walk.valid_end as usize;
-    let written_end = bytes
-        .get(valid_end..)
-        .and_then(|tail| tail.iter().rposition(|b| *b != 0))
-        .map_or(valid_end, |p| valid_end + p + 1);
     if let (Some(stop), true) = (&walk.stop, written_end > valid_end) {
         let intact = recovery::salvage(&bytes[..written_end], valid_end).len();
         recovery.truncated_bytes = (written_end - valid_end) as u64;
