@@ -272,6 +272,9 @@ impl<'s> Exports<'s> {
     /// interrupted runs, build every `requested` request created at or
     /// before the most recent schedule mark, expire downloads.
     pub fn process(&self) -> Result<ProcessReport, ExportError> {
+        // Processing removes leftover files before it writes metadata: a
+        // read-only store (another process holds it) must refuse first.
+        self.store.refuse_if_read_only()?;
         let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
         self.store.record_staged_events()?;
         Ok(report)

@@ -198,10 +198,11 @@ impl Store {
         self.read_only
     }
 
-    pub(super) fn refuse_if_read_only(&self) -> Result<()> {
+    pub(crate) fn refuse_if_read_only(&self) -> Result<()> {
         match self.read_only {
             true => Err(Error::ReadOnly(format!(
-                "{} was opened read-only: it cannot be written",
+                "{} was opened read-only (another process holds it for writing): this operation writes; \
+                 retry once that process is done",
                 self.dir.display()
             ))),
             false => Ok(()),
