@@ -67,6 +67,16 @@ fn query_get_stats_and_verify_work_while_ingest_holds_the_store() {
     let locked = run(d, &["org", "set", "org-02", "--plan", "server"]);
     assert_eq!(locked.status.code(), Some(1));
     assert_eq!(json(&locked)["error"]["code"], "locked", "{locked:?}");
+    // Commands that write get `locked` from the read-only snapshot too,
+    // before they touch a file (processing removes leftover files first).
+    std::fs::create_dir_all(d.join("exports")).unwrap();
+    std::fs::write(d.join("exports/leftover.csv.tmp"), b"x").unwrap();
+    for cmd in [&["export", "process"][..], &["retention", "apply"][..]] {
+        let out = run(d, cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {out:?}");
+        assert_eq!(json(&out)["error"]["code"], "locked", "{cmd:?}: {out:?}");
+    }
+    assert!(d.join("exports/leftover.csv.tmp").exists());
     // ...while reads answer from a snapshot and change nothing.
     let before: Vec<(std::path::PathBuf, u64)> = std::fs::read_dir(d)
         .unwrap()
