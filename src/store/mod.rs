@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
@@ -40,7 +40,10 @@ mod backup;
 mod open;
 pub mod own_events;
 mod readonly;
+mod types;
 mod upkeep;
+
+pub use types::*;
 
 pub use backup::BackupReport;
 use open::*;
@@ -59,148 +62,6 @@ const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 const TOUCH_EVENTS_AHEAD: usize = 4;
 /// Bits of a log sequence number given to the offset within a segment.
 const LSN_OFFSET_BITS: u32 = 40;
-
-/// When an append is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// (Default.) `append` returns after the record is written and
-    /// `fdatasync`ed; concurrent appenders share one `fdatasync` (group
-    /// commit). Survives `kill -9` and power loss.
-    #[default]
-    Sync,
-    /// `append` returns after the record is handed to the OS with `write`;
-    /// it is fsynced when a segment rolls, on [`Store::flush`] and on close.
-    /// Survives `kill -9` of the process; a power loss or kernel crash can
-    /// lose what was appended since the last fsync.
-    Buffered,
-}
-
-/// How to open a store.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub durability: Durability,
-    /// Roll to a new segment once the active one would exceed this many
-    /// bytes (4 KiB to 1 GiB; default 64 MiB).
-    pub segment_size: u64,
-    /// Source of "now" for retention and exports.
-    pub clock: Arc<dyn Clock>,
-    /// File operations of the write path (tests inject faults here).
-    pub io: Arc<dyn Io>,
-    /// Build and write a rolled segment's index on a background thread
-    /// (default), so appends do not wait for it; the segment is served from
-    /// memory meanwhile. A failure there is retried at the next roll and
-    /// reported by [`Store::verify`]; the segment's data is durable either
-    /// way, and an open indexes it. With `false` the append that rolls
-    /// builds the index itself and gets any error from doing so.
-    pub background_sealing: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            durability: Durability::Sync,
-            segment_size: 64 << 20,
-            clock: Arc::new(SystemClock),
-            io: Arc::new(RealIo),
-            background_sealing: true,
-        }
-    }
-}
-
-/// What happened to one appended event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendOutcome {
-    /// Stored.
-    Appended,
-    /// Its id was already stored with the same content: not stored again.
-    Duplicate,
-    /// Its id was already stored with different content: not stored (the
-    /// first write wins).
-    Conflict,
-}
-
-/// Counts for a batch, and the outcome of each event in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchReport {
-    pub appended: u64,
-    pub duplicates: u64,
-    pub conflicts: u64,
-    pub outcomes: Vec<AppendOutcome>,
-}
-
-impl BatchReport {
-    fn record(&mut self, o: AppendOutcome) {
-        match o {
-            AppendOutcome::Appended => self.appended += 1,
-            AppendOutcome::Duplicate => self.duplicates += 1,
-            AppendOutcome::Conflict => self.conflicts += 1,
-        }
-        self.outcomes.push(o);
-    }
-}
-
-/// What opening the store found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Bytes cut from the tail of the active segment (torn or corrupt).
-    pub truncated_bytes: u64,
-    /// Why the tail was cut, with file and offset.
-    pub truncation: Option<String>,
-    /// Sealed segments whose index was missing or damaged and rebuilt.
-    pub rebuilt_indexes: Vec<PathBuf>,
-    /// Damage found in sealed data (also reported by `verify`).
-    pub problems: Vec<Problem>,
-    /// Records read to recover the active segment.
-    pub records_scanned: u64,
-    /// Files (under `quarantine/`) that this open saved the bytes cut from
-    /// the active segment to, because valid records followed the damage.
-    pub quarantined: Vec<PathBuf>,
-    /// Records found intact after such damage and appended again.
-    pub salvaged_records: u64,
-}
-
-/// A problem found in the files, with where.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub offset: u64,
-    pub message: String,
-}
-
-/// What `verify` checked and found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct VerifyReport {
-    pub segments: u64,
-    pub records: u64,
-    pub indexes: u64,
-    pub bytes: u64,
-    pub problems: Vec<Problem>,
-}
-
-/// What `apply_retention` freed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RetentionReport {
-    pub segments_deleted: u64,
-    pub events_deleted: u64,
-    pub bytes_freed: u64,
-    pub files: Vec<PathBuf>,
-}
-
-/// Store-wide counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
-    /// Events on disk (not clamped by retention).
-    pub events: u64,
-    /// Organizations with at least one event on disk.
-    pub organizations: u64,
-    pub segments: u64,
-    /// Bytes of every store file (segments, indexes, metadata).
-    pub bytes: u64,
-    pub oldest: Option<Timestamp>,
-    pub newest: Option<Timestamp>,
-    /// Heap bytes of the de-duplication and active indexes.
-    pub index_memory_bytes: u64,
-}
 
 struct Writer {
     active: ActiveFile,
