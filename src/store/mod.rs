@@ -172,46 +172,34 @@ impl Store {
         }
         std::fs::create_dir_all(&dir).ctx(|| format!("create store directory {}", dir.display()))?;
         let lock_file = take_lock(&dir)?;
-        let Listing {
-            mut logs,
-            mut idxs,
-            retired,
-            leftovers,
-        } = list_store(&dir)?;
-        for path in leftovers {
-            std::fs::remove_file(&path).ctx(|| format!("remove leftover {}", path.display()))?;
+        let mut listing = list_store(&dir)?;
+        for path in &listing.leftovers {
+            std::fs::remove_file(path).ctx(|| format!("remove leftover {}", path.display()))?;
         }
         // The descriptor is written through the real file system: the injected
         // `Io` is the write path's, and its tests count that path's calls.
-        let meta = Meta::open(&dir, Arc::new(RealIo), !logs.is_empty() || holds_exports(&dir))?;
+        let meta = Meta::open(
+            &dir,
+            Arc::new(RealIo),
+            !listing.logs.is_empty() || holds_exports(&dir),
+        )?;
         let mut recovery = RecoveryReport::default();
-        // A roll creates the next segment before sealing the current one; a
-        // crash (or failure) in between leaves an empty last segment after
-        // an unsealed one, which is the real active segment.
-        while logs.len() >= 2 {
-            let last = logs[logs.len() - 1];
-            let prev = logs[logs.len() - 2];
-            let last_path = segment::log_path(&dir, last);
-            if !segment::holds_no_records(&last_path)? || SealedSegment::open(&dir, prev).is_ok() {
-                break;
-            }
-            std::fs::remove_file(&last_path).ctx(|| format!("remove empty {}", last_path.display()))?;
-            idxs.remove(&last);
-            logs.pop();
+        for id in listing.drop_interrupted_rolls(&dir)? {
+            let path = segment::log_path(&dir, id);
+            std::fs::remove_file(&path).ctx(|| format!("remove empty {}", path.display()))?;
         }
-        let log_set: HashSet<u64> = logs.iter().copied().collect();
-        let mut orphans: Vec<u64> = idxs.iter().copied().filter(|id| !log_set.contains(id)).collect();
-        orphans.sort_unstable();
-        for id in orphans {
-            if !retired.contains(&id) {
-                return Err(missing_segment(&dir, id));
-            }
+        let (lost, retired) = listing.orphan_indexes();
+        if let Some(&id) = lost.first() {
+            return Err(missing_segment(&dir, id));
+        }
+        for id in retired {
             // Retention was interrupted between renaming this segment's
             // files aside: finish it.
             let idx = segment::idx_path(&dir, id);
             std::fs::remove_file(&idx).ctx(|| format!("remove retired {}", idx.display()))?;
             segment::sync_dir_via(&*options.io, &dir)?;
         }
+        let Listing { logs, idxs, .. } = listing;
 
         let mut sealed = Vec::new();
         let last = logs.last().copied();

@@ -16,18 +16,30 @@ pub(super) fn load_fingerprints(
     dir: &Path,
     sealed: &[Arc<SealedSegment>],
 ) -> Result<(FingerprintSet, bool)> {
-    let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
     let mut checkpoint = read_checkpoint(dir);
-    if checkpoint
-        .as_ref()
-        .is_some_and(|(segs, _)| !segs.iter().all(|s| ids.contains(s)))
-    {
+    if checkpoint.as_ref().is_some_and(|cp| !covers_only(cp, sealed)) {
         checkpoint = None;
         let path = dir.join(CHECKPOINT_FILE);
         std::fs::remove_file(&path).ctx(|| format!("remove stale {}", path.display()))?;
         segment::sync_dir_via(io, dir)?;
     }
-    Ok(match checkpoint {
+    Ok(fingerprints_from(checkpoint, sealed))
+}
+
+/// Whether a checkpoint covers only segments among `sealed`.
+pub(super) fn covers_only(checkpoint: &(Vec<u64>, FingerprintSet), sealed: &[Arc<SealedSegment>]) -> bool {
+    let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
+    checkpoint.0.iter().all(|s| ids.contains(s))
+}
+
+/// The fingerprint set of `sealed` from a checkpoint that covers only
+/// segments among them (if any) plus the segments it does not cover, and
+/// whether the checkpoint describes the result exactly.
+pub(super) fn fingerprints_from(
+    checkpoint: Option<(Vec<u64>, FingerprintSet)>,
+    sealed: &[Arc<SealedSegment>],
+) -> (FingerprintSet, bool) {
+    match checkpoint {
         Some((covered, mut set)) => {
             let covered: HashSet<u64> = covered.into_iter().collect();
             let rest: Vec<Vec<u64>> = sealed
@@ -45,7 +57,7 @@ pub(super) fn load_fingerprints(
             FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
             sealed.is_empty(),
         ),
-    })
+    }
 }
 
 /// The checkpoint, mapped and verified, if there is a valid one.
@@ -180,6 +192,43 @@ pub(super) struct Listing {
     pub(super) retired: HashSet<u64>,
     /// `*.tmp` and `*.deleted`: never read; an open for writing deletes them.
     pub(super) leftovers: Vec<PathBuf>,
+}
+
+impl Listing {
+    /// A roll creates the next segment before sealing the current one; a
+    /// crash (or failure) in between leaves an empty last segment after an
+    /// unsealed one, which is the real active segment. Drops such segments
+    /// from the listing and returns their ids, newest first (an open for
+    /// writing removes their files).
+    pub(super) fn drop_interrupted_rolls(&mut self, dir: &Path) -> Result<Vec<u64>> {
+        let mut dropped = Vec::new();
+        while let [.., prev, last] = self.logs[..] {
+            if !segment::holds_no_records(&segment::log_path(dir, last))?
+                || SealedSegment::open(dir, prev).is_ok()
+            {
+                break;
+            }
+            self.idxs.remove(&last);
+            self.logs.pop();
+            dropped.push(last);
+        }
+        Ok(dropped)
+    }
+
+    /// Indexes whose `.log` is missing, sorted: `(lost, retired)`, where a
+    /// retired one is what interrupted retention left (its log renamed
+    /// aside) and a lost one is a missing segment ([`missing_segment`]).
+    pub(super) fn orphan_indexes(&self) -> (Vec<u64>, Vec<u64>) {
+        let logs: HashSet<u64> = self.logs.iter().copied().collect();
+        let mut orphans: Vec<u64> = self
+            .idxs
+            .iter()
+            .copied()
+            .filter(|id| !logs.contains(id))
+            .collect();
+        orphans.sort_unstable();
+        orphans.into_iter().partition(|id| !self.retired.contains(id))
+    }
 }
 
 /// List `dir` (a missing directory lists as empty).

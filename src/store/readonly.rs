@@ -58,13 +58,8 @@ impl Store {
         let dir = dir.to_path_buf();
         let mut recovery = RecoveryReport::default();
         // Leftovers (`*.tmp`, `*.deleted`) stay where they are.
-        let Listing {
-            mut logs,
-            idxs,
-            retired,
-            ..
-        } = list_store(&dir)?;
-        let holds_data = !logs.is_empty() || holds_exports(&dir);
+        let mut listing = list_store(&dir)?;
+        let holds_data = !listing.logs.is_empty() || holds_exports(&dir);
         let meta = match Meta::snapshot(&dir, options.io.clone(), holds_data) {
             Ok(m) => {
                 if holds_data && tolerance == Tolerance::Report && !dir.join(DESCRIPTOR_FILE).exists() {
@@ -84,22 +79,9 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        // An empty last segment after one without a valid index is what an
-        // interrupted roll leaves: an open removes it (not a problem).
-        while logs.len() >= 2 {
-            let last = logs[logs.len() - 1];
-            let prev = logs[logs.len() - 2];
-            if !segment::holds_no_records(&segment::log_path(&dir, last))?
-                || SealedSegment::open(&dir, prev).is_ok()
-            {
-                break;
-            }
-            logs.pop();
-        }
-        let log_set: HashSet<u64> = logs.iter().copied().collect();
-        let mut orphans: Vec<u64> = idxs.iter().copied().filter(|id| !log_set.contains(id)).collect();
-        orphans.sort_unstable();
-        for id in orphans.into_iter().filter(|id| !retired.contains(id)) {
+        // What an interrupted roll leaves is not a problem (an open removes it).
+        listing.drop_interrupted_rolls(&dir)?;
+        for id in listing.orphan_indexes().0 {
             let e = missing_segment(&dir, id);
             match tolerance {
                 Tolerance::Report => recovery
@@ -108,6 +90,7 @@ impl Store {
                 Tolerance::Refuse => return Err(e),
             }
         }
+        let logs = listing.logs;
         let mut sealed = Vec::new();
         let mut in_memory = Vec::new();
         let last = logs.last().copied();
@@ -156,7 +139,8 @@ impl Store {
                 Err(e) => return Err(e),
             },
         };
-        let fps = fingerprints_read_only(&dir, &sealed);
+        let checkpoint = read_checkpoint(&dir).filter(|cp| covers_only(cp, &sealed));
+        let (fps, _) = fingerprints_from(checkpoint, &sealed);
         let end = lsn(active.id, active.len);
         let sealer =
             Sealer::start(dir.clone(), options.io.clone()).ctx(|| "start the sealer thread".to_string())?;
@@ -333,26 +317,4 @@ fn read_active(
         }
     }
     Ok((ActiveFile::read_only(io, path, file, id, walk.valid_end), index))
-}
-
-/// The de-duplication set of a read-only open: from the checkpoint where it
-/// is valid and covers only these sealed segments, else from the indexes.
-fn fingerprints_read_only(dir: &Path, sealed: &[Arc<SealedSegment>]) -> FingerprintSet {
-    let ids: HashSet<u64> = sealed.iter().map(|s| s.id).collect();
-    let checkpoint = read_checkpoint(dir).filter(|(covered, _)| covered.iter().all(|s| ids.contains(s)));
-    match checkpoint {
-        Some((covered, mut set)) => {
-            let covered: HashSet<u64> = covered.into_iter().collect();
-            let rest: Vec<Vec<u64>> = sealed
-                .iter()
-                .filter(|s| !covered.contains(&s.id))
-                .map(|s| id::keys_of(s.fingerprints()))
-                .collect();
-            if !rest.is_empty() {
-                set.merge_keys(id::merge_runs(rest).into_iter());
-            }
-            set
-        }
-        None => FingerprintSet::from_runs(sealed.iter().map(|s| s.fingerprints()).collect()),
-    }
 }
