@@ -212,18 +212,25 @@ pub(crate) fn set(
     })
 }
 
-/// Store `org`'s settings as they are, recording no own event: how
-/// `repair` puts back settings rebuilt from the store's own events.
-pub(crate) fn put(meta: &Meta, settings: &OrgSettings) -> Result<()> {
-    validate_org_name(&settings.org)?;
-    let text = serde_json::to_string(&StoredSettings {
-        plan: settings.plan,
-        retention_days: settings.retention_days,
-    })
-    .map_err(|e| Error::Metadata(e.to_string()))?;
+/// Store these settings as they are, in one transaction, recording no own
+/// event: how `repair` puts back settings rebuilt from the store's own
+/// events.
+pub(crate) fn put_all(meta: &Meta, all: &[OrgSettings]) -> Result<()> {
+    let mut rows = Vec::with_capacity(all.len());
+    for settings in all {
+        validate_org_name(&settings.org)?;
+        let text = serde_json::to_string(&StoredSettings {
+            plan: settings.plan,
+            retention_days: settings.retention_days,
+        })
+        .map_err(|e| Error::Metadata(e.to_string()))?;
+        rows.push((settings.org.as_str(), text));
+    }
     meta.write(|tx| {
         let mut table = tx.open_table(ORGS)?;
-        table.insert(settings.org.as_str(), text.as_str())?;
+        for (org, text) in &rows {
+            table.insert(*org, text.as_str())?;
+        }
         Ok(())
     })
 }

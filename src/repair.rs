@@ -63,6 +63,13 @@ fn is_metadata_damage(e: &Error) -> bool {
     }
 }
 
+/// `{"plan", "retention_days"}` of a settings event's payload.
+fn settings_in(v: &serde_json::Value) -> Option<(Plan, u32)> {
+    let plan = v["plan"].as_str()?.parse::<Plan>().ok()?;
+    let days = u32::try_from(v["retention_days"].as_u64()?).ok()?;
+    Some((plan, days))
+}
+
 fn rank(action: &str) -> u8 {
     match action {
         REQUESTED => 0,
@@ -100,13 +107,8 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
         let payload: serde_json::Value = serde_json::from_str(event.payload_json()).unwrap_or_default();
         let at = event.occurred_at();
         if event.action() == SETTINGS_UPDATE {
-            let new = &payload["new"];
-            let plan = new["plan"].as_str().and_then(|p| p.parse::<Plan>().ok());
-            let days = new["retention_days"].as_u64().and_then(|d| u32::try_from(d).ok());
-            let old = &payload["old"];
-            let old_plan = old["plan"].as_str().and_then(|p| p.parse::<Plan>().ok());
-            let old_days = old["retention_days"].as_u64().and_then(|d| u32::try_from(d).ok());
-            if let (Some(plan), Some(days), Some(old_plan), Some(old_days)) = (plan, days, old_plan, old_days)
+            if let (Some(old), Some((plan, days))) =
+                (settings_in(&payload["old"]), settings_in(&payload["new"]))
             {
                 // Only the store's own event (its id derived from exactly this
                 // change), not a sender's event that borrows the action name.
@@ -115,7 +117,7 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
                     id: actor["id"].as_str().unwrap_or(""),
                     kind: actor["type"].as_str().unwrap_or(""),
                 };
-                let own = org::settings_update_event(org, (old_plan, old_days), (plan, days), actor, at)
+                let own = org::settings_update_event(org, old, (plan, days), actor, at)
                     .is_ok_and(|e| e.id() == event.id());
                 if own && settings.get(org).is_none_or(|(t, _, _)| *t <= at) {
                     settings.insert(org.clone(), (at, plan, days));
@@ -143,38 +145,30 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
     for org in settings.keys().chain(event_orgs.iter()) {
         orgs.entry(org.clone()).or_insert(0);
     }
-    for (org, (_, plan, days)) in &settings {
-        org::put(
-            store.meta(),
-            &OrgSettings {
-                org: org.clone(),
-                plan: *plan,
-                retention_days: *days,
-            },
-        )?;
-    }
-    let registry = Registry::new(store.meta());
+    let restored: Vec<OrgSettings> = settings
+        .iter()
+        .map(|(org, (_, plan, days))| OrgSettings {
+            org: org.clone(),
+            plan: *plan,
+            retention_days: *days,
+        })
+        .collect();
+    org::put_all(store.meta(), &restored)?;
+    let requests: Vec<ExportRequest> = requests.into_values().map(|(_, _, req)| req).collect();
+    Registry::new(store.meta()).restore(&requests)?;
     let exports_dir = store.dir().join(builder::EXPORTS_DIR);
-    for (_, _, req) in requests.values() {
-        registry.restore(req)?;
+    for req in &requests {
         *orgs.entry(req.org.clone()).or_insert(0) += 1;
-        let file = builder::final_path(&exports_dir, &req.id);
-        if req.status == request::Status::Success && req.has_data && !file.exists() {
+        if req.download_available() && !builder::final_path(&exports_dir, &req.id).exists() {
             report.requests_without_file.push(req.id.to_string());
         }
     }
-    if let Ok(entries) = std::fs::read_dir(&exports_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".csv")) else {
-                continue;
-            };
-            if Uuid::parse_str(stem).is_ok_and(|id| !requests.contains_key(&id)) {
-                report.files_without_request.push(entry.path());
-            }
-        }
-    }
-    report.files_without_request.sort();
+    let restored_ids: std::collections::HashSet<Uuid> = requests.iter().map(|r| r.id).collect();
+    report.files_without_request = builder::finished_files(&exports_dir)?
+        .into_iter()
+        .filter(|(id, _)| !restored_ids.contains(id))
+        .map(|(_, path)| path)
+        .collect();
     for (org, restored) in orgs {
         let found = settings.get(&org);
         let current = store.org_settings(&org)?;

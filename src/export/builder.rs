@@ -62,6 +62,31 @@ pub(crate) fn final_path(dir: &Path, id: &Uuid) -> PathBuf {
     dir.join(format!("{}.csv", id.hyphenated()))
 }
 
+/// The finished files `exports/<id>.csv` in `dir` (named by a request id),
+/// with their ids; a missing directory holds none.
+pub(crate) fn finished_files(dir: &Path) -> Result<Vec<(Uuid, PathBuf)>, ExportError> {
+    let list_error = |e| error::io(format!("list {}", dir.display()), e);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(list_error(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(list_error)?;
+        let name = entry.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".csv"))
+            .and_then(|stem| Uuid::parse_str(stem).ok());
+        if let Some(id) = id {
+            files.push((id, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// `exports/<id>.csv.tmp`
 pub(crate) fn tmp_path(dir: &Path, id: &Uuid) -> PathBuf {
     dir.join(format!("{}.csv.tmp", id.hyphenated()))

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::export::builder;
 use crate::export::error::{self, ExportError};
-use crate::export::request::{ExportRequest, Status};
+use crate::export::request::ExportRequest;
 use crate::export::Exports;
 use crate::store::Problem;
 
@@ -92,34 +92,18 @@ impl Exports<'_> {
         let mut problems = Vec::new();
         let requests = self.registry().all()?;
         let known: std::collections::HashSet<Uuid> = requests.iter().map(|r| r.id).collect();
-        match std::fs::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|e| error::io(format!("list {}", dir.display()), e))?;
-                    let name = entry.file_name();
-                    let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".csv")) else {
-                        continue;
-                    };
-                    if Uuid::parse_str(stem).is_ok_and(|id| !known.contains(&id)) {
-                        problems.push(Problem {
-                            file: entry.path(),
-                            offset: 0,
-                            message: "export file without its request in the metadata (meta.redb lost or \
-                                      replaced by an older copy?)"
-                                .into(),
-                        });
-                    }
-                }
+        for (id, path) in builder::finished_files(&dir)? {
+            if !known.contains(&id) {
+                problems.push(Problem {
+                    file: path,
+                    offset: 0,
+                    message: "export file without its request in the metadata (meta.redb lost or replaced \
+                              by an older copy?)"
+                        .into(),
+                });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(error::io(format!("list {}", dir.display()), e)),
         }
-        for r in requests {
-            let downloadable =
-                r.status == Status::Success && r.has_data && r.status_at(now) == Status::Success;
-            if !downloadable {
-                continue;
-            }
+        for r in requests.iter().filter(|r| r.downloadable_at(now)) {
             let path: PathBuf = builder::final_path(&dir, &r.id);
             let mut file = match File::open(&path) {
                 Ok(f) => f,
@@ -138,7 +122,7 @@ impl Exports<'_> {
                 }
                 Err(e) => return Err(error::io(format!("open {}", path.display()), e)),
             };
-            match check_file(&path, &mut file, &r) {
+            match check_file(&path, &mut file, r) {
                 Ok(()) => {}
                 Err(ExportError::Store(crate::Error::Corrupt { path, offset, reason })) => {
                     problems.push(Problem {

@@ -189,6 +189,12 @@ impl ExportRequest {
         self.status == Status::Success && self.has_data
     }
 
+    /// Is there a file to download as of `now` (a success with data, not
+    /// yet past its expiry)? Its file must exist until then.
+    pub fn downloadable_at(&self, now: Timestamp) -> bool {
+        self.download_available() && self.status_at(now) == Status::Success
+    }
+
     /// The state machine's only transitions out of `requested`.
     pub(crate) fn complete(&mut self, outcome: Outcome) -> Result<(), ExportError> {
         if self.status != Status::Requested {
@@ -467,27 +473,30 @@ impl<'a> Registry<'a> {
         })
     }
 
-    /// Store `request` as it is (any status), with its index entries: how
-    /// `repair` puts back a request rebuilt from the store's own events.
-    pub(crate) fn restore(&self, request: &ExportRequest) -> Result<(), ExportError> {
+    /// Store `requests` as they are (any status), with their index entries,
+    /// in one transaction: how `repair` puts back requests rebuilt from the
+    /// store's own events.
+    pub(crate) fn restore(&self, requests: &[ExportRequest]) -> Result<(), ExportError> {
         self.meta.write(|tx| {
             let mut meta = tx.open_table(META)?;
             meta.insert("format_version", REGISTRY_FORMAT_VERSION)?;
-            let key = request.id_key();
-            let mut requests = tx.open_table(REQUESTS)?;
-            requests.insert(key.as_str(), encode(request)?.as_str())?;
+            let mut stored = tx.open_table(REQUESTS)?;
             let mut by_org = tx.open_table(BY_ORG)?;
-            by_org.insert(
-                (request.org.as_str(), request.created_at.as_nanos(), key.as_str()),
-                (),
-            )?;
-            if request.status == Status::Requested {
-                let mut pending = tx.open_table(PENDING)?;
-                pending.insert((request.created_at.as_nanos(), key.as_str()), ())?;
-            }
-            if let (Status::Success, Some(exp)) = (request.status, request.expires_at) {
-                let mut expiring = tx.open_table(EXPIRING)?;
-                expiring.insert((exp.as_nanos(), key.as_str()), ())?;
+            let mut pending = tx.open_table(PENDING)?;
+            let mut expiring = tx.open_table(EXPIRING)?;
+            for request in requests {
+                let key = request.id_key();
+                stored.insert(key.as_str(), encode(request)?.as_str())?;
+                by_org.insert(
+                    (request.org.as_str(), request.created_at.as_nanos(), key.as_str()),
+                    (),
+                )?;
+                if request.status == Status::Requested {
+                    pending.insert((request.created_at.as_nanos(), key.as_str()), ())?;
+                }
+                if let (Status::Success, Some(exp)) = (request.status, request.expires_at) {
+                    expiring.insert((exp.as_nanos(), key.as_str()), ())?;
+                }
             }
             Ok(())
         })

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::export::builder;
 use crate::export::error::{self, ExportError};
 use crate::export::policy::ExportPolicy;
-use crate::export::request::{ExportRequest, Outcome, Registry, Status};
+use crate::export::request::{ExportRequest, Outcome, Registry};
 use crate::log::segment::sync_dir;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -58,9 +58,7 @@ fn sweep(dir: &Path, registry: &Registry<'_>, now: Timestamp) -> Result<Vec<Path
         } else if let Some(stem) = name.strip_suffix(".csv") {
             match Uuid::parse_str(stem) {
                 Ok(id) => match registry.get(&id)? {
-                    Some(r) => {
-                        !(r.status == Status::Success && r.has_data && r.status_at(now) == Status::Success)
-                    }
+                    Some(r) => !r.downloadable_at(now),
                     None => true,
                 },
                 Err(_) => false,
