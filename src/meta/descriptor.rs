@@ -38,6 +38,12 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// What a store without metadata (an empty snapshot) is identified by.
+    pub const NONE: Descriptor = Descriptor {
+        store_id: [0; 16],
+        generation: 0,
+    };
+
     pub fn encode(&self) -> [u8; LEN] {
         let mut b = [0u8; LEN];
         b[0..8].copy_from_slice(&MAGIC);

@@ -46,11 +46,14 @@ pub struct Meta {
     dir: PathBuf,
     path: PathBuf,
     io: Arc<dyn Io>,
-    /// `None` for a read-only snapshot.
-    writable: Option<Mutex<Descriptor>>,
+    /// Opened for writing (the caller holds the store's lock); otherwise a
+    /// read-only snapshot.
+    writable: bool,
     /// The bytes a snapshot was read from.
     snapshot: Option<Vec<u8>>,
-    identity: Descriptor,
+    /// The store's identity and the generation of the last committed
+    /// write; held for the whole of each write transaction.
+    identity: Mutex<Descriptor>,
     broken: OnceLock<String>,
 }
 
@@ -132,16 +135,7 @@ impl Meta {
             // made before the descriptor existed): record them.
             found.write(&*io, dir)?;
         }
-        Ok(Meta {
-            db,
-            dir: dir.to_path_buf(),
-            path,
-            io,
-            writable: Some(Mutex::new(found)),
-            snapshot: None,
-            identity: found,
-            broken: OnceLock::new(),
-        })
+        Ok(Meta::new(db, dir, path, io, true, None, found))
     }
 
     /// Replace an unusable `meta.redb` by a new, empty one (the caller holds
@@ -190,16 +184,7 @@ impl Meta {
         }
         tx.commit()?;
         identity.write(&*io, dir)?;
-        Ok(Meta {
-            db,
-            dir: dir.to_path_buf(),
-            path: path.to_path_buf(),
-            io,
-            writable: Some(Mutex::new(identity)),
-            snapshot: None,
-            identity,
-            broken: OnceLock::new(),
-        })
+        Ok(Meta::new(db, dir, path.to_path_buf(), io, true, None, identity))
     }
 
     /// A read-only copy of the metadata of the store in `dir`, taken from
@@ -229,25 +214,13 @@ impl Meta {
         })?
         .map_err(|e| open_error(&path, e))?;
         let identity = if empty {
-            Descriptor {
-                store_id: [0; 16],
-                generation: 0,
-            }
+            Descriptor::NONE
         } else {
             let found = read_identity(&db, &path)?;
             check_against(&found, desc.as_ref(), &path)?;
             found
         };
-        Ok(Meta {
-            db,
-            dir: dir.to_path_buf(),
-            path,
-            io,
-            writable: None,
-            snapshot: bytes,
-            identity,
-            broken: OnceLock::new(),
-        })
+        Ok(Meta::new(db, dir, path, io, false, bytes, identity))
     }
 
     /// An empty, read-only metadata database in memory: what `verify` reads
@@ -257,19 +230,28 @@ impl Meta {
         let db = redb::Builder::new()
             .create_with_backend(InMemoryBackend::new())
             .map_err(|e| open_error(&path, e))?;
-        Ok(Meta {
+        Ok(Meta::new(db, dir, path, io, false, None, Descriptor::NONE))
+    }
+
+    fn new(
+        db: redb::Database,
+        dir: &Path,
+        path: PathBuf,
+        io: Arc<dyn Io>,
+        writable: bool,
+        snapshot: Option<Vec<u8>>,
+        identity: Descriptor,
+    ) -> Meta {
+        Meta {
             db,
             dir: dir.to_path_buf(),
             path,
             io,
-            writable: None,
-            snapshot: None,
-            identity: Descriptor {
-                store_id: [0; 16],
-                generation: 0,
-            },
+            writable,
+            snapshot,
+            identity: Mutex::new(identity),
             broken: OnceLock::new(),
-        })
+        }
     }
 
     /// The path of `meta.redb`.
@@ -279,10 +261,7 @@ impl Meta {
 
     /// The store's identity and the metadata generation at open.
     pub fn identity(&self) -> Descriptor {
-        match &self.writable {
-            Some(current) => *lock(current),
-            None => self.identity,
-        }
+        *lock(&self.identity)
     }
 
     fn usable(&self) -> Result<()> {
@@ -323,10 +302,10 @@ impl Meta {
         f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
     ) -> Result<T, E> {
         self.usable()?;
-        let Some(current) = &self.writable else {
+        if !self.writable {
             return Err(Error::ReadOnly(format!("{} is a read-only snapshot", self.path.display())).into());
-        };
-        let mut current = lock(current);
+        }
+        let mut current = lock(&self.identity);
         let next = Descriptor {
             store_id: current.store_id,
             generation: current.generation + 1,
@@ -358,15 +337,14 @@ impl Meta {
     /// that goes with them: no write transaction commits meanwhile.
     pub fn consistent_bytes(&self) -> Result<(Vec<u8>, Descriptor)> {
         self.usable()?;
-        match (&self.writable, &self.snapshot) {
-            (Some(current), _) => {
-                let current = lock(current);
-                let bytes = std::fs::read(&self.path).ctx(|| format!("read {}", self.path.display()))?;
-                Ok((bytes, *current))
-            }
-            (None, Some(bytes)) => Ok((bytes.clone(), self.identity)),
-            (None, None) => Ok((Vec::new(), self.identity)),
-        }
+        // Holding the identity keeps write transactions out meanwhile.
+        let current = lock(&self.identity);
+        let bytes = match (self.writable, &self.snapshot) {
+            (true, _) => std::fs::read(&self.path).ctx(|| format!("read {}", self.path.display()))?,
+            (false, Some(bytes)) => bytes.clone(),
+            (false, None) => Vec::new(),
+        };
+        Ok((bytes, *current))
     }
 }
 
