@@ -273,6 +273,31 @@ pub(super) struct IndexedWalk {
     pub(super) written_end: usize,
 }
 
+/// Bytes written after a segment's valid prefix: a torn tail, or damage.
+pub(super) struct Tail<'a> {
+    /// Where and why the walk stopped.
+    pub(super) stop: &'a recovery::Stop,
+    /// Bytes from there to the last non-zero one.
+    pub(super) bytes: u64,
+    /// Valid records found after the stop: when there are any, this is
+    /// damage inside acknowledged data, not a write a crash cut short.
+    pub(super) intact: usize,
+}
+
+impl IndexedWalk {
+    /// What was written after the valid prefix of `bytes` (the segment
+    /// walked), if anything.
+    pub(super) fn tail<'a>(&'a self, bytes: &[u8]) -> Option<Tail<'a>> {
+        let valid_end = self.walk.valid_end as usize;
+        let stop = self.walk.stop.as_ref().filter(|_| self.written_end > valid_end)?;
+        Some(Tail {
+            stop,
+            bytes: (self.written_end - valid_end) as u64,
+            intact: recovery::salvage(&bytes[..self.written_end], valid_end).len(),
+        })
+    }
+}
+
 /// Walk the frames of a segment's `bytes` (header checked by the caller)
 /// into an in-memory index, up to the first invalid frame.
 pub(super) fn walk_into_index(bytes: &[u8]) -> IndexedWalk {
@@ -344,47 +369,41 @@ pub(super) fn recover_active(
         return Ok((ActiveFile::create(io, dir, id, ahead)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
-    let IndexedWalk {
-        index,
-        walk,
-        records,
-        written_end,
-    } = walk_into_index(&bytes);
-    recovery.records_scanned = records;
-    let valid_end = walk.valid_end as usize;
-    let torn = (written_end - valid_end) as u64;
-    if let (Some(stop), true) = (&walk.stop, torn > 0) {
-        // Valid records after the damage: not a torn tail but damage inside
-        // acknowledged data. Keep every cut byte, and the open appends the
-        // valid records again (`Store::salvage_quarantined`).
-        let intact = recovery::salvage(&bytes[..written_end], valid_end).len();
-        if intact > 0 {
-            let kept = new_quarantine_path(dir, id, stop.offset);
-            write_quarantine(&*io, dir, &kept, &bytes[valid_end..written_end])?;
+    let walked = walk_into_index(&bytes);
+    recovery.records_scanned = walked.records;
+    if let Some(tail) = walked.tail(&bytes) {
+        if tail.intact > 0 {
+            // Valid records after the damage: not a torn tail but damage
+            // inside acknowledged data. Keep every cut byte, and the open
+            // appends the valid records again (`Store::salvage_quarantined`).
+            let valid_end = walked.walk.valid_end as usize;
+            let kept = new_quarantine_path(dir, id, tail.stop.offset);
+            write_quarantine(&*io, dir, &kept, &bytes[valid_end..walked.written_end])?;
             recovery.problems.push(Problem {
                 file: path.clone(),
-                offset: stop.offset,
+                offset: tail.stop.offset,
                 message: format!(
-                    "damaged record in the active segment ({}) with {intact} valid record(s) after it: \
-                     the {torn} bytes from it on were cut, kept in {}, and the valid records appended again",
-                    stop.reason,
+                    "damaged record in the active segment ({}) with {} valid record(s) after it: \
+                     the {} bytes from it on were cut, kept in {}, and the valid records appended again",
+                    tail.stop.reason,
+                    tail.intact,
+                    tail.bytes,
                     kept.with_extension(CUT).display()
                 ),
             });
             recovery.quarantined.push(kept.with_extension(CUT));
         }
-    }
-    drop(bytes);
-    if let (Some(stop), true) = (&walk.stop, torn > 0) {
-        recovery.truncated_bytes = torn;
+        recovery.truncated_bytes = tail.bytes;
         recovery.truncation = Some(format!(
             "{}: cut {} bytes at offset {}: {}",
             path.display(),
-            recovery.truncated_bytes,
-            stop.offset,
-            stop.reason
+            tail.bytes,
+            tail.stop.offset,
+            tail.stop.reason
         ));
     }
+    drop(bytes);
+    let IndexedWalk { index, walk, .. } = walked;
     Ok((ActiveFile::reopen(io, path, id, walk.valid_end, ahead)?, index))
 }
 

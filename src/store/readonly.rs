@@ -272,49 +272,39 @@ fn read_active(
         return Ok((ActiveFile::absent(io, dir, id)?, ActiveIndex::new()));
     }
     segment::check_header(&bytes, id, &path)?;
-    let IndexedWalk {
-        index,
-        walk,
-        records,
-        written_end,
-    } = walk_into_index(&bytes);
-    recovery.records_scanned = records;
-    let valid_end = walk.valid_end as usize;
-    if let (Some(stop), true) = (&walk.stop, written_end > valid_end) {
-        let intact = recovery::salvage(&bytes[..written_end], valid_end).len();
-        recovery.truncated_bytes = (written_end - valid_end) as u64;
+    let walked = walk_into_index(&bytes);
+    recovery.records_scanned = walked.records;
+    if let Some(tail) = walked.tail(&bytes) {
+        recovery.truncated_bytes = tail.bytes;
         recovery.truncation = Some(format!(
             "{}: {} bytes at offset {} after the last valid record: {}",
             path.display(),
-            recovery.truncated_bytes,
-            stop.offset,
-            stop.reason
+            tail.bytes,
+            tail.stop.offset,
+            tail.stop.reason
         ));
-        if intact == 0 {
+        let message = match tail.intact {
             // Not a problem for an open (it cuts the tail of an append a
             // crash interrupted, never acknowledged), but the bytes are
             // still there: `verify` reports what an open would do.
-            recovery.problems.push(Problem {
-                file: path.clone(),
-                offset: stop.offset,
-                message: format!(
-                    "{} bytes after the last valid record ({}): an open cuts them, as the tail of an \
-                     append a crash interrupted (or a damaged last record)",
-                    recovery.truncated_bytes, stop.reason
-                ),
-            });
-        } else {
-            recovery.problems.push(Problem {
-                file: path.clone(),
-                offset: stop.offset,
-                message: format!(
-                    "damaged record in the active segment ({}) with {intact} valid record(s) after it: an \
-                     open cuts the {} bytes from it on, keeps them under quarantine/ and appends the valid \
-                     records again",
-                    stop.reason, recovery.truncated_bytes
-                ),
-            });
-        }
+            0 => format!(
+                "{} bytes after the last valid record ({}): an open cuts them, as the tail of an \
+                 append a crash interrupted (or a damaged last record)",
+                tail.bytes, tail.stop.reason
+            ),
+            intact => format!(
+                "damaged record in the active segment ({}) with {intact} valid record(s) after it: an \
+                 open cuts the {} bytes from it on, keeps them under quarantine/ and appends the valid \
+                 records again",
+                tail.stop.reason, tail.bytes
+            ),
+        };
+        recovery.problems.push(Problem {
+            file: path.clone(),
+            offset: tail.stop.offset,
+            message,
+        });
     }
+    let IndexedWalk { index, walk, .. } = walked;
     Ok((ActiveFile::read_only(io, path, file, id, walk.valid_end), index))
 }
