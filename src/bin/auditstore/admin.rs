@@ -183,11 +183,7 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
             format!("{} holds no store to repair", ctx.data_dir.display()),
         ));
     }
-    let options = auditstore::Options {
-        clock: ctx.clock(),
-        ..auditstore::Options::default()
-    };
-    let report = auditstore::repair::repair(&ctx.data_dir, options).map_err(crate::export::refusal)?;
+    let report = auditstore::repair::repair(&ctx.data_dir, ctx.options()).map_err(crate::export::refusal)?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&report).map_err(|e| CliError::new("io", e.to_string()))?)?;
         return Ok(ExitCode::SUCCESS);

@@ -102,6 +102,14 @@ impl Ctx {
         }
     }
 
+    /// The store options of every command: the defaults, with `--as-of`'s clock.
+    pub fn options(&self) -> Options {
+        Options {
+            clock: self.clock(),
+            ..Options::default()
+        }
+    }
+
     /// Open the store for a command. Commands that only read do not create
     /// the data directory: on a missing one, or one without a store's files,
     /// they see an empty store.
@@ -112,9 +120,8 @@ impl Ctx {
     /// [`Ctx::open_store`] with a chosen durability mode.
     pub fn open_store_with(&self, writes: bool, durability: Durability) -> CliResult<OpenStore> {
         let options = Options {
-            clock: self.clock(),
             durability,
-            ..Options::default()
+            ..self.options()
         };
         if !writes && !Store::exists_at(&self.data_dir) {
             let empty = tempfile::tempdir()?;
@@ -143,11 +150,7 @@ impl Ctx {
         if !Store::exists_at(&self.data_dir) {
             return Ok(None);
         }
-        let options = Options {
-            clock: self.clock(),
-            ..Options::default()
-        };
-        Ok(Some(Store::open_for_verify(&self.data_dir, options)?))
+        Ok(Some(Store::open_for_verify(&self.data_dir, self.options())?))
     }
 
     /// Print one JSON value as a line on stdout.
