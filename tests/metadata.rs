@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 mod common;
 
+use common::first_json as json;
+
 const AS_OF: &str = "2026-07-20T11:00:00Z";
 
 fn run(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -25,10 +27,6 @@ fn run(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap_or(b"null")).unwrap()
 }
 
 /// A store with settings, events and a processed export request.

@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use auditstore::io::{Fault, FaultKind, FaultOp, FaultyIo};
 use auditstore::{Event, FixedClock, Options, Plan, Query, Store};
-use common::ts;
+use common::{tool_json, ts};
 
 fn settings_events(store: &Store, org: &str) -> Vec<Event> {
     store
@@ -74,17 +73,6 @@ fn an_event_whose_append_failed_is_appended_by_the_next_open_once() {
     assert_eq!(settings_events(&store, "org-01").len(), 1);
 }
 
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auditstore"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// `org set` processes killed at random moments: after each, the
 /// settings and the newest `org.settings.update` event agree, and no event
 /// is stored twice.
@@ -96,7 +84,7 @@ fn kill_9_during_org_set_never_separates_a_change_from_its_event() {
         .unwrap_or(16);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(cli(d, &["org", "set", "org-01", "--plan", "scale"])
+    assert!(tool_json(d, &["org", "set", "org-01", "--plan", "scale"])
         .status
         .success());
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -130,7 +118,7 @@ fn kill_9_during_org_set_never_separates_a_change_from_its_event() {
             killed += 1;
         }
         child.wait().unwrap();
-        let shown = cli(d, &["org", "show", "org-01"]);
+        let shown = tool_json(d, &["org", "show", "org-01"]);
         assert!(shown.status.success(), "round {round}: {shown:?}");
         let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
         let store = Store::open(d).unwrap();

@@ -3,26 +3,12 @@
 //! read-only snapshot instead of failing with `locked`, and change nothing.
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auditstore"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap_or(b"null")).unwrap()
-}
+use common::{first_json as json, tool_json as run};
 
 #[test]
 fn query_get_stats_and_verify_work_while_ingest_holds_the_store() {

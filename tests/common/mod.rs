@@ -85,3 +85,22 @@ pub fn count_readable(store: &auditstore::Store) -> usize {
         })
         .sum()
 }
+
+/// Run the admin tool on `dir` with `--json` and `args`, its stdin empty.
+pub fn tool_json(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_auditstore"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--json")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the admin tool")
+}
+
+/// The first line of a command's stdout, as JSON (`null` if there is none).
+pub fn first_json(out: &std::process::Output) -> serde_json::Value {
+    let line = out.stdout.split(|b| *b == b'\n').next().unwrap_or(b"null");
+    serde_json::from_slice(line)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(line)))
+}
