@@ -275,6 +275,7 @@ impl<'s> Exports<'s> {
         // Processing removes leftover files before it writes metadata: a
         // read-only store (another process holds it) must refuse first.
         self.store.refuse_if_read_only()?;
+        let _one_run_at_a_time = self.store.processing_lock();
         let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
         self.store.record_staged_events()?;
         Ok(report)

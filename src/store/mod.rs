@@ -117,6 +117,10 @@ pub struct Store {
     visible_lsn: AtomicU64,
     meta: Meta,
     recovery: RecoveryReport,
+    /// Held by each export processing run: two runs at once (the server's
+    /// schedule and an operator's `export process`) would remove each
+    /// other's files in progress.
+    processing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -271,6 +275,7 @@ impl Store {
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
+            processing: Mutex::new(()),
         };
         store.salvage_quarantined()?;
         // Own events a crash left staged (their metadata change committed).
@@ -310,6 +315,11 @@ impl Store {
 
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// The lock of export processing runs.
+    pub(crate) fn processing_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.processing)
     }
 
     /// Settings of `org` (defaults if never set).

@@ -174,6 +174,7 @@ impl Store {
             visible_lsn: AtomicU64::new(end),
             meta,
             recovery,
+            processing: Mutex::new(()),
         })
     }
 

@@ -1,6 +1,7 @@
 //! `auditstore`: the admin tool. The contract is `shared/spec/cli.md`.
 
 mod admin;
+mod auth;
 mod ctx;
 mod demo;
 mod export;
@@ -71,6 +72,12 @@ enum Command {
         /// Where the copy goes: must not exist, or be an empty directory.
         dest: PathBuf,
     },
+    /// API tokens for the server.
+    #[command(subcommand)]
+    Token(auth::TokenCommand),
+    /// People who sign in to the server's web page.
+    #[command(subcommand)]
+    User(auth::UserCommand),
     /// Generate a sample, ingest, query and export it.
     Demo {
         /// Events to generate.
@@ -138,6 +145,8 @@ fn main() -> ExitCode {
         Command::Stats => admin::stats(&ctx),
         Command::Repair => admin::repair(&ctx),
         Command::Backup { dest } => admin::backup(&ctx, &dest),
+        Command::Token(cmd) => auth::token(&ctx, cmd),
+        Command::User(cmd) => auth::user(&ctx, cmd),
         Command::Demo { events } => demo::run(&ctx, events),
     };
     match result {
