@@ -45,3 +45,28 @@ impl Clock for FixedClock {
         Timestamp::from_nanos(self.0.load(Ordering::SeqCst))
     }
 }
+
+/// A clock that read `at` when it was made and runs forward in real time
+/// from there: the server's `--as-of` (every rule, the export schedule
+/// included, follows it).
+#[derive(Debug)]
+pub struct OffsetClock {
+    at: Timestamp,
+    started: std::time::Instant,
+}
+
+impl OffsetClock {
+    pub fn new(at: Timestamp) -> Self {
+        OffsetClock {
+            at,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = i64::try_from(self.started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        Timestamp::from_nanos(self.at.as_nanos().saturating_add(elapsed))
+    }
+}

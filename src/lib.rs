@@ -46,7 +46,7 @@ pub mod store;
 pub mod time;
 mod writeback;
 
-pub use clock::{Clock, FixedClock, SystemClock};
+pub use clock::{Clock, FixedClock, OffsetClock, SystemClock};
 pub use error::{Error, Result};
 pub use event::{Event, EventError};
 pub use org::{OrgSettings, Plan};
@@ -56,3 +56,5 @@ pub use store::{
     Stats, Store, VerifyReport, QUARANTINE_DIR,
 };
 pub use time::Timestamp;
+#[cfg(feature = "server")]
+pub mod server;

@@ -66,7 +66,9 @@ impl std::str::FromStr for Role {
             "member" => Ok(Role::Member),
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
-            other => Err(format!("unknown role {other:?} (ingest, member, admin or operator)")),
+            other => Err(format!(
+                "unknown role {other:?} (ingest, member, admin or operator)"
+            )),
         }
     }
 }

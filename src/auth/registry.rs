@@ -59,7 +59,12 @@ impl<'s> Auth<'s> {
     }
 
     /// Make a token; `by` is who made it (for the organization's log).
-    pub fn create_token(&self, scope: TokenScope, name: Option<&str>, by: &str) -> Result<NewToken, AuthError> {
+    pub fn create_token(
+        &self,
+        scope: TokenScope,
+        name: Option<&str>,
+        by: &str,
+    ) -> Result<NewToken, AuthError> {
         self.store.refuse_if_read_only()?;
         validate_user(by)?;
         if let Some(n) = name {
@@ -72,13 +77,14 @@ impl<'s> Auth<'s> {
         }
         let (org, role) = match scope {
             TokenScope::Operator => (None, Role::Operator),
-            TokenScope::Org { role: Role::Operator, .. } => {
-                return Err(AuthError::Invalid {
-                    what: "role",
-                    reason: "an organization's token is ingest, member or admin; operator tokens have no organization"
+            TokenScope::Org {
+                role: Role::Operator, ..
+            } => return Err(AuthError::Invalid {
+                what: "role",
+                reason:
+                    "an organization's token is ingest, member or admin; operator tokens have no organization"
                         .into(),
-                })
-            }
+            }),
             TokenScope::Org { org, role } => {
                 validate_org_name(&org)?;
                 (Some(org), role)
@@ -100,7 +106,10 @@ impl<'s> Auth<'s> {
         };
         let json = serde_json::to_string(&stored).map_err(|e| bad_record("token", &info.id, e))?;
         let event = match &info.org {
-            Some(org) => Some((org.clone(), token_event(TOKEN_CREATE, &info, by, info.created_at)?)),
+            Some(org) => Some((
+                org.clone(),
+                token_event(TOKEN_CREATE, &info, by, info.created_at)?,
+            )),
             None => None,
         };
         self.store.meta().write(|tx| -> Result<(), crate::Error> {
@@ -194,7 +203,8 @@ impl<'s> Auth<'s> {
             let Some(v) = tokens.get(id.as_str()).map_err(crate::Error::from)? else {
                 return Err(unknown);
             };
-            let stored: StoredToken = serde_json::from_str(v.value()).map_err(|e| bad_record("token", &id, e))?;
+            let stored: StoredToken =
+                serde_json::from_str(v.value()).map_err(|e| bad_record("token", &id, e))?;
             let matches = TokenHash::from_hex(&stored.sha256).is_some_and(|h| h.ct_eq(&hash));
             if !matches || stored.revoked_at.is_some() {
                 return Err(unknown);
@@ -204,7 +214,14 @@ impl<'s> Auth<'s> {
     }
 
     /// Add a web user of `org` with role member or admin.
-    pub fn add_user(&self, name: &str, org: &str, role: Role, pass: &str, by: &str) -> Result<User, AuthError> {
+    pub fn add_user(
+        &self,
+        name: &str,
+        org: &str,
+        role: Role,
+        pass: &str,
+        by: &str,
+    ) -> Result<User, AuthError> {
         self.store.refuse_if_read_only()?;
         validate_user(name)?;
         validate_user(by)?;

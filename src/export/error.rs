@@ -95,6 +95,28 @@ impl ExportError {
         }
     }
 
+    /// The fields the contract's error object carries beside `code` and
+    /// `message` (the request's id, when it will be processed, ...).
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ExportError::RateLimited { next_allowed_at, .. } => {
+                vec![("next_allowed_at", next_allowed_at.to_rfc3339())]
+            }
+            ExportError::NotReady { id, processed_at } => {
+                vec![
+                    ("id", id.to_string()),
+                    ("processed_at", processed_at.to_rfc3339()),
+                ]
+            }
+            ExportError::Expired { id, expires_at } => {
+                vec![("id", id.to_string()), ("expires_at", expires_at.to_rfc3339())]
+            }
+            ExportError::Failed { id, reason } => vec![("id", id.to_string()), ("reason", reason.clone())],
+            ExportError::NoData { id } => vec![("id", id.to_string())],
+            _ => Vec::new(),
+        }
+    }
+
     /// When a `rate_limited` requester may try again.
     pub fn next_allowed_at(&self) -> Option<Timestamp> {
         match self {

@@ -359,6 +359,17 @@ impl<'s> Exports<'s> {
     }
 }
 
+/// A `YYYY-MM-DD` date (an RFC 3339 instant is taken as its UTC date), any
+/// year 0000-9999: a date far out is the request's range error
+/// (`range_too_old`, `range_in_future`), not a malformed date.
+pub fn parse_date(s: &str) -> Result<Date, String> {
+    let (year, month, day) = Timestamp::parse_utc_date(s).map_err(|e| e.to_string())?;
+    i32::try_from(year)
+        .ok()
+        .and_then(|y| Date::from_ymd_opt(y, month, day))
+        .ok_or_else(|| format!("{s:?}: no such date"))
+}
+
 /// A requester name: 1 to [`MAX_USER_LEN`] bytes without control characters.
 pub fn validate_user(user: &str) -> Result<(), crate::Error> {
     if user.is_empty() || user.len() > MAX_USER_LEN || user.chars().any(char::is_control) {

@@ -461,6 +461,12 @@ impl Store {
 
     /// [`Store::get`] with retention evaluated at `as_of`.
     pub fn get_as_of(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<Event>> {
+        Ok(self.get_with_org(id, as_of)?.map(|(_, event)| event))
+    }
+
+    /// [`Store::get_as_of`] with the organization the event is stored
+    /// under (which its `scope` need not name).
+    pub fn get_with_org(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<(String, Event)>> {
         let id = *id.as_bytes();
         let found: Option<(String, Event)> = {
             let mut w = lock(&self.writer);
@@ -496,7 +502,7 @@ impl Store {
             return Ok(None);
         };
         let cutoff = self.retention_from(&org, as_of)?;
-        Ok((event.occurred_at().as_nanos() >= cutoff).then_some(event))
+        Ok((event.occurred_at().as_nanos() >= cutoff).then_some((org, event)))
     }
 }
 

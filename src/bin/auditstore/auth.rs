@@ -109,9 +109,16 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
                 (true, _, _) => TokenScope::Operator,
                 (false, Some(org), Some(role)) => TokenScope::Org {
                     org,
-                    role: role.parse::<Role>().map_err(|e| CliError::new("invalid_request", e))?,
+                    role: role
+                        .parse::<Role>()
+                        .map_err(|e| CliError::new("invalid_request", e))?,
                 },
-                _ => return Err(CliError::new("invalid_request", "give --org and --role, or --operator")),
+                _ => {
+                    return Err(CliError::new(
+                        "invalid_request",
+                        "give --org and --role, or --operator",
+                    ))
+                }
             };
             let store = ctx.open_store(true)?;
             let by = user.unwrap_or_else(crate::ctx::os_user);
@@ -121,7 +128,10 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
                 v["token"] = json!(made.token);
                 ctx.print_json(&v)?;
             } else {
-                print!("{}", table(&TOKEN_HEADERS, &token_rows(std::slice::from_ref(&made.info))));
+                print!(
+                    "{}",
+                    table(&TOKEN_HEADERS, &token_rows(std::slice::from_ref(&made.info)))
+                );
                 println!("token (shown once, keep it secret): {}", made.token);
             }
         }
@@ -158,7 +168,9 @@ pub fn user(ctx: &Ctx, cmd: UserCommand) -> CliResult<ExitCode> {
         password_stdin: _,
         user,
     } = cmd;
-    let role: Role = role.parse().map_err(|e: String| CliError::new("invalid_request", e))?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: String| CliError::new("invalid_request", e))?;
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)

@@ -7,6 +7,8 @@ mod demo;
 mod export;
 mod ingest;
 mod query;
+#[cfg(feature = "server")]
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +74,9 @@ enum Command {
         /// Where the copy goes: must not exist, or be an empty directory.
         dest: PathBuf,
     },
+    /// Serve the HTTP API and the Audit Log web page.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
     /// API tokens for the server.
     #[command(subcommand)]
     Token(auth::TokenCommand),
@@ -145,6 +150,8 @@ fn main() -> ExitCode {
         Command::Stats => admin::stats(&ctx),
         Command::Repair => admin::repair(&ctx),
         Command::Backup { dest } => admin::backup(&ctx, &dest),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => auth::token(&ctx, cmd),
         Command::User(cmd) => auth::user(&ctx, cmd),
         Command::Demo { events } => demo::run(&ctx, events),

@@ -1,0 +1,392 @@
+//! `POST|GET /api/v1/orgs/{org}/events`, `GET .../events/{id}`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::{params, valid_org};
+use crate::event::Event;
+use crate::scan::Query;
+use crate::server::caller::{Caller, INGEST, READ};
+use crate::server::cursor::Cursor;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::time::Timestamp;
+
+/// The ingest answer (http.md, "Ingest").
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct IngestReport {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    pub errors: Vec<IngestError>,
+}
+
+/// One rejected or conflicting event of an ingest body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestError {
+    /// The event's position in the body, from 0 (blank lines not counted).
+    pub index: u64,
+    /// `invalid_event` or `conflict`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The events of a body: each parsed, or why not.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, String>>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(
+        mime.as_str(),
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines"
+    ) {
+        return Ok(body
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|line| Event::from_json_bytes(line.trim_ascii()).map_err(|e| e.to_string()))
+            .collect());
+    }
+    let text = body.trim_ascii();
+    match text.first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_slice(text)
+                .map_err(|e| ApiError::bad_request(format!("the body is not a JSON array of events: {e}")))?;
+            Ok(items
+                .into_iter()
+                .map(|raw| Event::from_json_bytes(raw.get().as_bytes()).map_err(|e| e.to_string()))
+                .collect())
+        }
+        Some(b'{') => {
+            // One event; the body must be one JSON value all the same.
+            let raw: &RawValue = serde_json::from_slice(text)
+                .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+            Ok(vec![
+                Event::from_json_bytes(raw.get().as_bytes()).map_err(|e| e.to_string())
+            ])
+        }
+        _ => Err(ApiError::bad_request(
+            "the body is not JSON: send a JSON array of events, one event, or JSON Lines \
+             (Content-Type: application/x-ndjson)",
+        )),
+    }
+}
+
+/// Append events.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/events",
+    tag = "events",
+    params(("org" = String, Path, description = "The organization")),
+    request_body(
+        content(
+            (Vec<serde_json::Value> = "application/json"),
+            (String = "application/x-ndjson")
+        ),
+        description = "A JSON array of events, one event, or JSON Lines"
+    ),
+    responses(
+        (status = 200, description = "What was stored; every appended event is durable", body = IngestReport),
+        (status = 400, description = "Not JSON", body = super::ErrorBody),
+        (status = 401, description = "No valid credential", body = super::ErrorBody),
+        (status = 403, description = "Another organization, or a role that may not append", body = super::ErrorBody),
+        (status = 413, description = "Body over the limit", body = super::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<axum::Json<IngestReport>> {
+    caller.may(&org, INGEST)?;
+    valid_org(&org)?;
+    let report = state
+        .blocking(move |store| {
+            let parsed = parse_body(&headers, &body)?;
+            let mut report = IngestReport::default();
+            let mut good = Vec::with_capacity(parsed.len());
+            for (index, item) in parsed.into_iter().enumerate() {
+                match item {
+                    Ok(event) => good.push((index as u64, event)),
+                    Err(message) => {
+                        report.rejected += 1;
+                        report.errors.push(IngestError {
+                            index: index as u64,
+                            code: "invalid_event",
+                            message,
+                        });
+                    }
+                }
+            }
+            let appended = store.append_batch(good.iter().map(|(_, e)| (org.as_str(), e)))?;
+            report.appended = appended.appended;
+            report.duplicates = appended.duplicates;
+            report.conflicts = appended.conflicts;
+            for ((index, event), outcome) in good.iter().zip(&appended.outcomes) {
+                if *outcome == crate::AppendOutcome::Conflict {
+                    report.errors.push(IngestError {
+                        index: *index,
+                        code: "conflict",
+                        message: format!(
+                            "an event with id {} is already stored with different content; the first write wins",
+                            event.id()
+                        ),
+                    });
+                }
+            }
+            report.errors.sort_by_key(|e| e.index);
+            Ok(report)
+        })
+        .await?;
+    metrics::counter!("auditstore_ingest_events_total", "outcome" => "appended").increment(report.appended);
+    metrics::counter!("auditstore_ingest_events_total", "outcome" => "duplicate")
+        .increment(report.duplicates);
+    metrics::counter!("auditstore_ingest_events_total", "outcome" => "conflict").increment(report.conflicts);
+    metrics::counter!("auditstore_ingest_events_total", "outcome" => "rejected").increment(report.rejected);
+    Ok(axum::Json(report))
+}
+
+/// The query parameters of a range query.
+#[derive(Debug, Default)]
+struct RangeParams {
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    action: Option<String>,
+    actor: Option<String>,
+    target: Option<String>,
+    limit: usize,
+    cursor: Option<Cursor>,
+}
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn parse_range(pairs: &[(String, String)]) -> ApiResult<(Timestamp, Timestamp, RangeParams)> {
+    let mut p = RangeParams {
+        limit: DEFAULT_LIMIT,
+        ..RangeParams::default()
+    };
+    let time = |k: &str, v: &str| {
+        Timestamp::parse_instant_or_date_saturating(v)
+            .map_err(|e| ApiError::bad_request(format!("query parameter `{k}`: {e}")))
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "from" => p.from = Some(time(k, v)?),
+            "to" => p.to = Some(time(k, v)?),
+            "action" => p.action = Some(v.clone()),
+            "actor" => p.actor = Some(v.clone()),
+            "target" => p.target = Some(v.clone()),
+            "limit" => {
+                p.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "query parameter `limit`: {v:?} is not a number from 1 to {MAX_LIMIT}"
+                        ))
+                    })?
+            }
+            "cursor" => {
+                p.cursor = Some(Cursor::decode(v).ok_or_else(|| {
+                    ApiError::bad_request("query parameter `cursor`: not a cursor of this API")
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{other}`"
+                )))
+            }
+        }
+    }
+    let from = p
+        .from
+        .ok_or_else(|| ApiError::bad_request("query parameter `from` is required"))?;
+    let to =
+        p.to.ok_or_else(|| ApiError::bad_request("query parameter `to` is required"))?;
+    if from > to {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_range",
+            format!("`from` {from} is after `to` {to}"),
+        ));
+    }
+    Ok((from, to, p))
+}
+
+/// A page of events: (the events' JSON texts, the next page's cursor).
+fn page(
+    store: &crate::Store,
+    org: &str,
+    from: Timestamp,
+    to: Timestamp,
+    p: RangeParams,
+    now: Timestamp,
+) -> ApiResult<(Vec<String>, Option<Cursor>)> {
+    let start = match p.cursor {
+        Some(c) if c.occurred_at > from => c.occurred_at,
+        _ => from,
+    };
+    let mut q = Query::new(org, start, to).as_of(now);
+    q.action = p.action;
+    q.actor_id = p.actor;
+    q.target_id = p.target;
+    let mut events = Vec::with_capacity(p.limit.min(MAX_LIMIT));
+    let mut last = None;
+    for event in store.scan(&q)? {
+        let event = event?;
+        let at = Cursor {
+            occurred_at: event.occurred_at(),
+            id: event.id(),
+        };
+        if p.cursor.is_some_and(|c| at <= c) {
+            continue;
+        }
+        if events.len() == p.limit {
+            return Ok((events, last));
+        }
+        events.push(event.to_json());
+        last = Some(at);
+    }
+    Ok((events, None))
+}
+
+/// The next page's URL: this request's, with the cursor replaced.
+fn next_link(
+    headers: &HeaderMap,
+    path: &str,
+    pairs: &[(String, String)],
+    cursor: &Cursor,
+) -> Option<HeaderValue> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let mut next: Vec<(&str, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "cursor")
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    next.push(("cursor", cursor.encode()));
+    let query = serde_urlencoded::to_string(&next).ok()?;
+    HeaderValue::from_str(&format!("<http://{host}{path}?{query}>; rel=\"next\"")).ok()
+}
+
+/// A page of the organization's events in `[from, to)`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/events",
+    tag = "events",
+    params(
+        ("org" = String, Path, description = "The organization"),
+        ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD"),
+        ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD"),
+        ("action" = Option<String>, Query, description = "Exact action, or a prefix ending in `*`"),
+        ("actor" = Option<String>, Query, description = "Actor id"),
+        ("target" = Option<String>, Query, description = "Target id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page; `Link: <URL>; rel=\"next\"` while more match", body = super::EventPage),
+        (status = 400, description = "A bad or missing parameter", body = super::ErrorBody),
+        (status = 401, description = "No valid credential", body = super::ErrorBody),
+        (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
+        (status = 422, description = "`from` after `to`", body = super::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn query(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    caller.may(&org, READ)?;
+    valid_org(&org)?;
+    let pairs = params(raw.as_deref())?;
+    let (from, to, p) = parse_range(&pairs)?;
+    let now = state.now();
+    let org2 = org.clone();
+    let (events, next) = state
+        .blocking(move |store| page(store, &org2, from, to, p, now))
+        .await?;
+    let mut body = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(e);
+    }
+    body.push_str("],\"next_cursor\":");
+    match &next {
+        Some(c) => {
+            body.push('"');
+            body.push_str(&c.encode());
+            body.push('"');
+        }
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(link) = next
+        .as_ref()
+        .and_then(|c| next_link(&headers, uri.path(), &pairs, c))
+    {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// One event.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/events/{id}",
+    tag = "events",
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The event", body = Object),
+        (status = 401, description = "No valid credential", body = super::ErrorBody),
+        (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
+        (status = 404, description = "No such event in this organization (or past retention)", body = super::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.may(&org, READ)?;
+    valid_org(&org)?;
+    let not_found = || ApiError::not_found(format!("no event {id:?} in organization {org:?}"));
+    let Ok(uuid) = Uuid::parse_str(&id) else {
+        return Err(not_found());
+    };
+    let now = state.now();
+    let found = state
+        .blocking(move |store| Ok(store.get_with_org(uuid, now)?))
+        .await?;
+    match found {
+        Some((stored_org, event)) if stored_org == org => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], event.to_json()).into_response())
+        }
+        _ => Err(not_found()),
+    }
+}

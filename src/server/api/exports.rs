@@ -1,0 +1,282 @@
+//! Export requests, downloads, the full export and processing runs.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{json_body, valid_org, ErrorBody};
+use crate::export::{parse_date, ExportError, ExportRequest, Exports};
+use crate::server::caller::{Caller, ADMIN, OPERATOR};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::stream;
+
+/// `POST .../exports` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExport {
+    /// First date, `YYYY-MM-DD` (UTC).
+    pub from: String,
+    /// Last date, inclusive, `YYYY-MM-DD` (UTC).
+    pub to: String,
+}
+
+/// An export request (cli.md, `export request`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ExportRequestBody {
+    id: String,
+    org: String,
+    requested_by: String,
+    from: String,
+    to: String,
+    window_start: String,
+    window_end: String,
+    created_at: String,
+    /// `requested`, `success`, `failed` or `expired`.
+    status: String,
+    expires_at: Option<String>,
+    has_data: bool,
+    rows: Option<u64>,
+    bytes: Option<u64>,
+}
+
+/// `POST /api/v1/exports/process` answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProcessAnswer {
+    processed: Vec<String>,
+    expired: Vec<String>,
+}
+
+fn exports(store: &crate::Store) -> ApiResult<Exports<'_>> {
+    Ok(Exports::new(store)?)
+}
+
+/// The request `id` of `org`: another organization's is `404` like one
+/// that does not exist.
+fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRequest> {
+    let not_found = || ApiError::not_found(format!("no export request {id:?} in organization {org:?}"));
+    let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
+    match exports.get(uuid) {
+        Ok(r) if r.org == org => Ok(r),
+        Ok(_) | Err(ExportError::NotFound(_)) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Request an export of a range of dates.
+#[utoipa::path(
+    post, path = "/api/v1/orgs/{org}/exports", tag = "exports",
+    params(("org" = String, Path, description = "The organization")),
+    request_body = NewExport,
+    responses(
+        (status = 201, description = "The request", body = ExportRequestBody),
+        (status = 400, description = "A malformed body or date", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin of this organization, or a plan without exports", body = ErrorBody),
+        (status = 422, description = "A range outside the rules", body = ErrorBody),
+        (status = 429, description = "The plan's limit is reached", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    valid_org(&org)?;
+    let new: NewExport = json_body(&body)?;
+    let date = |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
+    let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);
+    let now = state.now();
+    let role = caller.export_role();
+    let request = state
+        .blocking(move |store| Ok(exports(store)?.request(&org, &caller.name, role, from, to)?))
+        .await
+        .map_err(|e| e.retry_after_from(now))?;
+    Ok((StatusCode::CREATED, axum::Json(request)).into_response())
+}
+
+/// The organization's requests, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{org}/exports", tag = "exports",
+    params(("org" = String, Path, description = "The organization")),
+    responses(
+        (status = 200, description = "The requests, newest first", body = Vec<ExportRequestBody>),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    valid_org(&org)?;
+    let list = state
+        .blocking(move |store| Ok(exports(store)?.list(&org)?))
+        .await?;
+    Ok(axum::Json(list).into_response())
+}
+
+/// One request.
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{org}/exports/{id}", tag = "exports",
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request", body = ExportRequestBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 404, description = "No such request in this organization", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    valid_org(&org)?;
+    let request = state
+        .blocking(move |store| own_request(&exports(store)?, &org, &id))
+        .await?;
+    Ok(axum::Json(request).into_response())
+}
+
+fn attachment(name: &str) -> String {
+    format!("attachment; filename=\"{name}\"")
+}
+
+/// The CSV of a finished request.
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{org}/exports/{id}/download", tag = "exports",
+    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 404, description = "No such request, or it found no data", body = ErrorBody),
+        (status = 409, description = "Not processed yet, or failed", body = ErrorBody),
+        (status = 410, description = "The download expired", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    valid_org(&org)?;
+    let (request, file) = state
+        .blocking(move |store| {
+            let exports = exports(store)?;
+            let request = own_request(&exports, &org, &id)?;
+            let download = exports.download_by(request.id, &caller.name)?;
+            Ok((download.request().clone(), download.into_file()))
+        })
+        .await?;
+    let len = file.metadata().map(|m| m.len()).ok();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    let name = format!("audit-log-{}-{}-{}.csv", request.org, request.from, request.to);
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, attachment(&name)),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(len) = len {
+        response.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    }
+    Ok(response)
+}
+
+/// Server plan only: the whole retained log as CSV, streamed.
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{org}/export/full", tag = "exports",
+    params(("org" = String, Path, description = "The organization")),
+    responses(
+        (status = 200, description = "The CSV of the whole retained log", content_type = "text/csv", body = String),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin, or not the server plan", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn full(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    valid_org(&org)?;
+    let (writer, mut rx) = stream::channel();
+    let role = caller.export_role();
+    let org2 = org.clone();
+    let state2 = state.clone();
+    let task = async move {
+        state2
+            .blocking(move |store| {
+                let exports = exports(store)?;
+                let mut writer = writer;
+                match exports.full(&org2, &caller.name, role, &mut writer) {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let err = ApiError::from(e);
+                        writer.fail(err.message.clone());
+                        Err(err)
+                    }
+                }
+            })
+            .await
+    };
+    let task = tokio::spawn(task);
+    match rx.recv().await {
+        Some(Ok(first)) => {
+            let name = format!("audit-log-{org}-full.csv");
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, attachment(&name)),
+                ],
+                stream::body(first, rx),
+            )
+                .into_response())
+        }
+        _ => match task.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(ApiError::internal("the full export wrote nothing")),
+            Err(e) => Err(ApiError::internal(format!("the full export task failed: {e}"))),
+        },
+    }
+}
+
+/// One processing run now, as `export process`.
+#[utoipa::path(
+    post, path = "/api/v1/exports/process", tag = "exports",
+    responses(
+        (status = 200, description = "The requests processed and expired", body = ProcessAnswer),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn process(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.may_globally(OPERATOR)?;
+    let report = state.blocking(|store| Ok(exports(store)?.process()?)).await?;
+    let ids = |list: &[ExportRequest]| list.iter().map(|r| r.id.to_string()).collect();
+    Ok(axum::Json(ProcessAnswer {
+        processed: ids(&report.processed),
+        expired: ids(&report.expired),
+    })
+    .into_response())
+}

@@ -1,0 +1,98 @@
+//! The tower layers around every route, and the JSON shape of refusals
+//! made outside the handlers.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let limit = state.config.body_limit;
+    routes
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("the server failed while answering this request").into_response()
+        }))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Count and time every request by route and status.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("auditstore_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("auditstore_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Refusals made by routing, extractors and layers (a method not allowed,
+/// a body over the limit, a path that does not decode) in the contract's
+/// JSON shape; the handlers' own refusals already are.
+async fn json_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let said = String::from_utf8_lossy(&text).trim().to_owned();
+    let mut err = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(state.config.body_limit),
+        StatusCode::UNAUTHORIZED => ApiError::unauthorized(said),
+        StatusCode::FORBIDDEN => ApiError::forbidden(said),
+        StatusCode::NOT_FOUND => ApiError::not_found(said),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            ApiError::unavailable("the request took too long")
+        }
+        s if s.is_server_error() => ApiError::internal(said),
+        _ => ApiError::bad_request(if said.is_empty() { status.to_string() } else { said }),
+    };
+    err.status = status;
+    let mut fixed = err.into_response();
+    for (name, value) in parts.headers.iter() {
+        if name == header::ALLOW || name == "x-request-id" {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
+}
