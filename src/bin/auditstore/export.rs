@@ -1,6 +1,6 @@
 //! `export request|list|process|download|full` (contract: `shared/spec/cli.md`).
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::ctx::{parse_org, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, parse_org, table, CliError, CliResult, Ctx};
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
@@ -124,7 +124,7 @@ pub fn refusal(e: ExportError) -> CliError {
 }
 
 fn exports<'s>(ctx: &Ctx, store: &'s Store) -> CliResult<Exports<'s>> {
-    let exports = Exports::new(store).map_err(refusal)?;
+    let exports = Exports::new(store).map_err(refusal)?.with_clock(ctx.clock());
     Ok(match progress_bar(ctx) {
         Some(f) => exports.with_progress(f),
         None => exports,
@@ -134,7 +134,7 @@ fn exports<'s>(ctx: &Ctx, store: &'s Store) -> CliResult<Exports<'s>> {
 /// A row counter on stderr when it is a terminal (and output is for people):
 /// one spinner per file being built, cleared when it is done.
 fn progress_bar(ctx: &Ctx) -> Option<ProgressFn> {
-    if ctx.json || !std::io::stderr().is_terminal() {
+    if ctx.json || !ctx.console.progress() {
         return None;
     }
     let current: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -175,14 +175,15 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let exports = exports(ctx, &store)?;
             let req = exports.request(&org, &user, role, from, to).map_err(refusal)?;
             if ctx.json {
-                print_value(&req)?;
+                print_value(ctx, &req)?;
             } else {
-                println!(
+                outln!(
+                    ctx,
                     "export request {} created; it is processed at the run of {}",
                     req.id,
                     exports.processed_at(req.created_at)
-                );
-                print!("{}", requests_table(&[req]));
+                )?;
+                ctx.print(&requests_table(&[req]))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -190,11 +191,11 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let store = ctx.open_store(false)?;
             let list = exports(ctx, &store)?.list(&org).map_err(refusal)?;
             if ctx.json {
-                print_value(&list)?;
+                print_value(ctx, &list)?;
             } else if list.is_empty() {
-                println!("no export requests for {org}");
+                outln!(ctx, "no export requests for {org}")?;
             } else {
-                print!("{}", requests_table(&list));
+                ctx.print(&requests_table(&list))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -209,19 +210,20 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                 }))?;
             } else {
                 let mark = report.mark.map(|m| m.to_rfc3339()).unwrap_or_default();
-                println!(
+                outln!(
+                    ctx,
                     "run of {mark}: {} request(s) processed, {} download(s) expired",
                     report.processed.len(),
                     report.expired.len()
-                );
+                )?;
                 if !report.processed.is_empty() {
-                    print!("{}", requests_table(&report.processed));
+                    ctx.print(&requests_table(&report.processed))?;
                 }
                 for r in &report.expired {
-                    println!("expired: {}", r.id);
+                    outln!(ctx, "expired: {}", r.id)?;
                 }
                 for f in &report.removed_files {
-                    println!("removed leftover {}", f.display());
+                    outln!(ctx, "removed leftover {}", f.display())?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -231,11 +233,11 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let not_found = || CliError::new("not_found", format!("no export request {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
             let store = ctx.open_store(false)?;
-            let user = user.unwrap_or_else(crate::ctx::os_user);
+            let user = user.unwrap_or_else(|| ctx.user());
             let mut download = exports(ctx, &store)?.download_by(uuid, &user).map_err(refusal)?;
             match out {
                 Some(path) => {
-                    let bytes = write_file_aside(&path, |w| {
+                    let bytes = write_file_aside(&ctx.path(&path), |w| {
                         std::io::copy(&mut download, w)
                             .map(|_| ())
                             .map_err(|e| CliError::new("io", e.to_string()))
@@ -249,16 +251,17 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                             "bytes": bytes,
                         }))?;
                     } else {
-                        println!(
+                        outln!(
+                            ctx,
                             "wrote {} rows ({bytes} bytes) of export {} to {}",
                             req.rows.unwrap_or(0),
                             req.id,
                             path.display()
-                        );
+                        )?;
                     }
                 }
                 None => {
-                    let mut stdout = std::io::stdout().lock();
+                    let mut stdout = ctx.out();
                     if let Err(e) = std::io::copy(&mut download, &mut stdout).and_then(|_| stdout.flush()) {
                         if e.kind() != std::io::ErrorKind::BrokenPipe {
                             return Err(e.into());
@@ -275,7 +278,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             match out {
                 Some(path) => {
                     let mut rows = 0;
-                    let bytes = write_file_aside(&path, |w| {
+                    let bytes = write_file_aside(&ctx.path(&path), |w| {
                         rows = exports.full(&org, &user, role, w).map_err(refusal)?.rows;
                         Ok(())
                     })?;
@@ -287,12 +290,15 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                             "bytes": bytes,
                         }))?;
                     } else {
-                        println!("wrote {rows} rows ({bytes} bytes) of {org} to {}", path.display());
+                        outln!(
+                            ctx,
+                            "wrote {rows} rows ({bytes} bytes) of {org} to {}",
+                            path.display()
+                        )?;
                     }
                 }
                 None => {
-                    let stdout = std::io::stdout();
-                    let out = BufWriter::with_capacity(1 << 16, stdout.lock());
+                    let out = BufWriter::with_capacity(1 << 16, ctx.out());
                     match exports.full(&org, &user, role, out) {
                         Ok(_) => {}
                         Err(ExportError::Csv(auditstore::export::csv::CsvError::Io(e)))
@@ -344,11 +350,9 @@ fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult
 }
 
 /// One JSON line on stdout, keys in the order of the contract.
-fn print_value(value: &impl serde::Serialize) -> CliResult {
+fn print_value(ctx: &Ctx, value: &impl serde::Serialize) -> CliResult {
     let text = serde_json::to_string(value).map_err(|e| CliError::new("io", e.to_string()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
-    Ok(())
+    outln!(ctx, "{text}")
 }
 
 fn human_size(bytes: u64) -> String {
