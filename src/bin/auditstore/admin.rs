@@ -250,10 +250,20 @@ pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
         ));
     }
     let started = Instant::now();
-    let r = store.backup(ctx.path(dest)).map_err(|e| match e {
-        // The destination is not a new or empty directory: not a range.
-        auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
-        e => e.into(),
+    let at = ctx.path(dest);
+    let r = store.backup(&at).map_err(|e| {
+        let mut err = match e {
+            // The destination is not a new or empty directory: not a range.
+            auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
+            e => e.into(),
+        };
+        // Named as on the command line.
+        if at != dest {
+            err.message = err
+                .message
+                .replace(&at.display().to_string(), &dest.display().to_string());
+        }
+        err
     })?;
     let millis = started.elapsed().as_millis() as u64;
     if ctx.json {

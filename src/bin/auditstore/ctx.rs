@@ -197,6 +197,22 @@ impl Ctx {
         }
     }
 
+    /// A message naming the shared store's directory (as the server named
+    /// it) with the data directory named as on the command line instead.
+    pub fn as_named(&self, text: &str) -> String {
+        let Some(shared) = &self.shared else {
+            return text.to_owned();
+        };
+        let (theirs, ours) = (
+            shared.dir().display().to_string(),
+            self.data_dir.display().to_string(),
+        );
+        if theirs == ours {
+            return text.to_owned();
+        }
+        text.replace(&theirs, &ours)
+    }
+
     /// Who runs the command, for the store's own audit events when no
     /// `--user` is given: the operating system's user name (the client's).
     pub fn user(&self) -> String {
@@ -233,13 +249,18 @@ impl Ctx {
         if self.json {
             let mut obj = Map::new();
             obj.insert("code".into(), json!(err.code));
-            obj.insert("message".into(), json!(err.message));
+            obj.insert("message".into(), json!(self.as_named(&err.message)));
             for (k, v) in &err.extra {
-                obj.insert(k.clone(), v.clone());
+                let v = match v {
+                    Value::String(s) => Value::String(self.as_named(s)),
+                    v => v.clone(),
+                };
+                obj.insert(k.clone(), v);
             }
             let _ = self.print_json(&json!({ "error": Value::Object(obj) }));
         } else {
-            self.eprint_line(&format!("auditstore: {}: {}", err.code, printable(&err.message)));
+            let message = self.as_named(&err.message);
+            self.eprint_line(&format!("auditstore: {}: {}", err.code, printable(&message)));
         }
         ExitCode::from(1)
     }

@@ -237,7 +237,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let mut download = exports(ctx, &store)?.download_by(uuid, &user).map_err(refusal)?;
             match out {
                 Some(path) => {
-                    let bytes = write_file_aside(&ctx.path(&path), |w| {
+                    let bytes = write_file_aside(ctx, &path, |w| {
                         std::io::copy(&mut download, w)
                             .map(|_| ())
                             .map_err(|e| CliError::new("io", e.to_string()))
@@ -278,7 +278,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             match out {
                 Some(path) => {
                     let mut rows = 0;
-                    let bytes = write_file_aside(&ctx.path(&path), |w| {
+                    let bytes = write_file_aside(ctx, &path, |w| {
                         rows = exports.full(&org, &user, role, w).map_err(refusal)?.rows;
                         Ok(())
                     })?;
@@ -318,12 +318,18 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
 /// straight to the disk where the filesystem allows), fsynced and renamed
 /// into place only when complete, then the directory fsynced: a refusal or
 /// failure leaves no FILE behind. Returns its size.
-fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult<()>) -> CliResult<u64> {
+/// Messages name the files as the command line did (`path`); they are
+/// written where that means for whoever ran the command (`ctx.path`).
+fn write_file_aside(
+    ctx: &Ctx,
+    path: &Path,
+    write: impl FnOnce(&mut PipedFile) -> CliResult<()>,
+) -> CliResult<u64> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
     let tmp = path.with_file_name(name);
     let result = (|| {
-        let mut w = PipedFile::create(&tmp)
+        let mut w = PipedFile::create(&ctx.path(&tmp))
             .map_err(|e| CliError::new("io", format!("create {}: {e}", tmp.display())))?;
         write(&mut w)?;
         let file = w
@@ -332,19 +338,19 @@ fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult
         file.sync_all()
             .map_err(|e| CliError::new("io", format!("fsync {}: {e}", tmp.display())))?;
         let bytes = file.metadata()?.len();
-        std::fs::rename(&tmp, path)
+        std::fs::rename(ctx.path(&tmp), ctx.path(path))
             .map_err(|e| CliError::new("io", format!("rename to {}: {e}", path.display())))?;
         // The rename is durable once the directory is synced.
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        auditstore::log::segment::sync_dir(parent)
+        auditstore::log::segment::sync_dir(&ctx.path(parent))
             .map_err(|e| CliError::new("io", format!("fsync the directory of {}: {e}", path.display())))?;
         Ok(bytes)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(ctx.path(&tmp));
     }
     result
 }
