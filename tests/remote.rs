@@ -582,3 +582,38 @@ fn large_input_and_output_stream_through_the_socket() {
         "served and local query output differ"
     );
 }
+
+#[test]
+fn long_and_relative_data_dir_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Longer than a socket address holds.
+    let rel = format!("{}/{}/data", "x".repeat(60), "y".repeat(60));
+    let dir = tmp.path().join(&rel);
+    let server = Server::start(&dir);
+    let sample = std::fs::read_to_string(shared_data("sample-events.jsonl")).unwrap();
+    let three: String = sample.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let o = run_in(
+        tmp.path(),
+        Path::new(&rel),
+        &["--json", "ingest"],
+        Some(three.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(first_json(&o)["appended"], 3);
+    // Served (a local writer would be locked out), and the store's files
+    // named as this command line named the data directory.
+    let o = run_in(
+        tmp.path(),
+        Path::new(&rel),
+        &["--as-of", "2030-01-01", "retention", "apply"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = text(&o);
+    let files: Vec<&str> = out.lines().skip(1).collect();
+    assert!(out.starts_with("deleted 1 segments (3 events"), "{out}");
+    assert_eq!(files.len(), 2, "{out}");
+    assert!(files.iter().all(|f| f.starts_with(&format!("  {rel}/"))), "{out}");
+    assert_eq!(server.stop(), Some(0));
+    assert!(!dir.join("admin.sock").exists());
+}

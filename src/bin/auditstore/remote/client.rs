@@ -16,7 +16,12 @@ use crate::ctx::{CliError, CliResult, Ctx};
 /// listens on): then the caller runs it itself.
 pub fn forward(ctx: &Ctx, args: &[std::ffi::OsString]) -> CliResult<Option<u8>> {
     let socket = ctx.data_dir.join(super::SOCKET_NAME);
-    let stream = match UnixStream::connect(&socket) {
+    // A directory that cannot be opened holds no server: the command run
+    // here says what is wrong with it.
+    let Ok(address) = super::socket_path(&ctx.data_dir, super::SOCKET_NAME) else {
+        return Ok(None);
+    };
+    let stream = match UnixStream::connect(&address.path) {
         Ok(s) => s,
         Err(e)
             if matches!(

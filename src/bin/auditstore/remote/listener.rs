@@ -17,6 +17,7 @@ type Sessions = Arc<Mutex<Vec<(UnixStream, JoinHandle<()>)>>>;
 
 /// The admin socket, accepting until [`Listener::stop`] (or drop).
 pub struct Listener {
+    dir: PathBuf,
     path: PathBuf,
     stopping: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
@@ -39,6 +40,7 @@ impl Listener {
                 .spawn(move || accept_loop(listener, store, &stopping, &sessions))?
         };
         Ok(Listener {
+            dir: data_dir.to_path_buf(),
             path,
             stopping,
             accept: Some(accept),
@@ -59,16 +61,17 @@ impl Listener {
         // New clients find no socket (and run their commands themselves
         // once the store is released); the accept loop is woken through
         // the socket's new name, sees `stopping` and ends.
-        let aside =
-            self.path
-                .with_file_name(format!(".{}.stopping-{}", super::SOCKET_NAME, std::process::id()));
+        let aside_name = format!(".{}.stopping-{}", super::SOCKET_NAME, std::process::id());
+        let aside = self.dir.join(&aside_name);
+        let connect =
+            |name: &str| super::socket_path(&self.dir, name).and_then(|a| UnixStream::connect(&a.path));
         let woken = match std::fs::rename(&self.path, &aside) {
             Ok(()) => {
-                let woken = UnixStream::connect(&aside).is_ok();
+                let woken = connect(&aside_name).is_ok();
                 let _ = std::fs::remove_file(&aside);
                 woken
             }
-            Err(_) => UnixStream::connect(&self.path).is_ok(),
+            Err(_) => connect(super::SOCKET_NAME).is_ok(),
         };
         let _ = std::fs::remove_file(&self.path);
         if woken {
@@ -99,7 +102,7 @@ fn bind_owner_only(data_dir: &Path, path: &Path) -> io::Result<UnixListener> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(data_dir)?;
     let tmp = private.path().join(super::SOCKET_NAME);
-    let listener = UnixListener::bind(&tmp)?;
+    let listener = UnixListener::bind(&super::socket_path(private.path(), super::SOCKET_NAME)?.path)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&tmp, path)?;
     Ok(listener)
