@@ -419,3 +419,42 @@ fn long_and_relative_data_dir_paths() {
     assert_eq!(server.stop(), Some(0));
     assert!(!dir.join("admin.sock").exists());
 }
+
+#[test]
+fn a_stop_breaks_off_a_command_waiting_for_its_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let server = Server::start(&dir);
+    let sample = std::fs::read_to_string(shared_data("sample-events.jsonl")).unwrap();
+    let mut ingest = bin()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--json", "ingest"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ingest.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut stdin,
+        format!("{}\n", sample.lines().next().unwrap()).as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(server.stop(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let out = ingest.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(first_json(&out)["error"]["code"], "io");
+    // The store was released: a local command writes.
+    let o = run_in(
+        tmp.path(),
+        &dir,
+        &["org", "set", "org-01", "--plan", "scale"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}

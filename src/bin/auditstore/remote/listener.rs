@@ -8,8 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use auditstore::Store;
+
+/// How long a stop waits for the commands in flight before it cuts their
+/// connections.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Connections being served: a handle on each socket (to stop its input
 /// at shutdown) and its thread.
@@ -81,7 +86,17 @@ impl Listener {
         for (stream, _) in &sessions {
             let _ = stream.shutdown(std::net::Shutdown::Read);
         }
-        for (_, thread) in sessions {
+        // A client that stops reading its output would hold a command (and
+        // the stop) forever: after a grace period its connection is cut,
+        // and the command fails as on a closed pipe.
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && sessions.iter().any(|(_, t)| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (stream, thread) in sessions {
+            if !thread.is_finished() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
             let _ = thread.join();
         }
     }
