@@ -1,0 +1,13 @@
+//! Tamper evidence: an RFC 6962 / RFC 9162 Merkle tree over the stored
+//! events, its on-disk tiles, and C2SP signed checkpoints
+//! (shared/spec/integrity.md). Pure parts only: nothing here reads the log
+//! or the store; the store feeds leaf hashes in and reads proofs out.
+//!
+//! - [`hash`]: leaf and interior hashes;
+//! - [`leaf`]: an event's leaf data (RFC 8785 JSON).
+
+pub mod hash;
+pub mod leaf;
+
+pub use hash::{empty_root, leaf_hash, node_hash, Hash};
+pub use leaf::{event_leaf_hash, leaf_data, LeafError};

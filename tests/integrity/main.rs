@@ -1,0 +1,3 @@
+//! Tests of the tamper-evidence core (`auditstore::integrity`).
+
+mod leaf;
