@@ -4,10 +4,17 @@
 //! or the store; the store feeds leaf hashes in and reads proofs out.
 //!
 //! - [`hash`]: leaf and interior hashes;
-//! - [`leaf`]: an event's leaf data (RFC 8785 JSON).
+//! - [`leaf`]: an event's leaf data (RFC 8785 JSON);
+//! - [`tree`]: the compact tree, its roots; [`proof`]: building proofs;
+//!   [`verify`]: checking them.
 
 pub mod hash;
 pub mod leaf;
+pub mod proof;
+pub mod tree;
+pub mod verify;
 
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
 pub use leaf::{event_leaf_hash, leaf_data, LeafError};
+pub use tree::{LeafSource, NoLeaves, Tree, TreeError};
+pub use verify::{verify_consistency, verify_inclusion, ProofError};
