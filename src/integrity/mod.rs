@@ -6,11 +6,13 @@
 //! - [`hash`]: leaf and interior hashes;
 //! - [`leaf`]: an event's leaf data (RFC 8785 JSON);
 //! - [`tree`]: the compact tree, its roots; [`proof`]: building proofs;
-//!   [`verify`]: checking them.
+//!   [`verify`]: checking them;
+//! - [`tiles`]: the tree's hashes on disk (docs/format.md, "Tree tiles").
 
 pub mod hash;
 pub mod leaf;
 pub mod proof;
+pub mod tiles;
 pub mod tree;
 pub mod verify;
 

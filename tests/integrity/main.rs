@@ -1,9 +1,10 @@
 //! Tests of the tamper-evidence core (`auditstore::integrity`): published
 //! vectors, an independent RFC 6962 implementation (ct-merkle), property
-//! tests.
+//! tests, the tile files.
 
 mod leaf;
 mod proofs;
+mod tiles;
 mod vectors;
 
 use auditstore::integrity::Hash;
