@@ -1,8 +1,9 @@
 //! Tests of the tamper-evidence core (`auditstore::integrity`): published
 //! vectors, an independent RFC 6962 implementation (ct-merkle), property
-//! tests, the tile files.
+//! tests, the tile files and the key file.
 
 mod leaf;
+mod note;
 mod proofs;
 mod tiles;
 mod vectors;
