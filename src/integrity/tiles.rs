@@ -166,12 +166,19 @@ impl TileStore {
         if self.partial_leaves == Some(leaves) {
             return Ok(());
         }
+        // Levels the tree does not have (it is smaller than what was
+        // written) are forgotten, so that growing back rewrites them.
+        self.written.truncate(tree.level_count());
         for k in 0..tree.level_count() {
             let level = tree.level(k);
             let full = (level.len() / TILE_WIDTH) as u64;
-            let have = self.written.get(k).copied().unwrap_or(0);
-            if full > have || (full == 0 && self.written.len() <= k) {
-                append_tiles(&self.dir.join(level_name(k)), k + 1, level, have, full)?;
+            let on_disk = self.written.get(k).copied();
+            if on_disk != Some(full) {
+                // From the first tile not yet on disk; a tree smaller than
+                // what was written (a log cut back, a caller's mistake) gets
+                // the file cut back to its own size.
+                let from = on_disk.unwrap_or(0).min(full);
+                append_tiles(&self.dir.join(level_name(k)), k + 1, level, from, full)?;
             }
             if self.written.len() <= k {
                 self.written.resize(k + 1, 0);

@@ -228,8 +228,10 @@ pub trait Subtrees {
     fn range(&mut self, start: u64, n: u64) -> Result<Hash, TreeError>;
 }
 
-/// The tree with a leaf source, caching the one bottom tile last read (a
-/// proof's bottom levels all lie in one tile).
+/// The tree with a leaf source, caching the bottom tile last read: a
+/// proof's hashes are asked for bottom up, so those inside one bottom tile
+/// come together and each tile is read once (at most two per consistency
+/// proof: around the old size, then around the new one).
 pub struct View<'a, S: ?Sized> {
     tree: &'a Tree,
     source: &'a mut S,

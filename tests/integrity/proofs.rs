@@ -124,6 +124,40 @@ fn leaves_are_read_only_when_a_proof_needs_a_complete_bottom_tile() {
     }
 }
 
+/// Counts the bottom tiles a proof reads.
+struct Counting<'a>(&'a mut [Hash], Vec<u64>);
+
+impl auditstore::integrity::LeafSource for Counting<'_> {
+    fn tile_leaves(&mut self, tile: u64) -> Result<Vec<Hash>, auditstore::integrity::tree::SourceError> {
+        self.1.push(tile);
+        self.0.tile_leaves(tile)
+    }
+}
+
+/// A consistency proof needs the tiles around both sizes; each is read once.
+#[test]
+fn a_proof_reads_each_bottom_tile_it_needs_once() {
+    let n = 5 * 256 + 7;
+    let mut all = leaves(n);
+    let tree = Tree::rebuild(all.clone());
+    let mut source = Counting(all.as_mut_slice(), Vec::new());
+    let proof = tree
+        .consistency_proof(300, 3 * 256 + 100, &mut source)
+        .expect("proof");
+    // Leaves 299 and 867 (the last of each tree) lie in tiles 1 and 3.
+    let mut read = source.1.clone();
+    read.sort_unstable();
+    assert_eq!(read, vec![1, 3], "each tile once: {:?}", source.1);
+    let (r1, r2) = (
+        reference_root(&leaves(n), 300),
+        reference_root(&leaves(n), 3 * 256 + 100),
+    );
+    verify_consistency(300, 3 * 256 + 100, &r1, &r2, &proof).expect("verifies");
+    let mut source = Counting(all.as_mut_slice(), Vec::new());
+    tree.inclusion_proof(5, n, &mut source).expect("proof");
+    assert_eq!(source.1, vec![0]);
+}
+
 /// A log whose leaves changed after the tree recorded them is reported, not
 /// proven.
 #[test]

@@ -84,6 +84,27 @@ fn a_tile_appended_before_a_crash_but_never_claimed_is_dropped() {
     assert_eq!(again, Tree::rebuild(all));
 }
 
+/// A log cut back (or a caller's mistake) gives a smaller tree: syncing it
+/// cuts the files back, and growing again rewrites what was cut.
+#[test]
+fn syncing_a_smaller_tree_cuts_the_files_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiles = dir.path().join(TREE_DIR);
+    let all = leaves(3 * 65_536 + 3);
+    let (_, mut store) = TileStore::rebuild(&tiles, all.clone()).expect("rebuild");
+    // A different history of the same length up to the cut: the other leaves.
+    let other: Vec<[u8; 32]> = all.iter().map(|h| auditstore::integrity::leaf_hash(h)).collect();
+    let small = Tree::rebuild(other[..65_536 - 256].to_vec());
+    store.sync(&small).expect("sync smaller");
+    let (loaded, _) = load_and_catch_up(&tiles, &other[..65_536 - 256]);
+    assert_eq!(loaded, small);
+    let mut big = small;
+    other[65_536 - 256..].iter().for_each(|h| big.push(*h));
+    store.sync(&big).expect("sync bigger");
+    let (loaded, _) = load_and_catch_up(&tiles, &other);
+    assert_eq!(loaded, Tree::rebuild(other));
+}
+
 fn damaged(tiles: &Path) -> TileError {
     match TileStore::load(tiles) {
         Err(e) => e,
