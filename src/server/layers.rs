@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -19,12 +18,12 @@ use super::error::ApiError;
 use super::state::AppState;
 
 pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let limit = state.config.body_limit;
+    // The body limit is applied by the handlers as they read a body
+    // (`api::read_body`), after the caller's checks: `401` and `403` come
+    // before `413` as the contract orders.
     routes
         .fallback(|| async { ApiError::not_found("no such path") })
-        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,6 +32,9 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("the server failed while answering this request").into_response()
         }))
+        // Outside every layer that may refuse (the timeout, a caught
+        // panic), so that their refusals are JSON too.
+        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())

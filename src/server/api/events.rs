@@ -1,6 +1,5 @@
 //! `POST|GET /api/v1/orgs/{org}/events`, `GET .../events/{id}`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::{params, valid_org};
+use super::{params, read_body, valid_org};
 use crate::event::Event;
 use crate::scan::Query;
 use crate::server::caller::{Caller, INGEST, READ};
@@ -111,10 +110,11 @@ pub async fn ingest(
     caller: Caller,
     Path(org): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<axum::Json<IngestReport>> {
     caller.may(&org, INGEST)?;
     valid_org(&org)?;
+    let body = read_body(&state, body).await?;
     let report = state
         .blocking(move |store| {
             let parsed = parse_body(&headers, &body)?;

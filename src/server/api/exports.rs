@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{json_body, valid_org, ErrorBody};
+use super::{json_body, read_body, valid_org, ErrorBody};
 use crate::export::{parse_date, ExportError, ExportRequest, Exports};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -86,10 +86,11 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     valid_org(&org)?;
+    let body = read_body(&state, body).await?;
     let new: NewExport = json_body(&body)?;
     let date = |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
     let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);

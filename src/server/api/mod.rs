@@ -81,6 +81,24 @@ pub fn valid_org(org: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::bad_request(format!("organization {org:?}: {e}")))
 }
 
+/// The request body, at most the configured limit (`413 too_large`
+/// above it). Handlers read it after the caller's checks, so that `401`
+/// and `403` come first.
+pub async fn read_body(state: &AppState, body: axum::body::Body) -> ApiResult<axum::body::Bytes> {
+    use futures_util::StreamExt;
+    let limit = state.config.body_limit;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
 /// A JSON body of type `T`; anything else is `400`.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body: {e}")))

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{json_body, valid_org, ErrorBody};
+use super::{json_body, read_body, valid_org, ErrorBody};
 use crate::org::{OrgSettings, Plan};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -78,10 +78,11 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     caller.may(&org, OPERATOR)?;
     valid_org(&org)?;
+    let body = read_body(&state, body).await?;
     let change: SettingsChange = json_body(&body)?;
     let plan = change
         .plan
