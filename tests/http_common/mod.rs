@@ -221,11 +221,25 @@ impl Server {
         self.child.as_ref().expect("running").id() as i32
     }
 
-    /// Send `signal`, then wait (at most 30 s) for the exit.
-    pub fn stop(mut self, signal: i32) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+    /// Send `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .expect("started")
+            .try_wait()
+            .unwrap()
+            .is_none()
+    }
+
+    /// Wait (at most 30 s) for the exit.
+    pub fn wait_exit(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -233,10 +247,16 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("serve did not exit within 30 s of signal {signal}");
+                panic!("serve did not exit within 30 s");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Send `signal`, then wait (at most 30 s) for the exit.
+    pub fn stop(self, signal: i32) -> ExitStatus {
+        self.signal(signal);
+        self.wait_exit()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -363,6 +383,24 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// POST `body` (JSON) to `url` without panicking on a transport error
+/// (for servers killed on purpose): (status, body).
+pub fn try_post(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> Result<(u16, String), ureq::Error> {
+    let req = Request::post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let mut answer = agent.run(req)?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.body_mut().read_to_string()?))
 }
 
 /// The ids of a list of events, in order.
