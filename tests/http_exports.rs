@@ -270,6 +270,27 @@ fn export_requests_through_their_lifecycle() {
     // Every event, and at most the full export's own audit event besides.
     assert!(full_ids.starts_with(&all00), "the retained log in order");
     assert!(full_ids.len() <= all00.len() + 1, "{} rows", full_ids.len());
+    // Compressed for a client that asks: the stream ends cleanly (it once
+    // aborted the connection: the gzip layer polled the ended stream).
+    let req = ureq::http::Request::get(server.url("/api/v1/orgs/org-00/export/full"))
+        .header("authorization", format!("Bearer {}", t.admin00))
+        .header("accept-encoding", "gzip")
+        .body(())
+        .unwrap();
+    let mut gz = server.agent.run(req).unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers().get("content-encoding").unwrap(), "gzip");
+    let bytes = gz
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .expect("the whole compressed body");
+    assert!(
+        bytes.starts_with(&[0x1f, 0x8b]) && bytes.len() > 1000,
+        "{} bytes",
+        bytes.len()
+    );
     server
         .get("/api/v1/orgs/org-03/export/full", Some(&t.admin03))
         .expect_error(403, "plan_not_eligible");
