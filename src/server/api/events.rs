@@ -88,7 +88,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
     post,
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     request_body(
         content(
             (Vec<serde_json::Value> = "application/json"),
@@ -291,9 +291,9 @@ fn next_link(
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
     params(
-        ("org" = String, Path, description = "The organization"),
-        ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD"),
-        ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD"),
+        ("org" = String, Path, description = "The organization", example = "org-00"),
+        ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD", example = "2026-07-01"),
+        ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD", example = "2026-08-01"),
         ("action" = Option<String>, Query, description = "Exact action, or a prefix ending in `*`"),
         ("actor" = Option<String>, Query, description = "Actor id"),
         ("target" = Option<String>, Query, description = "Target id"),
@@ -359,9 +359,10 @@ pub async fn query(
     get,
     path = "/api/v1/orgs/{org}/events/{id}",
     tag = "events",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The event id")),
+    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The event id", example = "00000000-0000-0000-0000-000000000001")),
     responses(
         (status = 200, description = "The event", body = Object),
+        (status = 400, description = "A path organization that cannot be one", body = super::ErrorBody),
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 404, description = "No such event in this organization (or past retention)", body = super::ErrorBody),

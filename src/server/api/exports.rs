@@ -19,8 +19,10 @@ use crate::server::stream;
 #[serde(deny_unknown_fields)]
 pub struct NewExport {
     /// First date, `YYYY-MM-DD` (UTC).
+    #[schema(example = "2026-07-01")]
     pub from: String,
     /// Last date, inclusive, `YYYY-MM-DD` (UTC).
+    #[schema(example = "2026-07-05")]
     pub to: String,
 }
 
@@ -70,13 +72,14 @@ fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRe
 /// Request an export of a range of dates.
 #[utoipa::path(
     post, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     request_body = NewExport,
     responses(
         (status = 201, description = "The request", body = ExportRequestBody),
         (status = 400, description = "A malformed body or date", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization, or a plan without exports", body = ErrorBody),
+        (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
         (status = 422, description = "A range outside the rules", body = ErrorBody),
         (status = 429, description = "The plan's limit is reached", body = ErrorBody),
     ),
@@ -106,9 +109,10 @@ pub async fn create(
 /// The organization's requests, newest first.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     responses(
         (status = 200, description = "The requests, newest first", body = Vec<ExportRequestBody>),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
     ),
@@ -130,9 +134,10 @@ pub async fn list(
 /// One request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}", tag = "exports",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The request", body = ExportRequestBody),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request in this organization", body = ErrorBody),
@@ -159,9 +164,10 @@ fn attachment(name: &str) -> String {
 /// The CSV of a finished request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}/download", tag = "exports",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request, or it found no data", body = ErrorBody),
@@ -205,9 +211,10 @@ pub async fn download(
 /// Server plan only: the whole retained log as CSV, streamed.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/export/full", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     responses(
         (status = 200, description = "The CSV of the whole retained log", content_type = "text/csv", body = String),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin, or not the server plan", body = ErrorBody),
     ),

@@ -42,9 +42,10 @@ pub struct SettingsChange {
 /// The organization's settings.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     responses(
         (status = 200, description = "The settings", body = SettingsBody),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
     ),
@@ -64,13 +65,14 @@ pub async fn get(
 /// Change an organization's settings (operators).
 #[utoipa::path(
     put, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization", example = "org-00")),
     request_body = SettingsChange,
     responses(
         (status = 200, description = "The settings now", body = SettingsBody),
         (status = 400, description = "An unknown field or a bad value", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
