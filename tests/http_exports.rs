@@ -174,6 +174,7 @@ fn export_requests_through_their_lifecycle() {
     for bad in [
         json!("nope"),
         json!([]),
+        json!(["2026-07-01", "2026-07-02"]),
         json!({"from": "2026-07-01"}),
         json!({"from": "2026-07-01", "to": "2026-07-02", "user": "x"}),
         json!({"from": "2026-13-01", "to": "2026-07-02"}),
@@ -404,6 +405,8 @@ fn settings_get_and_put() {
         json!({"colour": "red"}),
         json!({"plan": "scale", "org": "org-s"}),
         json!([]),
+        json!([null, null]),
+        json!(["scale", 30]),
         json!(null),
     ] {
         server

@@ -99,7 +99,22 @@ pub async fn read_body(state: &AppState, body: axum::body::Body) -> ApiResult<ax
     Ok(buf.into())
 }
 
-/// A JSON body of type `T`; anything else is `400`.
+/// A JSON object body of type `T`; anything else is `400`. An array is
+/// refused before serde sees it: serde would read `[null, null]` as a
+/// struct's fields in order.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+}
+
+/// An ingest body (`application/json`): an array of events, or one event.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum IngestBody {
+    Many(Vec<serde_json::Map<String, serde_json::Value>>),
+    One(serde_json::Map<String, serde_json::Value>),
 }
