@@ -91,7 +91,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
     params(("org" = String, Path, description = "The organization", example = "org-00")),
     request_body(
         content(
-            (Vec<serde_json::Value> = "application/json"),
+            (super::IngestBody = "application/json"),
             (String = "application/x-ndjson")
         ),
         description = "A JSON array of events, one event, or JSON Lines"
@@ -298,7 +298,7 @@ fn next_link(
         ("actor" = Option<String>, Query, description = "Actor id"),
         ("target" = Option<String>, Query, description = "Target id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^c1[0-9a-f]{56}$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page; `Link: <URL>; rel=\"next\"` while more match", body = super::EventPage),

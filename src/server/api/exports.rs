@@ -19,10 +19,10 @@ use crate::server::stream;
 #[serde(deny_unknown_fields)]
 pub struct NewExport {
     /// First date, `YYYY-MM-DD` (UTC).
-    #[schema(example = "2026-07-01")]
+    #[schema(example = "2026-07-01", format = Date)]
     pub from: String,
     /// Last date, inclusive, `YYYY-MM-DD` (UTC).
-    #[schema(example = "2026-07-05")]
+    #[schema(example = "2026-07-05", format = Date)]
     pub to: String,
 }
 

@@ -34,8 +34,10 @@ impl From<OrgSettings> for SettingsBody {
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     /// `server`, `scale`, `performance` or `free`.
+    #[schema(pattern = "^(server|scale|performance|free)$")]
     pub plan: Option<String>,
     /// 1 to 3650.
+    #[schema(minimum = 1, maximum = 3650)]
     pub retention_days: Option<u32>,
 }
 
