@@ -88,7 +88,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
     post,
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body(
         content(
             (super::IngestBody = "application/json"),
@@ -291,7 +291,7 @@ fn next_link(
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
     params(
-        ("org" = String, Path, description = "The organization", example = "org-00"),
+        ("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"),
         ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD", example = "2026-07-01"),
         ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD", example = "2026-08-01"),
         ("action" = Option<String>, Query, description = "Exact action, or a prefix ending in `*`"),
@@ -359,7 +359,7 @@ pub async fn query(
     get,
     path = "/api/v1/orgs/{org}/events/{id}",
     tag = "events",
-    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The event id", example = "00000000-0000-0000-0000-000000000001")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The event id", example = "00000000-0000-0000-0000-000000000001")),
     responses(
         (status = 200, description = "The event", body = Object),
         (status = 400, description = "A path organization that cannot be one", body = super::ErrorBody),

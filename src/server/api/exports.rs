@@ -72,7 +72,7 @@ fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRe
 /// Request an export of a range of dates.
 #[utoipa::path(
     post, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body = NewExport,
     responses(
         (status = 201, description = "The request", body = ExportRequestBody),
@@ -109,7 +109,7 @@ pub async fn create(
 /// The organization's requests, newest first.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The requests, newest first", body = Vec<ExportRequestBody>),
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
@@ -134,7 +134,7 @@ pub async fn list(
 /// One request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}", tag = "exports",
-    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The request", body = ExportRequestBody),
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
@@ -164,7 +164,7 @@ fn attachment(name: &str) -> String {
 /// The CSV of a finished request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}/download", tag = "exports",
-    params(("org" = String, Path, description = "The organization", example = "org-00"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
@@ -211,7 +211,7 @@ pub async fn download(
 /// Server plan only: the whole retained log as CSV, streamed.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/export/full", tag = "exports",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The CSV of the whole retained log", content_type = "text/csv", body = String),
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),

@@ -112,7 +112,8 @@ pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 /// An ingest body (`application/json`): an array of events, or one event.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
 pub enum IngestBody {
     Many(Vec<serde_json::Map<String, serde_json::Value>>),

@@ -44,7 +44,7 @@ pub struct SettingsChange {
 /// The organization's settings.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The settings", body = SettingsBody),
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
@@ -67,7 +67,7 @@ pub async fn get(
 /// Change an organization's settings (operators).
 #[utoipa::path(
     put, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization", example = "org-00")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body = SettingsChange,
     responses(
         (status = 200, description = "The settings now", body = SettingsBody),
