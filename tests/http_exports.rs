@@ -455,3 +455,30 @@ fn settings_get_and_put() {
         "the change is audited: {seen:?}"
     );
 }
+
+/// An organization's name with non-ASCII bytes, a space and a quote still
+/// gives a valid `Content-Disposition` (it was a `500`).
+#[test]
+fn full_export_of_an_org_with_any_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = "orgé \"x\";";
+    tool(dir.path(), &["org", "set", org, "--plan", "server"]);
+    let admin = token(dir.path(), org, "admin");
+    let ingest = token(dir.path(), org, "ingest");
+    let server = Server::start(dir.path());
+    let path = "/api/v1/orgs/org%C3%A9%20%22x%22%3B";
+    let e = event(uuid::Uuid::new_v4(), "a.b", "u", "t", "2026-07-01T00:00:00Z");
+    server.ingest(path.trim_start_matches("/api/v1/orgs/"), &ingest, &[e.clone()]);
+    let full = server.get(&format!("{path}/export/full"), Some(&admin));
+    assert_csv_download(&full);
+    let disposition = full.header("content-disposition").unwrap();
+    assert!(
+        disposition.contains("filename=\"audit-log-org____x__-full.csv\""),
+        "{disposition}"
+    );
+    assert!(
+        disposition.contains("filename*=UTF-8''audit-log-org%C3%A9%20%22x%22%3B-full.csv"),
+        "{disposition}"
+    );
+    assert!(csv_ids(&full.body).contains(&e["id"].as_str().unwrap().to_owned()));
+}

@@ -157,8 +157,26 @@ pub async fn get(
     Ok(axum::Json(request).into_response())
 }
 
+/// `Content-Disposition` of a file named `name`: an ASCII `filename` (any
+/// other byte as `_`) and the exact name in `filename*` (RFC 6266), so that
+/// an organization's name never makes an invalid header (it made a `500`).
 fn attachment(name: &str) -> String {
-    format!("attachment; filename=\"{name}\"")
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+    let ascii: String = name
+        .bytes()
+        .map(|b| if plain(b) { b as char } else { '_' })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if plain(b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// The CSV of a finished request.
