@@ -468,7 +468,11 @@ fn full_export_of_an_org_with_any_name() {
     let server = Server::start(dir.path());
     let path = "/api/v1/orgs/org%C3%A9%20%22x%22%3B";
     let e = event(uuid::Uuid::new_v4(), "a.b", "u", "t", "2026-07-01T00:00:00Z");
-    server.ingest(path.trim_start_matches("/api/v1/orgs/"), &ingest, &[e.clone()]);
+    server.ingest(
+        path.trim_start_matches("/api/v1/orgs/"),
+        &ingest,
+        std::slice::from_ref(&e),
+    );
     let full = server.get(&format!("{path}/export/full"), Some(&admin));
     assert_csv_download(&full);
     let disposition = full.header("content-disposition").unwrap();
