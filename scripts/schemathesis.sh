@@ -90,6 +90,7 @@ status=0
     --phases examples,coverage,fuzzing \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-150}" \
     ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
+    --generation-database none \
     --workers 1 \
     --request-timeout 30 \
     --no-color || status=$?
