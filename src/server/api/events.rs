@@ -110,11 +110,11 @@ pub async fn ingest(
     caller: Caller,
     Path(org): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Body,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<axum::Json<IngestReport>> {
     caller.may(&org, INGEST)?;
     valid_org(&org)?;
-    let body = read_body(&state, body).await?;
+    let body = read_body(&state, &body).await?;
     let report = state
         .blocking(move |store| {
             let parsed = parse_body(&headers, &body)?;

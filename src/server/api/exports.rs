@@ -89,11 +89,11 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Body,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     valid_org(&org)?;
-    let body = read_body(&state, body).await?;
+    let body = read_body(&state, &body).await?;
     let new: NewExport = json_body(&body)?;
     let date = |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
     let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);

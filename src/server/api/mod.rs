@@ -9,6 +9,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
+use super::layers::PendingBody;
 use super::state::AppState;
 
 /// The routes of `/api/v1/`.
@@ -84,9 +85,12 @@ pub fn valid_org(org: &str) -> ApiResult<()> {
 /// The request body, at most the configured limit (`413 too_large`
 /// above it). Handlers read it after the caller's checks, so that `401`
 /// and `403` come first.
-pub async fn read_body(state: &AppState, body: axum::body::Body) -> ApiResult<axum::body::Bytes> {
+pub async fn read_body(state: &AppState, body: &PendingBody) -> ApiResult<axum::body::Bytes> {
     use futures_util::StreamExt;
     let limit = state.config.body_limit;
+    let Some(body) = body.take() else {
+        return Ok(axum::body::Bytes::new());
+    };
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {

@@ -82,11 +82,11 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Body,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, OPERATOR)?;
     valid_org(&org)?;
-    let body = read_body(&state, body).await?;
+    let body = read_body(&state, &body).await?;
     let change: SettingsChange = json_body(&body)?;
     let plan = change
         .plan
