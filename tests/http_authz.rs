@@ -19,6 +19,7 @@ struct Fixture {
     b_event: String,
     b_request: String,
     b_token_name: &'static str,
+    op: String,
 }
 
 fn fixture() -> Fixture {
@@ -41,6 +42,7 @@ fn fixture() -> Fixture {
     let b_ingest = token(dir.path(), "org-b", "ingest");
     let b_token_name = "secret-b-admin";
     let b_admin = token_named(dir.path(), "org-b", "admin", b_token_name).1;
+    let op = operator(dir.path());
     let server = Server::start_with(dir.path(), &["--as-of", "2026-08-01T12:00:00Z"], &[]);
     let b_event = Uuid::new_v4().to_string();
     let e = event(
@@ -66,6 +68,7 @@ fn fixture() -> Fixture {
         b_event,
         b_request,
         b_token_name,
+        op,
     }
 }
 
@@ -187,11 +190,12 @@ fn roles_within_the_own_organization() {
         (16, &[]),
     ];
     let reqs = requests("org-a", &Uuid::new_v4().to_string(), &Uuid::new_v4().to_string());
-    for (role, token) in &f.a {
+    let op = f.op.clone();
+    for (role, token) in f.a.iter().chain(std::iter::once(&("operator", op))) {
         for (i, allowed) in may {
             let (method, path, body) = &reqs[*i];
             let r = send(&f.server, token, method, path, body);
-            if allowed.contains(role) {
+            if allowed.contains(role) || *role == "operator" {
                 // Allowed: whatever the request's own outcome, not a 403 forbidden
                 // (org-a is on the free plan: its exports are plan_not_eligible).
                 assert!(
@@ -264,4 +268,86 @@ fn refusals_before_the_body_keep_the_client_working() {
             assert_eq!(server.get("/healthz", None).status, 200, "round {round}");
         }
     }
+}
+
+/// A missing, malformed, unknown or revoked token is 401 with
+/// `WWW-Authenticate: Bearer`; checks run 401, then 403, then the request.
+#[test]
+fn unauthorized_and_the_order_of_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = token(dir.path(), "org-a", "ingest");
+    let member = token(dir.path(), "org-a", "member");
+    let (revoked_id, revoked) = token_named(dir.path(), "org-a", "member", "gone");
+    let v = tool(dir.path(), &["token", "revoke", &revoked_id]);
+    assert_eq!(v["revoked"], revoked_id.as_str());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let unknown = token(elsewhere.path(), "org-a", "member");
+    let server = Server::start(dir.path());
+    let good = "/api/v1/orgs/org-a/events?from=2026-07-01&to=2026-07-02";
+
+    server.get(good, None).expect_error(401, "unauthorized");
+    for auth in [
+        "Basic dXNlcjpwYXNz".to_owned(),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        "bearer x".to_owned(),
+        "Bearer aus_not-a-token".to_owned(),
+        format!("Bearer {unknown}"),
+        format!("Bearer {revoked}"),
+        format!("Bearer {member}x"),
+    ] {
+        server.get_auth(good, &auth).expect_error(401, "unauthorized");
+    }
+    for path in [
+        "/api/v1/orgs/org-a/exports",
+        "/api/v1/orgs/org-a/settings",
+        "/api/v1/orgs/org-a/export/full",
+        "/api/v1/orgs/org-z/events/x",
+    ] {
+        server.get(path, None).expect_error(401, "unauthorized");
+    }
+    server
+        .post_json("/api/v1/exports/process", None, &json!({}))
+        .expect_error(401, "unauthorized");
+
+    // 401 before 403 before 400 / 404.
+    let bad_query = "/api/v1/orgs/org-b/events?limit=0";
+    server
+        .get(bad_query, Some("aus_nope"))
+        .expect_error(401, "unauthorized");
+    server
+        .get(bad_query, Some(&member))
+        .expect_error(403, "forbidden");
+    server
+        .get("/api/v1/orgs/org-a/events?limit=0", Some(&ingest))
+        .expect_error(403, "forbidden");
+    server
+        .get("/api/v1/orgs/org-a/events?limit=0", Some(&member))
+        .expect_error(400, "invalid_request");
+    server
+        .get("/api/v1/orgs/org-b/events/nope", Some(&member))
+        .expect_error(403, "forbidden");
+    server
+        .get("/api/v1/orgs/org-a/events/nope", Some(&member))
+        .expect_error(404, "not_found");
+    let not_json = Some(&b"nope"[..]);
+    server
+        .call("POST", "/api/v1/orgs/org-b/events", None, None, not_json)
+        .expect_error(401, "unauthorized");
+    server
+        .call("POST", "/api/v1/orgs/org-b/events", Some(&ingest), None, not_json)
+        .expect_error(403, "forbidden");
+    server
+        .call("POST", "/api/v1/orgs/org-a/events", Some(&member), None, not_json)
+        .expect_error(403, "forbidden");
+    server
+        .call("POST", "/api/v1/orgs/org-a/events", Some(&ingest), None, not_json)
+        .expect_error(400, "invalid_request");
+    // Routing's own refusals are JSON too.
+    server
+        .get("/api/v1/nothing", Some(&member))
+        .expect_error(404, "not_found");
+    let wrong_method = server.call("DELETE", "/api/v1/orgs/org-a/events", Some(&member), None, None);
+    assert_eq!(wrong_method.status, 405);
+    assert!(wrong_method.json()["error"]["code"].is_string());
 }
