@@ -34,6 +34,7 @@ pub mod event;
 pub mod export;
 mod group_commit;
 pub mod index;
+pub mod integrity;
 pub mod io;
 pub mod log;
 pub mod meta;

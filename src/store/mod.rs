@@ -331,7 +331,8 @@ impl Store {
     /// in the organization's log as `org.settings.update` by the store
     /// itself (see [`Store::set_org_as`] to name who made it).
     pub fn set_org(&self, org: &str, plan: Option<Plan>, retention_days: Option<u32>) -> Result<OrgSettings> {
-        self.set_org_by(own_events::Actor::SYSTEM, org, plan, retention_days)
+        let now = self.options.clock.now();
+        self.set_org_by(own_events::Actor::SYSTEM, org, plan, retention_days, now)
     }
 
     /// [`Store::set_org`], recording `user` as who made the change.
@@ -342,7 +343,22 @@ impl Store {
         plan: Option<Plan>,
         retention_days: Option<u32>,
     ) -> Result<OrgSettings> {
-        self.set_org_by(own_events::Actor::user(user), org, plan, retention_days)
+        let now = self.options.clock.now();
+        self.set_org_by(own_events::Actor::user(user), org, plan, retention_days, now)
+    }
+
+    /// [`Store::set_org_as`], the change recorded as made at `at` instead
+    /// of the store's clock (a caller with its own clock, such as the admin
+    /// tool's `--as-of` run by a server that holds the store).
+    pub fn set_org_as_at(
+        &self,
+        user: &str,
+        org: &str,
+        plan: Option<Plan>,
+        retention_days: Option<u32>,
+        at: Timestamp,
+    ) -> Result<OrgSettings> {
+        self.set_org_by(own_events::Actor::user(user), org, plan, retention_days, at)
     }
 
     fn set_org_by(
@@ -351,16 +367,10 @@ impl Store {
         org: &str,
         plan: Option<Plan>,
         retention_days: Option<u32>,
+        at: Timestamp,
     ) -> Result<OrgSettings> {
         self.refuse_if_read_only()?;
-        let settings = org::set(
-            &self.meta,
-            org,
-            plan,
-            retention_days,
-            actor,
-            self.options.clock.now(),
-        )?;
+        let settings = org::set(&self.meta, org, plan, retention_days, actor, at)?;
         self.record_staged_events()?;
         Ok(settings)
     }

@@ -10,8 +10,12 @@ impl Store {
     /// reader still holding a segment keeps its mapping (unlinking never
     /// shrinks a mapped file).
     pub fn apply_retention(&self) -> Result<RetentionReport> {
+        self.apply_retention_at(self.options.clock.now())
+    }
+
+    /// [`Store::apply_retention`] as of `now` instead of the store's clock.
+    pub fn apply_retention_at(&self, now: Timestamp) -> Result<RetentionReport> {
         self.refuse_if_read_only()?;
-        let now = self.options.clock.now();
         let mut report = RetentionReport::default();
         let mut w = lock(&self.writer);
         let mut cutoffs: HashMap<String, i64> = HashMap::new();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use auditstore::{OrgSettings, Plan, RetentionReport, Stats, VerifyReport};
 use serde_json::{json, Value};
 
-use crate::ctx::{printable, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, printable, table, CliError, CliResult, Ctx};
 
 fn org_json(s: &OrgSettings) -> Value {
     json!({"org": s.org, "plan": s.plan.as_str(), "retention_days": s.retention_days})
@@ -17,17 +17,14 @@ fn print_org(ctx: &Ctx, s: &OrgSettings) -> CliResult {
     if ctx.json {
         ctx.print_json(&org_json(s))
     } else {
-        print!(
-            "{}",
-            table(
-                &["org", "plan", "retention_days"],
-                &[vec![
-                    s.org.clone(),
-                    s.plan.to_string(),
-                    s.retention_days.to_string()
-                ]]
-            )
-        );
+        ctx.print(&table(
+            &["org", "plan", "retention_days"],
+            &[vec![
+                s.org.clone(),
+                s.plan.to_string(),
+                s.retention_days.to_string(),
+            ]],
+        ))?;
         Ok(())
     }
 }
@@ -41,8 +38,8 @@ pub fn org_set(
 ) -> CliResult<ExitCode> {
     let plan: Option<Plan> = plan.map(str::parse).transpose()?;
     let store = ctx.open_store(true)?;
-    let user = user.unwrap_or_else(crate::ctx::os_user);
-    let settings = store.set_org_as(&user, org, plan, retention_days)?;
+    let user = user.unwrap_or_else(|| ctx.user());
+    let settings = store.set_org_as_at(&user, org, plan, retention_days, ctx.now())?;
     print_org(ctx, &settings)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -61,12 +58,13 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
             let mut report = store.verify()?;
             let exports = Exports::new(&store).unwrap_or_else(|e| {
                 report.problems.push(auditstore::Problem {
-                    file: ctx.data_dir.join(POLICY_FILE),
+                    file: store.dir().join(POLICY_FILE),
                     offset: 0,
                     message: e.to_string(),
                 });
                 Exports::with_policy(&store, ExportPolicy::default())
             });
+            let exports = exports.with_clock(ctx.clock());
             match exports.check_files() {
                 Ok(found) => report.problems.extend(found),
                 Err(e) => report.problems.push(auditstore::Problem {
@@ -74,6 +72,11 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
                     offset: 0,
                     message: format!("export requests unreadable: {e}"),
                 }),
+            }
+            // Named as the data directory was on the command line.
+            let dir = ctx.path(&ctx.data_dir);
+            for p in &mut report.problems {
+                p.file = ctx.shown(&p.file, &dir);
             }
             report
         }
@@ -84,14 +87,15 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
     );
     if !report.problems.is_empty() {
         if !ctx.json {
-            println!("{summary}");
+            outln!(ctx, "{summary}")?;
             for p in &report.problems {
-                println!(
+                outln!(
+                    ctx,
                     "problem: {} at byte offset {}: {}",
                     p.file.display(),
                     p.offset,
                     p.message
-                );
+                )?;
             }
         }
         let problems = serde_json::to_value(&report.problems).unwrap_or(Value::Null);
@@ -117,7 +121,7 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
             "records": report.records, "bytes": report.bytes, "problems": []
         }))?;
     } else {
-        println!("{summary}: no problems");
+        outln!(ctx, "{summary}: no problems")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,22 +131,25 @@ pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
     let store = ctx.open_store(false)?;
     let r = match store.is_missing() {
         true => RetentionReport::default(),
-        false => store.apply_retention()?,
+        false => store.apply_retention_at(ctx.now())?,
     };
     if ctx.json {
         ctx.print_json(&json!({
             "segments_deleted": r.segments_deleted,
             "events_deleted": r.events_deleted,
             "bytes_freed": r.bytes_freed,
-            "files": r.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "files": r.files.iter().map(|p| ctx.shown(p, store.dir()).display().to_string()).collect::<Vec<_>>(),
         }))?;
     } else {
-        println!(
+        outln!(
+            ctx,
             "deleted {} segments ({} events, {} bytes freed)",
-            r.segments_deleted, r.events_deleted, r.bytes_freed
-        );
+            r.segments_deleted,
+            r.events_deleted,
+            r.bytes_freed
+        )?;
         for f in &r.files {
-            println!("  {}", f.display());
+            outln!(ctx, "  {}", ctx.shown(f, store.dir()).display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -171,7 +178,7 @@ pub fn stats(ctx: &Ctx) -> CliResult<ExitCode> {
             vec!["oldest event".into(), oldest.unwrap_or_else(|| "-".into())],
             vec!["newest event".into(), newest.unwrap_or_else(|| "-".into())],
         ];
-        print!("{}", table(&["stat", "value"], &rows));
+        ctx.print(&table(&["stat", "value"], &rows))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -189,13 +196,13 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !report.repaired {
-        println!("the metadata is usable: nothing to repair");
+        outln!(ctx, "the metadata is usable: nothing to repair")?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(kept) = &report.kept_damaged {
-        println!("kept the unusable metadata as {}", kept.display());
+        outln!(ctx, "kept the unusable metadata as {}", kept.display())?;
     }
-    println!("read {} of the store's own events", report.events_read);
+    outln!(ctx, "read {} of the store's own events", report.events_read)?;
     let rows: Vec<Vec<String>> = report
         .orgs
         .iter()
@@ -212,21 +219,22 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &["org", "plan", "retention_days", "settings", "export_requests"],
-            &rows
-        )
-    );
+    ctx.print(&table(
+        &["org", "plan", "retention_days", "settings", "export_requests"],
+        &rows,
+    ))?;
     for f in &report.files_without_request {
-        println!(
+        outln!(
+            ctx,
             "export file without a restorable request, left in place: {}",
             f.display()
-        );
+        )?;
     }
     for id in &report.requests_without_file {
-        println!("restored request {id} succeeded with data but its file is missing");
+        outln!(
+            ctx,
+            "restored request {id} succeeded with data but its file is missing"
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -242,29 +250,40 @@ pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
         ));
     }
     let started = Instant::now();
-    let r = store.backup(dest).map_err(|e| match e {
-        // The destination is not a new or empty directory: not a range.
-        auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
-        e => e.into(),
+    let at = ctx.path(dest);
+    let r = store.backup(&at).map_err(|e| {
+        let mut err = match e {
+            // The destination is not a new or empty directory: not a range.
+            auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
+            e => e.into(),
+        };
+        // Named as on the command line.
+        if at != dest {
+            err.message = err
+                .message
+                .replace(&at.display().to_string(), &dest.display().to_string());
+        }
+        err
     })?;
     let millis = started.elapsed().as_millis() as u64;
     if ctx.json {
         ctx.print_json(&json!({
-            "events": r.events, "bytes": r.bytes, "dest": r.dest.display().to_string(),
+            "events": r.events, "bytes": r.bytes, "dest": dest.display().to_string(),
             "segments": r.segments, "linked_files": r.linked_files, "copied_files": r.copied_files,
             "read_only": store.is_read_only(), "millis": millis,
         }))?;
     } else {
-        println!(
+        outln!(
+            ctx,
             "backed up {} events ({} bytes, {} segments; {} files linked, {} copied) to {} in {} ms",
             r.events,
             r.bytes,
             r.segments,
             r.linked_files,
             r.copied_files,
-            printable(&r.dest.display().to_string()),
+            printable(&dest.display().to_string()),
             millis
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use auditstore::auth::{Auth, AuthError, Role, TokenInfo, TokenScope};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::ctx::{parse_org, parse_user, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, parse_org, parse_user, table, CliError, CliResult, Ctx};
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -121,7 +121,7 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
                 }
             };
             let store = ctx.open_store(true)?;
-            let by = user.unwrap_or_else(crate::ctx::os_user);
+            let by = user.unwrap_or_else(|| ctx.user());
             let made = Auth::new(&store).create_token(scope, name.as_deref(), &by)?;
             if ctx.json {
                 let mut v = token_json(&made.info);
@@ -141,19 +141,19 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
             if ctx.json {
                 ctx.print_json(&Value::Array(tokens.iter().map(token_json).collect()))?;
             } else if tokens.is_empty() {
-                println!("no tokens");
+                outln!(ctx, "no tokens")?;
             } else {
-                print!("{}", table(&TOKEN_HEADERS, &token_rows(&tokens)));
+                ctx.print(&table(&TOKEN_HEADERS, &token_rows(&tokens)))?;
             }
         }
         TokenCommand::Revoke { id, user } => {
             let store = ctx.open_store(true)?;
-            let by = user.unwrap_or_else(crate::ctx::os_user);
+            let by = user.unwrap_or_else(|| ctx.user());
             let revoked = Auth::new(&store).revoke_token(&id, &by)?;
             if ctx.json {
                 ctx.print_json(&json!({"revoked": revoked.id}))?;
             } else {
-                println!("revoked {}", revoked.id);
+                outln!(ctx, "revoked {}", revoked.id)?;
             }
         }
     }
@@ -172,18 +172,19 @@ pub fn user(ctx: &Ctx, cmd: UserCommand) -> CliResult<ExitCode> {
         .parse()
         .map_err(|e: String| CliError::new("invalid_request", e))?;
     let mut password = String::new();
-    std::io::stdin()
+    ctx.console
+        .stdin()
         .read_to_string(&mut password)
         .map_err(|e| CliError::new("io", format!("read the password from stdin: {e}")))?;
     let password = password.strip_suffix('\n').unwrap_or(&password);
     let password = password.strip_suffix('\r').unwrap_or(password);
     let store = ctx.open_store(true)?;
-    let by = user.unwrap_or_else(crate::ctx::os_user);
+    let by = user.unwrap_or_else(|| ctx.user());
     let added = Auth::new(&store).add_user(&name, &org, role, password, &by)?;
     if ctx.json {
         ctx.print_json(&json!({"user": added.user, "org": added.org, "role": added.role}))?;
     } else {
-        println!("added {} ({} of {})", added.user, added.role, added.org);
+        outln!(ctx, "added {} ({} of {})", added.user, added.role, added.org)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,12 +3,14 @@
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use auditstore::{Clock, Durability, FixedClock, Options, Store, SystemClock, Timestamp};
 use serde_json::{json, Map, Value};
+
+use crate::console::{Console, Stream};
 
 /// A refusal or failure: printed as `{"error": {...}}` with `--json`, as one
 /// line on stderr without; exit status 1.
@@ -59,9 +61,10 @@ impl From<std::io::Error> for CliError {
 pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// An open store; for a read-only command on a missing data directory, an
-/// empty one in a temporary directory that is removed afterwards.
+/// empty one in a temporary directory that is removed afterwards; under a
+/// running server, the server's.
 pub struct OpenStore {
-    store: Store,
+    store: Arc<Store>,
     _empty: Option<tempfile::TempDir>,
 }
 
@@ -87,18 +90,28 @@ pub struct Ctx {
     pub data_dir_given: bool,
     pub json: bool,
     pub as_of: Option<Timestamp>,
+    /// Where output goes and input comes from, whose working directory
+    /// and user name the command line means.
+    pub console: Console,
+    /// The store held by the running server that carries the command out:
+    /// commands use it instead of opening the data directory.
+    pub shared: Option<Arc<Store>>,
 }
 
 impl Ctx {
     /// "now" for every time-dependent rule: `--as-of` or the system clock.
     pub fn now(&self) -> Timestamp {
-        self.as_of.unwrap_or_else(Timestamp::now)
+        self.clock().now()
     }
 
+    /// `--as-of`'s instant; without it, the clock of the server that
+    /// carries the command out (its own `--as-of` may have set it), else
+    /// the system's.
     pub fn clock(&self) -> Arc<dyn Clock> {
-        match self.as_of {
-            Some(t) => Arc::new(FixedClock::new(t)),
-            None => Arc::new(SystemClock),
+        match (self.as_of, &self.shared) {
+            (Some(t), _) => Arc::new(FixedClock::new(t)),
+            (None, Some(store)) => store.clock().clone(),
+            (None, None) => Arc::new(SystemClock),
         }
     }
 
@@ -119,6 +132,12 @@ impl Ctx {
 
     /// [`Ctx::open_store`] with a chosen durability mode.
     pub fn open_store_with(&self, writes: bool, durability: Durability) -> CliResult<OpenStore> {
+        if let Some(shared) = &self.shared {
+            return Ok(OpenStore {
+                store: shared.clone(),
+                _empty: None,
+            });
+        }
         let options = Options {
             durability,
             ..self.options()
@@ -127,7 +146,7 @@ impl Ctx {
             let empty = tempfile::tempdir()?;
             let store = Store::open_with(empty.path(), options)?;
             return Ok(OpenStore {
-                store,
+                store: Arc::new(store),
                 _empty: Some(empty),
             });
         }
@@ -140,25 +159,93 @@ impl Ctx {
             }
             other => other?,
         };
-        Ok(OpenStore { store, _empty: None })
+        Ok(OpenStore {
+            store: Arc::new(store),
+            _empty: None,
+        })
     }
 
     /// The store opened for `verify`: read-only, changing nothing in the
     /// data directory, with damage recorded as problems rather than
     /// refused. `None` where the directory holds no store.
     pub fn open_for_verify(&self) -> CliResult<Option<Store>> {
-        if !Store::exists_at(&self.data_dir) {
+        let dir = self.path(&self.data_dir);
+        if !Store::exists_at(&dir) {
             return Ok(None);
         }
-        Ok(Some(Store::open_for_verify(&self.data_dir, self.options())?))
+        Ok(Some(Store::open_for_verify(&dir, self.options())?))
+    }
+
+    /// The command's stdout.
+    pub fn out(&self) -> Stream<'_> {
+        self.console.out()
+    }
+
+    /// The command's stderr.
+    pub fn err(&self) -> Stream<'_> {
+        self.console.err()
+    }
+
+    /// A path from the command line, resolved against the working
+    /// directory of whoever ran the command.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        self.console.path(p)
+    }
+
+    /// A path inside the store (as the store names it) shown as the data
+    /// directory was named on the command line: locally the same path.
+    pub fn shown(&self, p: &Path, store_dir: &Path) -> PathBuf {
+        match p.strip_prefix(store_dir) {
+            Ok(rest) if store_dir != self.data_dir => self.data_dir.join(rest),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// A message naming the shared store's directory (as the server named
+    /// it) with the data directory named as on the command line instead.
+    pub fn as_named(&self, text: &str) -> String {
+        let Some(shared) = &self.shared else {
+            return text.to_owned();
+        };
+        let (theirs, ours) = (
+            shared.dir().display().to_string(),
+            self.data_dir.display().to_string(),
+        );
+        if theirs == ours {
+            return text.to_owned();
+        }
+        text.replace(&theirs, &ours)
+    }
+
+    /// Who runs the command, for the store's own audit events when no
+    /// `--user` is given: the operating system's user name (the client's).
+    pub fn user(&self) -> String {
+        self.console.user().to_owned()
     }
 
     /// Print one JSON value as a line on stdout.
     pub fn print_json(&self, value: &Value) -> CliResult {
-        let mut out = std::io::stdout().lock();
+        let mut out = self.out();
         serde_json::to_writer(&mut out, value).map_err(|e| CliError::new("io", e.to_string()))?;
         writeln!(out)?;
+        out.flush()?;
         Ok(())
+    }
+
+    /// Print text on stdout.
+    pub fn print(&self, text: &str) -> CliResult {
+        let mut out = self.out();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Print one line on stderr; an error writing it is ignored (there is
+    /// nowhere left to report it).
+    pub fn eprint_line(&self, line: &str) {
+        let mut err = self.err();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
     }
 
     /// Report a failure in the contract's shape; returns the exit status.
@@ -166,13 +253,18 @@ impl Ctx {
         if self.json {
             let mut obj = Map::new();
             obj.insert("code".into(), json!(err.code));
-            obj.insert("message".into(), json!(err.message));
+            obj.insert("message".into(), json!(self.as_named(&err.message)));
             for (k, v) in &err.extra {
-                obj.insert(k.clone(), v.clone());
+                let v = match v {
+                    Value::String(s) => Value::String(self.as_named(s)),
+                    v => v.clone(),
+                };
+                obj.insert(k.clone(), v);
             }
             let _ = self.print_json(&json!({ "error": Value::Object(obj) }));
         } else {
-            eprintln!("auditstore: {}: {}", err.code, printable(&err.message));
+            let message = self.as_named(&err.message);
+            self.eprint_line(&format!("auditstore: {}: {}", err.code, printable(&message)));
         }
         ExitCode::from(1)
     }
@@ -188,16 +280,6 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
 /// the nearest representable instant (no event lies beyond it).
 pub fn parse_range_end(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse_instant_or_date_saturating(s).map_err(|e| e.to_string())
-}
-
-/// The operating system's user name (`$USER`, else `$LOGNAME`), for the
-/// store's own audit events when `--user` is not given.
-pub fn os_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| auditstore::export::validate_user(u).is_ok())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Parse a user name (who acted) for clap.
@@ -267,3 +349,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// `println!` on the command's stdout: `outln!(ctx, "...", args)?`.
+macro_rules! outln {
+    ($ctx:expr, $($arg:tt)*) => {
+        $ctx.print(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;

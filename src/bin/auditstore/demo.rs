@@ -9,7 +9,7 @@ use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Event, Plan, Query, Timestamp};
 use serde_json::json;
 
-use crate::ctx::{CliError, CliResult, Ctx};
+use crate::ctx::{outln, CliError, CliResult, Ctx};
 
 pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
     let dir = if ctx.data_dir_given {
@@ -26,11 +26,13 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         data_dir_given: true,
         json: ctx.json,
         as_of: Some(now),
+        console: crate::console::Console::local(),
+        shared: None,
     };
     let store = demo_ctx.open_store(true)?;
     let say = |s: String| {
         if !ctx.json {
-            println!("{s}");
+            let _ = outln!(ctx, "{s}");
         }
     };
     say(format!("store: {}", dir.display()));

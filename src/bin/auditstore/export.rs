@@ -1,6 +1,6 @@
 //! `export request|list|process|download|full` (contract: `shared/spec/cli.md`).
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::ctx::{parse_org, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, parse_org, table, CliError, CliResult, Ctx};
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
@@ -93,38 +93,23 @@ fn parse_user(s: &str) -> Result<String, String> {
 /// year 0000-9999: a date far out is the request's range error
 /// (`range_too_old`, `range_in_future`), not a usage error.
 fn parse_date(s: &str) -> Result<Date, String> {
-    let (year, month, day) = Timestamp::parse_utc_date(s).map_err(|e| e.to_string())?;
-    i32::try_from(year)
-        .ok()
-        .and_then(|y| Date::from_ymd_opt(y, month, day))
-        .ok_or_else(|| format!("{s:?}: no such date"))
+    auditstore::export::parse_date(s)
 }
 
 /// The contract's error object for a refusal or failure.
 pub fn refusal(e: ExportError) -> CliError {
-    let message = e.to_string();
-    let code = e.code();
-    match e {
-        ExportError::Store(inner) => CliError::from(inner),
-        ExportError::RateLimited { next_allowed_at, .. } => {
-            CliError::new(code, message).with("next_allowed_at", next_allowed_at.to_rfc3339())
-        }
-        ExportError::NotReady { id, processed_at } => CliError::new(code, message)
-            .with("id", id.to_string())
-            .with("processed_at", processed_at.to_rfc3339()),
-        ExportError::Expired { id, expires_at } => CliError::new(code, message)
-            .with("id", id.to_string())
-            .with("expires_at", expires_at.to_rfc3339()),
-        ExportError::Failed { id, reason } => CliError::new(code, message)
-            .with("id", id.to_string())
-            .with("reason", reason),
-        ExportError::NoData { id } => CliError::new(code, message).with("id", id.to_string()),
-        _ => CliError::new(code, message),
+    if let ExportError::Store(inner) = e {
+        return CliError::from(inner);
     }
+    let mut err = CliError::new(e.code(), e.to_string());
+    for (key, value) in e.details() {
+        err = err.with(key, value);
+    }
+    err
 }
 
 fn exports<'s>(ctx: &Ctx, store: &'s Store) -> CliResult<Exports<'s>> {
-    let exports = Exports::new(store).map_err(refusal)?;
+    let exports = Exports::new(store).map_err(refusal)?.with_clock(ctx.clock());
     Ok(match progress_bar(ctx) {
         Some(f) => exports.with_progress(f),
         None => exports,
@@ -134,7 +119,7 @@ fn exports<'s>(ctx: &Ctx, store: &'s Store) -> CliResult<Exports<'s>> {
 /// A row counter on stderr when it is a terminal (and output is for people):
 /// one spinner per file being built, cleared when it is done.
 fn progress_bar(ctx: &Ctx) -> Option<ProgressFn> {
-    if ctx.json || !std::io::stderr().is_terminal() {
+    if ctx.json || !ctx.console.progress() {
         return None;
     }
     let current: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -175,14 +160,15 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let exports = exports(ctx, &store)?;
             let req = exports.request(&org, &user, role, from, to).map_err(refusal)?;
             if ctx.json {
-                print_value(&req)?;
+                print_value(ctx, &req)?;
             } else {
-                println!(
+                outln!(
+                    ctx,
                     "export request {} created; it is processed at the run of {}",
                     req.id,
                     exports.processed_at(req.created_at)
-                );
-                print!("{}", requests_table(&[req]));
+                )?;
+                ctx.print(&requests_table(&[req]))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -190,11 +176,11 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let store = ctx.open_store(false)?;
             let list = exports(ctx, &store)?.list(&org).map_err(refusal)?;
             if ctx.json {
-                print_value(&list)?;
+                print_value(ctx, &list)?;
             } else if list.is_empty() {
-                println!("no export requests for {org}");
+                outln!(ctx, "no export requests for {org}")?;
             } else {
-                print!("{}", requests_table(&list));
+                ctx.print(&requests_table(&list))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -209,19 +195,20 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                 }))?;
             } else {
                 let mark = report.mark.map(|m| m.to_rfc3339()).unwrap_or_default();
-                println!(
+                outln!(
+                    ctx,
                     "run of {mark}: {} request(s) processed, {} download(s) expired",
                     report.processed.len(),
                     report.expired.len()
-                );
+                )?;
                 if !report.processed.is_empty() {
-                    print!("{}", requests_table(&report.processed));
+                    ctx.print(&requests_table(&report.processed))?;
                 }
                 for r in &report.expired {
-                    println!("expired: {}", r.id);
+                    outln!(ctx, "expired: {}", r.id)?;
                 }
                 for f in &report.removed_files {
-                    println!("removed leftover {}", f.display());
+                    outln!(ctx, "removed leftover {}", f.display())?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -231,11 +218,11 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let not_found = || CliError::new("not_found", format!("no export request {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
             let store = ctx.open_store(false)?;
-            let user = user.unwrap_or_else(crate::ctx::os_user);
+            let user = user.unwrap_or_else(|| ctx.user());
             let mut download = exports(ctx, &store)?.download_by(uuid, &user).map_err(refusal)?;
             match out {
                 Some(path) => {
-                    let bytes = write_file_aside(&path, |w| {
+                    let bytes = write_file_aside(ctx, &path, |w| {
                         std::io::copy(&mut download, w)
                             .map(|_| ())
                             .map_err(|e| CliError::new("io", e.to_string()))
@@ -249,16 +236,17 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                             "bytes": bytes,
                         }))?;
                     } else {
-                        println!(
+                        outln!(
+                            ctx,
                             "wrote {} rows ({bytes} bytes) of export {} to {}",
                             req.rows.unwrap_or(0),
                             req.id,
                             path.display()
-                        );
+                        )?;
                     }
                 }
                 None => {
-                    let mut stdout = std::io::stdout().lock();
+                    let mut stdout = ctx.out();
                     if let Err(e) = std::io::copy(&mut download, &mut stdout).and_then(|_| stdout.flush()) {
                         if e.kind() != std::io::ErrorKind::BrokenPipe {
                             return Err(e.into());
@@ -275,7 +263,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             match out {
                 Some(path) => {
                     let mut rows = 0;
-                    let bytes = write_file_aside(&path, |w| {
+                    let bytes = write_file_aside(ctx, &path, |w| {
                         rows = exports.full(&org, &user, role, w).map_err(refusal)?.rows;
                         Ok(())
                     })?;
@@ -287,12 +275,15 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                             "bytes": bytes,
                         }))?;
                     } else {
-                        println!("wrote {rows} rows ({bytes} bytes) of {org} to {}", path.display());
+                        outln!(
+                            ctx,
+                            "wrote {rows} rows ({bytes} bytes) of {org} to {}",
+                            path.display()
+                        )?;
                     }
                 }
                 None => {
-                    let stdout = std::io::stdout();
-                    let out = BufWriter::with_capacity(1 << 16, stdout.lock());
+                    let out = BufWriter::with_capacity(1 << 16, ctx.out());
                     match exports.full(&org, &user, role, out) {
                         Ok(_) => {}
                         Err(ExportError::Csv(auditstore::export::csv::CsvError::Io(e)))
@@ -312,12 +303,18 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
 /// straight to the disk where the filesystem allows), fsynced and renamed
 /// into place only when complete, then the directory fsynced: a refusal or
 /// failure leaves no FILE behind. Returns its size.
-fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult<()>) -> CliResult<u64> {
+/// Messages name the files as the command line did (`path`); they are
+/// written where that means for whoever ran the command (`ctx.path`).
+fn write_file_aside(
+    ctx: &Ctx,
+    path: &Path,
+    write: impl FnOnce(&mut PipedFile) -> CliResult<()>,
+) -> CliResult<u64> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
     let tmp = path.with_file_name(name);
     let result = (|| {
-        let mut w = PipedFile::create(&tmp)
+        let mut w = PipedFile::create(&ctx.path(&tmp))
             .map_err(|e| CliError::new("io", format!("create {}: {e}", tmp.display())))?;
         write(&mut w)?;
         let file = w
@@ -326,29 +323,27 @@ fn write_file_aside(path: &Path, write: impl FnOnce(&mut PipedFile) -> CliResult
         file.sync_all()
             .map_err(|e| CliError::new("io", format!("fsync {}: {e}", tmp.display())))?;
         let bytes = file.metadata()?.len();
-        std::fs::rename(&tmp, path)
+        std::fs::rename(ctx.path(&tmp), ctx.path(path))
             .map_err(|e| CliError::new("io", format!("rename to {}: {e}", path.display())))?;
         // The rename is durable once the directory is synced.
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        auditstore::log::segment::sync_dir(parent)
+        auditstore::log::segment::sync_dir(&ctx.path(parent))
             .map_err(|e| CliError::new("io", format!("fsync the directory of {}: {e}", path.display())))?;
         Ok(bytes)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(ctx.path(&tmp));
     }
     result
 }
 
 /// One JSON line on stdout, keys in the order of the contract.
-fn print_value(value: &impl serde::Serialize) -> CliResult {
+fn print_value(ctx: &Ctx, value: &impl serde::Serialize) -> CliResult {
     let text = serde_json::to_string(value).map_err(|e| CliError::new("io", e.to_string()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
-    Ok(())
+    outln!(ctx, "{text}")
 }
 
 fn human_size(bytes: u64) -> String {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
@@ -15,7 +15,7 @@ use auditstore::{Durability, Event};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::ctx::{printable, CliError, CliResult, Ctx};
+use crate::ctx::{outln, printable, CliError, CliResult, Ctx};
 
 const BATCH: usize = 8192;
 const CHUNK_BYTES: usize = 4 << 20;
@@ -197,18 +197,19 @@ fn read_chunks(input: Box<dyn Read + Send>, tx: mpsc::SyncSender<std::io::Result
 pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<ExitCode> {
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = match file {
         Some(p) if p.as_os_str() != "-" => {
-            let f = File::open(&p).map_err(|e| CliError::new("io", format!("open {}: {e}", p.display())))?;
+            let f = File::open(ctx.path(&p))
+                .map_err(|e| CliError::new("io", format!("open {}: {e}", p.display())))?;
             let size = f.metadata().ok().map(|m| m.len());
             (Box::new(f), size)
         }
-        _ => (Box::new(std::io::stdin()), None),
+        _ => (ctx.console.stdin(), None),
     };
     // Appends are handed to the OS as they come and fsynced once at the end
     // (and at every segment roll): the command's contract is "durable
     // before exit", and a crash mid-ingest is answered by re-running it
     // (de-duplication makes that safe).
     let store = ctx.open_store_with(true, Durability::Buffered)?;
-    let progress = if std::io::stderr().is_terminal() {
+    let progress = if ctx.console.progress() {
         match size {
             Some(n) if n >= PROGRESS_MIN_BYTES => {
                 let pb = ProgressBar::new(n);
@@ -289,8 +290,8 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
                         rejected += 1;
                         let msg = format!("line {no}: {}", printable(why));
                         match &progress {
-                            Some(pb) => pb.suspend(|| eprintln!("{msg}")),
-                            None => eprintln!("{msg}"),
+                            Some(pb) => pb.suspend(|| ctx.eprint_line(&msg)),
+                            None => ctx.eprint_line(&msg),
                         }
                     }
                 }
@@ -339,7 +340,10 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
             "conflicts": conflicts, "rejected": rejected
         }))?;
     } else {
-        println!("appended {appended}, duplicates {duplicates}, conflicts {conflicts}, rejected {rejected}");
+        outln!(
+            ctx,
+            "appended {appended}, duplicates {duplicates}, conflicts {conflicts}, rejected {rejected}"
+        )?;
     }
     Ok(if rejected > 0 {
         ExitCode::from(1)

@@ -7,7 +7,7 @@ use auditstore::export::csv::CsvSink;
 use auditstore::{Query, Timestamp};
 use clap::{Args, ValueEnum};
 
-use crate::ctx::{parse_org, parse_range_end, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, parse_org, parse_range_end, table, CliError, CliResult, Ctx};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Format {
@@ -67,8 +67,7 @@ pub fn run(ctx: &Ctx, args: QueryArgs) -> CliResult<ExitCode> {
         .format
         .unwrap_or(if ctx.json { Format::Jsonl } else { Format::Table });
     let mut scan = store.scan(&q)?;
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = BufWriter::with_capacity(1 << 16, ctx.out());
     match format {
         Format::Jsonl => {
             let mut line = String::with_capacity(1024);
@@ -133,7 +132,7 @@ pub fn get(ctx: &Ctx, id: &str) -> CliResult<ExitCode> {
     let store = ctx.open_store(false)?;
     match store.get_as_of(uuid, ctx.now())? {
         Some(event) => {
-            println!("{}", event.to_json());
+            outln!(ctx, "{}", event.to_json())?;
             Ok(ExitCode::SUCCESS)
         }
         None => Err(not_found()),

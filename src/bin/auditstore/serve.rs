@@ -1,4 +1,6 @@
-//! `serve`: the HTTP API and the web page (contract: `shared/spec/http.md`).
+//! `serve`: the HTTP API and the web page (contract: `shared/spec/http.md`),
+//! and the admin tool's commands on the same data directory, carried out
+//! through the admin socket (`remote`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,8 +10,10 @@ use auditstore::server::{self, ServerConfig};
 use auditstore::{Clock, OffsetClock, Options, Store, SystemClock};
 use clap::Args;
 use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
 
-use crate::ctx::{CliError, CliResult, Ctx};
+use crate::ctx::{outln, CliError, CliResult, Ctx};
+use crate::remote;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -24,20 +28,8 @@ pub struct ServeArgs {
     body_limit: usize,
 }
 
-/// SIGTERM or SIGINT.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+fn io(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
+    move |e| CliError::new("io", format!("{what}: {e}"))
 }
 
 pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
@@ -48,6 +40,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+    let dir = ctx.path(&ctx.data_dir);
     // `--as-of T`: the clock reads T now and runs forward in real time.
     let clock: Arc<dyn Clock> = match ctx.as_of {
         Some(t) => Arc::new(OffsetClock::new(t)),
@@ -57,11 +50,11 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         clock,
         ..Options::default()
     };
-    let store = Arc::new(Store::open_with(&ctx.data_dir, options)?);
+    let store = Arc::new(Store::open_with(&dir, options)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new("io", format!("start the async runtime: {e}")))?;
+        .map_err(io("start the async runtime"))?;
     let config = ServerConfig {
         secure_cookies: args.secure_cookies,
         body_limit: args.body_limit,
@@ -71,20 +64,33 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| CliError::new("io", format!("listen on {}: {e}", args.listen)))?;
-        let addr = listener.local_addr()?;
-        let url = format!("http://{addr}");
+        // Registered before anyone is told we listen: a signal sent as soon
+        // as the line is read is not lost.
+        let mut term = signal(SignalKind::terminate()).map_err(io("catch SIGTERM"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(io("catch SIGINT"))?;
+        let admin = remote::Listener::start(&dir, store.clone())
+            .map_err(|e| CliError::new("io", format!("the admin socket in {}: {e}", dir.display())))?;
+        let url = format!("http://{}", listener.local_addr()?);
         if ctx.json {
             ctx.print_json(&json!({ "listening": url }))?;
         } else {
-            println!("listening on {url}");
+            outln!(ctx, "listening on {url}")?;
         }
-        server::serve(store.clone(), listener, config, stop_signal()).await?;
-        Ok(())
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        let served = server::serve(store.clone(), listener, config, stop).await;
+        // The admin socket's commands in flight finish (stop waits for them).
+        let _ = tokio::task::spawn_blocking(move || admin.stop()).await;
+        served.map_err(io("serve"))
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     served?;
     // Everything acknowledged is already durable; a flush makes what the
-    // schedule or a buffered path wrote durable too, then the lock goes.
+    // schedule wrote durable too, then the last handle releases the lock.
     store.flush()?;
     drop(store);
     Ok(ExitCode::SUCCESS)

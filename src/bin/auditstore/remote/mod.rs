@@ -1,0 +1,39 @@
+//! The admin socket: while `serve` holds the store, the admin tool's
+//! commands on the same data directory are sent to it and carried out by
+//! it, with the client's output, input, working directory and user.
+//! The wire format is docs/admin-socket.md.
+
+pub mod client;
+mod listener;
+mod session;
+mod stdio;
+mod wire;
+
+pub use listener::Listener;
+
+/// The socket's name in the data directory.
+pub const SOCKET_NAME: &str = "admin.sock";
+
+/// What `bind` and `connect` are given for `dir/name`: that path, or where
+/// it is too long for a socket address (about 100 bytes), the same file
+/// through `/proc/self/fd/N/name` with the directory held open meanwhile.
+pub(crate) struct SocketPath {
+    pub path: std::path::PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+/// The longest path used as it is (a socket address holds 107 bytes).
+const SHORT_PATH: usize = 100;
+
+pub(crate) fn socket_path(dir: &std::path::Path, name: &str) -> std::io::Result<SocketPath> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(name);
+    if path.as_os_str().len() <= SHORT_PATH {
+        return Ok(SocketPath { path, _dir: None });
+    }
+    let dir = std::fs::File::open(dir)?;
+    Ok(SocketPath {
+        path: format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()).into(),
+        _dir: Some(dir),
+    })
+}

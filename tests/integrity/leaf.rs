@@ -1,0 +1,140 @@
+//! Leaf data: RFC 8785 of `{"org", "event"}`, checked byte for byte on the
+//! RFC's own examples carried in an event's payload and metadata.
+
+use auditstore::integrity::{event_leaf_hash, leaf_data, leaf_hash, LeafError};
+use auditstore::Event;
+use sha2::{Digest, Sha256};
+
+fn event(payload: &str, metadata: &str) -> Event {
+    let text = format!(
+        r#"{{"id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566","action":"context.create",
+        "actor":{{"type":"user","id":"u1","name":"ann"}},"target":{{"id":"c1","type":"context"}},
+        "payload":{payload},"occurred_at":"2026-06-01T12:00:00.5+02:00","metadata":{metadata},
+        "success":true}}"#
+    );
+    Event::from_json(&text).expect("test event parses")
+}
+
+/// The RFC 8785 §3.2.2 example (numbers, string escapes, literals).
+const RFC_EXAMPLE: &str = r#"{
+  "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+  "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+  "literals": [null, true, false]
+}"#;
+const RFC_EXAMPLE_JCS: &str = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
+
+/// The RFC 8785 §3.2.3 sorting example: UTF-16 code unit order puts the
+/// emoji (U+1F600, surrogates D83D DE00) before U+FB33, unlike UTF-8 order.
+const RFC_SORTING: &str = r#"{
+  "\u20ac": "Euro Sign",
+  "\r": "Carriage Return",
+  "\ufb33": "Hebrew Letter Dalet With Dagesh",
+  "1": "One",
+  "\ud83d\ude00": "Emoji: Grinning Face",
+  "\u0080": "Control",
+  "\u00f6": "Latin Small Letter O With Diaeresis"
+}"#;
+const RFC_SORTING_JCS: &str = concat!(
+    "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",",
+    "\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",",
+    "\"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
+);
+
+#[test]
+fn leaf_data_is_the_rfc_8785_form_byte_for_byte() {
+    let e = event(RFC_EXAMPLE, RFC_SORTING);
+    let got = String::from_utf8(leaf_data("org-01", &e).expect("leaf")).expect("UTF-8");
+    // Keys sorted at every level ("event" < "org"; inside the event,
+    // "action" < "actor" < ... < "version"); occurred_at as `get` prints it.
+    let want = format!(
+        concat!(
+            r#"{{"event":{{"action":"context.create","actor":{{"id":"u1","name":"ann","type":"user"}},"#,
+            r#""id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566","metadata":{sorting},"#,
+            r#""occurred_at":"2026-06-01T10:00:00.500Z","payload":{example},"success":true,"#,
+            r#""target":{{"id":"c1","type":"context"}},"version":1}},"org":"org-01"}}"#
+        ),
+        sorting = RFC_SORTING_JCS,
+        example = RFC_EXAMPLE_JCS
+    );
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_leaf_hash_is_sha256_of_0x00_and_the_leaf_data() {
+    let e = event("{}", "{}");
+    let data = leaf_data("org-01", &e).expect("leaf");
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(&data);
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(event_leaf_hash("org-01", &e).expect("hash"), want);
+    assert_eq!(leaf_hash(&data), want);
+    assert_ne!(
+        event_leaf_hash("org-02", &e).expect("hash"),
+        want,
+        "the organization is hashed"
+    );
+}
+
+#[test]
+fn spelling_of_the_same_json_does_not_change_the_leaf() {
+    let a = event(r#"{"b":1.0,"a":[1e2, "x"]}"#, r#"{"k":"\u0041"}"#);
+    let b = event(r#"{"a":[100,"x"],"b":1}"#, r#"{"k":"A"}"#);
+    assert_eq!(leaf_data("o", &a).expect("a"), leaf_data("o", &b).expect("b"));
+    let c = event(r#"{"a":[100,"x"],"b":2}"#, r#"{"k":"A"}"#);
+    assert_ne!(leaf_data("o", &a).expect("a"), leaf_data("o", &c).expect("c"));
+}
+
+#[test]
+fn numbers_are_written_as_ecmascript_does() {
+    let e = event(
+        r#"{"big":12345678901234567890,"neg":-0,"small":1e-7,"int":1e21,"frac":0.1}"#,
+        "{}",
+    );
+    let text = String::from_utf8(leaf_data("o", &e).expect("leaf")).expect("UTF-8");
+    assert!(
+        text.contains(
+            r#""payload":{"big":12345678901234567000,"frac":0.1,"int":1e+21,"neg":0,"small":1e-7}"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn org_strings_are_escaped_per_rfc_8785() {
+    let e = event("{}", "{}");
+    let text = String::from_utf8(leaf_data("a\"b\\c\u{1}é", &e).expect("leaf")).expect("UTF-8");
+    assert!(text.ends_with("\"org\":\"a\\\"b\\\\c\\u0001é\"}"), "{text}");
+}
+
+/// The event parser stores an object with a repeated key as sent (it keeps
+/// nested objects verbatim); JCS has no form for it, so it has no leaf. The
+/// store must refuse such events at append once the tree is wired in.
+#[test]
+fn a_repeated_key_is_stored_by_the_event_parser_but_has_no_leaf() {
+    for payload in [r#"{"a":1,"a":2}"#, r#"{"x":{"a":1,"\u0061":1}}"#] {
+        let e = Event::from_json(&event_text(payload)).expect("the event parser accepts it today");
+        match leaf_data("o", &e) {
+            Err(LeafError::DuplicateKey { key, id }) => {
+                assert_eq!(key, "a");
+                assert_eq!(id, "8d5f2a3e-0b1c-4d2e-9f30-112233445566");
+            }
+            other => panic!("{payload}: expected a duplicate key error, got {other:?}"),
+        }
+    }
+}
+
+/// A number beyond the double range has no JCS form either; the event
+/// parser already refuses it, so no stored event can reach `leaf_data` so.
+#[test]
+fn numbers_beyond_the_double_range_never_reach_the_leaf() {
+    assert!(Event::from_json(&event_text(r#"{"huge":1e400}"#)).is_err());
+    assert!(Event::from_json(&event_text(r#"{"fine":1e300}"#)).is_ok());
+}
+
+fn event_text(payload: &str) -> String {
+    format!(
+        r#"{{"id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566","action":"a","actor":{{"id":"u","type":"user"}},
+        "target":{{"id":"t","type":"x"}},"payload":{payload},"occurred_at":"2026-06-01T12:00:00Z","success":true}}"#
+    )
+}
