@@ -213,11 +213,8 @@ fn roles_within_the_own_organization() {
 
 /// http.md: `token revoke ID` stops the token at once, also in a running
 /// server (the admin tool hands the command to the server through the
-/// data directory's socket). Ignored until that forwarding is merged: until
-/// then the tool answers `locked` while `serve` holds the store, and
-/// `a_token_revoked_before_a_restart_stops_working` covers the rest.
+/// data directory's socket).
 #[test]
-#[ignore = "needs the admin tool's forwarding to a running server (not merged yet)"]
 fn a_token_revoked_while_the_server_runs_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (id, doomed) = token_named(dir.path(), "org-a", "member", "doomed");
