@@ -45,12 +45,14 @@ fn batch(round: usize, client: usize, n: usize) -> (Vec<String>, String) {
 }
 
 /// Clients that ingest until their server goes away (or `stop` is set);
-/// returns every id answered `200` with all of its batch stored.
-fn load(base: &str, token: &str, round: usize, stop: &AtomicBool, go: impl FnOnce()) -> Vec<String> {
+/// returns every id answered `200` with all of its batch stored, and the
+/// batches left without an answer (ids, body).
+fn load(base: &str, token: &str, round: usize, stop: &AtomicBool, go: impl FnOnce()) -> Load {
     let acked = Mutex::new(Vec::new());
+    let unanswered = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for client in 0..CLIENTS {
-            let acked = &acked;
+            let (acked, unanswered) = (&acked, &unanswered);
             s.spawn(move || {
                 let agent = agent();
                 let url = format!("{base}/api/v1/orgs/org-k/events");
@@ -66,15 +68,20 @@ fn load(base: &str, token: &str, round: usize, stop: &AtomicBool, go: impl FnOnc
                             acked.lock().unwrap().extend(ids);
                         }
                         Ok((status, text)) => panic!("client {client}: {status} {text}"),
-                        Err(_) => return,
+                        Err(_) => {
+                            unanswered.lock().unwrap().push((ids, body));
+                            return;
+                        }
                     }
                 }
             });
         }
         go();
     });
-    acked.into_inner().unwrap()
+    (acked.into_inner().unwrap(), unanswered.into_inner().unwrap())
 }
+
+type Load = (Vec<String>, Vec<(Vec<String>, String)>);
 
 /// Every event of org-k, checked to hold each id once.
 fn stored_once(server: &Server, member: &str) -> HashSet<String> {
@@ -100,7 +107,7 @@ fn sigkill_under_ingest_loses_no_acknowledged_event() {
         let wait = Duration::from_millis(150 + jitter(600));
         let stop = AtomicBool::new(false);
         let mut server = Some(server);
-        let acked = load(&base, &ingest, round, &stop, || {
+        let (acked, unanswered) = load(&base, &ingest, round, &stop, || {
             std::thread::sleep(wait);
             let status = server.take().unwrap().stop(libc::SIGKILL);
             assert_eq!(status.code(), None, "killed by a signal");
@@ -111,6 +118,25 @@ fn sigkill_under_ingest_loses_no_acknowledged_event() {
         );
         all_acked.extend(acked);
         let server = Server::start(dir.path());
+        // A client's retry of a batch the kill left unanswered: whatever of
+        // it was stored counts as duplicates, nothing is stored twice.
+        for (ids, body) in unanswered {
+            let (status, text) = try_post(
+                &server.agent,
+                &server.url("/api/v1/orgs/org-k/events"),
+                &ingest,
+                &body,
+            )
+            .unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(
+                v["appended"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(),
+                BATCH as u64,
+                "{v}"
+            );
+            all_acked.extend(ids);
+        }
         let stored = stored_once(&server, &member);
         let missing = all_acked.iter().filter(|id| !stored.contains(*id)).count();
         assert_eq!(
@@ -148,7 +174,7 @@ fn sigterm_answers_what_is_in_flight_and_exits_0() {
     slow.flush().unwrap();
 
     let stop = AtomicBool::new(false);
-    let acked = load(&base, &ingest, 0, &stop, || {
+    let (acked, _) = load(&base, &ingest, 0, &stop, || {
         std::thread::sleep(Duration::from_millis(300 + jitter(300)));
         server.signal(libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(300));
