@@ -17,7 +17,7 @@ pub mod api;
 pub mod caller;
 pub mod cursor;
 pub mod error;
-mod layers;
+pub mod layers;
 pub mod openapi;
 pub mod ops;
 mod schedule;
