@@ -35,7 +35,8 @@ const USAGE: &str = "\
 usage: http-load [--events N (1000000)] [--runs K (3)] [--batch B (1000)] [--clients C (4)]
                  [--orgs O (4)] [--seed S (42)] [--dir DIR (target/http-load)] [--keep]
                  [--bin PATH (auditstore next to this binary)] [--query-gap-ms MS (0)]
-                 [--no-query] [--perf FILE (perf record -g on the server, first run)]";
+                 [--no-query] [--idle-queries Q (1000: the query again after the ingest)]
+                 [--perf FILE (perf record -g on the server during the first run's ingest)]";
 
 /// Mean gap between generated events: 1,000,000 events span about 5.8 days.
 const STEP_NANOS: i64 = 500_000_000;
@@ -53,6 +54,7 @@ pub struct Args {
     pub bin: PathBuf,
     pub query_gap_ms: u64,
     pub query: bool,
+    pub idle_queries: usize,
     pub perf: Option<PathBuf>,
 }
 
@@ -73,6 +75,7 @@ fn parse_args() -> Res<Args> {
         bin: exe_dir.join("auditstore"),
         query_gap_ms: 0,
         query: true,
+        idle_queries: 1000,
         perf: None,
     };
     let mut it = std::env::args().skip(1);
@@ -88,6 +91,7 @@ fn parse_args() -> Res<Args> {
             "--dir" => a.dir = PathBuf::from(value()?),
             "--bin" => a.bin = PathBuf::from(value()?),
             "--query-gap-ms" => a.query_gap_ms = value()?.parse()?,
+            "--idle-queries" => a.idle_queries = value()?.parse()?,
             "--perf" => a.perf = Some(PathBuf::from(value()?)),
             "--keep" => a.keep = true,
             "--no-query" => a.query = false,
@@ -206,7 +210,7 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
         }
     );
     println!(
-        "{:>4} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "{:>4} {:>12} {:>12} {:>7} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "run",
         "http ev/s",
         "tool ev/s",
@@ -215,13 +219,15 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
         "q p99 ms",
         "q max ms",
         "queries",
+        "idle p50",
+        "idle p99",
         "srv cpu",
         "gen cpu",
         "tool cpu"
     );
     for (i, r) in runs.iter().enumerate() {
         println!(
-            "{:>4} {:>12.0} {:>12.0} {:>7.3} {:>9} {:>9} {:>9} {:>8} {:>9.2} {:>9.2} {:>9.2}",
+            "{:>4} {:>12.0} {:>12.0} {:>7.3} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9.2} {:>9.2} {:>9.2}",
             i + 1,
             r.http_rate,
             r.tool_rate,
@@ -230,6 +236,8 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
             ms(r.q_p99),
             ms(r.q_max),
             r.queries,
+            ms(r.idle_p50),
+            ms(r.idle_p99),
             r.server_cpu,
             r.gen_cpu,
             r.tool_cpu
@@ -237,7 +245,7 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
     }
     let col = |f: &dyn Fn(&RunResult) -> f64| median(runs.iter().map(f).collect());
     println!(
-        "{:>4} {:>12.0} {:>12.0} {:>7.3} {:>9} {:>9} {:>9} {:>8.0} {:>9.2} {:>9.2} {:>9.2}",
+        "{:>4} {:>12.0} {:>12.0} {:>7.3} {:>9} {:>9} {:>9} {:>8.0} {:>9} {:>9} {:>9.2} {:>9.2} {:>9.2}",
         "med",
         col(&|r| r.http_rate),
         col(&|r| r.tool_rate),
@@ -246,6 +254,8 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
         ms(col(&|r| r.q_p99)),
         ms(col(&|r| r.q_max)),
         col(&|r| r.queries as f64),
+        ms(col(&|r| r.idle_p50)),
+        ms(col(&|r| r.idle_p99)),
         col(&|r| r.server_cpu),
         col(&|r| r.gen_cpu),
         col(&|r| r.tool_cpu)
@@ -254,6 +264,10 @@ fn report(a: &Args, w: &Workload, runs: &[RunResult]) {
         "ratio: median {:.3} (target >= 0.60); query p99: median {} ms (target < 10 ms)",
         col(&|r| r.http_rate / r.tool_rate),
         ms(col(&|r| r.q_p99))
+    );
+    println!(
+        "idle p50/p99: the same query, {} times, after the ingest",
+        a.idle_queries
     );
     println!(
         "cpu columns: seconds of CPU (user+system) per second of that side's wall time \

@@ -36,6 +36,9 @@ pub struct RunResult {
     pub server_cpu: f64,
     pub gen_cpu: f64,
     pub tool_cpu: f64,
+    /// The same query after the ingest (nothing else running on the server).
+    pub idle_p50: f64,
+    pub idle_p99: f64,
 }
 
 /// (own user+system, waited-for children's user+system) CPU seconds of a process.
@@ -118,6 +121,16 @@ struct Server {
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
+impl Drop for Server {
+    /// On an error path (a failed check, a hung request): no server left behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start_server(a: &Args, dir: &Path) -> Res<Server> {
     let log = std::fs::File::create(dir.with_extension("serve.log"))?;
     let mut child = tool(a, dir)
@@ -138,7 +151,7 @@ fn start_server(a: &Args, dir: &Path) -> Res<Server> {
     })
 }
 
-fn stop(mut s: Server) -> Res<()> {
+fn stop(s: &mut Server) -> Res<()> {
     signal(&s.child, libc::SIGTERM);
     let status = s.child.wait()?;
     if !status.success() {
@@ -213,6 +226,8 @@ struct HttpSide {
     full_pages: usize,
     server_cpu: f64,
     gen_cpu: f64,
+    /// Query latencies after the ingest, sorted.
+    idle: Vec<f64>,
 }
 
 fn http_side(a: &Args, w: &Workload, dir: &Path, perf: Option<&PathBuf>) -> Res<HttpSide> {
@@ -225,7 +240,7 @@ fn http_side(a: &Args, w: &Workload, dir: &Path, perf: Option<&PathBuf>) -> Res<
         ingest_tokens.insert(org.to_owned(), make_token(a, dir, org, "ingest")?);
     }
     let member = make_token(a, dir, &w.query_org, "member")?;
-    let server = start_server(a, dir)?;
+    let mut server = start_server(a, dir)?;
     let addr = server.addr;
     // Whole requests, formatted before the clock starts.
     let requests: Vec<(Vec<u8>, usize)> = w
@@ -321,7 +336,21 @@ fn http_side(a: &Args, w: &Workload, dir: &Path, perf: Option<&PathBuf>) -> Res<
         signal(&p, libc::SIGINT);
         p.wait()?;
     }
-    stop(server)?;
+    // The same query with the ingest over: what the page costs alone.
+    let mut idle = Vec::with_capacity(a.idle_queries);
+    if a.query {
+        let mut conn = Conn::new(addr);
+        for _ in 0..a.idle_queries {
+            let t = Instant::now();
+            let r = conn.send(&query_request)?;
+            idle.push(t.elapsed().as_secs_f64());
+            if r.status != 200 {
+                return Err(format!("idle query: status {}", r.status).into());
+            }
+        }
+    }
+    idle.sort_by(f64::total_cmp);
+    stop(&mut server)?;
     let (mut latencies, full_pages) = match queried {
         Some(q) => q?,
         None => (Vec::new(), 0),
@@ -334,6 +363,7 @@ fn http_side(a: &Args, w: &Workload, dir: &Path, perf: Option<&PathBuf>) -> Res<
         full_pages,
         server_cpu,
         gen_cpu,
+        idle,
     })
 }
 
@@ -372,5 +402,7 @@ pub fn one(a: &Args, w: &Workload, i: usize) -> Res<RunResult> {
         server_cpu: http.server_cpu,
         gen_cpu: http.gen_cpu,
         tool_cpu,
+        idle_p50: percentile(&http.idle, 0.50),
+        idle_p99: percentile(&http.idle, 0.99),
     })
 }
