@@ -298,7 +298,7 @@ fn real_main() -> Res<()> {
         let r = run::one(&a, &w, i)?;
         eprintln!(
             "run {}: http {:.0} ev/s, tool {:.0} ev/s, ratio {:.3}, query p50 {} ms p99 {} ms max {} ms \
-             ({} queries, {} full pages)",
+             ({} queries, {} full pages); {} appended on each side",
             i + 1,
             r.http_rate,
             r.tool_rate,
@@ -307,7 +307,8 @@ fn real_main() -> Res<()> {
             ms(r.q_p99),
             ms(r.q_max),
             r.queries,
-            r.full_pages
+            r.full_pages,
+            r.appended
         );
         results.push(r);
     }

@@ -39,6 +39,8 @@ pub struct RunResult {
     /// The same query after the ingest (nothing else running on the server).
     pub idle_p50: f64,
     pub idle_p99: f64,
+    /// Events stored (the same on both sides, or the run fails).
+    pub appended: u64,
 }
 
 /// (own user+system, waited-for children's user+system) CPU seconds of a process.
@@ -404,5 +406,6 @@ pub fn one(a: &Args, w: &Workload, i: usize) -> Res<RunResult> {
         tool_cpu,
         idle_p50: percentile(&http.idle, 0.50),
         idle_p99: percentile(&http.idle, 0.99),
+        appended: tool_appended,
     })
 }
