@@ -374,7 +374,7 @@ pub fn one(a: &Args, w: &Workload, i: usize) -> Res<RunResult> {
     let base = a.dir.join(format!("run-{}", i + 1));
     let (http_dir, tool_dir) = (base.join("http"), base.join("tool"));
     let perf = if i == 0 { a.perf.as_ref() } else { None };
-    let (http, tool) = if i % 2 == 0 {
+    let (http, tool) = if i.is_multiple_of(2) {
         let h = http_side(a, w, &http_dir, perf)?;
         (h, tool_side(a, w, &tool_dir)?)
     } else {
