@@ -102,9 +102,7 @@ pub async fn serve(
     let scheduler = tokio::spawn(schedule::run(state.clone(), stop_rx));
     // Connection info: the sign-in limiter counts failures per address.
     let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     served

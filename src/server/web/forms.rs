@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn forms_decode_with_missing_fields_empty() {
         let f: SignInForm = parse(b"user=ann%20b&password=p%26w").unwrap_or_default();
-        assert_eq!((f.user.as_str(), f.password.as_str(), f.csrf.as_str()), ("ann b", "p&w", ""));
+        assert_eq!(
+            (f.user.as_str(), f.password.as_str(), f.csrf.as_str()),
+            ("ann b", "p&w", "")
+        );
         assert!(plausible_token(&"a".repeat(64)));
         assert!(!plausible_token("<script>"));
     }

@@ -81,11 +81,9 @@ impl Limiter {
             // The attempt is allowed again once all but `limit - 1` failures
             // are older than the window.
             let must_age = recent[recent.len() - limit];
-            Some(Timestamp::from_nanos(
-                must_age
-                    .as_nanos()
-                    .saturating_add(self.limits.window_secs.saturating_mul(1_000_000_000)),
-            ))
+            Some(Timestamp::from_nanos(must_age.as_nanos().saturating_add(
+                self.limits.window_secs.saturating_mul(1_000_000_000),
+            )))
         };
         let by_user = blocked_until(Key::User(normalize(user)), self.limits.per_user);
         let by_address = blocked_until(Key::Address(address.to_owned()), self.limits.per_address);

@@ -84,7 +84,13 @@ async fn load(state: &AppState, session: &Session) -> Result<Loaded, Response> {
 
 /// Render the page for `session` with an optional notice and the form's
 /// previous values.
-async fn render(state: &AppState, session: &Session, status: StatusCode, notice: Option<Notice>, form: (&str, &str)) -> Response {
+async fn render(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form: (&str, &str),
+) -> Response {
     let loaded = match load(state, session).await {
         Ok(l) => l,
         Err(failed) => return failed,
@@ -102,8 +108,16 @@ async fn render(state: &AppState, session: &Session, status: StatusCode, notice:
         limit_text: view::limit_text(loaded.plan, &loaded.rules),
         lifecycle_text: view::lifecycle_text(&loaded.rules, loaded.schedule),
         button: view::button(admin, &loaded.rules, &loaded.requests, now),
-        from: if form.0.is_empty() { min_date.clone() } else { form.0.to_owned() },
-        to: if form.1.is_empty() { max_date.clone() } else { form.1.to_owned() },
+        from: if form.0.is_empty() {
+            min_date.clone()
+        } else {
+            form.0.to_owned()
+        },
+        to: if form.1.is_empty() {
+            max_date.clone()
+        } else {
+            form.1.to_owned()
+        },
         min_date,
         max_date,
         notice,
@@ -114,7 +128,11 @@ async fn render(state: &AppState, session: &Session, status: StatusCode, notice:
 }
 
 /// `GET /audit-log`.
-pub async fn show(State(state): State<AppState>, signed_in: SignedIn, query: axum::extract::RawQuery) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    query: axum::extract::RawQuery,
+) -> Response {
     let Some((_, session)) = signed_in.0 else {
         return see_other("/", &[]);
     };
@@ -133,14 +151,24 @@ pub async fn request(State(state): State<AppState>, signed_in: SignedIn, body: B
     };
     let form: RequestForm = forms::parse(&body).unwrap_or_default();
     if !forms::token_ok(&form.csrf, Some(&session.csrf)) {
-        return forbidden(&session, "This form was not sent from the Audit Log page. Reload the page and try again.");
+        return forbidden(
+            &session,
+            "This form was not sent from the Audit Log page. Reload the page and try again.",
+        );
     }
     let (Ok(from), Ok(to)) = (parse_date(&form.from), parse_date(&form.to)) else {
         let notice = Notice {
             error: true,
             text: "Enter a start date and an end date.".into(),
         };
-        return render(&state, &session, StatusCode::BAD_REQUEST, Some(notice), (&form.from, &form.to)).await;
+        return render(
+            &state,
+            &session,
+            StatusCode::BAD_REQUEST,
+            Some(notice),
+            (&form.from, &form.to),
+        )
+        .await;
     };
     let org = session.user.org.clone();
     let user = session.user.user.clone();
@@ -174,7 +202,10 @@ pub async fn request(State(state): State<AppState>, signed_in: SignedIn, body: B
 fn refusal(e: ExportError) -> Option<(StatusCode, String)> {
     let text = match &e {
         ExportError::Forbidden { .. } => {
-            return Some((StatusCode::FORBIDDEN, "Only organization admins may request audit logs.".into()))
+            return Some((
+                StatusCode::FORBIDDEN,
+                "Only organization admins may request audit logs.".into(),
+            ))
         }
         ExportError::PlanNotEligible { .. } => {
             return Some((

@@ -46,7 +46,13 @@ impl FromRequestParts<AppState> for SignInToken {
 
 /// The sign-in page with `status`, keeping (or making) the pre-session
 /// token so that a second tab does not invalidate the first one's form.
-fn page(state: &AppState, token: Option<String>, status: StatusCode, user: &str, error: Option<String>) -> Response {
+fn page(
+    state: &AppState,
+    token: Option<String>,
+    status: StatusCode,
+    user: &str,
+    error: Option<String>,
+) -> Response {
     let token = match token.map_or_else(random_hex, Ok) {
         Ok(t) => t,
         Err(e) => {
@@ -96,7 +102,13 @@ pub async fn submit(
             "Too many failed sign-in attempts. Try again at {} UTC.",
             until.to_chrono().format("%H:%M")
         );
-        return page(&state, token.0, StatusCode::TOO_MANY_REQUESTS, &form.user, Some(msg));
+        return page(
+            &state,
+            token.0,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.user,
+            Some(msg),
+        );
     }
     let (name, pass) = (form.user.clone(), form.password);
     // argon2 is deliberately slow: off the async workers.
@@ -109,7 +121,13 @@ pub async fn submit(
             limiter.failed(&form.user, &addr, now);
             // The same words whether or not the user exists.
             let msg = "The user name or password is incorrect.";
-            return page(&state, token.0, StatusCode::UNAUTHORIZED, &form.user, Some(msg.into()));
+            return page(
+                &state,
+                token.0,
+                StatusCode::UNAUTHORIZED,
+                &form.user,
+                Some(msg.into()),
+            );
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "sign-in failed");
@@ -153,4 +171,3 @@ pub async fn sign_out(State(state): State<AppState>, signed_in: SignedIn, body: 
     let secure = state.config.secure_cookies;
     see_other("/", &[set_cookie(COOKIE, "", "Lax", 0, secure)])
 }
-

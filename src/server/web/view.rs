@@ -77,7 +77,9 @@ pub fn button(admin: bool, rules: &PlanPolicy, requests: &[ExportRequest], now: 
         return disabled("Only organization admins may request audit logs.".into());
     }
     if !rules.eligible {
-        return disabled("Your plan does not include audit log exports. Contact support to request audit logs.".into());
+        return disabled(
+            "Your plan does not include audit log exports. Contact support to request audit logs.".into(),
+        );
     }
     // The same rule and input as the request itself: every request of the
     // window that did not fail counts, pending ones included.
@@ -200,7 +202,10 @@ mod tests {
     #[test]
     fn instants_and_timeframes_read_well() {
         assert_eq!(instant(t("2026-12-07T10:31:05Z")), "Dec 7, 2026, 10:31 UTC");
-        let r = row(&request("2026-07-01T09:00:00Z", Status::Requested), t("2026-07-01T09:05:00Z"));
+        let r = row(
+            &request("2026-07-01T09:00:00Z", Status::Requested),
+            t("2026-07-01T09:05:00Z"),
+        );
         assert_eq!(r.timeframe, "2026-06-01 – 2026-06-30");
         assert_eq!((r.status.as_str(), r.expires_on.as_str()), ("Processing", "—"));
     }
@@ -221,7 +226,10 @@ mod tests {
         assert_eq!(row(&ok, t("2026-07-11T09:30:00Z")).status, "Expired");
         ok.has_data = false;
         assert_eq!(row(&ok, now).status, "0 results");
-        assert_eq!(row(&request("2026-07-01T09:00:00Z", Status::Failed), now).status, "Error processing");
+        assert_eq!(
+            row(&request("2026-07-01T09:00:00Z", Status::Failed), now).status,
+            "Error processing"
+        );
     }
 
     #[test]
@@ -229,7 +237,9 @@ mod tests {
         let now = t("2026-07-20T12:00:00Z");
         let perf = PlanPolicy::default_for(Plan::Performance);
         let recent = [request("2026-07-01T09:31:00Z", Status::Success)];
-        assert!(button(false, &perf, &[], now).reason.contains("Only organization admins"));
+        assert!(button(false, &perf, &[], now)
+            .reason
+            .contains("Only organization admins"));
         let free = PlanPolicy::default_for(Plan::Free);
         assert!(button(true, &free, &[], now).reason.contains("Contact support"));
         assert!(!button(true, &perf, &[], now).disabled);
@@ -237,7 +247,15 @@ mod tests {
         assert!(b.disabled);
         assert!(b.reason.contains("Jul 31, 2026, 09:31 UTC"), "{}", b.reason);
         // A failed request gives its slot back; an old one has aged out.
-        assert!(!button(true, &perf, &[request("2026-07-01T09:31:00Z", Status::Failed)], now).disabled);
+        assert!(
+            !button(
+                true,
+                &perf,
+                &[request("2026-07-01T09:31:00Z", Status::Failed)],
+                now
+            )
+            .disabled
+        );
         assert!(!button(true, &perf, &recent, t("2026-07-31T09:31:00Z")).disabled);
         let server = PlanPolicy::default_for(Plan::Server);
         assert!(!button(true, &server, &recent, now).disabled);
@@ -253,6 +271,9 @@ mod tests {
         assert!(limit_text(Plan::Free, &PlanPolicy::default_for(Plan::Free)).contains("Contact support"));
         assert!(lifecycle_text(&scale, Schedule::default()).contains("every hour at :30"));
         assert!(lifecycle_text(&scale, Schedule::default()).contains("expire 10 days after processing"));
-        assert_eq!(date_bounds(t("2028-02-29T23:00:00Z")), ("2027-02-28".into(), "2028-02-29".into()));
+        assert_eq!(
+            date_bounds(t("2028-02-29T23:00:00Z")),
+            ("2027-02-28".into(), "2028-02-29".into())
+        );
     }
 }

@@ -4,11 +4,12 @@
 //! live :30 processing run to **Download logs**, and ten days later to
 //! *Expired*.
 //!
-//! Needs `chromium` and `chromium-driver` (apt); without them the test
-//! fails with instructions unless `AUDITSTORE_SKIP_BROWSER=1`. With
-//! `AUDITSTORE_SCREENSHOT=docs/audit-log.png` it also writes the
-//! README's screenshot.
-#![cfg(feature = "server")]
+//! Run it with `cargo build && cargo test -p auditstore-browser` (it
+//! drives the binary `cargo build` made). Needs `chromium` and
+//! `chromium-driver` (apt); without them the test fails with instructions
+//! unless `AUDITSTORE_SKIP_BROWSER=1`. With
+//! `AUDITSTORE_SCREENSHOT=docs/audit-log.png` it also writes the README's
+//! screenshot (the path is relative to the repository).
 
 mod fixture;
 mod support;
@@ -55,7 +56,9 @@ async fn browser(driver_url: &str, chromium: &Path, downloads: &Path, profile: &
 
 /// The element `by`, waiting for it while a navigation completes.
 async fn wait(driver: &WebDriver, by: By) -> R<WebElement> {
-    let query = driver.query(by).wait(Duration::from_secs(10), Duration::from_millis(50));
+    let query = driver
+        .query(by)
+        .wait(Duration::from_secs(10), Duration::from_millis(50));
     Ok(query.first().await?)
 }
 
@@ -97,7 +100,10 @@ async fn rows(driver: &WebDriver) -> R<Vec<Vec<String>>> {
 async fn set_date(driver: &WebDriver, id: &str, value: &str) -> R {
     let input = driver.find(By::Id(id)).await?;
     driver
-        .execute("arguments[0].value = arguments[1];", vec![input.to_json()?, json!(value)])
+        .execute(
+            "arguments[0].value = arguments[1];",
+            vec![input.to_json()?, json!(value)],
+        )
         .await?;
     Ok(())
 }
@@ -131,7 +137,11 @@ async fn the_audit_log_page_in_chromium() -> R {
     };
     let started = Instant::now();
     let tmp = tempfile::tempdir()?;
-    let (data, downloads, profile) = (tmp.path().join("data"), tmp.path().join("dl"), tmp.path().join("profile"));
+    let (data, downloads, profile) = (
+        tmp.path().join("data"),
+        tmp.path().join("dl"),
+        tmp.path().join("profile"),
+    );
     std::fs::create_dir_all(&downloads)?;
     fixture::prepare(&data);
     let chromedriver = start_chromedriver(&chromedriver);
@@ -139,8 +149,15 @@ async fn the_audit_log_page_in_chromium() -> R {
     let outcome = flow(&driver, &data, &downloads).await;
     if outcome.is_err() {
         // What the browser showed when the flow stopped.
-        let url = driver.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-        eprintln!("page at failure ({url}):\n{}", driver.source().await.unwrap_or_default());
+        let url = driver
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "page at failure ({url}):\n{}",
+            driver.source().await.unwrap_or_default()
+        );
     }
     driver.quit().await?;
     outcome?;
@@ -159,14 +176,23 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     assert!(driver.current_url().await?.path().ends_with("/audit-log"));
     assert_eq!(text_of(driver, By::Tag("h1")).await?, "Audit Log");
     let intro = text_of(driver, By::Css("section.intro")).await?;
-    assert!(intro.contains("allows 1 audit log request per 30 days"), "{intro}");
-    assert!(intro.contains("Downloads expire 10 days after processing"), "{intro}");
+    assert!(
+        intro.contains("allows 1 audit log request per 30 days"),
+        "{intro}"
+    );
+    assert!(
+        intro.contains("Downloads expire 10 days after processing"),
+        "{intro}"
+    );
     assert!(intro.contains("All dates and times are in UTC."), "{intro}");
     let from = driver.find(By::Id("from")).await?;
     assert_eq!(from.attr("min").await?.as_deref(), Some("2025-12-07"));
     assert_eq!(from.attr("max").await?.as_deref(), Some("2026-12-07"));
     // The label is tied to its input (a click on it focuses the input).
-    assert_eq!(driver.find(By::Css("label[for=from]")).await?.text().await?, "Start date");
+    assert_eq!(
+        driver.find(By::Css("label[for=from]")).await?.text().await?,
+        "Start date"
+    );
     assert_eq!(button(driver).await?, (false, String::new()));
     set_date(driver, "from", "2026-12-02").await?;
     set_date(driver, "to", "2026-12-04").await?;
@@ -180,20 +206,28 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     assert_eq!((table[0][3].as_str(), table[0][4].as_str()), ("—", "Processing"));
     // The performance plan's one request is used: disabled until it is 30 days old.
     let (disabled, title) = button(driver).await?;
-    assert!(disabled && title.contains("New requests can be made on Jan 6, 2027, 09:2"), "{title}");
+    assert!(
+        disabled && title.contains("New requests can be made on Jan 6, 2027, 09:2"),
+        "{title}"
+    );
     sign_out(driver).await?;
 
     // A member sees why they cannot request; a free plan is told to contact support.
     sign_in(driver, &base, "mo", PASSWORD).await?;
     let (disabled, title) = button(driver).await?;
-    assert!(disabled && title == "Only organization admins may request audit logs.", "{title}");
+    assert!(
+        disabled && title == "Only organization admins may request audit logs.",
+        "{title}"
+    );
     assert_eq!(text_of(driver, By::Id("request-reason")).await?, title);
     assert!(driver.find_all(By::Css("table.requests")).await?.is_empty());
     sign_out(driver).await?;
     sign_in(driver, &base, "fay", PASSWORD).await?;
     let (disabled, title) = button(driver).await?;
     assert!(disabled && title.contains("Contact support"), "{title}");
-    assert!(text_of(driver, By::Id("plan-limit")).await?.contains("Contact support"));
+    assert!(text_of(driver, By::Id("plan-limit"))
+        .await?
+        .contains("Contact support"));
     sign_out(driver).await?;
 
     // The server plan: every state in the table, and the full export link.
@@ -205,10 +239,13 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     let statuses: Vec<String> = rows(driver).await?.into_iter().map(|r| r[4].clone()).collect();
     assert_eq!(statuses, ["Processing", "Download logs", "0 results", "Expired"]);
     let full = driver.find(By::Id("full-export")).await?;
-    assert_eq!(full.attr("href").await?.as_deref(), Some("/api/v1/orgs/globex/export/full"));
+    assert_eq!(
+        full.attr("href").await?.as_deref(),
+        Some("/api/v1/orgs/globex/export/full")
+    );
     if let Some(path) = std::env::var_os("AUDITSTORE_SCREENSHOT").filter(|p| !p.is_empty()) {
         let png = driver.screenshot_as_png().await?;
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
         std::fs::write(&path, png)?;
         eprintln!("screenshot written to {}", path.display());
     }
@@ -221,7 +258,10 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     sign_in(driver, &base, "ann", PASSWORD).await?;
     let deadline = Instant::now() + Duration::from_secs(15);
     while driver.find_all(By::Css("a.download")).await?.is_empty() {
-        assert!(Instant::now() < deadline, "no Download logs link after the 09:30 run");
+        assert!(
+            Instant::now() < deadline,
+            "no Download logs link after the 09:30 run"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         driver.refresh().await?;
     }
@@ -231,10 +271,16 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     // found nothing due): expiry is ten days after that.
     assert_eq!(table[0][3], "Dec 17, 2026, 09:30 UTC");
     driver.find(By::Css("a.download")).await?.click().await?;
-    let csv = wait_for_file(&downloads.join("audit-log-acme-2026-12-02-2026-12-04.csv"), Duration::from_secs(15))?;
+    let csv = wait_for_file(
+        &downloads.join("audit-log-acme-2026-12-02-2026-12-04.csv"),
+        Duration::from_secs(15),
+    )?;
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     assert_eq!(reader.headers()?.get(0), Some("id"));
-    let ids: BTreeSet<String> = reader.records().map(|r| r.map(|r| r[0].to_owned())).collect::<Result<_, _>>()?;
+    let ids: BTreeSet<String> = reader
+        .records()
+        .map(|r| r.map(|r| r[0].to_owned()))
+        .collect::<Result<_, _>>()?;
     let expected: BTreeSet<String> = fixture::ACME_EVENTS
         .iter()
         .filter(|(_, _, inside)| *inside)

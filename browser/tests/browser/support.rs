@@ -1,5 +1,6 @@
 //! The processes a browser test drives: `chromedriver` (Debian's, found on
-//! PATH: nothing is downloaded), `auditstore serve`, the admin tool.
+//! PATH: nothing is downloaded), `auditstore serve`, the admin tool (the
+//! workspace's `target/debug/auditstore`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -7,8 +8,51 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The admin tool and server binary of this build.
-pub const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
+/// The admin tool and server binary: `AUDITSTORE_BIN`, else the one
+/// `cargo build` made in the workspace's target directory. It must be at
+/// least as new as every source file, so that a stale build is never
+/// what the test judges.
+pub fn bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = match std::env::var_os("AUDITSTORE_BIN").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+            target.join("debug").join("auditstore")
+        }
+    };
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run `cargo build` first (or set AUDITSTORE_BIN)",
+                bin.display()
+            )
+        });
+    let newest = newest_source(&root.join("src"));
+    assert!(
+        newest.is_none_or(|t| t <= built),
+        "{} is older than the sources: run `cargo build` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The latest modification time of a file under `dir`.
+fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
 
 /// The first of `names` on PATH (or the path in env var `override_var`).
 fn find(override_var: &str, names: &[&str]) -> Option<PathBuf> {
@@ -80,7 +124,10 @@ pub fn start_chromedriver(path: &Path) -> Driver {
     let guard = Guard(child);
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Driver {
@@ -91,7 +138,7 @@ pub fn start_chromedriver(path: &Path) -> Driver {
 
 /// Run the admin tool on `dir` as of `as_of`, with `stdin`; it must succeed.
 pub fn tool(dir: &Path, as_of: &str, args: &[&str], stdin: &str) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("--data-dir")
         .arg(dir)
         .args(["--as-of", as_of])
@@ -121,7 +168,7 @@ pub struct Server {
 impl Server {
     /// Serve `dir` on a free port with the clock starting at `as_of`.
     pub fn start(dir: &Path, as_of: &str) -> Server {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .arg("--data-dir")
             .arg(dir)
             .args(["--as-of", as_of, "serve", "--listen", "127.0.0.1:0"])
@@ -132,7 +179,9 @@ impl Server {
         let stdout = child.stdout.take().expect("the server's stdout");
         let guard = Guard(child);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let url = line
             .trim()
             .strip_prefix("listening on ")

@@ -43,21 +43,50 @@ pub fn prepare(dir: &Path) {
         ("globex", "admin", "gil"),
         ("freeco", "admin", "fay"),
     ] {
-        let args = ["user", "add", "--org", org, "--role", role, name, "--password-stdin"];
+        let args = [
+            "user",
+            "add",
+            "--org",
+            org,
+            "--role",
+            role,
+            name,
+            "--password-stdin",
+        ];
         t(&args, &format!("{PASSWORD}\n"));
     }
     let acme: Vec<String> = ACME_EVENTS.iter().map(|(n, at, _)| event(*n, at)).collect();
     t(&["ingest", "--org", "acme"], &acme.join("\n"));
     // Another organization's event inside the window never shows in acme's file.
-    let globex = [event(100, "2026-11-10T10:00:00Z"), event(101, "2026-12-03T09:00:00Z")];
+    let globex = [
+        event(100, "2026-11-10T10:00:00Z"),
+        event(101, "2026-12-03T09:00:00Z"),
+    ];
     t(&["ingest", "--org", "globex"], &globex.join("\n"));
     // globex's past requests: expired by now, without data, ready.
     for (made, processed, from, to) in [
-        ("2026-11-20T08:00:00Z", "2026-11-20T08:30:00Z", "2026-11-01", "2026-11-15"),
-        ("2026-12-06T10:00:00Z", "2026-12-06T10:30:00Z", "2026-06-01", "2026-06-30"),
-        ("2026-12-07T08:00:00Z", "2026-12-07T08:30:00Z", "2026-12-01", "2026-12-05"),
+        (
+            "2026-11-20T08:00:00Z",
+            "2026-11-20T08:30:00Z",
+            "2026-11-01",
+            "2026-11-15",
+        ),
+        (
+            "2026-12-06T10:00:00Z",
+            "2026-12-06T10:30:00Z",
+            "2026-06-01",
+            "2026-06-30",
+        ),
+        (
+            "2026-12-07T08:00:00Z",
+            "2026-12-07T08:30:00Z",
+            "2026-12-01",
+            "2026-12-05",
+        ),
     ] {
-        let request = ["export", "request", "--org", "globex", "--user", "gil", "--from", from, "--to", to];
+        let request = [
+            "export", "request", "--org", "globex", "--user", "gil", "--from", from, "--to", to,
+        ];
         tool(dir, made, &request, "");
         tool(dir, processed, &["export", "process"], "");
     }
