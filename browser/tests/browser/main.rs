@@ -197,7 +197,11 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     set_date(driver, "from", "2026-12-02").await?;
     set_date(driver, "to", "2026-12-04").await?;
     driver.find(By::Id("request-button")).await?.click().await?;
-    wait(driver, By::Id("notice")).await?;
+    let notice = wait(driver, By::Id("notice")).await?.text().await?;
+    assert!(
+        notice.ends_with("processed at the Dec 7, 2026, 09:30 UTC run."),
+        "{notice}"
+    );
     let table = rows(driver).await?;
     assert_eq!(table.len(), 1, "{table:?}");
     assert_eq!(table[0][0], "2026-12-02 – 2026-12-04");

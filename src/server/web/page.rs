@@ -31,7 +31,7 @@ struct AuditLogPage {
     from: String,
     to: String,
     button: Button,
-    notice: Option<Notice>,
+    notice: Option<NoticeView>,
     rows: Vec<Row>,
     full_export_href: Option<String>,
 }
@@ -45,8 +45,16 @@ struct ForbiddenPage<'a> {
     message: &'a str,
 }
 
-/// A message above the form: the outcome of the last submission.
-pub struct Notice {
+/// The outcome of the last submission, shown above the form.
+pub enum Notice {
+    /// A request was made (the redirect after it says so).
+    Received,
+    /// A request was refused, in words for people.
+    Refused(String),
+}
+
+/// A notice as the template shows it.
+pub struct NoticeView {
     pub error: bool,
     pub text: String,
 }
@@ -120,7 +128,13 @@ async fn render(
         },
         min_date,
         max_date,
-        notice,
+        notice: notice.map(|n| match n {
+            Notice::Received => NoticeView {
+                error: false,
+                text: view::received(loaded.requests.first(), loaded.schedule),
+            },
+            Notice::Refused(text) => NoticeView { error: true, text },
+        }),
         rows: loaded.requests.iter().map(|r| view::row(r, now)).collect(),
         full_export_href: (admin && loaded.rules.full_export).then(|| view::full_export_href(org)),
     };
@@ -137,10 +151,7 @@ pub async fn show(
         return see_other("/", &[]);
     };
     // Set by the redirect after a request was made (post/redirect/get).
-    let notice = query.0.filter(|q| q == "requested").map(|_| Notice {
-        error: false,
-        text: "Your request was received. It appears as Processing until the next processing run.".into(),
-    });
+    let notice = query.0.filter(|q| q == "requested").map(|_| Notice::Received);
     render(&state, &session, StatusCode::OK, notice, ("", "")).await
 }
 
@@ -157,10 +168,7 @@ pub async fn request(State(state): State<AppState>, signed_in: SignedIn, body: B
         );
     }
     let (Ok(from), Ok(to)) = (parse_date(&form.from), parse_date(&form.to)) else {
-        let notice = Notice {
-            error: true,
-            text: "Enter a start date and an end date.".into(),
-        };
+        let notice = Notice::Refused("Enter a start date and an end date.".into());
         return render(
             &state,
             &session,
@@ -190,7 +198,7 @@ pub async fn request(State(state): State<AppState>, signed_in: SignedIn, body: B
     };
     match refusal {
         Some((status, text)) => {
-            let notice = Notice { error: true, text };
+            let notice = Notice::Refused(text);
             render(&state, &session, status, Some(notice), (&form.from, &form.to)).await
         }
         None => super::failure_page(),

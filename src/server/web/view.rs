@@ -103,6 +103,18 @@ pub fn button(admin: bool, rules: &PlanPolicy, requests: &[ExportRequest], now: 
     }
 }
 
+/// The words after a request was made: when the newest request (the one
+/// just made, if it is still pending) will be processed.
+pub fn received(newest: Option<&ExportRequest>, schedule: Schedule) -> String {
+    match newest.filter(|r| r.status == Status::Requested) {
+        Some(r) => format!(
+            "Your request was received. It will be processed at the {} run.",
+            instant(schedule.next_mark(r.created_at))
+        ),
+        None => "Your request was received.".to_owned(),
+    }
+}
+
 /// The date inputs' bounds: (one year ago, today), by `now`.
 pub fn date_bounds(now: Timestamp) -> (String, String) {
     let today = now.date();
@@ -208,6 +220,20 @@ mod tests {
         );
         assert_eq!(r.timeframe, "2026-06-01 – 2026-06-30");
         assert_eq!((r.status.as_str(), r.expires_on.as_str()), ("Processing", "—"));
+    }
+
+    #[test]
+    fn a_received_request_says_when_it_runs() {
+        let r = request("2026-07-01T09:31:00Z", Status::Requested);
+        assert_eq!(
+            received(Some(&r), Schedule::default()),
+            "Your request was received. It will be processed at the Jul 1, 2026, 10:30 UTC run."
+        );
+        let done = request("2026-07-01T09:31:00Z", Status::Success);
+        assert_eq!(
+            received(Some(&done), Schedule::default()),
+            "Your request was received."
+        );
     }
 
     #[test]
