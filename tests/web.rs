@@ -259,6 +259,7 @@ async fn a_wrong_password_is_refused_and_repeated_failures_are_limited() {
         "{}",
         limited.body
     );
+    assert_eq!(limited.headers[header::RETRY_AFTER], "900");
     assert!(limited.cookie("auditstore_session").is_none());
     // Another user is not affected.
     assert_eq!(web.sign_in("mo", PASSWORD).await.status, StatusCode::SEE_OTHER);
@@ -379,4 +380,27 @@ async fn hostile_names_are_escaped() {
     let refused = web.send("POST", "/audit-log", &session, Some(&evil)).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(!refused.body.contains("\"><b>x") && refused.body.contains("&#34;&#62;&#60;b&#62;x"));
+}
+
+#[tokio::test]
+async fn signing_in_again_ends_the_previous_session() {
+    let web = web();
+    let (old, _) = web.session("ann").await;
+    let token = web.signin_token().await;
+    let form = [("user", "ann"), ("password", PASSWORD), ("csrf", token.as_str())];
+    let cookies = [
+        ("auditstore_signin", token.as_str()),
+        ("auditstore_session", old.as_str()),
+    ];
+    let again = web.send("POST", "/signin", &cookies, Some(&form)).await;
+    let new = again.cookie("auditstore_session").expect("a new session");
+    assert_ne!(new, old);
+    let stale = web
+        .send("GET", "/audit-log", &[("auditstore_session", &old)], None)
+        .await;
+    assert_eq!(stale.status, StatusCode::SEE_OTHER);
+    let fresh = web
+        .send("GET", "/audit-log", &[("auditstore_session", &new)], None)
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK);
 }

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 
@@ -86,6 +86,7 @@ pub async fn show(State(state): State<AppState>, signed_in: SignedIn, token: Sig
 /// `POST /signin`.
 pub async fn submit(
     State(state): State<AppState>,
+    signed_in: SignedIn,
     Extension(limiter): Extension<Arc<Limiter>>,
     ClientAddr(addr): ClientAddr,
     token: SignInToken,
@@ -98,17 +99,25 @@ pub async fn submit(
     }
     let now = state.now();
     if let Err(until) = limiter.check(&form.user, &addr, now) {
+        // The minute shown is rounded up: trying at that minute works.
+        let shown = until.checked_add_secs(59).unwrap_or(until).to_chrono();
         let msg = format!(
             "Too many failed sign-in attempts. Try again at {} UTC.",
-            until.to_chrono().format("%H:%M")
+            shown.format("%H:%M")
         );
-        return page(
+        let wait_nanos = until.as_nanos().saturating_sub(now.as_nanos()).max(0);
+        let wait_secs = (wait_nanos as u64).div_ceil(1_000_000_000).max(1);
+        let mut response = page(
             &state,
             token.0,
             StatusCode::TOO_MANY_REQUESTS,
             &form.user,
             Some(msg),
         );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, wait_secs.into());
+        return response;
     }
     let (name, pass) = (form.user.clone(), form.password);
     // argon2 is deliberately slow: off the async workers.
@@ -139,6 +148,10 @@ pub async fn submit(
         }
     };
     limiter.succeeded(&form.user);
+    // A new id at every sign-in; a session the browser already had ends.
+    if let Some((old, _)) = signed_in.0 {
+        state.sessions.end(&old);
+    }
     let (id, _csrf) = match state.sessions.start(user) {
         Ok(started) => started,
         Err(e) => {
