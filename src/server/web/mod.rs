@@ -168,3 +168,28 @@ pub fn with_cookie(mut response: Response, value: &str) -> Response {
     }
     response
 }
+
+/// Largest form body the pages accept, in bytes.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// A form's body: read from where the server's body layer holds it
+/// (`layers::PendingBody`), at most [`FORM_LIMIT`] bytes; a body that
+/// cannot be read, or a longer one, is an empty form (which every form
+/// handler refuses for its missing CSRF token).
+pub struct FormBody(pub axum::body::Bytes);
+
+impl FromRequestParts<AppState> for FormBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(pending) = parts.extensions.get::<super::layers::PendingBody>().cloned() else {
+            return Ok(FormBody(axum::body::Bytes::new()));
+        };
+        let limit = FORM_LIMIT.min(state.config.body_limit);
+        let bytes = match pending.take() {
+            Some(body) => axum::body::to_bytes(body, limit).await.unwrap_or_default(),
+            None => axum::body::Bytes::new(),
+        };
+        Ok(FormBody(bytes))
+    }
+}

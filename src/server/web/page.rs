@@ -2,14 +2,13 @@
 //! requests an export of a range of dates.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::forms::{self, RequestForm};
 use super::view::{self, Button, Row};
-use super::{html, see_other, SignedIn};
+use super::{html, see_other, FormBody, SignedIn};
 use crate::auth::Role;
 use crate::export::{parse_date, ExportError, ExportRequest, Exports, PlanPolicy, Schedule};
 use crate::org::Plan;
@@ -156,7 +155,11 @@ pub async fn show(
 }
 
 /// `POST /audit-log`: a new request, then back to the page.
-pub async fn request(State(state): State<AppState>, signed_in: SignedIn, body: Bytes) -> Response {
+pub async fn request(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    FormBody(body): FormBody,
+) -> Response {
     let Some((_, session)) = signed_in.0 else {
         return see_other("/", &[]);
     };

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -12,7 +11,7 @@ use axum::Extension;
 
 use super::forms::{self, SignInForm, SignOutForm, SIGNIN_COOKIE};
 use super::limiter::Limiter;
-use super::{html, see_other, set_cookie, with_cookie, ClientAddr, SignedIn, AUDIT_LOG_PATH};
+use super::{html, see_other, set_cookie, with_cookie, ClientAddr, FormBody, SignedIn, AUDIT_LOG_PATH};
 use crate::auth::{Auth, AuthError};
 use crate::server::caller::cookie;
 use crate::server::session::{random_hex, COOKIE};
@@ -90,7 +89,7 @@ pub async fn submit(
     Extension(limiter): Extension<Arc<Limiter>>,
     ClientAddr(addr): ClientAddr,
     token: SignInToken,
-    body: Bytes,
+    FormBody(body): FormBody,
 ) -> Response {
     let form: SignInForm = forms::parse(&body).unwrap_or_default();
     if !forms::token_ok(&form.csrf, token.0.as_deref()) {
@@ -173,7 +172,11 @@ pub async fn submit(
 
 /// `POST /signout`: ends the session (its CSRF token required, so that
 /// another site cannot sign a user out).
-pub async fn sign_out(State(state): State<AppState>, signed_in: SignedIn, body: Bytes) -> Response {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    FormBody(body): FormBody,
+) -> Response {
     let form: SignOutForm = forms::parse(&body).unwrap_or_default();
     if let Some((id, session)) = signed_in.0 {
         if !forms::token_ok(&form.csrf, Some(&session.csrf)) {
