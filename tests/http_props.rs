@@ -5,11 +5,10 @@
 
 mod http_common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use auditstore::auth::{Auth, Role, TokenScope};
 use auditstore::server::{self, AppState, ServerConfig};
-use auditstore::{FixedClock, Options, Store, Timestamp};
 use axum::body::Body;
 use axum::http::Request;
 use http_common::CODES;
@@ -30,19 +29,7 @@ fn app() -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();
     APP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(FixedClock::new(
-            Timestamp::parse_instant_or_date("2026-08-01T12:00:00Z").unwrap(),
-        ));
-        let store = Arc::new(
-            Store::open_with(
-                dir.path(),
-                Options {
-                    clock,
-                    ..Options::default()
-                },
-            )
-            .unwrap(),
-        );
+        let store = http_common::store_at(dir.path(), "2026-08-01T12:00:00Z");
         store
             .set_org("org-p", Some("scale".parse().unwrap()), None)
             .unwrap();

@@ -3,12 +3,14 @@
 //! sign-in limit, a member's refused request, escaping of hostile names.
 #![cfg(feature = "server")]
 
+mod http_common;
+
 use std::sync::Arc;
 
 use auditstore::auth::{Auth, Role};
 use auditstore::export::Exports;
 use auditstore::server::{self, AppState, ServerConfig};
-use auditstore::{FixedClock, Options, Plan, Store, Timestamp};
+use auditstore::{Plan, Store};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt;
@@ -47,19 +49,7 @@ impl Answer {
 
 fn web_with(secure_cookies: bool) -> Web {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FixedClock::new(
-        Timestamp::parse_rfc3339("2026-12-07T10:31:00Z").unwrap(),
-    ));
-    let store = Arc::new(
-        Store::open_with(
-            dir.path(),
-            Options {
-                clock,
-                ..Options::default()
-            },
-        )
-        .unwrap(),
-    );
+    let store = http_common::store_at(dir.path(), "2026-12-07T10:31:00Z");
     store.set_org("acme", Some(Plan::Scale), None).unwrap();
     let auth = Auth::new(&store);
     auth.add_user("ann", "acme", Role::Admin, PASSWORD, "test")

@@ -410,3 +410,16 @@ pub fn ids(events: &[Value]) -> Vec<String> {
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A store in `dir` whose clock stands at `instant`, for the in-process
+/// tests of `server::app`.
+pub fn store_at(dir: &Path, instant: &str) -> std::sync::Arc<auditstore::Store> {
+    let clock = std::sync::Arc::new(auditstore::FixedClock::new(
+        auditstore::Timestamp::parse_instant_or_date(instant).expect("an instant"),
+    ));
+    let options = auditstore::Options {
+        clock,
+        ..auditstore::Options::default()
+    };
+    std::sync::Arc::new(auditstore::Store::open_with(dir, options).expect("open the store"))
+}
