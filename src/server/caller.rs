@@ -35,7 +35,10 @@ pub const ADMIN: &[Role] = &[Role::Admin, Role::Operator];
 pub const OPERATOR: &[Role] = &[Role::Operator];
 
 impl Caller {
-    /// `403` unless this caller may act on `org` with one of `roles`.
+    /// `403` unless this caller may act on `org` with one of `roles`;
+    /// then `400` for a path organization that cannot be one (only an
+    /// operator gets that far with one: anyone else's organization is a
+    /// valid name), in the order the contract gives.
     pub fn may(&self, org: &str, roles: &[Role]) -> ApiResult<()> {
         let own_org = self.role == Role::Operator || self.org.as_deref() == Some(org);
         if !own_org {
@@ -43,7 +46,9 @@ impl Caller {
                 "this credential does not belong to the organization in the path",
             ));
         }
-        self.may_globally(roles)
+        self.may_globally(roles)?;
+        crate::org::validate_org_name(org)
+            .map_err(|e| ApiError::bad_request(format!("organization {org:?}: {e}")))
     }
 
     /// `403` unless this caller has one of `roles` (store-wide actions).

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{json_body, read_body, valid_org, ErrorBody};
+use super::{json_body, read_body, ErrorBody};
 use crate::export::{parse_date, ExportError, ExportRequest, Exports};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -92,7 +92,6 @@ pub async fn create(
     axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let body = read_body(&state, &body).await?;
     let new: NewExport = json_body(&body)?;
     let date = |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
@@ -124,7 +123,6 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let list = state
         .blocking(move |store| Ok(exports(store)?.list(&org)?))
         .await?;
@@ -150,7 +148,6 @@ pub async fn get(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let request = state
         .blocking(move |store| own_request(&exports(store)?, &org, &id))
         .await?;
@@ -200,7 +197,6 @@ pub async fn download(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let (request, file) = state
         .blocking(move |store| {
             let exports = exports(store)?;
@@ -244,7 +240,6 @@ pub async fn full(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let (writer, mut rx) = stream::channel();
     let role = caller.export_role();
     let org2 = org.clone();

@@ -75,13 +75,6 @@ pub fn params(raw: Option<&str>) -> ApiResult<Vec<(String, String)>> {
     Ok(pairs)
 }
 
-/// `400` for a path organization that cannot be one (checked after the
-/// caller's rights, as the contract orders).
-pub fn valid_org(org: &str) -> ApiResult<()> {
-    crate::org::validate_org_name(org)
-        .map_err(|e| ApiError::bad_request(format!("organization {org:?}: {e}")))
-}
-
 /// The request body, at most the configured limit (`413 too_large`
 /// above it). Handlers read it after the caller's checks, so that `401`
 /// and `403` come first.

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{json_body, read_body, valid_org, ErrorBody};
+use super::{json_body, read_body, ErrorBody};
 use crate::org::{OrgSettings, Plan};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -59,7 +59,6 @@ pub async fn get(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
-    valid_org(&org)?;
     let settings = state.blocking(move |store| Ok(store.org_settings(&org)?)).await?;
     Ok(axum::Json(SettingsBody::from(settings)).into_response())
 }
@@ -85,7 +84,6 @@ pub async fn put(
     axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, OPERATOR)?;
-    valid_org(&org)?;
     let body = read_body(&state, &body).await?;
     let change: SettingsChange = json_body(&body)?;
     let plan = change
