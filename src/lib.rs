@@ -33,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod export;
 mod group_commit;
+mod hex;
 pub mod index;
 pub mod integrity;
 pub mod io;

@@ -27,12 +27,7 @@ impl Cursor {
         bytes.extend_from_slice(self.id.as_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
-        let mut out = String::with_capacity(2 + 56);
-        out.push_str(VERSION);
-        for b in bytes {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("{VERSION}{}", crate::hex::encode(&bytes))
     }
 
     /// The cursor this text encodes, if it is one of ours.
@@ -41,10 +36,7 @@ impl Cursor {
         if hex.len() != 56 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
-        let mut bytes = [0u8; 28];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-        }
+        let bytes: [u8; 28] = crate::hex::decode(hex)?;
         let (body, crc) = bytes.split_at(24);
         if crc32fast::hash(body).to_be_bytes() != crc {
             return None;
