@@ -45,8 +45,7 @@ impl ApiError {
     /// server's clock, which `--as-of` may have set).
     pub fn retry_after_from(mut self, now: Timestamp) -> Self {
         if let Some(next) = self.next_allowed_at {
-            let wait = next.as_nanos().saturating_sub(now.as_nanos()).max(0) as u64;
-            self.retry_after = Some(wait.div_ceil(1_000_000_000).max(1));
+            self.retry_after = Some(retry_after_secs(next, now));
         }
         self
     }
@@ -169,4 +168,10 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A `Retry-After` in whole seconds (at least 1) from `now` until `until`.
+pub fn retry_after_secs(until: Timestamp, now: Timestamp) -> u64 {
+    let wait = until.as_nanos().saturating_sub(now.as_nanos()).max(0) as u64;
+    wait.div_ceil(1_000_000_000).max(1)
 }

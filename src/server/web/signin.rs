@@ -104,8 +104,7 @@ pub async fn submit(
             "Too many failed sign-in attempts. Try again at {} UTC.",
             shown.format("%H:%M")
         );
-        let wait_nanos = until.as_nanos().saturating_sub(now.as_nanos()).max(0);
-        let wait_secs = (wait_nanos as u64).div_ceil(1_000_000_000).max(1);
+        let wait_secs = crate::server::error::retry_after_secs(until, now);
         let mut response = page(
             &state,
             token.0,
