@@ -12,7 +12,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::ctx::{outln, parse_org, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, parse_org, parse_user, table, CliError, CliResult, Ctx};
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
@@ -27,10 +27,10 @@ pub enum ExportCommand {
         #[arg(long, default_value = "admin", value_parser = parse_role)]
         role: Role,
         /// First date (YYYY-MM-DD).
-        #[arg(long, value_parser = parse_date)]
+        #[arg(long, value_parser = auditstore::export::parse_date)]
         from: Date,
         /// Last date, inclusive (YYYY-MM-DD).
-        #[arg(long, value_parser = parse_date)]
+        #[arg(long, value_parser = auditstore::export::parse_date)]
         to: Date,
     },
     /// All requests of an organization, newest first.
@@ -81,19 +81,6 @@ fn parse_out(s: &str) -> Result<OutFile, String> {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse()
-}
-
-fn parse_user(s: &str) -> Result<String, String> {
-    auditstore::export::validate_user(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| e.to_string())
-}
-
-/// A `YYYY-MM-DD` date (an RFC 3339 instant is taken as its UTC date), any
-/// year 0000-9999: a date far out is the request's range error
-/// (`range_too_old`, `range_in_future`), not a usage error.
-fn parse_date(s: &str) -> Result<Date, String> {
-    auditstore::export::parse_date(s)
 }
 
 /// The contract's error object for a refusal or failure.
