@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod hash;
 pub mod key;
 pub mod leaf;
+pub mod log;
 pub mod note;
 pub mod proof;
 pub mod tiles;

@@ -17,6 +17,10 @@ impl Store {
     pub fn apply_retention_at(&self, now: Timestamp) -> Result<RetentionReport> {
         self.refuse_if_read_only()?;
         let mut report = RetentionReport::default();
+        // Every retention run is made at a signed checkpoint, covering
+        // every event it may delete (integrity.md, "Retention").
+        let checkpoint = self.checkpoint_if_kept()?;
+        report.checkpoint = checkpoint.as_ref().map(|c| c.note.clone());
         let mut w = lock(&self.writer);
         let mut cutoffs: HashMap<String, i64> = HashMap::new();
         let mut cutoff_of = |org: &str| -> Result<i64> {
@@ -90,7 +94,12 @@ impl Store {
             keep.iter().map(|s| s.fingerprints()).collect(),
         ));
         w.checkpoint_current = false;
+        let first_kept = keep.first().map_or(w.active.id, |s| s.id);
         *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
+        drop(w);
+        if let (Some(t), Some(cp)) = (&self.tlog, &checkpoint) {
+            report.first_retained_leaf = Some(t.record_retention(first_kept, cp)?);
+        }
         Ok(report)
     }
 
@@ -192,6 +201,7 @@ impl Store {
                 false => "valid records after it are still to be appended again: the next open retries",
             };
             report.problems.push(Problem {
+                leaf_index: None,
                 file,
                 offset,
                 message: format!(
@@ -223,6 +233,7 @@ impl Store {
             report.segments += 1;
             report.bytes += len;
             report.problems.push(Problem {
+                leaf_index: None,
                 file: path,
                 offset: 0,
                 message: format!(
@@ -244,6 +255,7 @@ impl Store {
             report.indexes += 1;
             match checkpoint::decode(Arc::new(bytes)) {
                 Err(e) => report.problems.push(Problem {
+                    leaf_index: None,
                     file: cp_path,
                     offset: 0,
                     message: format!("de-duplication checkpoint unreadable ({e}); it will be rebuilt"),
@@ -258,6 +270,7 @@ impl Store {
                             .collect();
                         if FingerprintSet::from_runs(runs).keys() != fps.keys() {
                             report.problems.push(Problem {
+                                leaf_index: None,
                                 file: cp_path,
                                 offset: 0,
                                 message: "de-duplication checkpoint does not match the indexes it covers"
@@ -287,6 +300,7 @@ impl Store {
             .unwrap_or(0);
         if let Err(e) = header::check(&bytes, id) {
             report.problems.push(Problem {
+                leaf_index: None,
                 file: path.clone(),
                 offset: 0,
                 message: e.to_string(),
@@ -354,6 +368,7 @@ fn verify_sealed(seg: &SealedSegment, report: &mut VerifyReport) {
     };
     if let Some(at) = mismatch_at {
         report.problems.push(Problem {
+            leaf_index: None,
             file: seg.idx_path.clone(),
             offset: at as u64,
             message: "index does not match its segment".into(),
@@ -370,6 +385,7 @@ fn report_damage(report: &mut VerifyReport, file: &Path, len: u64, what: &str, d
             false => format!("{span} bytes without a valid record, up to offset {}", d.end),
         };
         report.problems.push(Problem {
+            leaf_index: None,
             file: file.to_path_buf(),
             offset: d.offset,
             message: format!("{what}: {} ({extent})", d.reason),

@@ -58,6 +58,7 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
             let mut report = store.verify()?;
             let exports = Exports::new(&store).unwrap_or_else(|e| {
                 report.problems.push(auditstore::Problem {
+                    leaf_index: None,
                     file: store.dir().join(POLICY_FILE),
                     offset: 0,
                     message: e.to_string(),
@@ -68,6 +69,7 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
             match exports.check_files() {
                 Ok(found) => report.problems.extend(found),
                 Err(e) => report.problems.push(auditstore::Problem {
+                    leaf_index: None,
                     file: store.dir().join(auditstore::meta::META_FILE),
                     offset: 0,
                     message: format!("export requests unreadable: {e}"),
