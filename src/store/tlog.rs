@@ -508,6 +508,18 @@ pub(crate) fn resolve_signer(dir: &Path, key: &SigningKey, origin: &str) -> Resu
     keyfile::load(&path).map(Arc::new).map_err(key_err)
 }
 
+/// The signer of `key` if there is one, creating nothing (for `verify`).
+pub(crate) fn resolve_signer_read_only(dir: &Path, key: &SigningKey) -> Result<Option<Arc<Signer>>> {
+    match key {
+        SigningKey::InStore if !dir.join(KEY_FILE).exists() => Ok(None),
+        SigningKey::InStore => keyfile::load(&dir.join(KEY_FILE))
+            .map(|s| Some(Arc::new(s)))
+            .map_err(key_err),
+        SigningKey::File(path) => keyfile::load(path).map(|s| Some(Arc::new(s))).map_err(key_err),
+        SigningKey::Signer(s) => Ok(Some(s.clone())),
+    }
+}
+
 pub(crate) fn key_err(e: KeyError) -> Error {
     match e {
         KeyError::Io {

@@ -149,6 +149,11 @@ pub struct VerifyReport {
     pub records: u64,
     pub indexes: u64,
     pub bytes: u64,
+    /// Leaves of the tamper-evidence tree recomputed from the log.
+    pub leaves: u64,
+    /// Signed checkpoints checked (those kept in the store, and the one
+    /// given with `--against`).
+    pub checkpoints: u64,
     pub problems: Vec<Problem>,
 }
 

@@ -180,8 +180,23 @@ impl Store {
         Ok(stats)
     }
 
-    /// Check every record's checksum and every index against the log.
+    /// Check every record's checksum and every index against the log, and
+    /// the log against the tamper-evidence tree and every stored
+    /// checkpoint (`tlog_verify.rs`).
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_against(None)
+    }
+
+    /// [`Store::verify`], also checking that the store is consistent with
+    /// `note`, a signed checkpoint kept elsewhere: a store truncated,
+    /// rolled back or rewritten since is reported.
+    pub fn verify_against(&self, note: Option<&str>) -> Result<VerifyReport> {
+        let mut report = self.verify_files()?;
+        self.verify_tree(note, &mut report);
+        Ok(report)
+    }
+
+    fn verify_files(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         report.problems.extend(self.recovery.problems.iter().cloned());
         // Damage an earlier open cut from the active segment stays a problem

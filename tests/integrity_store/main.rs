@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod proofs;
+mod tamper;
 
 use std::path::Path;
 use std::sync::Arc;
