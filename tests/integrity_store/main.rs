@@ -3,6 +3,7 @@
 //! keeps the tree and the checkpoints in agreement; `verify` finds
 //! tampering (see `tamper.rs`).
 
+mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod proofs;
