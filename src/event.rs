@@ -986,18 +986,25 @@ fn object(raw: &RawValue, field: &str) -> Result<String, EventError> {
     compact(raw.get(), field)
 }
 
-/// Removes whitespace outside strings in one pass, checking the nesting depth.
+/// Removes whitespace outside strings in one pass, checking the nesting
+/// depth, refusing a repeated key in one object and a number that RFC 8785
+/// canonicalization would change ([`number_is_exact`]).
 /// `s` is valid JSON (serde_json checked it while reading the top level).
 fn compact(s: &str, field: &str) -> Result<String, EventError> {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut run_start = 0;
     let mut depth = 0usize;
+    // The keys of each open object (`None` for an array), and whether the
+    // next string is a key.
+    let mut keys: Vec<Option<Vec<Cow<'_, str>>>> = Vec::new();
+    let mut expect_key = false;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'"' => {
                 // Skip the string, honouring escapes.
+                let start = i;
                 i += 1;
                 loop {
                     i = find_quote_or_backslash(b, i);
@@ -1009,6 +1016,36 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                         _ => break,
                     }
                 }
+                if let (true, Some(Some(seen))) = (expect_key, keys.last_mut()) {
+                    let raw = s.get(start + 1..i).unwrap_or_default();
+                    let key: Cow<'_, str> = match raw.contains('\\') {
+                        false => Cow::Borrowed(raw),
+                        true => Cow::Owned(
+                            serde_json::from_str::<String>(s.get(start..=i).unwrap_or_default())
+                                .unwrap_or_else(|_| raw.to_owned()),
+                        ),
+                    };
+                    if seen.contains(&key) {
+                        let shown: String = key.chars().take(40).collect();
+                        // A member of the field's own object is named as
+                        // the top level's repeated fields are.
+                        if depth == 1 {
+                            return Err(EventError::at(
+                                &format!("{field}.{shown}"),
+                                "appears more than once",
+                            ));
+                        }
+                        return Err(EventError::at(
+                            field,
+                            format_args!(
+                                "repeated key {shown:?} in one nested object: JSON with a repeated key has \
+                                 no canonical form (RFC 8785), and readers disagree on which value counts"
+                            ),
+                        ));
+                    }
+                    seen.push(key);
+                    expect_key = false;
+                }
             }
             b'{' | b'[' => {
                 depth += 1;
@@ -1018,23 +1055,41 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                         format_args!("nested deeper than {MAX_NESTING_DEPTH} levels"),
                     ));
                 }
+                expect_key = b[i] == b'{';
+                keys.push(expect_key.then(Vec::new));
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                keys.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = matches!(keys.last(), Some(Some(_))),
             b'-' | b'0'..=b'9' => {
                 // A number: refuse one outside the f64 range, which common
-                // JSON parsers (serde_json among them) cannot read back.
+                // JSON parsers (serde_json among them) cannot read back, and
+                // one RFC 8785 would round.
                 let end = b[i..]
                     .iter()
                     .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .map_or(b.len(), |n| i + n);
                 let token = s.get(i..end).unwrap_or_default();
                 if token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E') {
-                    let finite = token.parse::<f64>().map(f64::is_finite).unwrap_or(false);
-                    if !finite {
-                        let shown: String = token.chars().take(40).collect();
+                    let parsed = token.parse::<f64>().ok().filter(|v| v.is_finite());
+                    let shown: String = token.chars().take(40).collect();
+                    let Some(v) = parsed else {
                         return Err(EventError::at(
                             field,
                             format_args!("number out of range: {shown}"),
+                        ));
+                    };
+                    if !number_is_exact(token) {
+                        return Err(EventError::at(
+                            field,
+                            format_args!(
+                                "number {shown} has no exact IEEE 754 double form: JSON canonicalization \
+                                 (RFC 8785), and so the tamper-evidence hash, would read it as {v}; send it \
+                                 as a string"
+                            ),
                         ));
                     }
                 }
@@ -1052,6 +1107,74 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
     }
     out.push_str(s.get(run_start..).unwrap_or_default());
     Ok(out)
+}
+
+/// Whether the JSON number `token` has the value of the double RFC 8785
+/// (JCS) writes for it: the double nearest to it, in its shortest
+/// round-trip form. A number that is not (more digits than a double holds,
+/// an integer beyond 2^53 that is not that double's shortest form, a value
+/// below the smallest subnormal) would be hashed as another number, which
+/// other texts round to as well. The sign of zero is not told apart.
+pub(crate) fn number_is_exact(token: &str) -> bool {
+    match token.parse::<f64>() {
+        Ok(v) if v.is_finite() => decimal_value(token) == decimal_value(&format!("{v:e}")),
+        _ => false,
+    }
+}
+
+/// A decimal number's value as (negative, significant digits, exponent of
+/// the last digit); zero as `(false, "", 0)`.
+fn decimal_value(t: &str) -> Option<(bool, String, i64)> {
+    let (neg, rest) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(p) => (rest.get(..p)?, rest.get(p + 1..)?.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: String = format!("{int}{frac}").trim_start_matches('0').to_owned();
+    let mut exp = exp.checked_sub(frac.len() as i64)?;
+    while digits.ends_with('0') {
+        digits.pop();
+        exp = exp.checked_add(1)?;
+    }
+    if digits.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    Some((neg, digits, exp))
+}
+
+/// Whether every number in the JSON text `s` is exact ([`number_is_exact`]).
+pub(crate) fn numbers_exact(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(b.len(), |n| i + n);
+                let token = s.get(i..end).unwrap_or_default();
+                let checked = token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E');
+                if checked && !number_is_exact(token) {
+                    return false;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 /// `b[i..]` starts with a `\u` escape (syntax already checked by
@@ -1876,15 +1999,24 @@ mod tests {
 
     #[test]
     fn compact_form_keeps_strings_and_numbers() {
-        let payload = "{ \"a b\" : \"x \\\" \\\\ y\\n\" ,\n\t\"n\":  123456789012345678901234567890.5e-7 , \"big\" : -98765432109876543210987654321 , \"arr\" : [ 1 , { } , [ ] , \"\\u00e9 \" ] , \"é\":\"ü \"}";
+        let payload = "{ \"a b\" : \"x \\\" \\\\ y\\n\" ,\n\t\"n\":  12345.678e-7 , \"big\" : -9007199254740992 , \"arr\" : [ 1 , { } , [ ] , \"\\u00e9 \" ] , \"é\":\"ü \"}";
         let text = with("payload", Some("{}")).replace("\"payload\":{}", &format!("\"payload\":{payload}"));
         let ev = Event::from_json(&text).unwrap();
         assert_eq!(
             ev.payload_json(),
-            "{\"a b\":\"x \\\" \\\\ y\\n\",\"n\":123456789012345678901234567890.5e-7,\"big\":-98765432109876543210987654321,\"arr\":[1,{},[],\"\\u00e9 \"],\"é\":\"ü \"}"
+            "{\"a b\":\"x \\\" \\\\ y\\n\",\"n\":12345.678e-7,\"big\":-9007199254740992,\"arr\":[1,{},[],\"\\u00e9 \"],\"é\":\"ü \"}"
         );
-        assert!(ev.to_json().contains("-98765432109876543210987654321"));
-        assert!(ev.to_json().contains("123456789012345678901234567890.5e-7"));
+        assert!(ev.to_json().contains("-9007199254740992"));
+        assert!(ev.to_json().contains("12345.678e-7"));
+        // Digits a double cannot hold are refused (RFC 8785 would round them).
+        for n in [
+            "123456789012345678901234567890.5e-7",
+            "-98765432109876543210987654321",
+        ] {
+            let text =
+                with("payload", Some("{}")).replace("\"payload\":{}", &format!("\"payload\":{{\"n\":{n}}}"));
+            assert!(reject(&text).message.contains("send it as a string"), "{n}");
+        }
         let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["payload"]["a b"], "x \" \\ y\n");
     }
@@ -2036,7 +2168,8 @@ mod tests {
 
         // Exact integers: no float rounding.
         let p = |n: &str| Event::from_json(&GOOD.replace("54810", n)).unwrap();
-        assert!(!p("12345678901234567890123").same_content(&p("12345678901234567890124")));
+        assert!(!p("9007199254740992").same_content(&p("9007199254740994")));
+        assert!(Event::from_json(&GOOD.replace("54810", "12345678901234567890123")).is_err());
         assert!(p("1.50").same_content(&p("1.5")));
         assert!(p("1e2").same_content(&p("100.0")));
         assert!(!p("100").same_content(&p("1e2")));

@@ -39,9 +39,15 @@ pub enum LeafError {
 
 /// The RFC 8785 bytes of `{"org": org, "event": event}`.
 pub fn leaf_data(org: &str, event: &Event) -> Result<Vec<u8>, LeafError> {
-    let id = event.id().hyphenated().to_string();
-    let text = event.to_json();
-    let parsed: Strict = serde_json::from_str(&text).map_err(|e| classify(&id, e))?;
+    leaf_data_of_json(org, event, &event.to_json())
+}
+
+/// [`leaf_data`] of `event` whose `get` JSON text (`event.to_json()`) the
+/// caller has already.
+pub fn leaf_data_of_json(org: &str, event: &Event, text: &str) -> Result<Vec<u8>, LeafError> {
+    let id = || event.id().hyphenated().to_string();
+    let parsed: Strict = serde_json::from_str(text).map_err(|e| classify(&id(), e))?;
+    let id = id();
     let mut top = Map::new();
     top.insert("org".to_owned(), Value::String(org.to_owned()));
     top.insert("event".to_owned(), parsed.0);

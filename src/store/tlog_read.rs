@@ -9,8 +9,10 @@ use std::path::Path;
 
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
+use crate::event::numbers_exact;
 use crate::event::Event;
-use crate::integrity::{event_leaf_hash, leaf_hash, Hash};
+use crate::integrity::leaf::leaf_data_of_json;
+use crate::integrity::{leaf_hash, Hash};
 use crate::log::frame;
 
 /// Bytes read at a time when walking a segment.
@@ -25,16 +27,18 @@ pub(crate) fn record_leaf(view: &RecordView<'_>) -> Hash {
     event_leaf(view.org, &view.to_event())
 }
 
-/// [`record_leaf`] of an event as `get` returns it.
+/// [`record_leaf`] of an event as `get` returns it. An event with a number
+/// RFC 8785 would round (which appends refuse) is hashed over its text too:
+/// a record changed to hold one then never hashes like the original.
 pub(crate) fn event_leaf(org: &str, event: &Event) -> Hash {
-    match event_leaf_hash(org, event) {
-        Ok(h) => h,
-        Err(_) => {
-            let org = serde_json::Value::String(org.to_owned());
-            let text = format!("{{\"org\":{org},\"event\":{}}}", event.to_json());
-            leaf_hash(text.as_bytes())
+    let text = event.to_json();
+    if numbers_exact(&text) {
+        if let Ok(data) = leaf_data_of_json(org, event, &text) {
+            return leaf_hash(&data);
         }
     }
+    let org = serde_json::Value::String(org.to_owned());
+    leaf_hash(format!("{{\"org\":{org},\"event\":{text}}}").as_bytes())
 }
 
 /// Where a walk ended.

@@ -7,6 +7,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod proofs;
+mod refusals;
 mod tamper;
 
 use std::path::Path;
