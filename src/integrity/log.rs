@@ -10,7 +10,9 @@
 //!          length and the payload
 //! payload: kind u8 (1 checkpoint, 2 retention) | written at, i64 Unix ns
 //!          | (retention only) first retained leaf index u64,
-//!            first retained segment id u64
+//!            first retained segment id u64, hash count u32, that many
+//!            32-byte leaf hashes (the leaves of the first retained leaf's
+//!            bottom tile before it, which the log no longer holds)
 //!          | the signed note, UTF-8, to the end
 //! ```
 //!
@@ -68,7 +70,13 @@ pub enum EntryKind {
     /// A retention run that deleted the leaves before `first_leaf` (the
     /// first event of segment `first_segment`); `note` is the checkpoint
     /// taken by the run.
-    Retention { first_leaf: u64, first_segment: u64 },
+    Retention {
+        first_leaf: u64,
+        first_segment: u64,
+        /// The leaf hashes from the start of the first retained leaf's
+        /// bottom tile up to it (fewer than 256).
+        before: Vec<[u8; 32]>,
+    },
 }
 
 /// One entry, with where it is in the file.
@@ -186,15 +194,29 @@ fn parse_entry(b: &[u8], at: usize) -> Result<(Entry, usize), (String, usize)> {
     let at_ns = u64_at(p, 1).unwrap_or(0) as i64;
     let (kind, text_from) = match p.first() {
         Some(&KIND_CHECKPOINT) => (EntryKind::Checkpoint, 9),
-        Some(&KIND_RETENTION) => match (u64_at(p, 9), u64_at(p, 17)) {
-            (Some(first_leaf), Some(first_segment)) => (
-                EntryKind::Retention {
-                    first_leaf,
-                    first_segment,
-                },
-                25,
-            ),
-            _ => return Err(("retention entry too short".into(), end)),
+        Some(&KIND_RETENTION) => match (u64_at(p, 9), u64_at(p, 17), u32_at(p, 25)) {
+            (Some(first_leaf), Some(first_segment), Some(n)) if n < 256 => {
+                let hashes = p
+                    .get(29..29 + 32 * n as usize)
+                    .ok_or_else(|| ("retention entry too short".to_string(), end))?;
+                let before = hashes
+                    .chunks_exact(32)
+                    .map(|c| {
+                        let mut h = [0u8; 32];
+                        h.copy_from_slice(c);
+                        h
+                    })
+                    .collect();
+                (
+                    EntryKind::Retention {
+                        first_leaf,
+                        first_segment,
+                        before,
+                    },
+                    29 + 32 * n as usize,
+                )
+            }
+            _ => return Err(("retention entry too short or holds 256+ hashes".into(), end)),
         },
         other => return Err((format!("unknown entry kind {other:?}"), end)),
     };
@@ -277,10 +299,13 @@ impl CheckpointLog {
         if let EntryKind::Retention {
             first_leaf,
             first_segment,
+            before,
         } = kind
         {
             payload.extend_from_slice(&first_leaf.to_le_bytes());
             payload.extend_from_slice(&first_segment.to_le_bytes());
+            payload.extend_from_slice(&(before.len() as u32).to_le_bytes());
+            before.iter().for_each(|h| payload.extend_from_slice(h));
         }
         payload.extend_from_slice(note.as_bytes());
         let mut out = Vec::with_capacity(payload.len() + 8);

@@ -164,7 +164,7 @@ impl Store {
         let inclusion = {
             let st = lock(&t.state);
             st.tree
-                .inclusion_proof(leaf, cp.tree_size, &mut t.source(&st.firsts))
+                .inclusion_proof(leaf, cp.tree_size, &mut t.source(&st.firsts, st.base, &st.before))
                 .map_err(|e| Error::corrupt(segment::log_path(&self.dir, seg), offset, e.to_string()))?
         };
         // Never hand out a proof that does not verify.
@@ -206,7 +206,7 @@ impl Store {
             });
         }
         let st = lock(&t.state);
-        let mut source = t.source(&st.firsts);
+        let mut source = t.source(&st.firsts, st.base, &st.before);
         let consistency = st
             .tree
             .consistency_proof(from, to, &mut source)

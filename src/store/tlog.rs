@@ -77,6 +77,10 @@ pub(crate) struct TreeState {
     last_signed: Instant,
     /// An integration that failed: reported by checkpoints until reopened.
     failed: Option<String>,
+    /// The first leaf the log still holds (retention deleted those before).
+    pub base: u64,
+    /// The leaf hashes of `base`'s bottom tile before it.
+    pub before: Vec<Hash>,
 }
 
 #[derive(Default)]
@@ -168,10 +172,18 @@ impl Tlog {
             }
             None => (CheckpointLog::create(&cp_path).map_err(log_err)?, Vec::new()),
         };
+        if !entries.is_empty() && matches!(key, SigningKey::InStore) && !dir.join(KEY_FILE).exists() {
+            return Err(Error::corrupt(
+                dir.join(KEY_FILE),
+                0,
+                "the signing key is missing while the store holds checkpoints signed with it",
+            ));
+        }
         let signer = resolve_signer(dir, key, &origin)?;
         let verifier = signer.verifier();
         let mut latest = None;
         let mut base = (shape.segments.first().map_or(1, |s| s.0), 0u64);
+        let mut before: Vec<Hash> = Vec::new();
         for e in &entries {
             let cp = Checkpoint::open(&e.note, &verifier, &origin).map_err(|err| {
                 Error::corrupt(&cp_path, e.offset, format!("checkpoint does not verify: {err}"))
@@ -179,9 +191,11 @@ impl Tlog {
             if let EntryKind::Retention {
                 first_leaf,
                 first_segment,
-            } = e.kind
+                before: hashes,
+            } = &e.kind
             {
-                base = (first_segment, first_leaf);
+                base = (*first_segment, *first_leaf);
+                before = hashes.clone();
             }
             latest = Some(SignedCheckpoint {
                 tree_size: cp.size,
@@ -189,30 +203,39 @@ impl Tlog {
                 note: e.note.clone(),
             });
         }
+        // Leaf indexes from the first retained segment on; segments before
+        // it that a crashed retention run left are just before it.
         let mut firsts = BTreeMap::new();
         let mut total = base.1;
-        for &(id, count) in &shape.segments {
-            if id < base.0 {
-                continue;
-            }
+        for &(id, count) in shape.segments.iter().filter(|s| s.0 >= base.0) {
             firsts.insert(id, total);
             total += count;
         }
+        let mut first = base.1;
+        for &(id, count) in shape.segments.iter().rev().filter(|s| s.0 < base.0) {
+            first = first.saturating_sub(count);
+            firsts.insert(id, first);
+        }
+        let tile_start = base.1 - before.len() as u64;
+        // Findings about the log name its last segment (where the missing
+        // or changed events end) and the checkpoints file.
+        let last_log = segment::log_path(dir, shape.segments.last().map_or(1, |s| s.0));
         if let Some(cp) = &latest {
             if cp.tree_size > total {
                 return Err(Error::corrupt(
-                    &cp_path,
+                    &last_log,
                     0,
                     format!(
-                        "the log holds {total} events, fewer than the {} of the last signed checkpoint: \
-                         events were removed or the log truncated",
-                        cp.tree_size
+                        "the log holds {total} events, fewer than the {} of the last signed checkpoint in {}: \
+                         events were removed or the log truncated (run `verify`)",
+                        cp.tree_size,
+                        cp_path.display()
                     ),
                 ));
             }
         }
-        let (tree, tiles) = match TileStore::load(&tree_dir) {
-            Ok(Some((tree, tiles))) if tree.size() <= total && tree.size() >= base.1 => (tree, tiles),
+        let (mut tree, tiles) = match TileStore::load(&tree_dir) {
+            Ok(Some((tree, tiles))) if tree.size() <= total && tree.size() >= tile_start => (tree, tiles),
             _ if base.1 > 0 => {
                 return Err(Error::corrupt(
                     &tree_dir,
@@ -228,6 +251,11 @@ impl Tlog {
                 (tree, tiles)
             }
         };
+        if tree.size() < base.1 {
+            // The tiles end at the first retained leaf's bottom tile: its
+            // leaves before that one are in the retention entry.
+            before.iter().for_each(|h| tree.push(*h));
+        }
         let (seg, off) = position_of(dir, &firsts, tree.size())?;
         let tlog = Arc::new(Tlog {
             dir: dir.to_owned(),
@@ -245,6 +273,8 @@ impl Tlog {
                 latest,
                 last_signed: Instant::now(),
                 failed: None,
+                base: base.1,
+                before,
             }),
             integrating: Mutex::new(()),
             caches: Mutex::new(Caches::default()),
@@ -261,15 +291,16 @@ impl Tlog {
             let st = lock(&tlog.state);
             let got = st
                 .tree
-                .root_at(size, &mut tlog.source(&st.firsts))
+                .root_at(size, &mut tlog.source(&st.firsts, st.base, &st.before))
                 .map_err(|e| Error::corrupt(dir.join(TREE_DIR), 0, e.to_string()))?;
             if got != root {
                 return Err(Error::corrupt(
-                    &cp_path,
+                    &last_log,
                     0,
                     format!(
                         "the first {size} events of the log do not hash to the root of the last signed \
-                         checkpoint: events were changed, removed, inserted or moved (run `verify`)"
+                         checkpoint in {}: events were changed, removed, inserted or moved (run `verify`)",
+                        cp_path.display()
                     ),
                 ));
             }
@@ -332,8 +363,10 @@ impl Tlog {
         }
     }
 
-    /// Records a retention run: leaves before `first_leaf` (segment
-    /// `first_segment` on) were deleted; the entry carries the checkpoint.
+    /// Records a retention run about to delete the segments before
+    /// `first_segment`, before it deletes anything: the first retained leaf
+    /// index, the leaf hashes of its bottom tile before it (read now, while
+    /// the log still holds them), and the run's checkpoint `cp`.
     pub(crate) fn record_retention(&self, first_segment: u64, cp: &SignedCheckpoint) -> Result<u64> {
         let mut st = lock(&self.state);
         let first_leaf = st
@@ -341,14 +374,29 @@ impl Tlog {
             .get(&first_segment)
             .copied()
             .unwrap_or_else(|| st.tree.size());
-        st.firsts.retain(|&id, _| id >= first_segment);
+        let tile = first_leaf / TILE_WIDTH as u64;
+        let before: Vec<Hash> = if first_leaf % TILE_WIDTH as u64 == 0 {
+            Vec::new()
+        } else {
+            let mut source = self.source(&st.firsts, st.base, &st.before);
+            source
+                .tile_leaves_until(tile, first_leaf)
+                .map_err(|e| Error::corrupt(self.dir.join(TREE_DIR), 0, e.to_string()))?
+        };
         let at = self.clock.now().as_nanos();
         let kind = EntryKind::Retention {
             first_leaf,
             first_segment,
+            before: before.clone(),
         };
         st.log.append(&kind, at, &cp.note).map_err(log_err)?;
-        lock(&self.caches).offsets.retain(|&id, _| id >= first_segment);
+        st.firsts.retain(|&id, _| id >= first_segment);
+        st.base = first_leaf;
+        st.before = before;
+        drop(st);
+        let mut caches = lock(&self.caches);
+        caches.offsets.retain(|&id, _| id >= first_segment);
+        caches.leaves.clear();
         Ok(first_leaf)
     }
 
@@ -437,8 +485,18 @@ impl Tlog {
     }
 
     /// A leaf source reading the log, for proofs.
-    pub(crate) fn source<'a>(&'a self, firsts: &'a BTreeMap<u64, u64>) -> LogLeaves<'a> {
-        LogLeaves { tlog: self, firsts }
+    pub(crate) fn source<'a>(
+        &'a self,
+        firsts: &'a BTreeMap<u64, u64>,
+        base: u64,
+        before: &'a [Hash],
+    ) -> LogLeaves<'a> {
+        LogLeaves {
+            tlog: self,
+            firsts,
+            base,
+            before,
+        }
     }
 
     /// The leaf index of the record at `offset` of segment `seg`, if the tree
@@ -562,6 +620,10 @@ fn position_of(dir: &Path, firsts: &BTreeMap<u64, u64>, leaf: u64) -> Result<(u6
 pub(crate) struct LogLeaves<'a> {
     tlog: &'a Tlog,
     firsts: &'a BTreeMap<u64, u64>,
+    /// Leaves before `base` are gone from the log; those of its bottom
+    /// tile are `before`.
+    pub base: u64,
+    before: &'a [Hash],
 }
 
 impl LeafSource for LogLeaves<'_> {
@@ -569,9 +631,32 @@ impl LeafSource for LogLeaves<'_> {
         if let Some(hit) = lock(&self.tlog.caches).leaves.get(&tile) {
             return Ok(hit.as_ref().clone());
         }
+        let out = self.tile_leaves_until(tile, (tile + 1) * TILE_WIDTH as u64)?;
+        let mut caches = lock(&self.tlog.caches);
+        if caches.leaves.len() >= LEAF_TILES {
+            caches.leaves.clear();
+        }
+        caches.leaves.insert(tile, Arc::new(out.clone()));
+        Ok(out)
+    }
+}
+
+impl LogLeaves<'_> {
+    /// The leaf hashes of bottom tile `tile` before leaf `end`.
+    fn tile_leaves_until(&mut self, tile: u64, end: u64) -> std::result::Result<Vec<Hash>, SourceError> {
         let mut leaf = tile * TILE_WIDTH as u64;
-        let end = leaf + TILE_WIDTH as u64;
         let mut out = Vec::with_capacity(TILE_WIDTH);
+        let kept_from = self.base - self.before.len() as u64;
+        while leaf < end.min(self.base) {
+            match leaf
+                .checked_sub(kept_from)
+                .and_then(|i| self.before.get(i as usize))
+            {
+                Some(h) => out.push(*h),
+                None => return Err(format!("leaf {leaf} was deleted by retention").into()),
+            }
+            leaf += 1;
+        }
         while leaf < end {
             let Some((&seg, &first)) = self.firsts.range(..).rev().find(|(_, &f)| f <= leaf) else {
                 return Err(format!("leaf {leaf} is before the first retained segment").into());
@@ -592,11 +677,6 @@ impl LeafSource for LogLeaves<'_> {
             }
             leaf += walked.count;
         }
-        let mut caches = lock(&self.tlog.caches);
-        if caches.leaves.len() >= LEAF_TILES {
-            caches.leaves.clear();
-        }
-        caches.leaves.insert(tile, Arc::new(out.clone()));
         Ok(out)
     }
 }

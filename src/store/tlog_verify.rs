@@ -111,6 +111,7 @@ impl Store {
             EntryKind::Retention {
                 first_leaf,
                 first_segment,
+                ..
             } => Some((first_segment, first_leaf)),
             EntryKind::Checkpoint => None,
         });

@@ -58,7 +58,11 @@ impl Store {
                     break;
                 }
             }
-            if expired {
+            // With the tree, only the oldest segments go (a prefix of the
+            // log): leaf indexes stay a count from the first retained leaf,
+            // and one bottom tile at most is cut (docs/format.md,
+            // "Checkpoints file"). A later expired segment waits.
+            if expired && (self.tlog.is_none() || keep.is_empty()) {
                 doomed.push(seg.clone());
             } else {
                 keep.push(seg.clone());
@@ -66,6 +70,12 @@ impl Store {
         }
         if doomed.is_empty() {
             return Ok(report);
+        }
+        // The tree records the deletion before anything is deleted (a crash
+        // in between leaves segments the next run deletes).
+        let first_kept = keep.first().map_or(w.active.id, |s| s.id);
+        if let (Some(t), Some(cp)) = (&self.tlog, &checkpoint) {
+            report.first_retained_leaf = Some(t.record_retention(first_kept, cp)?);
         }
         // Index first: a crash between the two renames leaves a log without
         // an index, which the next open re-indexes (and a later run deletes).
@@ -94,12 +104,7 @@ impl Store {
             keep.iter().map(|s| s.fingerprints()).collect(),
         ));
         w.checkpoint_current = false;
-        let first_kept = keep.first().map_or(w.active.id, |s| s.id);
         *self.sealed.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keep);
-        drop(w);
-        if let (Some(t), Some(cp)) = (&self.tlog, &checkpoint) {
-            report.first_retained_leaf = Some(t.record_retention(first_kept, cp)?);
-        }
         Ok(report)
     }
 

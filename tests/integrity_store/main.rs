@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod proofs;
 mod refusals;
+mod retention;
 mod tamper;
 
 use std::path::Path;
