@@ -25,21 +25,22 @@
 //! open fails with `Corrupt`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::tlog_read::{open_log, record_leaf, record_offsets, walk_records};
+use super::tlog_read::{
+    open_log, position_of, record_leaf, record_offsets, resolve_signer, walk_records, LogLeaves,
+};
 use super::{lock, LSN_OFFSET_BITS};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::integrity::key::{self as keyfile, KeyError, KEY_FILE};
+use crate::integrity::key::KEY_FILE;
 use crate::integrity::log::{self as cplog, CheckpointLog, EntryKind};
 use crate::integrity::tiles::{TileError, TileStore, TREE_DIR};
-use crate::integrity::tree::{LeafSource, SourceError, TILE_WIDTH};
+use crate::integrity::tree::TILE_WIDTH;
 use crate::integrity::{Checkpoint, Hash, Signer, Tree};
 use crate::log::header::SEGMENT_HEADER_LEN;
 use crate::log::segment;
@@ -53,7 +54,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Least time between two checkpoints the integrator signs on its own.
 const SIGN_EVERY: Duration = Duration::from_secs(1);
 const OFFSET_TABLES: usize = 8;
-const LEAF_TILES: usize = 64;
+pub(crate) const LEAF_TILES: usize = 64;
 
 /// A checkpoint the store signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,15 +85,15 @@ pub(crate) struct TreeState {
 }
 
 #[derive(Default)]
-struct Caches {
+pub(crate) struct Caches {
     /// Segment id -> (record offsets, offset walked to).
     offsets: HashMap<u64, (Arc<Vec<u32>>, u64)>,
     /// Bottom tile -> its 256 leaf hashes.
-    leaves: HashMap<u64, Arc<Vec<Hash>>>,
+    pub leaves: HashMap<u64, Arc<Vec<Hash>>>,
 }
 
 pub(crate) struct Tlog {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     pub signer: Arc<Signer>,
     pub origin: String,
     clock: Arc<dyn Clock>,
@@ -100,7 +101,7 @@ pub(crate) struct Tlog {
     pub(crate) state: Mutex<TreeState>,
     /// Held by whoever integrates (the thread, or an on-demand checkpoint).
     integrating: Mutex<()>,
-    caches: Mutex<Caches>,
+    pub(crate) caches: Mutex<Caches>,
     stop: AtomicBool,
     wake: (Mutex<()>, Condvar),
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -514,7 +515,7 @@ impl Tlog {
     }
 
     /// The record offsets of segment `seg`, walked at least up to `upto`.
-    fn offsets(&self, seg: u64, upto: u64) -> Result<Arc<Vec<u32>>> {
+    pub(crate) fn offsets(&self, seg: u64, upto: u64) -> Result<Arc<Vec<u32>>> {
         if let Some((table, walked)) = lock(&self.caches).offsets.get(&seg) {
             if *walked >= upto {
                 return Ok(table.clone());
@@ -546,137 +547,5 @@ impl Drop for Tlog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.wake.1.notify_all();
-    }
-}
-
-/// The signer of `key`: for the key in the store, `signing.key`, created
-/// (mode 0600, named `origin`) when missing.
-pub(crate) fn resolve_signer(dir: &Path, key: &SigningKey, origin: &str) -> Result<Arc<Signer>> {
-    let path = match key {
-        SigningKey::Signer(s) => return Ok(s.clone()),
-        SigningKey::File(path) => path.clone(),
-        SigningKey::InStore => {
-            let path = dir.join(KEY_FILE);
-            if !path.exists() {
-                return keyfile::create(&path, origin).map(Arc::new).map_err(key_err);
-            }
-            path
-        }
-    };
-    keyfile::load(&path).map(Arc::new).map_err(key_err)
-}
-
-/// The signer of `key` if there is one, creating nothing (for `verify`).
-pub(crate) fn resolve_signer_read_only(dir: &Path, key: &SigningKey) -> Result<Option<Arc<Signer>>> {
-    match key {
-        SigningKey::InStore if !dir.join(KEY_FILE).exists() => Ok(None),
-        SigningKey::InStore => keyfile::load(&dir.join(KEY_FILE))
-            .map(|s| Some(Arc::new(s)))
-            .map_err(key_err),
-        SigningKey::File(path) => keyfile::load(path).map(|s| Some(Arc::new(s))).map_err(key_err),
-        SigningKey::Signer(s) => Ok(Some(s.clone())),
-    }
-}
-
-pub(crate) fn key_err(e: KeyError) -> Error {
-    match e {
-        KeyError::Io {
-            context,
-            path,
-            source,
-        } => Error::io(format!("{context} {}", path.display()), source),
-        KeyError::Malformed { ref path, .. }
-        | KeyError::NotOneLine { ref path }
-        | KeyError::TooLarge { ref path }
-        | KeyError::NotAFile { ref path } => Error::corrupt(path.clone(), 0, e.to_string()),
-        e => Error::InvalidArgument {
-            what: "signing key",
-            reason: e.to_string(),
-        },
-    }
-}
-
-/// Where leaf `leaf` is: its segment and offset (the end of the log when it
-/// is the next leaf to come).
-fn position_of(dir: &Path, firsts: &BTreeMap<u64, u64>, leaf: u64) -> Result<(u64, u64)> {
-    let Some((&seg, &first)) = firsts.range(..).rev().find(|(_, &f)| f <= leaf) else {
-        return Ok((1, SEGMENT_HEADER_LEN as u64));
-    };
-    let path = segment::log_path(dir, seg);
-    let file = open_log(&path)?;
-    let walked = walk_records(
-        &file,
-        &path,
-        SEGMENT_HEADER_LEN as u64,
-        None,
-        leaf - first,
-        |_, _| (),
-    )?;
-    Ok((seg, walked.end))
-}
-
-/// The log as a [`LeafSource`]: a bottom tile's 256 leaf hashes, read from
-/// the segments and hashed (the last 64 tiles read are kept).
-pub(crate) struct LogLeaves<'a> {
-    tlog: &'a Tlog,
-    firsts: &'a BTreeMap<u64, u64>,
-    /// Leaves before `base` are gone from the log; those of its bottom
-    /// tile are `before`.
-    pub base: u64,
-    before: &'a [Hash],
-}
-
-impl LeafSource for LogLeaves<'_> {
-    fn tile_leaves(&mut self, tile: u64) -> std::result::Result<Vec<Hash>, SourceError> {
-        if let Some(hit) = lock(&self.tlog.caches).leaves.get(&tile) {
-            return Ok(hit.as_ref().clone());
-        }
-        let out = self.tile_leaves_until(tile, (tile + 1) * TILE_WIDTH as u64)?;
-        let mut caches = lock(&self.tlog.caches);
-        if caches.leaves.len() >= LEAF_TILES {
-            caches.leaves.clear();
-        }
-        caches.leaves.insert(tile, Arc::new(out.clone()));
-        Ok(out)
-    }
-}
-
-impl LogLeaves<'_> {
-    /// The leaf hashes of bottom tile `tile` before leaf `end`.
-    fn tile_leaves_until(&mut self, tile: u64, end: u64) -> std::result::Result<Vec<Hash>, SourceError> {
-        let mut leaf = tile * TILE_WIDTH as u64;
-        let mut out = Vec::with_capacity(TILE_WIDTH);
-        let kept_from = self.base - self.before.len() as u64;
-        while leaf < end.min(self.base) {
-            match leaf
-                .checked_sub(kept_from)
-                .and_then(|i| self.before.get(i as usize))
-            {
-                Some(h) => out.push(*h),
-                None => return Err(format!("leaf {leaf} was deleted by retention").into()),
-            }
-            leaf += 1;
-        }
-        while leaf < end {
-            let Some((&seg, &first)) = self.firsts.range(..).rev().find(|(_, &f)| f <= leaf) else {
-                return Err(format!("leaf {leaf} is before the first retained segment").into());
-            };
-            let offsets = self.tlog.offsets(seg, u64::MAX)?;
-            let ordinal = (leaf - first) as usize;
-            let Some(&from) = offsets.get(ordinal) else {
-                return Err(format!("leaf {leaf} is not in segment {seg}").into());
-            };
-            let path = segment::log_path(&self.tlog.dir, seg);
-            let file: File = open_log(&path)?;
-            let want = (end - leaf).min((offsets.len() - ordinal) as u64);
-            let walked = walk_records(&file, &path, u64::from(from), None, want, |_, view| {
-                out.push(record_leaf(view))
-            })?;
-            if walked.count == 0 {
-                return Err(format!("no record for leaf {leaf} in {}", path.display()).into());
-            }
-            leaf += walked.count;
-        }
-        Ok(out)
     }
 }

@@ -7,13 +7,23 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::tlog::{Tlog, LEAF_TILES};
+use super::{lock, SigningKey};
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::event::numbers_exact;
 use crate::event::Event;
+use crate::integrity::key::{self as keyfile, KeyError, KEY_FILE};
 use crate::integrity::leaf::leaf_data_of_json;
+use crate::integrity::tree::{LeafSource, SourceError, TILE_WIDTH};
+use crate::integrity::Signer;
 use crate::integrity::{leaf_hash, Hash};
 use crate::log::frame;
+use crate::log::header::SEGMENT_HEADER_LEN;
+use crate::log::segment;
 
 /// Bytes read at a time when walking a segment.
 const CHUNK: usize = 4 << 20;
@@ -123,4 +133,144 @@ pub(crate) fn record_offsets(
 /// Opens a segment's log for reading.
 pub(crate) fn open_log(path: &Path) -> Result<File> {
     File::open(path).ctx(|| format!("open {}", path.display()))
+}
+
+/// The signer of `key`: for the key in the store, `signing.key`, created
+/// (mode 0600, named `origin`) when missing.
+pub(crate) fn resolve_signer(dir: &Path, key: &SigningKey, origin: &str) -> Result<Arc<Signer>> {
+    let path = match key {
+        SigningKey::Signer(s) => return Ok(s.clone()),
+        SigningKey::File(path) => path.clone(),
+        SigningKey::InStore => {
+            let path = dir.join(KEY_FILE);
+            if !path.exists() {
+                return keyfile::create(&path, origin).map(Arc::new).map_err(key_err);
+            }
+            path
+        }
+    };
+    keyfile::load(&path).map(Arc::new).map_err(key_err)
+}
+
+/// The signer of `key` if there is one, creating nothing (for `verify`).
+pub(crate) fn resolve_signer_read_only(dir: &Path, key: &SigningKey) -> Result<Option<Arc<Signer>>> {
+    match key {
+        SigningKey::InStore if !dir.join(KEY_FILE).exists() => Ok(None),
+        SigningKey::InStore => keyfile::load(&dir.join(KEY_FILE))
+            .map(|s| Some(Arc::new(s)))
+            .map_err(key_err),
+        SigningKey::File(path) => keyfile::load(path).map(|s| Some(Arc::new(s))).map_err(key_err),
+        SigningKey::Signer(s) => Ok(Some(s.clone())),
+    }
+}
+
+pub(crate) fn key_err(e: KeyError) -> Error {
+    match e {
+        // Not UTF-8: damaged content, not a disk problem.
+        KeyError::Io { path, source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+            Error::corrupt(path, 0, format!("key file is not a key line: {source}"))
+        }
+        KeyError::Io {
+            context,
+            path,
+            source,
+        } => Error::io(format!("{context} {}", path.display()), source),
+        KeyError::Malformed { ref path, .. }
+        | KeyError::NotOneLine { ref path }
+        | KeyError::TooLarge { ref path }
+        | KeyError::NotAFile { ref path } => Error::corrupt(path.clone(), 0, e.to_string()),
+        e => Error::InvalidArgument {
+            what: "signing key",
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Where leaf `leaf` is: its segment and offset (the end of the log when it
+/// is the next leaf to come).
+pub(crate) fn position_of(dir: &Path, firsts: &BTreeMap<u64, u64>, leaf: u64) -> Result<(u64, u64)> {
+    let Some((&seg, &first)) = firsts.range(..).rev().find(|(_, &f)| f <= leaf) else {
+        return Ok((1, SEGMENT_HEADER_LEN as u64));
+    };
+    let path = segment::log_path(dir, seg);
+    let file = open_log(&path)?;
+    let walked = walk_records(
+        &file,
+        &path,
+        SEGMENT_HEADER_LEN as u64,
+        None,
+        leaf - first,
+        |_, _| (),
+    )?;
+    Ok((seg, walked.end))
+}
+
+/// The log as a [`LeafSource`]: a bottom tile's 256 leaf hashes, read from
+/// the segments and hashed (the last 64 tiles read are kept).
+pub(crate) struct LogLeaves<'a> {
+    pub(crate) tlog: &'a Tlog,
+    pub(crate) firsts: &'a BTreeMap<u64, u64>,
+    /// Leaves before `base` are gone from the log; those of its bottom
+    /// tile are `before`.
+    pub(crate) base: u64,
+    pub(crate) before: &'a [Hash],
+}
+
+impl LeafSource for LogLeaves<'_> {
+    fn tile_leaves(&mut self, tile: u64) -> std::result::Result<Vec<Hash>, SourceError> {
+        if let Some(hit) = lock(&self.tlog.caches).leaves.get(&tile) {
+            return Ok(hit.as_ref().clone());
+        }
+        let out = self.tile_leaves_until(tile, (tile + 1) * TILE_WIDTH as u64)?;
+        let mut caches = lock(&self.tlog.caches);
+        if caches.leaves.len() >= LEAF_TILES {
+            caches.leaves.clear();
+        }
+        caches.leaves.insert(tile, Arc::new(out.clone()));
+        Ok(out)
+    }
+}
+
+impl LogLeaves<'_> {
+    /// The leaf hashes of bottom tile `tile` before leaf `end`.
+    pub(crate) fn tile_leaves_until(
+        &mut self,
+        tile: u64,
+        end: u64,
+    ) -> std::result::Result<Vec<Hash>, SourceError> {
+        let mut leaf = tile * TILE_WIDTH as u64;
+        let mut out = Vec::with_capacity(TILE_WIDTH);
+        let kept_from = self.base - self.before.len() as u64;
+        while leaf < end.min(self.base) {
+            match leaf
+                .checked_sub(kept_from)
+                .and_then(|i| self.before.get(i as usize))
+            {
+                Some(h) => out.push(*h),
+                None => return Err(format!("leaf {leaf} was deleted by retention").into()),
+            }
+            leaf += 1;
+        }
+        while leaf < end {
+            let Some((&seg, &first)) = self.firsts.range(..).rev().find(|(_, &f)| f <= leaf) else {
+                return Err(format!("leaf {leaf} is before the first retained segment").into());
+            };
+            let offsets = self.tlog.offsets(seg, u64::MAX)?;
+            let ordinal = (leaf - first) as usize;
+            let Some(&from) = offsets.get(ordinal) else {
+                return Err(format!("leaf {leaf} is not in segment {seg}").into());
+            };
+            let path = segment::log_path(&self.tlog.dir, seg);
+            let file: File = open_log(&path)?;
+            let want = (end - leaf).min((offsets.len() - ordinal) as u64);
+            let walked = walk_records(&file, &path, u64::from(from), None, want, |_, view| {
+                out.push(record_leaf(view))
+            })?;
+            if walked.count == 0 {
+                return Err(format!("no record for leaf {leaf} in {}", path.display()).into());
+            }
+            leaf += walked.count;
+        }
+        Ok(out)
+    }
 }

@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use super::tlog::{log_err, resolve_signer_read_only};
+use super::tlog::log_err;
 use super::tlog_read::record_leaf;
+use super::tlog_read::resolve_signer_read_only;
 use super::*;
 use crate::integrity::log::{self as cplog, EntryKind};
 use crate::integrity::tiles::{TileStore, TREE_DIR};
@@ -30,6 +31,8 @@ struct Rebuilt {
     end: (PathBuf, u64),
     /// Root at each size asked for.
     roots: BTreeMap<u64, Hash>,
+    /// The segment file after the last one.
+    next_segment: PathBuf,
 }
 
 impl Rebuilt {
@@ -95,6 +98,15 @@ impl Store {
             ));
         }
         let origin = format!("auditstore/{}", self.meta.identity().id_text());
+        let key_path = dir.join(crate::integrity::key::KEY_FILE);
+        if in_store_key && !contents.entries.is_empty() && !key_path.exists() {
+            report.problems.push(problem(
+                key_path,
+                0,
+                None,
+                "the signing key is missing while the store holds checkpoints signed with it".into(),
+            ));
+        }
         let key: Option<VerifierKey> = match resolve_signer_read_only(dir, &self.options.signing_key) {
             Ok(k) => k.map(|s| s.verifier()),
             Err(e) => {
@@ -211,6 +223,16 @@ impl Store {
                 .problems
                 .push(problem(tree_dir.clone(), 0, None, format!("{e}"))),
         }
+        // Every level file whole, also past what `partial` claims.
+        for level in 1.. {
+            let path = tree_dir.join(format!("level-{level}.tiles"));
+            if !path.exists() {
+                break;
+            }
+            if let Err(e) = crate::integrity::tiles::check_level_file(&path, level) {
+                report.problems.push(problem(path, 0, None, e.to_string()));
+            }
+        }
         let mut reported_root = false;
         for (file, offset, cp) in checked {
             let leaves = rebuilt.tree.size();
@@ -222,9 +244,11 @@ impl Store {
                     Some(leaves),
                     format!(
                         "the checkpoint at {} offset {offset} was signed at tree size {} but the log holds only \
-                         {leaves} events: events were removed, or the store was truncated or rolled back",
+                         {leaves} events: events were removed (from the end of the log, or a later segment \
+                         such as {} is missing), or the store was truncated or rolled back",
                         file.display(),
-                        cp.size
+                        cp.size,
+                        rebuilt.next_segment.display()
                     ),
                 ));
                 continue;
@@ -262,6 +286,7 @@ impl Store {
             tile_starts: Vec::new(),
             end: (self.dir.clone(), 0),
             roots: BTreeMap::new(),
+            next_segment: segment::log_path(&self.dir, listing.logs.last().map_or(1, |l| l + 1)),
         };
         let mut wanted: Vec<u64> = sizes.to_vec();
         wanted.sort_unstable();
