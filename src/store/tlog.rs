@@ -369,6 +369,8 @@ impl Tlog {
     /// index, the leaf hashes of its bottom tile before it (read now, while
     /// the log still holds them), and the run's checkpoint `cp`.
     pub(crate) fn record_retention(&self, first_segment: u64, cp: &SignedCheckpoint) -> Result<u64> {
+        // No integration meanwhile: its position may be in a doomed segment.
+        let _one = lock(&self.integrating);
         let mut st = lock(&self.state);
         let first_leaf = st
             .firsts
@@ -392,6 +394,13 @@ impl Tlog {
         };
         st.log.append(&kind, at, &cp.note).map_err(log_err)?;
         st.firsts.retain(|&id, _| id >= first_segment);
+        if st.seg < first_segment {
+            // Everything before was integrated (the run's checkpoint): go on
+            // from the first retained segment, never reading a deleted one.
+            st.seg = first_segment;
+            st.off = SEGMENT_HEADER_LEN as u64;
+            st.firsts.insert(first_segment, first_leaf);
+        }
         st.base = first_leaf;
         st.before = before;
         drop(st);

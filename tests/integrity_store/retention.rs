@@ -72,6 +72,16 @@ fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
         cp
     };
     let cp = prove_all(&store);
+    // The integrator goes on after the deletion.
+    let more = events(300, 3);
+    for batch in more.chunks(100) {
+        store
+            .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
+            .unwrap();
+    }
+    let after = store.checkpoint().unwrap();
+    assert_eq!(after.tree_size, cp.tree_size + 300);
+    let cp = prove_all(&store);
     drop(store);
     let store = Store::open_with(dir.path(), clock).unwrap();
     assert_eq!(prove_all(&store), cp);
