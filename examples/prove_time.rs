@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("appended {n} in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let cp = store.checkpoint()?;
-    println!("checkpoint (integrate the rest) {:.2}s: size {}", t.elapsed().as_secs_f64(), cp.tree_size);
+    println!(
+        "checkpoint (integrate the rest) {:.2}s: size {}",
+        t.elapsed().as_secs_f64(),
+        cp.tree_size
+    );
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for id in &ids {
