@@ -1117,7 +1117,9 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
 /// other texts round to as well. The sign of zero is not told apart.
 pub(crate) fn number_is_exact(token: &str) -> bool {
     match token.parse::<f64>() {
-        Ok(v) if v.is_finite() => decimal_value(token) == decimal_value(&format!("{v:e}")),
+        Ok(v) if v.is_finite() => {
+            decimal_value(token) == decimal_value(ryu_js::Buffer::new().format_finite(v))
+        }
         _ => false,
     }
 }

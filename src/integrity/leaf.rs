@@ -5,7 +5,7 @@
 //! [`Event::to_json`] prints it. Anyone holding an event as served and its
 //! organization can recompute it without knowing the store's files.
 //!
-//! JCS (done by `serde_json_canonicalizer`) sorts object keys by UTF-16 code
+//! JCS (done by [`super::jcs`]) sorts object keys by UTF-16 code
 //! units, writes strings with the minimal escaping of RFC 8785 §3.2.2.2 and
 //! numbers as ECMAScript does (IEEE 754 double, shortest round-trip form).
 //! Two consequences worth knowing:
@@ -51,10 +51,10 @@ pub fn leaf_data_of_json(org: &str, event: &Event, text: &str) -> Result<Vec<u8>
     let mut top = Map::new();
     top.insert("org".to_owned(), Value::String(org.to_owned()));
     top.insert("event".to_owned(), parsed.0);
-    serde_json_canonicalizer::to_vec(&Value::Object(top)).map_err(|e| LeafError::NotCanonicalizable {
-        id,
-        reason: e.to_string(),
-    })
+    let mut out = Vec::with_capacity(text.len() + org.len() + 24);
+    super::jcs::write(&Value::Object(top), &mut out)
+        .map_err(|reason| LeafError::NotCanonicalizable { id, reason })?;
+    Ok(out)
 }
 
 /// `SHA-256(0x00 || leaf_data(org, event))`.

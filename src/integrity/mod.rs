@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod hash;
+pub mod jcs;
 pub mod key;
 pub mod leaf;
 pub mod log;
