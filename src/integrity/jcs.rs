@@ -116,7 +116,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let f = f64::from_bits(x);
-                let g = (x % 1_000_000) as f64 / 1000.0 * if x % 3 == 0 { -1.0 } else { 1.0 };
+                let g = (x % 1_000_000) as f64 / 1000.0 * if x.is_multiple_of(3) { -1.0 } else { 1.0 };
                 serde_json::json!([
                     if f.is_finite() { f } else { 0.5 },
                     g,
