@@ -96,8 +96,23 @@ impl GroupCommit {
         // only waiters whose records are still to be synced).
         let mut parked = false;
         let mut counted = true;
+        let mut handoff = Vec::new();
         let result = loop {
             if synced.load(Ordering::Acquire) >= target {
+                if st.successor == Some(me.id()) {
+                    // Named to lead the next round, but covered meanwhile by
+                    // a sync outside the rounds (a segment roll advances
+                    // `synced` too): pass the round on, or `syncing` would
+                    // stay set with no one to run it and every later
+                    // waiter would park for good.
+                    st.successor = None;
+                    st.syncing = false;
+                    if parked {
+                        st.parked.retain(|p| p.thread.id() != me.id());
+                        parked = false;
+                    }
+                    handoff = self.end_round(&mut st, synced.load(Ordering::Acquire));
+                }
                 break Ok(());
             }
             let named = st.successor == Some(me.id());
@@ -154,6 +169,9 @@ impl GroupCommit {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
         drop(st);
+        for thread in handoff {
+            thread.unpark();
+        }
         result
     }
 
@@ -242,6 +260,47 @@ mod tests {
         assert_eq!(gc.waiting.load(Ordering::Acquire), 0);
         assert!(st.parked.is_empty());
         assert!(!st.syncing && st.successor.is_none());
+    }
+
+    /// A waiter named the next leader whose target a sync outside the
+    /// rounds (a segment roll) covered before it woke must pass the round
+    /// on: seen as four HTTP ingest requests parked for good under load.
+    #[test]
+    fn a_named_leader_covered_by_a_roll_passes_the_round_on() {
+        let gc = GroupCommit::default();
+        let synced = AtomicU64::new(1);
+        // A round is running (no waiter of ours leads it).
+        gc.lock().syncing = true;
+        std::thread::scope(|s| {
+            let p = s.spawn(|| gc.wait(2, &synced, || panic!("covered by the roll: no sync")));
+            while gc.lock().parked.is_empty() {
+                std::thread::yield_now();
+            }
+            // The round ends and names P; a roll covers P before it wakes.
+            let thread = {
+                let mut st = gc.lock();
+                st.successor = Some(st.parked[0].thread.id());
+                synced.store(2, Ordering::Release);
+                st.parked[0].thread.clone()
+            };
+            thread.unpark();
+            p.join().expect("P").expect("P covered");
+        });
+        {
+            let st = gc.lock();
+            assert!(
+                !st.syncing && st.successor.is_none(),
+                "the round was not passed on"
+            );
+            assert!(st.parked.is_empty());
+            assert_eq!(gc.waiting.load(Ordering::Acquire), 0);
+        }
+        // A later waiter leads at once instead of parking for good.
+        gc.wait(3, &synced, || {
+            synced.store(3, Ordering::Release);
+            Ok(())
+        })
+        .expect("later waiter");
     }
 
     #[test]

@@ -10,15 +10,16 @@ use crate::error::{Error, Result};
 /// Longest accepted password, in bytes (argon2 takes more; a bound keeps
 /// a hostile sign-in form from costing more than a normal one).
 pub const MAX_PASSWORD_LEN: usize = 1024;
-/// Shortest accepted password, in characters.
-pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Shorter passwords are accepted (the operator who runs `user add`
+/// chooses them, and the contract sets no minimum) but warned about.
+pub const RECOMMENDED_MIN_CHARS: usize = 8;
 
 /// The PHC string of `password`, after checking its length.
 pub fn hash(password: &str) -> Result<String> {
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_LEN {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
         return Err(Error::InvalidArgument {
             what: "password",
-            reason: format!("it must be {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_LEN} bytes long"),
+            reason: format!("it must be 1 character to {MAX_PASSWORD_LEN} bytes long"),
         });
     }
     Argon2::default()
@@ -69,8 +70,9 @@ mod tests {
     }
 
     #[test]
-    fn short_and_huge_passwords_are_refused() {
-        assert!(hash("short").is_err());
+    fn empty_and_huge_passwords_are_refused() {
+        assert!(hash("").is_err());
+        assert!(hash("short").is_ok());
         assert!(hash(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
     }
 }

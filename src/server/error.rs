@@ -15,7 +15,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub extra: Map<String, Value>,
+    pub extra: Box<Map<String, Value>>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
     /// When a rate-limited caller may try again.
@@ -30,7 +30,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            extra: Map::new(),
+            extra: Box::default(),
             retry_after: None,
             next_allowed_at: None,
         }
@@ -156,7 +156,7 @@ impl IntoResponse for ApiError {
         let mut body = Map::new();
         body.insert("code".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
-        body.extend(self.extra);
+        body.extend(*self.extra);
         let mut response = (self.status, axum::Json(json!({ "error": Value::Object(body) }))).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -1,16 +1,17 @@
 //! The tower layers around every route, and the JSON shape of refusals
 //! made outside the handlers.
 
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -19,12 +20,12 @@ use super::error::ApiError;
 use super::state::AppState;
 
 pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let limit = state.config.body_limit;
+    // The body limit is applied by the handlers as they read a body
+    // (`api::read_body`), after the caller's checks: `401` and `403` come
+    // before `413` as the contract orders.
     routes
         .fallback(|| async { ApiError::not_found("no such path") })
-        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,6 +34,10 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("the server failed while answering this request").into_response()
         }))
+        // Outside every layer that may refuse (the timeout, a caught
+        // panic), so that their refusals are JSON too.
+        .layer(middleware::from_fn_with_state(state.clone(), json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), hold_body))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -53,6 +58,59 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         .increment(1);
     metrics::histogram!("auditstore_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The request body, held aside until a handler reads it (`api::read_body`,
+/// after the caller's checks, so that `401` and `403` come before `413`).
+#[derive(Clone)]
+pub struct PendingBody(Arc<Mutex<Option<Body>>>);
+
+impl PendingBody {
+    pub fn take(&self) -> Option<Body> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Longest time spent reading the body of a refused request.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hold the body aside for the handler; after a refusal that left it
+/// unread (`401`, `403`), read and drop what the client sends (up to the
+/// body limit) so that a client still sending sees the answer instead of
+/// a broken pipe; and close the connection after an error to a request
+/// with a body, whose rest may be unread.
+async fn hold_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let (mut parts, body) = request.into_parts();
+    let slot = PendingBody(Arc::new(Mutex::new(Some(body))));
+    parts.extensions.insert(slot.clone());
+    let mut response = next.run(Request::from_parts(parts, Body::empty())).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        if let Some(body) = slot.take() {
+            let limit = state.config.body_limit;
+            let drain = async move {
+                let mut stream = body.into_data_stream();
+                let mut seen = 0usize;
+                while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+                    seen += chunk.len();
+                    if seen > limit {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+        }
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -17,13 +17,14 @@ pub mod api;
 pub mod caller;
 pub mod cursor;
 pub mod error;
-mod layers;
+pub mod layers;
 pub mod openapi;
 pub mod ops;
 mod schedule;
 pub mod session;
 pub mod state;
 pub mod stream;
+pub mod web;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -82,7 +83,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi))
-        .merge(api::routes());
+        .merge(api::routes())
+        .merge(web::routes());
     layers::wrap(routes, &state).with_state(state)
 }
 
@@ -98,9 +100,9 @@ pub async fn serve(
     let state = AppState::new(store, config, metrics_handle());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(schedule::run(state.clone(), stop_rx));
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Connection info: the sign-in limiter counts failures per address.
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     served

@@ -29,6 +29,7 @@ use super::ops;
         api::ErrorBody,
         api::ErrorDetail,
         api::EventPage,
+        api::IngestBody,
         events::IngestReport,
         events::IngestError,
         exports::NewExport,

@@ -71,5 +71,7 @@ pub fn body(first: Bytes, rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> 
     let rest =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let all = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
-    Body::from_stream(all)
+    // Fused: a layer (gzip compression) may poll again after the end, which
+    // an unfused `unfold` answers with a panic that aborts the connection.
+    Body::from_stream(futures_util::StreamExt::fuse(all))
 }

@@ -46,6 +46,10 @@ impl Store {
         for (org, _) in &items {
             org::validate_org_name(org)?;
         }
+        // Frames and fingerprints depend on the events alone: made before
+        // the writer lock, so that readers and other appenders wait only
+        // for the dedup checks and copies (a duplicate's frame is wasted).
+        let frames = Frames::encode(&items);
         let (wait_for, depends_from) = {
             let mut w = lock(&self.writer);
             if let Some(p) = &w.poisoned {
@@ -60,7 +64,7 @@ impl Store {
             // Tickets above this one may still be queued or in flight: a
             // duplicate found among their records counts only if they land.
             let depends_from = w.written_ticket + 1;
-            if let Err(e) = self.encode_batch(w, &items, &mut report) {
+            if let Err(e) = self.encode_batch(w, &items, &frames, &mut report) {
                 // Unindex the frames that were encoded but not queued.
                 w.index
                     .discard_from((w.active.len + w.queued.len() as u64) as u32);
@@ -95,14 +99,16 @@ impl Store {
     /// do not see them before they are synced: `visible_lsn`), rolling
     /// when the segment is full. Every outcome goes to `report`. On error
     /// the caller unindexes what is still in `w.buf`.
-    fn encode_batch(&self, w: &mut Writer, items: &[(&str, &Event)], report: &mut BatchReport) -> Result<()> {
+    fn encode_batch(
+        &self,
+        w: &mut Writer,
+        items: &[(&str, &Event)],
+        frames: &Frames,
+        report: &mut BatchReport,
+    ) -> Result<()> {
         let mut scratch = Vec::new();
         w.buf.clear();
-        let fps: Vec<u64> = items
-            .iter()
-            .map(|(_, e)| fingerprint(e.id().as_bytes()))
-            .collect();
-        let maybe_sealed = w.fps.contains_each(&fps);
+        let maybe_sealed = w.fps.contains_each(&frames.fingerprints);
         let fps_at_start = w.fps.clone();
         for (i, &(org, event)) in items.iter().enumerate() {
             if let Some((_, ahead)) = items.get(i + TOUCH_EVENTS_AHEAD) {
@@ -122,9 +128,8 @@ impl Store {
                 report.record(outcome);
                 continue;
             }
-            let start = frame::begin(&mut w.buf);
-            codec::encode(org, event, &mut w.buf);
-            frame::seal_in_place(&mut w.buf, start);
+            let start = w.buf.len();
+            w.buf.extend_from_slice(frames.frame(i));
             let frame_len = (w.buf.len() - start) as u64;
             let base = w.active.len + w.queued.len() as u64;
             if base + w.buf.len() as u64 > self.options.segment_size
@@ -454,5 +459,42 @@ impl Store {
         };
         self.wait_durable(ticket)?;
         self.check_not_failed(from, ticket)
+    }
+}
+
+/// A batch's frames, encoded outside the writer lock.
+struct Frames {
+    bytes: Vec<u8>,
+    /// Where each event's frame ends in `bytes`.
+    ends: Vec<usize>,
+    fingerprints: Vec<u64>,
+}
+
+impl Frames {
+    fn encode(items: &[(&str, &Event)]) -> Frames {
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(items.len());
+        let mut fingerprints = Vec::with_capacity(items.len());
+        for (org, event) in items {
+            let start = frame::begin(&mut bytes);
+            codec::encode(org, event, &mut bytes);
+            frame::seal_in_place(&mut bytes, start);
+            ends.push(bytes.len());
+            fingerprints.push(fingerprint(event.id().as_bytes()));
+        }
+        Frames {
+            bytes,
+            ends,
+            fingerprints,
+        }
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.bytes.get(start..end).unwrap_or_default()
     }
 }

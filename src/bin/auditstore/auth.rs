@@ -1,7 +1,7 @@
 //! `token create|list|revoke`, `user add` (contract: `shared/spec/http.md`,
 //! "Who may do what").
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use auditstore::auth::{Auth, AuthError, Role, TokenInfo, TokenScope};
@@ -69,6 +69,11 @@ pub enum UserCommand {
 impl From<AuthError> for CliError {
     fn from(e: AuthError) -> Self {
         match e {
+            // A bad name or password is the request's fault, not a range's
+            // (the store's own mapping of `invalid_argument`).
+            AuthError::Store(e @ auditstore::Error::InvalidArgument { .. }) => {
+                CliError::new("invalid_request", e.to_string())
+            }
             AuthError::Store(e) => e.into(),
             other => CliError::new(other.code(), other.to_string()),
         }
@@ -178,6 +183,14 @@ pub fn user(ctx: &Ctx, cmd: UserCommand) -> CliResult<ExitCode> {
         .map_err(|e| CliError::new("io", format!("read the password from stdin: {e}")))?;
     let password = password.strip_suffix('\n').unwrap_or(&password);
     let password = password.strip_suffix('\r').unwrap_or(password);
+    if !password.is_empty() && password.chars().count() < auditstore::auth::password::RECOMMENDED_MIN_CHARS {
+        let mut err = ctx.err();
+        let _ = writeln!(
+            err,
+            "auditstore: warning: a password shorter than {} characters is easy to guess",
+            auditstore::auth::password::RECOMMENDED_MIN_CHARS
+        );
+    }
     let store = ctx.open_store(true)?;
     let by = user.unwrap_or_else(|| ctx.user());
     let added = Auth::new(&store).add_user(&name, &org, role, password, &by)?;

@@ -1,6 +1,5 @@
 //! `POST|GET /api/v1/orgs/{org}/events`, `GET .../events/{id}`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::{params, valid_org};
+use super::{params, read_body, valid_org};
 use crate::event::Event;
 use crate::scan::Query;
 use crate::server::caller::{Caller, INGEST, READ};
@@ -89,10 +88,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
     post,
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body(
         content(
-            (Vec<serde_json::Value> = "application/json"),
+            (super::IngestBody = "application/json"),
             (String = "application/x-ndjson")
         ),
         description = "A JSON array of events, one event, or JSON Lines"
@@ -111,10 +110,11 @@ pub async fn ingest(
     caller: Caller,
     Path(org): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<axum::Json<IngestReport>> {
     caller.may(&org, INGEST)?;
     valid_org(&org)?;
+    let body = read_body(&state, &body).await?;
     let report = state
         .blocking(move |store| {
             let parsed = parse_body(&headers, &body)?;
@@ -291,14 +291,14 @@ fn next_link(
     path = "/api/v1/orgs/{org}/events",
     tag = "events",
     params(
-        ("org" = String, Path, description = "The organization"),
-        ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD"),
-        ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD"),
+        ("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"),
+        ("from" = String, Query, description = "Inclusive start: RFC 3339 or YYYY-MM-DD", example = "2026-07-01"),
+        ("to" = String, Query, description = "Exclusive end: RFC 3339 or YYYY-MM-DD", example = "2026-08-01"),
         ("action" = Option<String>, Query, description = "Exact action, or a prefix ending in `*`"),
         ("actor" = Option<String>, Query, description = "Actor id"),
         ("target" = Option<String>, Query, description = "Target id"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^c1[0-9a-f]{56}$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page; `Link: <URL>; rel=\"next\"` while more match", body = super::EventPage),
@@ -359,9 +359,10 @@ pub async fn query(
     get,
     path = "/api/v1/orgs/{org}/events/{id}",
     tag = "events",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The event id")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The event id", example = "00000000-0000-0000-0000-000000000001")),
     responses(
         (status = 200, description = "The event", body = Object),
+        (status = 400, description = "A path organization that cannot be one", body = super::ErrorBody),
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 404, description = "No such event in this organization (or past retention)", body = super::ErrorBody),

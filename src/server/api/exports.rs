@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{json_body, valid_org, ErrorBody};
+use super::{json_body, read_body, valid_org, ErrorBody};
 use crate::export::{parse_date, ExportError, ExportRequest, Exports};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -19,8 +19,10 @@ use crate::server::stream;
 #[serde(deny_unknown_fields)]
 pub struct NewExport {
     /// First date, `YYYY-MM-DD` (UTC).
+    #[schema(example = "2026-07-01", format = Date)]
     pub from: String,
     /// Last date, inclusive, `YYYY-MM-DD` (UTC).
+    #[schema(example = "2026-07-05", format = Date)]
     pub to: String,
 }
 
@@ -70,13 +72,14 @@ fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRe
 /// Request an export of a range of dates.
 #[utoipa::path(
     post, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body = NewExport,
     responses(
         (status = 201, description = "The request", body = ExportRequestBody),
         (status = 400, description = "A malformed body or date", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization, or a plan without exports", body = ErrorBody),
+        (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
         (status = 422, description = "A range outside the rules", body = ErrorBody),
         (status = 429, description = "The plan's limit is reached", body = ErrorBody),
     ),
@@ -86,10 +89,11 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Bytes,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     valid_org(&org)?;
+    let body = read_body(&state, &body).await?;
     let new: NewExport = json_body(&body)?;
     let date = |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
     let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);
@@ -105,9 +109,10 @@ pub async fn create(
 /// The organization's requests, newest first.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The requests, newest first", body = Vec<ExportRequestBody>),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
     ),
@@ -129,9 +134,10 @@ pub async fn list(
 /// One request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}", tag = "exports",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The request", body = ExportRequestBody),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request in this organization", body = ErrorBody),
@@ -151,16 +157,35 @@ pub async fn get(
     Ok(axum::Json(request).into_response())
 }
 
+/// `Content-Disposition` of a file named `name`: an ASCII `filename` (any
+/// other byte as `_`) and the exact name in `filename*` (RFC 6266), so that
+/// an organization's name never makes an invalid header (it made a `500`).
 fn attachment(name: &str) -> String {
-    format!("attachment; filename=\"{name}\"")
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
+    let ascii: String = name
+        .bytes()
+        .map(|b| if plain(b) { b as char } else { '_' })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if plain(b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// The CSV of a finished request.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/exports/{id}/download", tag = "exports",
-    params(("org" = String, Path, description = "The organization"), ("id" = String, Path, description = "The request id")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The request id")),
     responses(
         (status = 200, description = "The CSV file", content_type = "text/csv", body = String),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request, or it found no data", body = ErrorBody),
@@ -204,9 +229,10 @@ pub async fn download(
 /// Server plan only: the whole retained log as CSV, streamed.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/export/full", tag = "exports",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The CSV of the whole retained log", content_type = "text/csv", body = String),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin, or not the server plan", body = ErrorBody),
     ),

@@ -9,6 +9,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
+use super::layers::PendingBody;
 use super::state::AppState;
 
 /// The routes of `/api/v1/`.
@@ -81,7 +82,44 @@ pub fn valid_org(org: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::bad_request(format!("organization {org:?}: {e}")))
 }
 
-/// A JSON body of type `T`; anything else is `400`.
+/// The request body, at most the configured limit (`413 too_large`
+/// above it). Handlers read it after the caller's checks, so that `401`
+/// and `403` come first.
+pub async fn read_body(state: &AppState, body: &PendingBody) -> ApiResult<axum::body::Bytes> {
+    use futures_util::StreamExt;
+    let limit = state.config.body_limit;
+    let Some(body) = body.take() else {
+        return Ok(axum::body::Bytes::new());
+    };
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// A JSON object body of type `T`; anything else is `400`. An array is
+/// refused before serde sees it: serde would read `[null, null]` as a
+/// struct's fields in order.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+}
+
+/// An ingest body (`application/json`): an array of events, or one event.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum IngestBody {
+    Many(Vec<serde_json::Map<String, serde_json::Value>>),
+    One(serde_json::Map<String, serde_json::Value>),
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{json_body, valid_org, ErrorBody};
+use super::{json_body, read_body, valid_org, ErrorBody};
 use crate::org::{OrgSettings, Plan};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
@@ -34,17 +34,20 @@ impl From<OrgSettings> for SettingsBody {
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     /// `server`, `scale`, `performance` or `free`.
+    #[schema(pattern = "^(server|scale|performance|free)$")]
     pub plan: Option<String>,
     /// 1 to 3650.
+    #[schema(minimum = 1, maximum = 3650)]
     pub retention_days: Option<u32>,
 }
 
 /// The organization's settings.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     responses(
         (status = 200, description = "The settings", body = SettingsBody),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
     ),
@@ -64,13 +67,14 @@ pub async fn get(
 /// Change an organization's settings (operators).
 #[utoipa::path(
     put, path = "/api/v1/orgs/{org}/settings", tag = "settings",
-    params(("org" = String, Path, description = "The organization")),
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
     request_body = SettingsChange,
     responses(
         (status = 200, description = "The settings now", body = SettingsBody),
         (status = 400, description = "An unknown field or a bad value", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -78,10 +82,11 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-    body: axum::body::Bytes,
+    axum::Extension(body): axum::Extension<crate::server::layers::PendingBody>,
 ) -> ApiResult<Response> {
     caller.may(&org, OPERATOR)?;
     valid_org(&org)?;
+    let body = read_body(&state, &body).await?;
     let change: SettingsChange = json_body(&body)?;
     let plan = change
         .plan

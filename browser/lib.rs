@@ -1,0 +1,1 @@
+//! Nothing: this package is its test, `tests/browser/` (see Cargo.toml).
