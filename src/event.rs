@@ -987,8 +987,8 @@ fn object(raw: &RawValue, field: &str) -> Result<String, EventError> {
 }
 
 /// Removes whitespace outside strings in one pass, checking the nesting
-/// depth, refusing a repeated key in one object and a number that RFC 8785
-/// canonicalization would change ([`number_is_exact`]).
+/// depth, refusing a repeated key in one object (which has no RFC 8785
+/// form, so no leaf hash) and a number outside the double range.
 /// `s` is valid JSON (serde_json checked it while reading the top level).
 fn compact(s: &str, field: &str) -> Result<String, EventError> {
     let b = s.as_bytes();
@@ -1066,30 +1066,19 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
             b',' => expect_key = matches!(keys.last(), Some(Some(_))),
             b'-' | b'0'..=b'9' => {
                 // A number: refuse one outside the f64 range, which common
-                // JSON parsers (serde_json among them) cannot read back, and
-                // one RFC 8785 would round.
+                // JSON parsers (serde_json among them) cannot read back.
                 let end = b[i..]
                     .iter()
                     .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .map_or(b.len(), |n| i + n);
                 let token = s.get(i..end).unwrap_or_default();
                 if token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E') {
-                    let parsed = token.parse::<f64>().ok().filter(|v| v.is_finite());
-                    let shown: String = token.chars().take(40).collect();
-                    let Some(v) = parsed else {
+                    let finite = token.parse::<f64>().map(f64::is_finite).unwrap_or(false);
+                    if !finite {
+                        let shown: String = token.chars().take(40).collect();
                         return Err(EventError::at(
                             field,
                             format_args!("number out of range: {shown}"),
-                        ));
-                    };
-                    if !number_is_exact(token) {
-                        return Err(EventError::at(
-                            field,
-                            format_args!(
-                                "number {shown} has no exact IEEE 754 double form: JSON canonicalization \
-                                 (RFC 8785), and so the tamper-evidence hash, would read it as {v}; send it \
-                                 as a string"
-                            ),
                         ));
                     }
                 }
@@ -1107,76 +1096,6 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
     }
     out.push_str(s.get(run_start..).unwrap_or_default());
     Ok(out)
-}
-
-/// Whether the JSON number `token` has the value of the double RFC 8785
-/// (JCS) writes for it: the double nearest to it, in its shortest
-/// round-trip form. A number that is not (more digits than a double holds,
-/// an integer beyond 2^53 that is not that double's shortest form, a value
-/// below the smallest subnormal) would be hashed as another number, which
-/// other texts round to as well. The sign of zero is not told apart.
-pub(crate) fn number_is_exact(token: &str) -> bool {
-    match token.parse::<f64>() {
-        Ok(v) if v.is_finite() => {
-            decimal_value(token) == decimal_value(ryu_js::Buffer::new().format_finite(v))
-        }
-        _ => false,
-    }
-}
-
-/// A decimal number's value as (negative, significant digits, exponent of
-/// the last digit); zero as `(false, "", 0)`.
-fn decimal_value(t: &str) -> Option<(bool, String, i64)> {
-    let (neg, rest) = match t.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, t),
-    };
-    let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(p) => (rest.get(..p)?, rest.get(p + 1..)?.parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut digits: String = format!("{int}{frac}").trim_start_matches('0').to_owned();
-    let mut exp = exp.checked_sub(frac.len() as i64)?;
-    while digits.ends_with('0') {
-        digits.pop();
-        exp = exp.checked_add(1)?;
-    }
-    if digits.is_empty() {
-        return Some((false, String::new(), 0));
-    }
-    Some((neg, digits, exp))
-}
-
-/// Whether every number in the JSON text `s` is exact ([`number_is_exact`]).
-pub(crate) fn numbers_exact(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let end = b[i..]
-                    .iter()
-                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .map_or(b.len(), |n| i + n);
-                let token = s.get(i..end).unwrap_or_default();
-                let checked = token.len() > 15 || token.bytes().any(|c| c == b'e' || c == b'E');
-                if checked && !number_is_exact(token) {
-                    return false;
-                }
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    true
 }
 
 /// `b[i..]` starts with a `\u` escape (syntax already checked by
@@ -2010,14 +1929,17 @@ mod tests {
         );
         assert!(ev.to_json().contains("-9007199254740992"));
         assert!(ev.to_json().contains("12345.678e-7"));
-        // Digits a double cannot hold are refused (RFC 8785 would round them).
+        // Digits a double cannot hold are kept as sent (RFC 8785, and so
+        // the leaf hash, reads them as the nearest double).
         for n in [
             "123456789012345678901234567890.5e-7",
             "-98765432109876543210987654321",
+            "1152921504606846976",
         ] {
             let text =
                 with("payload", Some("{}")).replace("\"payload\":{}", &format!("\"payload\":{{\"n\":{n}}}"));
-            assert!(reject(&text).message.contains("send it as a string"), "{n}");
+            let kept = Event::from_json(&text).unwrap();
+            assert!(kept.to_json().contains(&format!("\"n\":{n}}}")), "{n}");
         }
         let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["payload"]["a b"], "x \" \\ y\n");
@@ -2171,7 +2093,7 @@ mod tests {
         // Exact integers: no float rounding.
         let p = |n: &str| Event::from_json(&GOOD.replace("54810", n)).unwrap();
         assert!(!p("9007199254740992").same_content(&p("9007199254740994")));
-        assert!(Event::from_json(&GOOD.replace("54810", "12345678901234567890123")).is_err());
+        assert!(!p("12345678901234567890123").same_content(&p("12345678901234567890124")));
         assert!(p("1.50").same_content(&p("1.5")));
         assert!(p("1e2").same_content(&p("100.0")));
         assert!(!p("100").same_content(&p("1e2")));

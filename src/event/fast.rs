@@ -515,8 +515,16 @@ impl<'a> Parser<'a> {
             self.digit()?;
             self.digits();
         }
-        if (exp || self.i - start > 15) && !super::number_is_exact(self.s.get(start..self.i)?) {
-            return None;
+        if exp || self.i - start > 15 {
+            let finite = self
+                .s
+                .get(start..self.i)?
+                .parse::<f64>()
+                .map(f64::is_finite)
+                .unwrap_or(false);
+            if !finite {
+                return None;
+            }
         }
         Some(())
     }

@@ -14,7 +14,6 @@ use super::tlog::{Tlog, LEAF_TILES};
 use super::{lock, SigningKey};
 use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
-use crate::event::numbers_exact;
 use crate::event::Event;
 use crate::integrity::key::{self as keyfile, KeyError, KEY_FILE};
 use crate::integrity::leaf::leaf_data_of_json;
@@ -29,23 +28,19 @@ use crate::log::segment;
 const CHUNK: usize = 4 << 20;
 
 /// The leaf hash of a stored record: `SHA-256(0x00 || JCS({"org", "event"}))`
-/// (shared/spec/integrity.md). An event with no RFC 8785 form (stored before
-/// appends refused such events: a repeated key, a number beyond the double
-/// range) is hashed over its `get` JSON text instead, as documented in
+/// (shared/spec/integrity.md). An event with no RFC 8785 form (a repeated
+/// key, which appends refuse, in a record stored before they did or changed
+/// since) is hashed over its `get` JSON text instead, as documented in
 /// docs/format.md, "Tree tiles".
 pub(crate) fn record_leaf(view: &RecordView<'_>) -> Hash {
     event_leaf(view.org, &view.to_event())
 }
 
-/// [`record_leaf`] of an event as `get` returns it. An event with a number
-/// RFC 8785 would round (which appends refuse) is hashed over its text too:
-/// a record changed to hold one then never hashes like the original.
+/// [`record_leaf`] of an event as `get` returns it.
 pub(crate) fn event_leaf(org: &str, event: &Event) -> Hash {
     let text = event.to_json();
-    if numbers_exact(&text) {
-        if let Ok(data) = leaf_data_of_json(org, event, &text) {
-            return leaf_hash(&data);
-        }
+    if let Ok(data) = leaf_data_of_json(org, event, &text) {
+        return leaf_hash(&data);
     }
     let org = serde_json::Value::String(org.to_owned());
     leaf_hash(format!("{{\"org\":{org},\"event\":{text}}}").as_bytes())

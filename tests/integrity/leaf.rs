@@ -118,9 +118,22 @@ fn a_repeated_key_is_refused_by_the_event_parser() {
         let err = Event::from_json(&event_text(payload)).expect_err(payload);
         assert!(err.to_string().contains("payload"), "{err}");
     }
-    // Digits a double cannot hold are refused too ("send it as a string").
-    let err = Event::from_json(&event_text(r#"{"big":12345678901234567890}"#)).unwrap_err();
-    assert!(err.to_string().contains("send it as a string"), "{err}");
+}
+
+/// Digits a double cannot hold are kept as sent, and the leaf covers the
+/// number as RFC 8785 writes it: the nearest double. So two events that
+/// differ only in such digits have the same leaf (docs/format.md).
+#[test]
+fn numbers_beyond_double_precision_are_hashed_as_the_nearest_double() {
+    let exact = Event::from_json(&event_text(r#"{"big":12345678901234567000}"#)).expect("exact");
+    let long = Event::from_json(&event_text(r#"{"big":12345678901234567890}"#)).expect("kept");
+    assert!(long.to_json().contains("12345678901234567890"));
+    let data = String::from_utf8(leaf_data("o", &long).expect("leaf")).expect("UTF-8");
+    assert!(data.contains(r#""big":12345678901234567000"#), "{data}");
+    assert_eq!(
+        leaf_data("o", &long).expect("leaf"),
+        leaf_data("o", &exact).expect("leaf")
+    );
 }
 
 /// A number beyond the double range has no JCS form either; the event
