@@ -986,18 +986,25 @@ fn object(raw: &RawValue, field: &str) -> Result<String, EventError> {
     compact(raw.get(), field)
 }
 
-/// Removes whitespace outside strings in one pass, checking the nesting depth.
+/// Removes whitespace outside strings in one pass, checking the nesting
+/// depth, refusing a repeated key in one object (which has no RFC 8785
+/// form, so no leaf hash) and a number outside the double range.
 /// `s` is valid JSON (serde_json checked it while reading the top level).
 fn compact(s: &str, field: &str) -> Result<String, EventError> {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut run_start = 0;
     let mut depth = 0usize;
+    // The keys of each open object (`None` for an array), and whether the
+    // next string is a key.
+    let mut keys: Vec<Option<Vec<Cow<'_, str>>>> = Vec::new();
+    let mut expect_key = false;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'"' => {
                 // Skip the string, honouring escapes.
+                let start = i;
                 i += 1;
                 loop {
                     i = find_quote_or_backslash(b, i);
@@ -1009,6 +1016,36 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                         _ => break,
                     }
                 }
+                if let (true, Some(Some(seen))) = (expect_key, keys.last_mut()) {
+                    let raw = s.get(start + 1..i).unwrap_or_default();
+                    let key: Cow<'_, str> = match raw.contains('\\') {
+                        false => Cow::Borrowed(raw),
+                        true => Cow::Owned(
+                            serde_json::from_str::<String>(s.get(start..=i).unwrap_or_default())
+                                .unwrap_or_else(|_| raw.to_owned()),
+                        ),
+                    };
+                    if seen.contains(&key) {
+                        let shown: String = key.chars().take(40).collect();
+                        // A member of the field's own object is named as
+                        // the top level's repeated fields are.
+                        if depth == 1 {
+                            return Err(EventError::at(
+                                &format!("{field}.{shown}"),
+                                "appears more than once",
+                            ));
+                        }
+                        return Err(EventError::at(
+                            field,
+                            format_args!(
+                                "repeated key {shown:?} in one nested object: JSON with a repeated key has \
+                                 no canonical form (RFC 8785), and readers disagree on which value counts"
+                            ),
+                        ));
+                    }
+                    seen.push(key);
+                    expect_key = false;
+                }
             }
             b'{' | b'[' => {
                 depth += 1;
@@ -1018,8 +1055,15 @@ fn compact(s: &str, field: &str) -> Result<String, EventError> {
                         format_args!("nested deeper than {MAX_NESTING_DEPTH} levels"),
                     ));
                 }
+                expect_key = b[i] == b'{';
+                keys.push(expect_key.then(Vec::new));
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                keys.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = matches!(keys.last(), Some(Some(_))),
             b'-' | b'0'..=b'9' => {
                 // A number: refuse one outside the f64 range, which common
                 // JSON parsers (serde_json among them) cannot read back.
@@ -1876,15 +1920,27 @@ mod tests {
 
     #[test]
     fn compact_form_keeps_strings_and_numbers() {
-        let payload = "{ \"a b\" : \"x \\\" \\\\ y\\n\" ,\n\t\"n\":  123456789012345678901234567890.5e-7 , \"big\" : -98765432109876543210987654321 , \"arr\" : [ 1 , { } , [ ] , \"\\u00e9 \" ] , \"é\":\"ü \"}";
+        let payload = "{ \"a b\" : \"x \\\" \\\\ y\\n\" ,\n\t\"n\":  12345.678e-7 , \"big\" : -9007199254740992 , \"arr\" : [ 1 , { } , [ ] , \"\\u00e9 \" ] , \"é\":\"ü \"}";
         let text = with("payload", Some("{}")).replace("\"payload\":{}", &format!("\"payload\":{payload}"));
         let ev = Event::from_json(&text).unwrap();
         assert_eq!(
             ev.payload_json(),
-            "{\"a b\":\"x \\\" \\\\ y\\n\",\"n\":123456789012345678901234567890.5e-7,\"big\":-98765432109876543210987654321,\"arr\":[1,{},[],\"\\u00e9 \"],\"é\":\"ü \"}"
+            "{\"a b\":\"x \\\" \\\\ y\\n\",\"n\":12345.678e-7,\"big\":-9007199254740992,\"arr\":[1,{},[],\"\\u00e9 \"],\"é\":\"ü \"}"
         );
-        assert!(ev.to_json().contains("-98765432109876543210987654321"));
-        assert!(ev.to_json().contains("123456789012345678901234567890.5e-7"));
+        assert!(ev.to_json().contains("-9007199254740992"));
+        assert!(ev.to_json().contains("12345.678e-7"));
+        // Digits a double cannot hold are kept as sent (RFC 8785, and so
+        // the leaf hash, reads them as the nearest double).
+        for n in [
+            "123456789012345678901234567890.5e-7",
+            "-98765432109876543210987654321",
+            "1152921504606846976",
+        ] {
+            let text =
+                with("payload", Some("{}")).replace("\"payload\":{}", &format!("\"payload\":{{\"n\":{n}}}"));
+            let kept = Event::from_json(&text).unwrap();
+            assert!(kept.to_json().contains(&format!("\"n\":{n}}}")), "{n}");
+        }
         let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["payload"]["a b"], "x \" \\ y\n");
     }
@@ -2036,6 +2092,7 @@ mod tests {
 
         // Exact integers: no float rounding.
         let p = |n: &str| Event::from_json(&GOOD.replace("54810", n)).unwrap();
+        assert!(!p("9007199254740992").same_content(&p("9007199254740994")));
         assert!(!p("12345678901234567890123").same_content(&p("12345678901234567890124")));
         assert!(p("1.50").same_content(&p("1.5")));
         assert!(p("1e2").same_content(&p("100.0")));

@@ -125,7 +125,7 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
             }
             continue;
         }
-        let record = &payload["record"];
+        let record = timestamps_as_numbers(&payload["record"]);
         let Some(id) = record["id"].as_str() else { continue };
         let Ok(req) = request::decode(id, &record.to_string()) else {
             continue;
@@ -182,4 +182,29 @@ pub fn repair(dir: &Path, options: Options) -> Result<RepairReport, ExportError>
         });
     }
     Ok(report)
+}
+
+/// A request record as its own event carries it, with the nanosecond
+/// timestamps that own events write as strings (a double cannot hold them)
+/// made numbers again, as the registry stores them.
+fn timestamps_as_numbers(record: &serde_json::Value) -> serde_json::Value {
+    let mut record = record.clone();
+    if let Some(map) = record.as_object_mut() {
+        for key in [
+            "window_start",
+            "window_end",
+            "created_at",
+            "completed_at",
+            "expires_at",
+        ] {
+            if let Some(n) = map
+                .get(key)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                map.insert(key.to_owned(), serde_json::Value::from(n));
+            }
+        }
+    }
+    record
 }

@@ -518,6 +518,23 @@ fn verify_reports_corruption_with_file_and_offset() {
     let n = bytes.len();
     bytes[n - 3] ^= 0xff;
     std::fs::write(&log[0], &bytes).unwrap();
+    // That record is covered by a signed checkpoint, so it was durable: no
+    // crash tears it. The store is corrupt, and verify says which leaf.
+    let refused = run(dir.path(), &["--json", "stats"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(json(&refused)["error"]["code"], "corrupt");
+    let bad = json(&run(dir.path(), &["--json", "verify"]));
+    let problems = bad["error"]["problems"].as_array().unwrap().clone();
+    assert!(problems.iter().any(|p| p["leaf_index"] == 1978), "{problems:?}");
+    // Without the tamper-evidence files (as a store from before them), the
+    // same bytes are what a crash leaves.
+    let forget_tree = || {
+        for f in ["checkpoints", "signing.key"] {
+            std::fs::remove_file(dir.path().join(f)).unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("tree")).unwrap();
+    };
+    forget_tree();
     let stats = json(&run(dir.path(), &["--json", "stats"]));
     let unique = model(&sample_events()).len() as u64;
     assert_eq!(stats["events"], unique - 1);
@@ -547,6 +564,7 @@ fn verify_reports_corruption_with_file_and_offset() {
             "{problem}"
         );
     }
+    forget_tree();
     let stats = json(&run(dir.path(), &["--json", "stats"]));
     assert_eq!(stats["events"], unique - 2);
     // The last stored event went with the torn tail; the one before it is

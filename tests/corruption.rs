@@ -2,6 +2,12 @@
 //! indexes, missing segments, wrong magic, future versions. Each either opens
 //! (cutting only a torn active tail) or is refused or reported with the file
 //! and byte offset.
+//!
+//! The stores here keep no tamper-evidence tree (`integrity: false`): these
+//! tests are about the log's own recovery, which treats such damage as a
+//! crash would leave it. With the tree on, damage to records that a signed
+//! checkpoint covers is refused at open and reported by `verify` with its
+//! leaf index (tests/integrity_store).
 
 mod common;
 
@@ -17,6 +23,7 @@ fn opts() -> Options {
     Options {
         segment_size: 64 * 1024,
         clock: Arc::new(FixedClock::new(ts("2026-08-01"))),
+        integrity: false,
         ..Options::default()
     }
 }

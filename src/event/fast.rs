@@ -21,6 +21,9 @@ use super::{
 };
 use crate::time::Timestamp;
 
+/// Keys of one nested object the fast path compares for repeats.
+const MAX_KEYS_COMPARED: usize = 32;
+
 // Indexes in `FIELDS`.
 const ID: usize = 0;
 const ACTION: usize = 1;
@@ -390,8 +393,22 @@ impl<'a> Parser<'a> {
             self.i += 1;
             return Some(());
         }
+        // The keys so far, to leave an object with a repeated key (or with
+        // more keys than are compared here, or an escaped one) to the
+        // reference parser, which refuses a repeated key.
+        let mut seen = [(0usize, 0usize); MAX_KEYS_COMPARED];
+        let mut count = 0;
         loop {
             let (kstart, kend, kescaped) = self.string()?;
+            let key = self.b.get(kstart..kend)?;
+            if kescaped
+                || count == MAX_KEYS_COMPARED
+                || seen[..count].iter().any(|&(a, z)| self.b.get(a..z) == Some(key))
+            {
+                return None;
+            }
+            seen[count] = (kstart, kend);
+            count += 1;
             self.ws_compact(run);
             self.eat(b':')?;
             self.ws_compact(run);

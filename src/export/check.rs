@@ -95,6 +95,7 @@ impl Exports<'_> {
         for (id, path) in builder::finished_files(&dir)? {
             if !known.contains(&id) {
                 problems.push(Problem {
+                    leaf_index: None,
                     file: path,
                     offset: 0,
                     message: "export file without its request in the metadata (meta.redb lost or replaced \
@@ -109,6 +110,7 @@ impl Exports<'_> {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     problems.push(Problem {
+                        leaf_index: None,
                         file: path,
                         offset: 0,
                         message: format!(
@@ -126,6 +128,7 @@ impl Exports<'_> {
                 Ok(()) => {}
                 Err(ExportError::Store(crate::Error::Corrupt { path, offset, reason })) => {
                     problems.push(Problem {
+                        leaf_index: None,
                         file: path,
                         offset,
                         message: reason,

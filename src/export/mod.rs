@@ -276,6 +276,8 @@ impl<'s> Exports<'s> {
         // read-only store (another process holds it) must refuse first.
         self.store.refuse_if_read_only()?;
         let _one_run_at_a_time = self.store.processing_lock();
+        // Every export run is made at a signed checkpoint (integrity.md).
+        self.store.checkpoint_if_kept()?;
         let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
         self.store.record_staged_events()?;
         Ok(report)

@@ -34,8 +34,26 @@ fn details(r: &ExportRequest) -> Result<Value, ExportError> {
         "status": r.status.as_str(),
         "rows": r.rows,
         "bytes": r.bytes,
-        "record": record,
+        "record": exact_numbers(record),
     }))
+}
+
+/// Integers a double cannot hold (the nanosecond timestamps of `record`)
+/// as decimal strings: appends refuse numbers RFC 8785 would round
+/// (docs/format.md, "Tree tiles"); `repair` reads them back.
+fn exact_numbers(v: Value) -> Value {
+    const EXACT: u64 = 1 << 53;
+    match v {
+        Value::Number(n)
+            if n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT)
+                || n.as_u64().is_some_and(|u| u > EXACT) =>
+        {
+            Value::String(n.to_string())
+        }
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, exact_numbers(v))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(exact_numbers).collect()),
+        other => other,
+    }
 }
 
 fn request_event(

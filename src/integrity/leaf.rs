@@ -5,7 +5,7 @@
 //! [`Event::to_json`] prints it. Anyone holding an event as served and its
 //! organization can recompute it without knowing the store's files.
 //!
-//! JCS (done by `serde_json_canonicalizer`) sorts object keys by UTF-16 code
+//! JCS (done by [`super::jcs`]) sorts object keys by UTF-16 code
 //! units, writes strings with the minimal escaping of RFC 8785 §3.2.2.2 and
 //! numbers as ECMAScript does (IEEE 754 double, shortest round-trip form).
 //! Two consequences worth knowing:
@@ -39,16 +39,22 @@ pub enum LeafError {
 
 /// The RFC 8785 bytes of `{"org": org, "event": event}`.
 pub fn leaf_data(org: &str, event: &Event) -> Result<Vec<u8>, LeafError> {
-    let id = event.id().hyphenated().to_string();
-    let text = event.to_json();
-    let parsed: Strict = serde_json::from_str(&text).map_err(|e| classify(&id, e))?;
+    leaf_data_of_json(org, event, &event.to_json())
+}
+
+/// [`leaf_data`] of `event` whose `get` JSON text (`event.to_json()`) the
+/// caller has already.
+pub fn leaf_data_of_json(org: &str, event: &Event, text: &str) -> Result<Vec<u8>, LeafError> {
+    let id = || event.id().hyphenated().to_string();
+    let parsed: Strict = serde_json::from_str(text).map_err(|e| classify(&id(), e))?;
+    let id = id();
     let mut top = Map::new();
     top.insert("org".to_owned(), Value::String(org.to_owned()));
     top.insert("event".to_owned(), parsed.0);
-    serde_json_canonicalizer::to_vec(&Value::Object(top)).map_err(|e| LeafError::NotCanonicalizable {
-        id,
-        reason: e.to_string(),
-    })
+    let mut out = Vec::with_capacity(text.len() + org.len() + 24);
+    super::jcs::write(&Value::Object(top), &mut out)
+        .map_err(|reason| LeafError::NotCanonicalizable { id, reason })?;
+    Ok(out)
 }
 
 /// `SHA-256(0x00 || leaf_data(org, event))`.

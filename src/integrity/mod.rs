@@ -13,8 +13,10 @@
 
 pub mod checkpoint;
 pub mod hash;
+pub mod jcs;
 pub mod key;
 pub mod leaf;
+pub mod log;
 pub mod note;
 pub mod proof;
 pub mod tiles;

@@ -202,6 +202,36 @@ impl TileStore {
     }
 }
 
+/// Checks a whole level file (`verify`): its header, that it holds whole
+/// records only, and every record's CRC and index; returns the number of
+/// complete tiles in it.
+pub fn check_level_file(path: &Path, level: usize) -> Result<u64, TileError> {
+    let bytes = fs::read(path).map_err(io("reading", path))?;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or_else(|| corrupt(path, 0, format!("{} bytes: shorter than the header", bytes.len())))?;
+    check_level_header(path, level, header)?;
+    let body = &bytes[HEADER_LEN..];
+    if body.len() % RECORD_LEN != 0 {
+        let at = HEADER_LEN + body.len() / RECORD_LEN * RECORD_LEN;
+        return Err(corrupt(path, at as u64, "a torn or extended tile record"));
+    }
+    for (index, record) in body.chunks_exact(RECORD_LEN).enumerate() {
+        let offset = (HEADER_LEN + index * RECORD_LEN) as u64;
+        if crc32fast::hash(&record[..RECORD_LEN - 4]) != u32_at(record, RECORD_LEN - 4) {
+            return Err(corrupt(path, offset, format!("tile {index} fails its CRC-32")));
+        }
+        if u64_at(record, 0) != index as u64 {
+            return Err(corrupt(
+                path,
+                offset,
+                format!("record {index} says it is tile {}", u64_at(record, 0)),
+            ));
+        }
+    }
+    Ok((body.len() / RECORD_LEN) as u64)
+}
+
 /// `level-<L>.tiles` for the level at index `k` (L = k + 1).
 fn level_name(k: usize) -> String {
     format!("level-{}.tiles", k + 1)

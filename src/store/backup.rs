@@ -157,11 +157,24 @@ impl Store {
             // What was acknowledged is in the file but maybe not synced yet.
             self.flush()?;
         }
+        // Read before the log is fixed, so that no checkpoint or tile in the
+        // copy covers an event the copy lacks.
+        let integrity = self.integrity_files()?;
         let snap = self.backup_snapshot();
         let mut out = Out {
             dir: tmp,
             report: BackupReport::default(),
         };
+        for (rel, bytes, secret) in &integrity {
+            let to = tmp.join(rel);
+            if let Some(parent) = to.parent().filter(|p| !p.exists()) {
+                std::fs::create_dir(parent).ctx(|| format!("create {}", parent.display()))?;
+            }
+            out.write_private(&to, bytes, *secret)?;
+        }
+        if tmp.join(crate::integrity::tiles::TREE_DIR).exists() {
+            segment::sync_dir(&tmp.join(crate::integrity::tiles::TREE_DIR))?;
+        }
         // Links first: retention may delete a sealed segment meanwhile (then
         // its mapping, which outlives the unlink, is copied).
         for seg in snap.sealed.iter() {
@@ -188,6 +201,48 @@ impl Store {
         self.backup_metadata(&mut out)?;
         segment::sync_dir(tmp)?;
         Ok(out.report)
+    }
+
+    /// The tamper-evidence files, as (path relative to the store, bytes,
+    /// whether secret): the valid prefix of `checkpoints`, the tiles
+    /// (`tree/partial` before the level files it points into) and the
+    /// signing key when it is kept in the store.
+    fn integrity_files(&self) -> Result<Vec<(PathBuf, Vec<u8>, bool)>> {
+        use crate::integrity::{key::KEY_FILE, log as cplog, tiles::TREE_DIR};
+        let mut files = Vec::new();
+        let read = |path: &Path| -> Result<Option<Vec<u8>>> {
+            match std::fs::read(path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+            }
+        };
+        let cp = self.dir.join(cplog::CHECKPOINTS_FILE);
+        if let Some(bytes) = read(&cp)? {
+            let valid = cplog::parse(&cp, &bytes).map_err(tlog::log_err)?.valid_len as usize;
+            files.push((
+                PathBuf::from(cplog::CHECKPOINTS_FILE),
+                bytes[..valid.min(bytes.len())].to_vec(),
+                false,
+            ));
+        }
+        if matches!(self.options.signing_key, SigningKey::InStore) {
+            if let Some(bytes) = read(&self.dir.join(KEY_FILE))? {
+                files.push((PathBuf::from(KEY_FILE), bytes, true));
+            }
+        }
+        let tree = Path::new(TREE_DIR);
+        if let Some(bytes) = read(&self.dir.join(tree).join("partial"))? {
+            files.push((tree.join("partial"), bytes, false));
+            for level in 1.. {
+                let name = format!("level-{level}.tiles");
+                match read(&self.dir.join(tree).join(&name))? {
+                    Some(bytes) => files.push((tree.join(name), bytes, false)),
+                    None => break,
+                }
+            }
+        }
+        Ok(files)
     }
 
     /// `meta.redb` and `store.id` as of one consistent state, the export
@@ -242,6 +297,23 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    /// [`Out::write`], with mode 0600 when `secret` (the signing key).
+    fn write_private(&mut self, to: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mode = if secret { 0o600 } else { 0o644 };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(to)
+            .ctx(|| format!("create {}", to.display()))?;
+        f.write_all(bytes).ctx(|| format!("write {}", to.display()))?;
+        f.sync_all().ctx(|| format!("fsync {}", to.display()))?;
+        self.report.bytes += bytes.len() as u64;
+        self.report.copied_files += 1;
+        Ok(())
+    }
+
     /// Write `bytes` as a new file at `to`, fsynced.
     fn write(&mut self, to: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = File::create_new(to).ctx(|| format!("create {}", to.display()))?;

@@ -39,9 +39,16 @@ mod append;
 mod backup;
 mod open;
 pub mod own_events;
+mod proofs;
 mod readonly;
+mod tlog;
+mod tlog_read;
+mod tlog_verify;
 mod types;
 mod upkeep;
+
+pub use proofs::{ConsistencyProof, InclusionProof, KeyInfo};
+pub use tlog::SignedCheckpoint;
 
 pub use types::*;
 
@@ -121,6 +128,9 @@ pub struct Store {
     /// schedule and an operator's `export process`) would remove each
     /// other's files in progress.
     processing: Mutex<()>,
+    /// The tamper-evidence tree and its checkpoints (`None` read-only or
+    /// with `Options::integrity` off).
+    tlog: Option<Arc<tlog::Tlog>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -243,6 +253,22 @@ impl Store {
             ),
             Durability::Sync => None,
         };
+        let tlog = match options.integrity {
+            true => {
+                let mut segments: Vec<(u64, u64)> =
+                    sealed.iter().map(|s| (s.id, s.layout.event_count)).collect();
+                segments.push((active.id, index.len() as u64));
+                Some(tlog::Tlog::open(
+                    &dir,
+                    &options.signing_key,
+                    format!("auditstore/{}", meta.identity().id_text()),
+                    options.clock.clone(),
+                    synced_lsn.clone(),
+                    tlog::LogShape { segments },
+                )?)
+            }
+            false => None,
+        };
         let sealer =
             Sealer::start(dir.clone(), options.io.clone()).ctx(|| "start the sealer thread".to_string())?;
         let mut store = Store {
@@ -276,6 +302,7 @@ impl Store {
             meta,
             recovery,
             processing: Mutex::new(()),
+            tlog,
         };
         store.salvage_quarantined()?;
         // Own events a crash left staged (their metadata change committed).
@@ -528,7 +555,10 @@ impl Drop for Store {
             // anyway rather than dropped, should that ever change.
             let _ = self.write_queued(&mut w);
             let _ = w.active.trim();
-            let _ = w.active.sync();
+            if w.active.sync().is_ok() {
+                self.synced_lsn
+                    .fetch_max(lsn(w.active.id, w.active.len), Ordering::AcqRel);
+            }
             if !w.checkpoint_current {
                 // Best effort: a missing checkpoint only makes the next open
                 // rebuild the set from the indexes.
@@ -537,6 +567,11 @@ impl Drop for Store {
                 let _ =
                     segment::write_atomically_via(&*self.options.io, &self.dir.join(CHECKPOINT_FILE), &bytes);
             }
+        }
+        drop(w);
+        // Everything written is synced now: the last checkpoint covers it.
+        if let Some(t) = &self.tlog {
+            t.close();
         }
     }
 }

@@ -162,6 +162,7 @@ pub(super) fn open_or_rebuild_sealed(
     segment::write_atomically_via(io, &idx_path, &bytes)?;
     if let Some((offset, reason)) = damage {
         recovery.problems.push(Problem {
+            leaf_index: None,
             file: idx_path.clone(),
             offset,
             message: format!("damaged index ({reason}): rebuilt from its segment, which is intact"),
@@ -380,6 +381,7 @@ pub(super) fn recover_active(
             let kept = new_quarantine_path(dir, id, tail.stop.offset);
             write_quarantine(&*io, dir, &kept, &bytes[valid_end..walked.written_end])?;
             recovery.problems.push(Problem {
+                leaf_index: None,
                 file: path.clone(),
                 offset: tail.stop.offset,
                 message: format!(
@@ -484,6 +486,7 @@ impl Store {
             if let Err(e) = self.salvage_one(&kept) {
                 let (file, offset) = quarantined_from(&self.dir, &kept).unwrap_or_else(|| (kept.clone(), 0));
                 self.recovery.problems.push(Problem {
+                    leaf_index: None,
                     file,
                     offset,
                     message: format!(

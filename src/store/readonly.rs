@@ -64,6 +64,7 @@ impl Store {
             Ok(m) => {
                 if holds_data && tolerance == Tolerance::Report && !dir.join(DESCRIPTOR_FILE).exists() {
                     recovery.problems.push(Problem {
+                        leaf_index: None,
                         file: dir.join(DESCRIPTOR_FILE),
                         offset: 0,
                         message: "the store descriptor is missing: an open writes it again from meta.redb, \
@@ -175,6 +176,7 @@ impl Store {
             meta,
             recovery,
             processing: Mutex::new(()),
+            tlog: None,
         })
     }
 
@@ -199,11 +201,13 @@ impl Store {
 fn problem_of(e: &Error, file: &Path) -> Problem {
     match e {
         Error::Corrupt { path, offset, reason } => Problem {
+            leaf_index: None,
             file: path.clone(),
             offset: *offset,
             message: reason.clone(),
         },
         e => Problem {
+            leaf_index: None,
             file: file.to_path_buf(),
             offset: 0,
             message: e.to_string(),
@@ -233,6 +237,7 @@ fn index_in_memory(dir: &Path, id: u64, why: Error, recovery: &mut RecoveryRepor
             e => (0, e.to_string()),
         };
         recovery.problems.push(Problem {
+            leaf_index: None,
             file: idx_path.clone(),
             offset,
             message: format!(
@@ -301,6 +306,7 @@ fn read_active(
             ),
         };
         recovery.problems.push(Problem {
+            leaf_index: None,
             file: path.clone(),
             offset: tail.stop.offset,
             message,

@@ -41,6 +41,27 @@ pub struct Options {
     /// way, and an open indexes it. With `false` the append that rolls
     /// builds the index itself and gets any error from doing so.
     pub background_sealing: bool,
+    /// Keep the tamper-evidence tree and sign checkpoints
+    /// (shared/spec/integrity.md; default). `false` is for measuring what
+    /// it costs: the store then keeps no tree, and `checkpoint`/`prove`
+    /// answer `InvalidArgument`.
+    pub integrity: bool,
+    /// The key checkpoints are signed with.
+    pub signing_key: SigningKey,
+}
+
+/// Where the store's Ed25519 signing key comes from.
+#[derive(Debug, Clone, Default)]
+pub enum SigningKey {
+    /// `signing.key` in the data directory, created (mode 0600) when
+    /// missing. Default.
+    #[default]
+    InStore,
+    /// A key file kept elsewhere (a key outside the data directory keeps a
+    /// thief of the directory from re-signing); never created.
+    File(PathBuf),
+    /// A key the embedder holds.
+    Signer(Arc<crate::integrity::Signer>),
 }
 
 impl Default for Options {
@@ -51,6 +72,8 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             io: Arc::new(RealIo),
             background_sealing: true,
+            integrity: true,
+            signing_key: SigningKey::InStore,
         }
     }
 }
@@ -113,6 +136,10 @@ pub struct Problem {
     pub file: PathBuf,
     pub offset: u64,
     pub message: String,
+    /// The leaf index (the event's ordinal in the tamper-evidence tree) of
+    /// the first event concerned, for findings about the tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_index: Option<u64>,
 }
 
 /// What `verify` checked and found.
@@ -122,6 +149,11 @@ pub struct VerifyReport {
     pub records: u64,
     pub indexes: u64,
     pub bytes: u64,
+    /// Leaves of the tamper-evidence tree recomputed from the log.
+    pub leaves: u64,
+    /// Signed checkpoints checked (those kept in the store, and the one
+    /// given with `--against`).
+    pub checkpoints: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -132,6 +164,13 @@ pub struct RetentionReport {
     pub events_deleted: u64,
     pub bytes_freed: u64,
     pub files: Vec<PathBuf>,
+    /// The signed checkpoint taken by the run (before deleting), when the
+    /// store keeps a tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// The leaf index of the first event still retained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_retained_leaf: Option<u64>,
 }
 
 /// Store-wide counts.

@@ -17,6 +17,10 @@ impl Store {
     pub fn apply_retention_at(&self, now: Timestamp) -> Result<RetentionReport> {
         self.refuse_if_read_only()?;
         let mut report = RetentionReport::default();
+        // Every retention run is made at a signed checkpoint, covering
+        // every event it may delete (integrity.md, "Retention").
+        let checkpoint = self.checkpoint_if_kept()?;
+        report.checkpoint = checkpoint.as_ref().map(|c| c.note.clone());
         let mut w = lock(&self.writer);
         let mut cutoffs: HashMap<String, i64> = HashMap::new();
         let mut cutoff_of = |org: &str| -> Result<i64> {
@@ -54,7 +58,11 @@ impl Store {
                     break;
                 }
             }
-            if expired {
+            // With the tree, only the oldest segments go (a prefix of the
+            // log): leaf indexes stay a count from the first retained leaf,
+            // and one bottom tile at most is cut (docs/format.md,
+            // "Checkpoints file"). A later expired segment waits.
+            if expired && (self.tlog.is_none() || keep.is_empty()) {
                 doomed.push(seg.clone());
             } else {
                 keep.push(seg.clone());
@@ -62,6 +70,12 @@ impl Store {
         }
         if doomed.is_empty() {
             return Ok(report);
+        }
+        // The tree records the deletion before anything is deleted (a crash
+        // in between leaves segments the next run deletes).
+        let first_kept = keep.first().map_or(w.active.id, |s| s.id);
+        if let (Some(t), Some(cp)) = (&self.tlog, &checkpoint) {
+            report.first_retained_leaf = Some(t.record_retention(first_kept, cp)?);
         }
         // Index first: a crash between the two renames leaves a log without
         // an index, which the next open re-indexes (and a later run deletes).
@@ -171,8 +185,23 @@ impl Store {
         Ok(stats)
     }
 
-    /// Check every record's checksum and every index against the log.
+    /// Check every record's checksum and every index against the log, and
+    /// the log against the tamper-evidence tree and every stored
+    /// checkpoint (`tlog_verify.rs`).
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_against(None)
+    }
+
+    /// [`Store::verify`], also checking that the store is consistent with
+    /// `note`, a signed checkpoint kept elsewhere: a store truncated,
+    /// rolled back or rewritten since is reported.
+    pub fn verify_against(&self, note: Option<&str>) -> Result<VerifyReport> {
+        let mut report = self.verify_files()?;
+        self.verify_tree(note, &mut report);
+        Ok(report)
+    }
+
+    fn verify_files(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         report.problems.extend(self.recovery.problems.iter().cloned());
         // Damage an earlier open cut from the active segment stays a problem
@@ -192,6 +221,7 @@ impl Store {
                 false => "valid records after it are still to be appended again: the next open retries",
             };
             report.problems.push(Problem {
+                leaf_index: None,
                 file,
                 offset,
                 message: format!(
@@ -223,6 +253,7 @@ impl Store {
             report.segments += 1;
             report.bytes += len;
             report.problems.push(Problem {
+                leaf_index: None,
                 file: path,
                 offset: 0,
                 message: format!(
@@ -244,6 +275,7 @@ impl Store {
             report.indexes += 1;
             match checkpoint::decode(Arc::new(bytes)) {
                 Err(e) => report.problems.push(Problem {
+                    leaf_index: None,
                     file: cp_path,
                     offset: 0,
                     message: format!("de-duplication checkpoint unreadable ({e}); it will be rebuilt"),
@@ -258,6 +290,7 @@ impl Store {
                             .collect();
                         if FingerprintSet::from_runs(runs).keys() != fps.keys() {
                             report.problems.push(Problem {
+                                leaf_index: None,
                                 file: cp_path,
                                 offset: 0,
                                 message: "de-duplication checkpoint does not match the indexes it covers"
@@ -287,6 +320,7 @@ impl Store {
             .unwrap_or(0);
         if let Err(e) = header::check(&bytes, id) {
             report.problems.push(Problem {
+                leaf_index: None,
                 file: path.clone(),
                 offset: 0,
                 message: e.to_string(),
@@ -354,6 +388,7 @@ fn verify_sealed(seg: &SealedSegment, report: &mut VerifyReport) {
     };
     if let Some(at) = mismatch_at {
         report.problems.push(Problem {
+            leaf_index: None,
             file: seg.idx_path.clone(),
             offset: at as u64,
             message: "index does not match its segment".into(),
@@ -370,6 +405,7 @@ fn report_damage(report: &mut VerifyReport, file: &Path, len: u64, what: &str, d
             false => format!("{span} bytes without a valid record, up to offset {}", d.end),
         };
         report.problems.push(Problem {
+            leaf_index: None,
             file: file.to_path_buf(),
             offset: d.offset,
             message: format!("{what}: {} ({extent})", d.reason),

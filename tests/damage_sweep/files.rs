@@ -15,6 +15,10 @@ pub enum Kind {
     Lock,
     ExportCsv,
     Quarantine,
+    /// The tamper-evidence tree: `checkpoints`, `signing.key`, `tree/*`.
+    Checkpoints,
+    SigningKey,
+    Tiles,
     /// Any other file (e.g. a descriptor added after this test was written).
     Other,
     /// No file: the pristine store itself.
@@ -36,6 +40,9 @@ pub fn classify(rel: &Path, active: Option<&str>) -> Kind {
         ("", n) if n.ends_with(".idx") => Kind::Index,
         ("exports", n) if n.ends_with(".csv") => Kind::ExportCsv,
         ("quarantine", _) => Kind::Quarantine,
+        ("", "checkpoints") => Kind::Checkpoints,
+        ("", "signing.key") => Kind::SigningKey,
+        ("tree", _) => Kind::Tiles,
         _ => Kind::Other,
     }
 }

@@ -113,6 +113,12 @@ pub fn build_pristine(dir: &Path) -> Fixture {
 /// then an open (format.md, Recovery step 4).
 pub fn build_quarantined(pristine: &Path, dir: &Path) {
     copy_dir(pristine, dir);
+    // Salvage is for damage no signed checkpoint covers (with the tree, an
+    // open refuses a covered record that is damaged): this variant starts
+    // as a store from before the tree, whose next open builds it.
+    std::fs::remove_file(dir.join("checkpoints")).unwrap();
+    std::fs::remove_file(dir.join("signing.key")).unwrap();
+    std::fs::remove_dir_all(dir.join("tree")).unwrap();
     let active = dir.join(active_segment(dir).unwrap());
     let mut bytes = std::fs::read(&active).unwrap();
     let at = bytes.len() / 3;

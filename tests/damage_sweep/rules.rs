@@ -56,6 +56,9 @@ pub fn verify_may_pass(kind: Kind, damage: Damage, redb_intact: bool) -> bool {
         // creating it (or right after sealing the one before) leaves it
         // ([`recovered_like_a_crash`]).
         (Kind::ActiveSegment, Damage::Delete | Damage::TruncZero) => true,
+        // The tiles are a cache of the log: without `tree/partial` there
+        // are none to check (an open rebuilds them).
+        (Kind::Tiles, Damage::Delete) => true,
         _ => false,
     }
 }

@@ -1,7 +1,7 @@
 //! Leaf data: RFC 8785 of `{"org", "event"}`, checked byte for byte on the
 //! RFC's own examples carried in an event's payload and metadata.
 
-use auditstore::integrity::{event_leaf_hash, leaf_data, leaf_hash, LeafError};
+use auditstore::integrity::{event_leaf_hash, leaf_data, leaf_hash};
 use auditstore::Event;
 use sha2::{Digest, Sha256};
 
@@ -15,9 +15,11 @@ fn event(payload: &str, metadata: &str) -> Event {
     Event::from_json(&text).expect("test event parses")
 }
 
-/// The RFC 8785 §3.2.2 example (numbers, string escapes, literals).
+/// The RFC 8785 §3.2.2 example (numbers, string escapes, literals), with
+/// its first number as the double it stands for: appends refuse
+/// `333333333.33333329`, whose digits JCS would change (docs/format.md).
 const RFC_EXAMPLE: &str = r#"{
-  "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+  "numbers": [333333333.3333333, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
   "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
   "literals": [null, true, false]
 }"#;
@@ -88,7 +90,7 @@ fn spelling_of_the_same_json_does_not_change_the_leaf() {
 #[test]
 fn numbers_are_written_as_ecmascript_does() {
     let e = event(
-        r#"{"big":12345678901234567890,"neg":-0,"small":1e-7,"int":1e21,"frac":0.1}"#,
+        r#"{"big":12345678901234567000,"neg":-0,"small":1e-7,"int":1e21,"frac":0.1}"#,
         "{}",
     );
     let text = String::from_utf8(leaf_data("o", &e).expect("leaf")).expect("UTF-8");
@@ -107,21 +109,31 @@ fn org_strings_are_escaped_per_rfc_8785() {
     assert!(text.ends_with("\"org\":\"a\\\"b\\\\c\\u0001é\"}"), "{text}");
 }
 
-/// The event parser stores an object with a repeated key as sent (it keeps
-/// nested objects verbatim); JCS has no form for it, so it has no leaf. The
-/// store must refuse such events at append once the tree is wired in.
+/// JCS has no form for an object with a repeated key, so it has no leaf:
+/// the event parser refuses such events (any nested object), and
+/// `leaf_data` would too.
 #[test]
-fn a_repeated_key_is_stored_by_the_event_parser_but_has_no_leaf() {
+fn a_repeated_key_is_refused_by_the_event_parser() {
     for payload in [r#"{"a":1,"a":2}"#, r#"{"x":{"a":1,"\u0061":1}}"#] {
-        let e = Event::from_json(&event_text(payload)).expect("the event parser accepts it today");
-        match leaf_data("o", &e) {
-            Err(LeafError::DuplicateKey { key, id }) => {
-                assert_eq!(key, "a");
-                assert_eq!(id, "8d5f2a3e-0b1c-4d2e-9f30-112233445566");
-            }
-            other => panic!("{payload}: expected a duplicate key error, got {other:?}"),
-        }
+        let err = Event::from_json(&event_text(payload)).expect_err(payload);
+        assert!(err.to_string().contains("payload"), "{err}");
     }
+}
+
+/// Digits a double cannot hold are kept as sent, and the leaf covers the
+/// number as RFC 8785 writes it: the nearest double. So two events that
+/// differ only in such digits have the same leaf (docs/format.md).
+#[test]
+fn numbers_beyond_double_precision_are_hashed_as_the_nearest_double() {
+    let exact = Event::from_json(&event_text(r#"{"big":12345678901234567000}"#)).expect("exact");
+    let long = Event::from_json(&event_text(r#"{"big":12345678901234567890}"#)).expect("kept");
+    assert!(long.to_json().contains("12345678901234567890"));
+    let data = String::from_utf8(leaf_data("o", &long).expect("leaf")).expect("UTF-8");
+    assert!(data.contains(r#""big":12345678901234567000"#), "{data}");
+    assert_eq!(
+        leaf_data("o", &long).expect("leaf"),
+        leaf_data("o", &exact).expect("leaf")
+    );
 }
 
 /// A number beyond the double range has no JCS form either; the event

@@ -28,7 +28,15 @@ use serde_json::{json, Value};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const SYSTEMS: [&str; 6] = ["raw", "auditstore", "sled", "sqlite", "redb", "fjall"];
+const SYSTEMS: [&str; 7] = [
+    "raw",
+    "auditstore",
+    "auditstore-notree",
+    "sled",
+    "sqlite",
+    "redb",
+    "fjall",
+];
 const DAY: i64 = 86_400 * 1_000_000_000;
 const ORGS: u32 = 50;
 /// Mean gap between events: 1,000,000 events span about 5.8 days, so a
@@ -493,7 +501,7 @@ fn child(a: &Args, sys: &str) -> Res<()> {
     let store_dir = dir.join("store");
     eprintln!("[{sys}] generating {} events ...", a.events);
     let keep = match sys {
-        "auditstore" => Keep::Events,
+        "auditstore" | "auditstore-notree" => Keep::Events,
         "raw" => Keep::Records,
         _ => Keep::Json,
     };
@@ -515,7 +523,7 @@ fn child(a: &Args, sys: &str) -> Res<()> {
     });
     let extra = match sys {
         "raw" => run_raw(a, &wl, &store_dir)?,
-        "auditstore" => run_auditstore(a, &wl, &qs, &store_dir, &dir)?,
+        "auditstore" | "auditstore-notree" => run_auditstore(a, &wl, &qs, &store_dir, &dir)?,
         "sled" => run_sled(a, &wl, &qs, &store_dir)?,
         "sqlite" => run_sqlite(a, &wl, &qs, &store_dir)?,
         "redb" => run_redb(a, &wl, &qs, &store_dir)?,
@@ -648,6 +656,9 @@ fn run_auditstore(
             dir,
             Options {
                 clock,
+                // `auditstore-notree`: the tamper-evidence tree and its
+                // checkpoints off, to measure what they cost.
+                integrity: SYS.with(|s| s.get()) != "auditstore-notree",
                 ..Options::default()
             },
         )

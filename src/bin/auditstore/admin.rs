@@ -50,14 +50,28 @@ pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
+pub fn verify(ctx: &Ctx, against: Option<&Path>) -> CliResult<ExitCode> {
+    let against =
+        match against {
+            Some(path) => Some(std::fs::read_to_string(ctx.path(path)).map_err(|e| {
+                CliError::new("io", format!("reading the checkpoint {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
     let report = match ctx.open_for_verify()? {
+        None if against.is_some() => {
+            return Err(CliError::new(
+                "corrupt",
+                "no store in the data directory, but a signed checkpoint of one was given (--against)",
+            ))
+        }
         None => VerifyReport::default(),
         Some(store) => {
             use auditstore::export::{ExportPolicy, Exports, POLICY_FILE};
-            let mut report = store.verify()?;
+            let mut report = store.verify_against(against.as_deref())?;
             let exports = Exports::new(&store).unwrap_or_else(|e| {
                 report.problems.push(auditstore::Problem {
+                    leaf_index: None,
                     file: store.dir().join(POLICY_FILE),
                     offset: 0,
                     message: e.to_string(),
@@ -68,6 +82,7 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
             match exports.check_files() {
                 Ok(found) => report.problems.extend(found),
                 Err(e) => report.problems.push(auditstore::Problem {
+                    leaf_index: None,
                     file: store.dir().join(auditstore::meta::META_FILE),
                     offset: 0,
                     message: format!("export requests unreadable: {e}"),
@@ -82,16 +97,20 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
         }
     };
     let summary = format!(
-        "checked {} segments, {} indexes, {} records, {} bytes",
-        report.segments, report.indexes, report.records, report.bytes
+        "checked {} segments, {} indexes, {} records, {} bytes, {} tree leaves",
+        report.segments, report.indexes, report.records, report.bytes, report.leaves
     );
     if !report.problems.is_empty() {
         if !ctx.json {
             outln!(ctx, "{summary}")?;
             for p in &report.problems {
+                let leaf = p
+                    .leaf_index
+                    .map(|l| format!(" (leaf index {l})"))
+                    .unwrap_or_default();
                 outln!(
                     ctx,
-                    "problem: {} at byte offset {}: {}",
+                    "problem: {} at byte offset {}{leaf}: {}",
                     p.file.display(),
                     p.offset,
                     p.message
@@ -118,7 +137,7 @@ pub fn verify(ctx: &Ctx) -> CliResult<ExitCode> {
     if ctx.json {
         ctx.print_json(&json!({
             "ok": true, "segments": report.segments, "indexes": report.indexes,
-            "records": report.records, "bytes": report.bytes, "problems": []
+            "records": report.records, "bytes": report.bytes, "leaves": report.leaves, "problems": []
         }))?;
     } else {
         outln!(ctx, "{summary}: no problems")?;
@@ -139,6 +158,9 @@ pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
             "events_deleted": r.events_deleted,
             "bytes_freed": r.bytes_freed,
             "files": r.files.iter().map(|p| ctx.shown(p, store.dir()).display().to_string()).collect::<Vec<_>>(),
+            // (The run's signed checkpoint is kept in the store's
+            // `checkpoints` file, with the first retained leaf.)
+            "first_retained_leaf": r.first_retained_leaf,
         }))?;
     } else {
         outln!(

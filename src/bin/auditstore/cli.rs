@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::ctx::{self, parse_org, parse_time, CliResult, Ctx};
 #[cfg(feature = "server")]
 use crate::serve;
-use crate::{admin, auth, demo, export, ingest, query};
+use crate::{admin, auth, demo, export, ingest, query, tlog};
 
 #[derive(Parser)]
 #[command(
@@ -53,8 +53,34 @@ pub enum Command {
     /// Export requests and downloads.
     #[command(subcommand)]
     Export(export::ExportCommand),
-    /// Check every record's checksum and every index against the log.
-    Verify,
+    /// Check every record's checksum and every index against the log, and
+    /// the log against the tamper-evidence tree and its signed checkpoints.
+    Verify {
+        /// Also check that the store is consistent with the signed
+        /// checkpoint in FILE (a copy kept elsewhere): a store rolled back,
+        /// truncated or rewritten since is `corrupt`.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint (after integrating every
+    /// acknowledged event).
+    Checkpoint,
+    /// The store's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The inclusion proof of event ID in the latest checkpoint, or with
+    /// --consistency a consistency proof between two tree sizes.
+    Prove {
+        /// The event's id.
+        #[arg(required_unless_present = "consistency", conflicts_with = "consistency")]
+        id: Option<String>,
+        /// The older tree size.
+        #[arg(long, value_name = "OLD_SIZE")]
+        consistency: Option<u64>,
+        /// The newer tree size [default: the latest checkpoint's].
+        #[arg(long, value_name = "NEW_SIZE", requires = "consistency")]
+        to: Option<u64>,
+    },
     /// Retention.
     #[command(subcommand)]
     Retention(RetentionCommand),
@@ -128,6 +154,12 @@ pub enum OrgCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Print the origin and the public key as a note verifier key.
+    Show,
+}
+
+#[derive(Subcommand)]
 pub enum RetentionCommand {
     /// Delete segments whose events are all past retention.
     Apply,
@@ -159,7 +191,10 @@ pub fn run(ctx: &Ctx, command: Command) -> u8 {
         Command::Query(args) => query::run(ctx, args),
         Command::Get { id } => query::get(ctx, &id),
         Command::Export(cmd) => export::run(ctx, cmd),
-        Command::Verify => admin::verify(ctx),
+        Command::Verify { against } => admin::verify(ctx, against.as_deref()),
+        Command::Checkpoint => tlog::checkpoint(ctx),
+        Command::Key(KeyCommand::Show) => tlog::key_show(ctx),
+        Command::Prove { id, consistency, to } => tlog::prove(ctx, id, consistency, to),
         Command::Retention(RetentionCommand::Apply) => admin::retention_apply(ctx),
         Command::Stats => admin::stats(ctx),
         Command::Repair => admin::repair(ctx),

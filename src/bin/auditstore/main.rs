@@ -14,6 +14,7 @@ mod query;
 mod remote;
 #[cfg(feature = "server")]
 mod serve;
+mod tlog;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,270 @@
+//! Checkpoints and proofs from the store (shared/spec/integrity.md):
+//! [`Store::checkpoint`], [`Store::key_info`], [`Store::prove`],
+//! [`Store::prove_consistency`].
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use super::tlog::{SignedCheckpoint, Tlog};
+use super::tlog_read::event_leaf;
+use super::*;
+use crate::integrity::{verify_consistency, verify_inclusion, Hash};
+
+/// The inclusion proof of one event in the latest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub org: String,
+    pub event: Event,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hash,
+    /// RFC 9162 inclusion path, bottom up.
+    pub inclusion: Vec<Hash>,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    pub from_size: u64,
+    pub to_size: u64,
+    pub consistency: Vec<Hash>,
+    /// The signed checkpoint of `to_size` (the latest one when `to_size`
+    /// is its size; else the latest, which `to_size` precedes).
+    pub checkpoint: String,
+}
+
+/// The store's log identity and public key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    pub origin: String,
+    /// `<name>+<hex key id>+<base64(0x01 || public key)>`.
+    pub verifier_key: String,
+}
+
+fn b64(h: &Hash) -> String {
+    STANDARD.encode(h)
+}
+
+impl InclusionProof {
+    /// The `prove ID` object of integrity.md.
+    pub fn to_json(&self) -> serde_json::Value {
+        let event: serde_json::Value =
+            serde_json::from_str(&self.event.to_json()).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "org": self.org,
+            "event": event,
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_hash": b64(&self.leaf_hash),
+            "inclusion": self.inclusion.iter().map(b64).collect::<Vec<_>>(),
+            "checkpoint": self.checkpoint,
+        })
+    }
+}
+
+impl ConsistencyProof {
+    /// The `prove --consistency` object of integrity.md.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "from_size": self.from_size,
+            "to_size": self.to_size,
+            "consistency": self.consistency.iter().map(b64).collect::<Vec<_>>(),
+            "checkpoint": self.checkpoint,
+        })
+    }
+}
+
+impl SignedCheckpoint {
+    /// `{"tree_size", "root_hash", "note"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tree_size": self.tree_size,
+            "root_hash": b64(&self.root_hash),
+            "note": self.note,
+        })
+    }
+}
+
+impl Store {
+    fn tlog(&self) -> Result<&Tlog> {
+        match &self.tlog {
+            Some(t) => Ok(t),
+            None if self.read_only => Err(Error::ReadOnly(
+                "checkpoints and proofs need the store open for writing (ask the process that holds it)"
+                    .into(),
+            )),
+            None => Err(Error::InvalidArgument {
+                what: "integrity",
+                reason: "this store was opened with the tamper-evidence tree off".into(),
+            }),
+        }
+    }
+
+    /// Integrates every acknowledged event into the tree and returns the
+    /// latest signed checkpoint (signing a new one if the tree grew).
+    pub fn checkpoint(&self) -> Result<SignedCheckpoint> {
+        let t = self.tlog()?;
+        self.flush()?;
+        t.checkpoint_now()
+    }
+
+    /// [`Store::checkpoint`] when the store keeps a tree (`None` when not).
+    pub fn checkpoint_if_kept(&self) -> Result<Option<SignedCheckpoint>> {
+        match self.tlog {
+            Some(_) => self.checkpoint().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The latest signed checkpoint, without integrating anything new.
+    pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>> {
+        Ok(lock(&self.tlog()?.state).latest.clone())
+    }
+
+    /// The origin of the store's checkpoints and its verifier key.
+    pub fn key_info(&self) -> Result<KeyInfo> {
+        let t = self.tlog()?;
+        Ok(KeyInfo {
+            origin: t.origin.clone(),
+            verifier_key: t.signer.verifier().to_string(),
+        })
+    }
+
+    /// The inclusion proof of the event `id` in the latest checkpoint
+    /// (`None` when `get` would not find it). An event newer than the
+    /// latest checkpoint gets a new checkpoint first.
+    pub fn prove(&self, id: uuid::Uuid) -> Result<Option<InclusionProof>> {
+        let t = self.tlog()?;
+        let Some((seg, offset, org, event)) = self.locate(id, self.options.clock.now())? else {
+            return Ok(None);
+        };
+        let covered = |t: &Tlog| -> Result<Option<(u64, SignedCheckpoint)>> {
+            let latest = lock(&t.state).latest.clone();
+            Ok(match (t.leaf_index(seg, offset)?, latest) {
+                (Some(leaf), Some(cp)) if leaf < cp.tree_size => Some((leaf, cp)),
+                _ => None,
+            })
+        };
+        let (leaf, cp) = match covered(t)? {
+            Some(hit) => hit,
+            None => {
+                self.checkpoint()?;
+                covered(t)?.ok_or_else(|| {
+                    Error::corrupt(
+                        segment::log_path(&self.dir, seg),
+                        offset,
+                        "a stored event has no leaf in the tree after a checkpoint",
+                    )
+                })?
+            }
+        };
+        let leaf_hash = event_leaf(&org, &event);
+        let inclusion = {
+            let st = lock(&t.state);
+            st.tree
+                .inclusion_proof(leaf, cp.tree_size, &mut t.source(&st.firsts, st.base, &st.before))
+                .map_err(|e| Error::corrupt(segment::log_path(&self.dir, seg), offset, e.to_string()))?
+        };
+        // Never hand out a proof that does not verify.
+        verify_inclusion(&leaf_hash, leaf, cp.tree_size, &inclusion, &cp.root_hash).map_err(|e| {
+            Error::corrupt(
+                segment::log_path(&self.dir, seg),
+                offset,
+                format!("leaf {leaf}: the event does not prove into the checkpoint: {e}"),
+            )
+        })?;
+        Ok(Some(InclusionProof {
+            org,
+            event,
+            leaf_index: leaf,
+            tree_size: cp.tree_size,
+            leaf_hash,
+            inclusion,
+            checkpoint: cp.note,
+        }))
+    }
+
+    /// The consistency proof from the tree of `from` leaves to that of `to`
+    /// (default: the latest checkpoint's size).
+    pub fn prove_consistency(&self, from: u64, to: Option<u64>) -> Result<ConsistencyProof> {
+        let t = self.tlog()?;
+        let mut cp = lock(&t.state).latest.clone();
+        if cp.as_ref().is_none_or(|c| to.is_some_and(|to| to > c.tree_size)) {
+            cp = Some(self.checkpoint()?);
+        }
+        let cp = cp.ok_or(Error::Closed)?;
+        let to = to.unwrap_or(cp.tree_size);
+        if from > to || to > cp.tree_size {
+            return Err(Error::InvalidArgument {
+                what: "consistency sizes",
+                reason: format!(
+                    "need OLD <= NEW <= {} (the latest checkpoint's size); got {from} and {to}",
+                    cp.tree_size
+                ),
+            });
+        }
+        let st = lock(&t.state);
+        let mut source = t.source(&st.firsts, st.base, &st.before);
+        let consistency = st
+            .tree
+            .consistency_proof(from, to, &mut source)
+            .map_err(|e| Error::corrupt(self.dir.join("tree"), 0, e.to_string()))?;
+        if to == cp.tree_size && from > 0 {
+            let old_root = st
+                .tree
+                .root_at(from, &mut source)
+                .map_err(|e| Error::corrupt(self.dir.join("tree"), 0, e.to_string()))?;
+            verify_consistency(from, to, &old_root, &cp.root_hash, &consistency)
+                .map_err(|e| Error::corrupt(self.dir.join("tree"), 0, e.to_string()))?;
+        }
+        Ok(ConsistencyProof {
+            from_size: from,
+            to_size: to,
+            consistency,
+            checkpoint: cp.note,
+        })
+    }
+
+    /// The segment, offset, organization and content of the event `id`,
+    /// unless it is past retention at `as_of` (as [`Store::get`]).
+    fn locate(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<(u64, u64, String, Event)>> {
+        let id = *id.as_bytes();
+        let found = {
+            let mut w = lock(&self.writer);
+            self.install_sealed(&mut w);
+            let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
+            let in_memory = match w.index.offset_of(&id).filter(|off| visible(*off)) {
+                Some(off) => Some((w.active.id, &w.active.file, &w.active.path, off)),
+                None => w
+                    .sealing
+                    .iter()
+                    .find_map(|s| s.index.offset_of(&id).map(|off| (s.id, &s.file, &s.path, off))),
+            };
+            if let Some((seg, file, path, off)) = in_memory {
+                let mut buf = Vec::new();
+                let v = segment::read_record_at(file, path, off as u64, &mut buf)?;
+                Some((seg, off as u64, v.org.to_owned(), v.to_event()))
+            } else if w.fps.contains(fingerprint(&id)) {
+                drop(w);
+                let mut hit = None;
+                for seg in self.sealed_snapshot().iter() {
+                    if let Some(off) = seg.find_id(&id)? {
+                        let v = seg.record(off)?;
+                        hit = Some((seg.id, off as u64, v.org.to_owned(), v.to_event()));
+                        break;
+                    }
+                }
+                hit
+            } else {
+                None
+            }
+        };
+        let Some((seg, off, org, event)) = found else {
+            return Ok(None);
+        };
+        let cutoff = self.retention_from(&org, as_of)?;
+        Ok((event.occurred_at().as_nanos() >= cutoff).then_some((seg, off, org, event)))
+    }
+}
