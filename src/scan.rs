@@ -127,6 +127,14 @@ impl Filter {
     }
 }
 
+/// Where a record is in the log: its segment and the byte offset of its
+/// frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RecordPos {
+    pub segment: u64,
+    pub offset: u32,
+}
+
 enum Cursor {
     Sealed {
         seg: Arc<SealedSegment>,
@@ -134,6 +142,7 @@ enum Cursor {
         end: u64,
     },
     Active {
+        segment: u64,
         file: Arc<File>,
         path: PathBuf,
         entries: Vec<ActiveEntry>,
@@ -195,11 +204,13 @@ impl Cursor {
                 end: pos + hi as u64,
             },
             Cursor::Active {
+                segment,
                 file,
                 path,
                 entries,
                 pos,
             } => Cursor::Active {
+                segment: *segment,
                 file: file.clone(),
                 path: path.clone(),
                 entries: entries[pos + lo..pos + hi].to_vec(),
@@ -306,9 +317,16 @@ impl Scan {
 
     /// Read these entries (in occurred_at order) of a segment indexed in
     /// memory: the active one, or one being sealed.
-    pub(crate) fn push_in_memory(&mut self, file: Arc<File>, path: PathBuf, entries: Vec<ActiveEntry>) {
+    pub(crate) fn push_in_memory(
+        &mut self,
+        segment: u64,
+        file: Arc<File>,
+        path: PathBuf,
+        entries: Vec<ActiveEntry>,
+    ) {
         if !entries.is_empty() {
             self.cursors.push(Cursor::Active {
+                segment,
                 file,
                 path,
                 entries,
@@ -401,6 +419,15 @@ impl Scan {
 
     /// Visit the next matching record without building an owned [`Event`].
     pub fn next_with<R>(&mut self, mut f: impl FnMut(&RecordView<'_>) -> R) -> Option<Result<R>> {
+        self.next_at(|_, v| f(v))
+    }
+
+    /// [`Scan::next_with`], also telling where the record is in the log:
+    /// its segment id and byte offset.
+    pub(crate) fn next_at<R>(
+        &mut self,
+        mut f: impl FnMut(RecordPos, &RecordView<'_>) -> R,
+    ) -> Option<Result<R>> {
         if self.failed || self.remaining == 0 {
             return None;
         }
@@ -465,7 +492,7 @@ impl Scan {
         i: usize,
         ts: i64,
         off: u32,
-        f: &mut impl FnMut(&RecordView<'_>) -> R,
+        f: &mut impl FnMut(RecordPos, &RecordView<'_>) -> R,
     ) -> Result<Option<R>> {
         let check = |v: &RecordView<'_>, path: &Path| -> Result<()> {
             if v.occurred_at.as_nanos() != ts {
@@ -481,12 +508,19 @@ impl Scan {
             Cursor::Sealed { seg, .. } => {
                 let v = seg.record(off)?;
                 check(&v, &seg.log_path)?;
-                Ok(self.filter.matches(&v).then(|| f(&v)))
+                let at = RecordPos { segment: seg.id, offset: off };
+                Ok(self.filter.matches(&v).then(|| f(at, &v)))
             }
-            Cursor::Active { file, path, .. } => {
+            Cursor::Active {
+                segment, file, path, ..
+            } => {
                 let v = segment::read_record_at(file, path, off as u64, &mut self.buf)?;
                 check(&v, path)?;
-                Ok(self.filter.matches(&v).then(|| f(&v)))
+                let at = RecordPos {
+                    segment: *segment,
+                    offset: off,
+                };
+                Ok(self.filter.matches(&v).then(|| f(at, &v)))
             }
         }
     }

@@ -16,13 +16,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::export::csv;
 use crate::export::error::{self, ExportError};
 use crate::export::pipe::PipedFile;
 use crate::export::request::ExportRequest;
-use crate::export::rows;
+use crate::export::rows::{self, RowLeaf};
 use crate::log::segment::sync_dir;
 use crate::scan::{Query, Scan};
 use crate::store::Store;
@@ -48,13 +49,17 @@ pub struct Progress<'a> {
 pub type ProgressFn = Arc<dyn Fn(&Progress<'_>) + Send + Sync>;
 
 /// What a build produced: `rows == 0` means no file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Built {
     pub rows: u64,
     pub bytes: u64,
     /// CRC-32 of the file's bytes (computed by the writer thread as it
     /// wrote them; 0 without a file).
     pub crc32: u32,
+    /// Hex SHA-256 of the file's bytes, and each row's leaf, when the store
+    /// keeps the tamper-evidence tree (for the manifest); else empty.
+    pub sha256: String,
+    pub leaves: Vec<RowLeaf>,
 }
 
 /// `exports/<id>.csv`
@@ -178,23 +183,34 @@ fn build_inner(
         rows: 0,
     };
     let final_path = final_path(dir, &req.id);
+    let manifest = store.keeps_tree();
+    let mut sha = Sha256::new();
+    let mut leaves = Vec::new();
     // The file is created with the first row: an empty window has none.
     let mut out: Option<PipedFile> = None;
-    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, |bytes, n| {
+    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, manifest, |chunk| {
         let w = match &mut out {
             Some(w) => w,
             None => {
                 let mut piped =
                     PipedFile::create(tmp).map_err(|e| error::io(format!("create {}", tmp.display()), e))?;
+                let header = csv::header();
                 piped
-                    .write_all(&csv::header())
+                    .write_all(&header)
                     .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
+                if manifest {
+                    sha.update(&header);
+                }
                 out.insert(piped)
             }
         };
-        w.write_all(bytes)
+        w.write_all(chunk.bytes)
             .map_err(|e| error::io(format!("write {}", tmp.display()), e))?;
-        reporter.add(n);
+        if manifest {
+            sha.update(chunk.bytes);
+            leaves.extend_from_slice(chunk.leaves);
+        }
+        reporter.add(chunk.rows);
         Ok(())
     })?;
     let Some(piped) = out else {
@@ -208,6 +224,8 @@ fn build_inner(
             rows: 0,
             bytes: 0,
             crc32: 0,
+            sha256: String::new(),
+            leaves: Vec::new(),
         });
     };
     let (file, crc32) = piped
@@ -228,6 +246,12 @@ fn build_inner(
         rows: reporter.rows,
         bytes,
         crc32,
+        sha256: if manifest {
+            crate::hex::encode(&sha.finalize())
+        } else {
+            String::new()
+        },
+        leaves,
     })
 }
 
@@ -247,9 +271,9 @@ pub(crate) fn stream_all<W: Write>(
     };
     let write_err = |e| error::io("write the CSV output", e);
     out.write_all(&csv::header()).map_err(write_err)?;
-    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, |bytes, n| {
-        out.write_all(bytes).map_err(write_err)?;
-        reporter.add(n);
+    rows::format_rows(scan, how.threads, rows::PARALLEL_MIN_ROWS, false, |chunk| {
+        out.write_all(chunk.bytes).map_err(write_err)?;
+        reporter.add(chunk.rows);
         Ok(())
     })?;
     out.flush().map_err(write_err)?;

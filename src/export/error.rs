@@ -58,6 +58,10 @@ pub enum ExportError {
     /// The request succeeded but its window held no event: there is no file.
     #[error("export request {id} found no events in its timeframe: there is nothing to download")]
     NoData { id: Uuid },
+    /// The file has no signed manifest (built before manifests existed, or
+    /// by a store without the tamper-evidence tree).
+    #[error("export request {id} has no manifest: it was built before manifests existed or by a store that keeps no tamper-evidence tree")]
+    NoManifest { id: Uuid },
     /// The export policy (file or API) is invalid.
     #[error("invalid export policy: {0}")]
     Policy(String),
@@ -87,6 +91,7 @@ impl ExportError {
             ExportError::Failed { .. } => "failed",
             ExportError::Expired { .. } => "expired",
             ExportError::NoData { .. } => "no_data",
+            ExportError::NoManifest { .. } => "not_found",
             ExportError::Policy(_) => "invalid_policy",
             ExportError::Registry(_) => "corrupt",
             ExportError::Store(e) => e.code(),
@@ -112,7 +117,7 @@ impl ExportError {
                 vec![("id", id.to_string()), ("expires_at", expires_at.to_rfc3339())]
             }
             ExportError::Failed { id, reason } => vec![("id", id.to_string()), ("reason", reason.clone())],
-            ExportError::NoData { id } => vec![("id", id.to_string())],
+            ExportError::NoData { id } | ExportError::NoManifest { id } => vec![("id", id.to_string())],
             _ => Vec::new(),
         }
     }

@@ -38,6 +38,9 @@ pub mod builder;
 mod check;
 pub mod csv;
 pub mod error;
+pub mod manifest;
+mod manifest_build;
+pub mod manifest_check;
 pub mod own_events;
 pub mod pipe;
 pub mod policy;
@@ -299,6 +302,37 @@ impl<'s> Exports<'s> {
     /// a file whose size or CRC-32 is not what was written is `corrupt`
     /// naming it (checking reads the file once before it is served).
     pub fn download(&self, id: Uuid) -> Result<Download, ExportError> {
+        let request = self.with_file(id)?;
+        let path = builder::final_path(&self.dir(), &id);
+        let mut file = File::open(&path).map_err(|e| error::io(format!("open {}", path.display()), e))?;
+        check::check_file(&path, &mut file, &request)?;
+        Ok(Download { request, path, file })
+    }
+
+    /// The signed manifest of a finished request's file (JSON bytes,
+    /// docs/exports.md "Manifests"). Refused as [`Exports::download`] is,
+    /// and `not_found` for a file that has none; a manifest whose bytes are
+    /// not those written is `corrupt` naming it.
+    pub fn manifest(&self, id: Uuid) -> Result<Vec<u8>, ExportError> {
+        let request = self.with_file(id)?;
+        let Some(want) = request.manifest_sha256.as_deref() else {
+            return Err(ExportError::NoManifest { id });
+        };
+        let path = manifest_build::manifest_path(&self.dir(), &id);
+        let bytes = std::fs::read(&path).map_err(|e| error::io(format!("read {}", path.display()), e))?;
+        if manifest::hex_sha256(&bytes) != want {
+            return Err(crate::Error::corrupt(
+                &path,
+                0,
+                "the manifest is not the one written (its SHA-256 differs from the recorded one)",
+            )
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// The request `id` if it has a file to serve, else the refusal.
+    fn with_file(&self, id: Uuid) -> Result<ExportRequest, ExportError> {
         let request = self.get(id)?;
         match request.status {
             Status::Requested => Err(ExportError::NotReady {
@@ -314,13 +348,7 @@ impl<'s> Exports<'s> {
                 expires_at: request.expires_at.unwrap_or(request.created_at),
             }),
             Status::Success if !request.has_data => Err(ExportError::NoData { id }),
-            Status::Success => {
-                let path = builder::final_path(&self.dir(), &id);
-                let mut file =
-                    File::open(&path).map_err(|e| error::io(format!("open {}", path.display()), e))?;
-                check::check_file(&path, &mut file, &request)?;
-                Ok(Download { request, path, file })
-            }
+            Status::Success => Ok(request),
         }
     }
 

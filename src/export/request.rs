@@ -18,6 +18,8 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::export::manifest_build::ManifestRef;
+
 use crate::export::error::ExportError;
 use crate::export::own_events;
 use crate::export::policy::Date;
@@ -121,6 +123,12 @@ pub struct ExportRequest {
     /// CRC-32 of the file (a success with data, recorded since the field
     /// exists; older records have only `bytes`). Stored, never printed.
     pub crc32: Option<u32>,
+    /// The signed manifest of the file (a success with data in a store
+    /// that keeps the tamper-evidence tree): its hex SHA-256 and its
+    /// sequence number among the organization's manifests. Stored, never
+    /// printed; the next manifest links to it.
+    pub manifest_sha256: Option<String>,
+    pub manifest_seq: Option<u64>,
     pub failure_reason: Option<String>,
 }
 
@@ -133,6 +141,7 @@ pub(crate) enum Outcome {
         rows: u64,
         bytes: u64,
         crc32: u32,
+        manifest: Option<ManifestRef>,
     },
     Failed {
         completed_at: Timestamp,
@@ -165,6 +174,8 @@ impl ExportRequest {
             rows: None,
             bytes: None,
             crc32: None,
+            manifest_sha256: None,
+            manifest_seq: None,
             failure_reason: None,
         }
     }
@@ -210,6 +221,7 @@ impl ExportRequest {
                 rows,
                 bytes,
                 crc32,
+                manifest,
             } => {
                 self.status = Status::Success;
                 self.completed_at = Some(completed_at);
@@ -218,6 +230,10 @@ impl ExportRequest {
                 self.rows = Some(rows);
                 self.bytes = Some(bytes);
                 self.crc32 = (rows > 0).then_some(crc32);
+                if let Some(m) = manifest {
+                    self.manifest_sha256 = Some(m.sha256);
+                    self.manifest_seq = Some(m.sequence);
+                }
             }
             Outcome::Failed { completed_at, reason } => {
                 self.status = Status::Failed;
@@ -314,6 +330,10 @@ struct Record {
     bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     crc32: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest_seq: Option<u64>,
     failure_reason: Option<String>,
 }
 
@@ -335,6 +355,8 @@ pub(crate) fn encode(r: &ExportRequest) -> Result<String, ExportError> {
         rows: r.rows,
         bytes: r.bytes,
         crc32: r.crc32,
+        manifest_sha256: r.manifest_sha256.clone(),
+        manifest_seq: r.manifest_seq,
         failure_reason: r.failure_reason.clone(),
     };
     serde_json::to_string(&rec).map_err(|e| ExportError::Registry(format!("encoding request {}: {e}", r.id)))
@@ -368,6 +390,8 @@ pub(crate) fn decode(key: &str, text: &str) -> Result<ExportRequest, ExportError
         rows: rec.rows,
         bytes: rec.bytes,
         crc32: rec.crc32,
+        manifest_sha256: rec.manifest_sha256,
+        manifest_seq: rec.manifest_seq,
         failure_reason: rec.failure_reason,
     })
 }

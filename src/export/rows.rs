@@ -21,7 +21,9 @@ use std::sync::Mutex;
 
 use crate::export::csv::RowFormatter;
 use crate::export::error::{self, ExportError};
-use crate::scan::Scan;
+use crate::integrity::Hash;
+use crate::scan::{RecordPos, Scan};
+use crate::store::record_leaf;
 
 /// Bytes of CSV passed on at a time.
 pub const CHUNK: usize = 256 << 10;
@@ -46,16 +48,34 @@ pub fn default_threads() -> usize {
 /// `threads` threads (at most [`MAX_THREADS`]); returns the row count.
 /// `out` is written from the calling thread only, in scan order.
 pub fn write_rows<W: Write>(scan: Scan, threads: usize, out: &mut W) -> Result<u64, ExportError> {
-    format_rows(scan, threads, PARALLEL_MIN_ROWS, |bytes, _| {
-        out.write_all(bytes)
+    format_rows(scan, threads, PARALLEL_MIN_ROWS, false, |chunk| {
+        out.write_all(chunk.bytes)
             .map_err(|e| error::io("write the CSV output", e))
     })
 }
 
+/// Where a row's event is in the log, and its leaf hash: what an export's
+/// manifest is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowLeaf {
+    pub pos: RecordPos,
+    pub leaf: Hash,
+}
+
+/// Formatted rows, passed on in scan order.
+pub(crate) struct Chunk<'a> {
+    /// CSV bytes.
+    pub bytes: &'a [u8],
+    /// Rows in them.
+    pub rows: u64,
+    /// Their leaves, one per row, when asked for (else empty).
+    pub leaves: &'a [RowLeaf],
+}
+
 /// What a formatter sends for its slice.
 enum Message {
-    /// CSV bytes and the number of rows in them.
-    Rows(Vec<u8>, u64),
+    /// CSV bytes, the number of rows in them, and their leaves if asked for.
+    Rows(Vec<u8>, u64, Vec<RowLeaf>),
     /// The slice is complete.
     Done,
     Failed(ExportError),
@@ -66,23 +86,25 @@ type Task = (Scan, Sender<Message>);
 
 /// Format every row of `scan` into chunks of about [`CHUNK`] bytes and
 /// hand each, in scan order, to `emit` (on the calling thread) with the
-/// number of rows in it. Threads are used when `threads > 1` and the scan
-/// has at least `parallel_min_rows` index entries.
+/// number of rows in it, and with `leaves`, each row's [`RowLeaf`] (hashed
+/// on the formatter threads). Threads are used when `threads > 1` and the
+/// scan has at least `parallel_min_rows` index entries.
 pub(crate) fn format_rows(
     scan: Scan,
     threads: usize,
     parallel_min_rows: usize,
-    emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+    leaves: bool,
+    emit: impl FnMut(Chunk<'_>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let threads = threads.min(MAX_THREADS);
     let entries = scan.index_entries();
     if threads <= 1 || entries < parallel_min_rows.max(2) {
-        return format_here([scan], emit);
+        return format_here([scan], leaves, emit);
     }
     let parts = (entries / SLICE_ROWS).max(threads * 2).min(MAX_SLICES);
     let slices = scan.split(parts);
     if slices.len() <= 1 {
-        return format_here(slices, emit);
+        return format_here(slices, leaves, emit);
     }
     let (tasks, queue) = mpsc::channel::<Task>();
     let queue = Mutex::new(queue);
@@ -92,14 +114,14 @@ pub(crate) fn format_rows(
             .map_while(|i| {
                 std::thread::Builder::new()
                     .name(format!("auditstore-export-format-{i}"))
-                    .spawn_scoped(s, || format_slices(&queue, &spare))
+                    .spawn_scoped(s, || format_slices(&queue, &spare, leaves))
                     .ok()
             })
             .collect();
         if formatters.is_empty() {
             // The OS would not start a thread: format here.
             drop(tasks);
-            return format_here(slices, emit);
+            return format_here(slices, leaves, emit);
         }
         // Returning drops `tasks` and the receivers: idle formatters see
         // the queue closed, busy ones fail their next send and stop.
@@ -126,7 +148,7 @@ fn pass_on(
     tasks: Sender<Task>,
     ahead: usize,
     spare: &Mutex<Vec<Vec<u8>>>,
-    mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+    mut emit: impl FnMut(Chunk<'_>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let mut handed_out: VecDeque<Receiver<Message>> = VecDeque::with_capacity(ahead);
     let mut hand_out = |handed_out: &mut VecDeque<Receiver<Message>>| -> Result<(), ExportError> {
@@ -148,8 +170,12 @@ fn pass_on(
     while let Some(rx) = handed_out.pop_front() {
         loop {
             match rx.recv() {
-                Ok(Message::Rows(bytes, n)) => {
-                    emit(&bytes, n)?;
+                Ok(Message::Rows(bytes, n, leaves)) => {
+                    emit(Chunk {
+                        bytes: &bytes,
+                        rows: n,
+                        leaves: &leaves,
+                    })?;
                     rows += n;
                     give_back(spare, bytes);
                 }
@@ -193,15 +219,23 @@ struct Chunker {
     buf: Vec<u8>,
     /// Rows in `buf`.
     rows: u64,
+    /// Their leaves, when asked for.
+    leaves: Option<Vec<RowLeaf>>,
 }
 
 impl Chunker {
-    fn new(buf: Vec<u8>) -> Chunker {
+    fn new(buf: Vec<u8>, leaves: bool) -> Chunker {
         Chunker {
             row: RowFormatter::default(),
             buf,
             rows: 0,
+            leaves: leaves.then(Vec::new),
         }
+    }
+
+    /// The leaves gathered so far, leaving an empty list (if asked for).
+    fn take_leaves(&mut self) -> Vec<RowLeaf> {
+        self.leaves.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Format every row of `scan` onto the buffer, calling `full` with it
@@ -211,14 +245,23 @@ impl Chunker {
     fn format<E: From<ExportError>>(
         &mut self,
         scan: &mut Scan,
-        mut full: impl FnMut(&mut Vec<u8>, u64) -> Result<(), E>,
+        mut full: impl FnMut(&mut Vec<u8>, u64, Vec<RowLeaf>) -> Result<(), E>,
     ) -> Result<(), E> {
-        while let Some(r) = scan.next_with(|v| self.row.push(&mut self.buf, v)) {
+        while let Some(r) = scan.next_at(|pos, v| {
+            if let Some(leaves) = &mut self.leaves {
+                leaves.push(RowLeaf {
+                    pos,
+                    leaf: record_leaf(v),
+                });
+            }
+            self.row.push(&mut self.buf, v)
+        }) {
             r.map_err(ExportError::from)
                 .and_then(|pushed| pushed.map_err(ExportError::from))?;
             self.rows += 1;
             if self.buf.len() >= CHUNK {
-                full(&mut self.buf, self.rows)?;
+                let leaves = self.take_leaves();
+                full(&mut self.buf, self.rows, leaves)?;
                 self.rows = 0;
             }
         }
@@ -240,7 +283,7 @@ impl From<ExportError> for Stop {
 }
 
 /// A formatter thread: format the slices handed out until there are none.
-fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
+fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>, leaves: bool) {
     loop {
         let task = match queue.lock() {
             Ok(q) => q.recv(),
@@ -249,17 +292,19 @@ fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
         let Ok((mut scan, tx)) = task else {
             return; // no more slices
         };
-        let mut chunker = Chunker::new(take_buffer(spare));
-        let outcome = chunker.format(&mut scan, |buf, rows| {
+        let mut chunker = Chunker::new(take_buffer(spare), leaves);
+        let outcome = chunker.format(&mut scan, |buf, rows, leaves| {
             let full = std::mem::replace(buf, take_buffer(spare));
-            tx.send(Message::Rows(full, rows)).map_err(|_| Stop::Abandoned)
+            tx.send(Message::Rows(full, rows, leaves))
+                .map_err(|_| Stop::Abandoned)
         });
         let last = match outcome {
             Ok(()) => Message::Done,
             Err(Stop::Failed(e)) => Message::Failed(e),
             Err(Stop::Abandoned) => return,
         };
-        if chunker.rows > 0 && tx.send(Message::Rows(chunker.buf, chunker.rows)).is_err() {
+        let leaves = chunker.take_leaves();
+        if chunker.rows > 0 && tx.send(Message::Rows(chunker.buf, chunker.rows, leaves)).is_err() {
             return;
         }
         if tx.send(last).is_err() {
@@ -271,20 +316,30 @@ fn format_slices(queue: &Mutex<Receiver<Task>>, spare: &Mutex<Vec<Vec<u8>>>) {
 /// Format on the calling thread, the scans one after another.
 fn format_here(
     scans: impl IntoIterator<Item = Scan>,
-    mut emit: impl FnMut(&[u8], u64) -> Result<(), ExportError>,
+    leaves: bool,
+    mut emit: impl FnMut(Chunk<'_>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
-    let mut chunker = Chunker::new(Vec::with_capacity(CHUNK + (64 << 10)));
+    let mut chunker = Chunker::new(Vec::with_capacity(CHUNK + (64 << 10)), leaves);
     let mut total = 0;
     for mut scan in scans {
-        chunker.format(&mut scan, |buf, rows| {
-            emit(buf, rows)?;
+        chunker.format(&mut scan, |buf, rows, leaves| {
+            emit(Chunk {
+                bytes: buf,
+                rows,
+                leaves: &leaves,
+            })?;
             total += rows;
             buf.clear();
             Ok::<(), ExportError>(())
         })?;
     }
     if chunker.rows > 0 {
-        emit(&chunker.buf, chunker.rows)?;
+        let leaves = chunker.take_leaves();
+        emit(Chunk {
+            bytes: &chunker.buf,
+            rows: chunker.rows,
+            leaves: &leaves,
+        })?;
         total += chunker.rows;
     }
     Ok(total)
@@ -301,18 +356,31 @@ mod tests {
 
     /// Everything `format_rows` hands to `emit`, and the per-chunk counts.
     fn formatted(store: &Store, org: &str, threads: usize) -> (Vec<u8>, u64, u64) {
+        let (out, total, counted, leaves) = formatted_with_leaves(store, org, threads, false);
+        assert!(leaves.is_empty());
+        (out, total, counted)
+    }
+
+    fn formatted_with_leaves(
+        store: &Store,
+        org: &str,
+        threads: usize,
+        with_leaves: bool,
+    ) -> (Vec<u8>, u64, u64, Vec<RowLeaf>) {
         let scan = store
             .scan(&Query::new(org, Timestamp::MIN, Timestamp::MAX))
             .expect("scan");
         let mut out = Vec::new();
         let mut counted = 0;
-        let total = format_rows(scan, threads, 2, |bytes, rows| {
-            out.extend_from_slice(bytes);
-            counted += rows;
+        let mut leaves = Vec::new();
+        let total = format_rows(scan, threads, 2, with_leaves, |chunk| {
+            out.extend_from_slice(chunk.bytes);
+            counted += chunk.rows;
+            leaves.extend_from_slice(chunk.leaves);
             Ok(())
         })
         .expect("format");
-        (out, total, counted)
+        (out, total, counted, leaves)
     }
 
     /// Absurd thread counts are capped, not obeyed (nor a panic).
@@ -382,6 +450,17 @@ mod tests {
             let (many, total, counted) = formatted(&store, "org-a", threads);
             prop_assert_eq!((total, counted), (want_rows, want_rows));
             prop_assert!(many == one, "{} threads wrote other bytes", threads);
+            // Each row's leaf, in row order, whatever the threads: the
+            // position it was read from and the hash of the event there.
+            let (_, _, _, one_leaves) = formatted_with_leaves(&store, "org-a", 1, true);
+            let (bytes, _, _, leaves) = formatted_with_leaves(&store, "org-a", threads, true);
+            prop_assert!(bytes == one);
+            prop_assert_eq!(leaves.len() as u64, want_rows);
+            prop_assert_eq!(&leaves, &one_leaves);
+            let mut distinct = leaves.iter().map(|l| l.pos).collect::<Vec<_>>();
+            distinct.sort_unstable();
+            distinct.dedup();
+            prop_assert_eq!(distinct.len() as u64, want_rows);
         }
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use crate::export::builder;
+use crate::export::manifest::SUFFIX;
+use crate::export::manifest_build::{self, ManifestRef};
 use crate::export::error::{self, ExportError};
 use crate::export::policy::ExportPolicy;
 use crate::export::request::{ExportRequest, Outcome, Registry};
@@ -53,9 +55,9 @@ fn sweep(dir: &Path, registry: &Registry<'_>, now: Timestamp) -> Result<Vec<Path
         let entry = entry.map_err(|e| error::io(format!("list {}", dir.display()), e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let doomed = if name.ends_with(".csv.tmp") {
+        let doomed = if name.ends_with(".csv.tmp") || name.ends_with(".manifest.json.tmp") {
             true
-        } else if let Some(stem) = name.strip_suffix(".csv") {
+        } else if let Some(stem) = name.strip_suffix(".csv").or_else(|| name.strip_suffix(SUFFIX)) {
             match Uuid::parse_str(stem) {
                 Ok(id) => match registry.get(&id)? {
                     Some(r) => !r.downloadable_at(now),
@@ -74,6 +76,19 @@ fn sweep(dir: &Path, registry: &Registry<'_>, now: Timestamp) -> Result<Vec<Path
         sync_dir(dir)?;
     }
     Ok(removed)
+}
+
+/// The organization's newest manifest (the one with the highest sequence
+/// number), which the next one links to.
+fn latest_manifest(registry: &Registry<'_>, org: &str) -> Result<Option<ManifestRef>, ExportError> {
+    Ok(registry
+        .list_org(org)?
+        .into_iter()
+        .filter_map(|r| Some(ManifestRef {
+            sequence: r.manifest_seq?,
+            sha256: r.manifest_sha256?,
+        }))
+        .max_by_key(|m| m.sequence))
 }
 
 /// Run the scheduled processing as of `now`.
@@ -96,13 +111,28 @@ pub(crate) fn process(
     report.mark = Some(mark);
     for req in registry.pending_until(mark)? {
         let rules = policy.plan(store.org_settings(&req.org)?.plan);
-        let outcome = match builder::build(store, &dir, &req, now, how) {
-            Ok(built) => Outcome::Success {
+        let built = builder::build(store, &dir, &req, now, how).and_then(|built| {
+            let manifest = if built.rows > 0 && store.keeps_tree() {
+                let previous = latest_manifest(&registry, &req.org)?;
+                let file = manifest_build::BuiltFile {
+                    rows: &built.leaves,
+                    bytes: built.bytes,
+                    sha256: built.sha256.clone(),
+                };
+                Some(manifest_build::write(store, &dir, &req, file, now, previous.as_ref())?)
+            } else {
+                None
+            };
+            Ok((built, manifest))
+        });
+        let outcome = match built {
+            Ok((built, manifest)) => Outcome::Success {
                 completed_at: now,
                 expires_at: now.saturating_add_days(rules.download_days),
                 rows: built.rows,
                 bytes: built.bytes,
                 crc32: built.crc32,
+                manifest,
             },
             Err(e) => Outcome::Failed {
                 completed_at: now,
@@ -116,7 +146,9 @@ pub(crate) fn process(
 
     for req in registry.expiring_until(now)? {
         let expired = registry.transition(&req.id, now, |r| r.expire(now))?;
-        if builder::remove_if_exists(&builder::final_path(&dir, &req.id))? {
+        let file = builder::remove_if_exists(&builder::final_path(&dir, &req.id))?;
+        let manifest = builder::remove_if_exists(&manifest_build::manifest_path(&dir, &req.id))?;
+        if file || manifest {
             sync_dir(&dir)?;
         }
         report.expired.push(expired);

@@ -6,11 +6,12 @@
 //! - [`hash`]: leaf and interior hashes;
 //! - [`leaf`]: an event's leaf data (RFC 8785 JSON);
 //! - [`tree`]: the compact tree, its roots; [`proof`]: building proofs;
-//!   [`verify`]: checking them;
+//!   [`verify`]: checking them; [`batch`]: one proof for many leaves;
 //! - [`tiles`]: the tree's hashes on disk (docs/format.md, "Tree tiles");
 //! - [`note`]: C2SP signed notes with Ed25519; [`checkpoint`]: the
 //!   tlog-checkpoint body; [`key`]: the `signing.key` file.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod hash;
 pub mod jcs;
@@ -23,6 +24,7 @@ pub mod tiles;
 pub mod tree;
 pub mod verify;
 
+pub use batch::{batch_inclusion_path, batch_root, verify_batch_inclusion};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
 pub use leaf::{event_leaf_hash, leaf_data, LeafError};

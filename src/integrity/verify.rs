@@ -17,6 +17,10 @@ pub enum ProofError {
     TooLong,
     #[error("the proof is empty")]
     Empty,
+    #[error("the proof has too few hashes")]
+    TooShort,
+    #[error("leaf index {index} is out of order: leaf indices must ascend, each once")]
+    NotAscending { index: u64 },
     #[error("the proof does not lead to the root hash")]
     RootMismatch,
     #[error("the proof does not lead to the old root hash")]

@@ -37,6 +37,7 @@ use crate::writeback::{Writeback, WRITEBACK_BYTES};
 
 mod append;
 mod backup;
+mod export_proof;
 mod open;
 pub mod own_events;
 mod proofs;
@@ -49,6 +50,7 @@ mod upkeep;
 
 pub use proofs::{ConsistencyProof, InclusionProof, KeyInfo};
 pub use tlog::SignedCheckpoint;
+pub(crate) use tlog_read::record_leaf;
 
 pub use types::*;
 
@@ -423,7 +425,7 @@ impl Store {
         self.sealed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn retention_from(&self, org: &str, as_of: Timestamp) -> Result<i64> {
+    pub(crate) fn retention_from(&self, org: &str, as_of: Timestamp) -> Result<i64> {
         let settings = self.org_settings(org)?;
         Ok(retention_cutoff(as_of, settings.retention_days))
     }
@@ -450,7 +452,7 @@ impl Store {
         if from >= to || !scan.wants_more() {
             return Ok(scan);
         }
-        let (sealed, sealing, active_entries, active_file, active_path) = {
+        let (sealed, sealing, active_entries, active_id, active_file, active_path) = {
             let mut w = lock(&self.writer);
             self.install_sealed(&mut w);
             let visible_end = self.visible_end(&w);
@@ -460,6 +462,7 @@ impl Store {
                 .iter()
                 .map(|s| {
                     (
+                        s.id,
                         s.file.clone(),
                         s.path.clone(),
                         s.index.range_shared(&query.org, from, to),
@@ -470,6 +473,7 @@ impl Store {
                 self.sealed_snapshot(),
                 sealing,
                 entries,
+                w.active.id,
                 w.active.file.clone(),
                 w.active.path.clone(),
             )
@@ -483,10 +487,10 @@ impl Store {
             let hi = idxfile::lower_bound(seg.idx_bytes(), &seg.layout, org, to);
             scan.push_sealed(seg.clone(), lo, hi);
         }
-        for (file, path, entries) in sealing {
-            scan.push_in_memory(file, path, entries);
+        for (id, file, path, entries) in sealing {
+            scan.push_in_memory(id, file, path, entries);
         }
-        scan.push_in_memory(active_file, active_path, active_entries);
+        scan.push_in_memory(active_id, active_file, active_path, active_entries);
         Ok(scan)
     }
 

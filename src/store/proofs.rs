@@ -88,7 +88,7 @@ impl SignedCheckpoint {
 }
 
 impl Store {
-    fn tlog(&self) -> Result<&Tlog> {
+    pub(super) fn tlog(&self) -> Result<&Tlog> {
         match &self.tlog {
             Some(t) => Ok(t),
             None if self.read_only => Err(Error::ReadOnly(

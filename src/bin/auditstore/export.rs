@@ -1,4 +1,5 @@
-//! `export request|list|process|download|full` (contract: `shared/spec/cli.md`).
+//! `export request|list|process|download|manifest|verify|full` (contract:
+//! `shared/spec/cli.md`, `shared/spec/integrity.md`).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,25 @@ pub enum ExportCommand {
         /// system's user name].
         #[arg(long, value_parser = parse_user)]
         user: Option<String>,
+    },
+    /// The signed manifest of a finished request's file (JSON).
+    Manifest {
+        /// The request id.
+        id: String,
+        /// Output file (default, or `-`: stdout).
+        #[arg(long, value_parser = parse_out)]
+        out: Option<OutFile>,
+    },
+    /// Check an export file against its manifest, offline.
+    Verify {
+        /// The export file.
+        csv: PathBuf,
+        /// Its manifest.
+        manifest: PathBuf,
+        /// The store's verifier key (as `key show` prints it), or a file
+        /// holding it [default: the key of the store at --data-dir].
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Server plan, admins only: the complete retained log of ORG as CSV.
     Full {
@@ -243,6 +263,10 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ExportCommand::Manifest { id, out } => crate::export_manifest::manifest(ctx, &id, out.and_then(|o| o.0)),
+        ExportCommand::Verify { csv, manifest, key } => {
+            crate::export_manifest::verify(ctx, &csv, &manifest, key.as_deref())
+        }
         ExportCommand::Full { org, user, role, out } => {
             let out = out.and_then(|o| o.0);
             let store = ctx.open_store(false)?;
@@ -292,7 +316,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
 /// failure leaves no FILE behind. Returns its size.
 /// Messages name the files as the command line did (`path`); they are
 /// written where that means for whoever ran the command (`ctx.path`).
-fn write_file_aside(
+pub fn write_file_aside(
     ctx: &Ctx,
     path: &Path,
     write: impl FnOnce(&mut PipedFile) -> CliResult<()>,

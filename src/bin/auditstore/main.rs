@@ -9,6 +9,7 @@ mod console;
 mod ctx;
 mod demo;
 mod export;
+mod export_manifest;
 mod ingest;
 mod query;
 mod remote;
