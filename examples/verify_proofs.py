@@ -8,7 +8,7 @@ the signatures are written out below. The contract is
 
     verify_proofs.py --key KEY checkpoint NOTE_FILE
     verify_proofs.py --key KEY inclusion PROOF_JSON
-    verify_proofs.py --key KEY consistency PROOF_JSON --old-checkpoint NOTE_FILE
+    verify_proofs.py --key KEY consistency PROOF_JSON --old-checkpoint NOTE_FILE [--new-checkpoint NOTE_FILE]
 
 KEY is the store's note verifier key (`auditstore key show --json` prints it
 as "verifier_key"): `<name>+<hex key id>+<base64(0x01 || public key)>`.
@@ -353,10 +353,12 @@ def cmd_inclusion(key, proof_text):
     return f"event {event.get('id')} of {org} is leaf {index} of the tree of size {size} signed by {origin}"
 
 
-def cmd_consistency(key, proof_text, old_note):
+def cmd_consistency(key, proof_text, old_note, new_note=None):
     proof = load_json(proof_text)
     _, old_size, old_root = verify_checkpoint(old_note, key)
-    origin, new_size, new_root = verify_checkpoint(proof.get("checkpoint", ""), key)
+    if new_note is None:
+        new_note = proof.get("checkpoint", "")
+    origin, new_size, new_root = verify_checkpoint(new_note, key)
     if integer(proof, "from_size") != old_size:
         raise Invalid(f"proof's from_size {proof['from_size']} is not the old checkpoint's size {old_size}")
     if integer(proof, "to_size") != new_size:
@@ -381,6 +383,7 @@ def main(argv=None):
     c = sub.add_parser("consistency", help="check `prove --consistency OLD --json` output")
     c.add_argument("proof")
     c.add_argument("--old-checkpoint", required=True, help="the older signed checkpoint note, kept earlier")
+    c.add_argument("--new-checkpoint", help="the newer note (default: the proof's; for `prove --consistency OLD --to NEW`)")
     args = ap.parse_args(argv)
     try:
         if args.command == "checkpoint":
@@ -388,7 +391,8 @@ def main(argv=None):
         elif args.command == "inclusion":
             message = cmd_inclusion(args.key, read(args.proof))
         else:
-            message = cmd_consistency(args.key, read(args.proof), read(args.old_checkpoint))
+            new_note = read(args.new_checkpoint) if args.new_checkpoint else None
+            message = cmd_consistency(args.key, read(args.proof), read(args.old_checkpoint), new_note)
     except (Invalid, UnicodeError, OSError) as e:
         print(f"NOT VERIFIED: {e}", file=sys.stderr)
         return 1

@@ -167,6 +167,7 @@ echo "== a store: events, an older checkpoint, more events, a newer one"
 helper events 1 20 | store --json ingest >/dev/null
 store checkpoint >"$work/old.note"
 helper events 21 17 | store --json ingest >/dev/null
+store checkpoint >"$work/mid.note"
 # Events whose leaf data exercises RFC 8785: escapes, characters beyond the
 # BMP, member names that sort differently in UTF-16 and UTF-8, and numbers
 # JSON allows several ways (2^64, 1e21, 1E+2, -0.0, 1.5, -0.0001, 2^53 - 1,
@@ -212,6 +213,12 @@ old_size=$(sed -n 2p "$work/old.note")
 new_size=$(sed -n 2p "$work/new.note")
 store --json prove --consistency "$old_size" >"$work/consistency.json"
 expect_ok "consistency $old_size -> $new_size" --key "$key" consistency "$work/consistency.json" --old-checkpoint "$work/old.note"
+mid_size=$(sed -n 2p "$work/mid.note")
+store --json prove --consistency "$old_size" --to "$mid_size" >"$work/consistency-to.json"
+expect_ok "consistency $old_size -> $mid_size (--to), against the checkpoint kept at $mid_size" --key "$key" \
+    consistency "$work/consistency-to.json" --old-checkpoint "$work/old.note" --new-checkpoint "$work/mid.note"
+expect_reject "consistency $old_size -> $mid_size against the newest checkpoint" --key "$key" \
+    consistency "$work/consistency-to.json" --old-checkpoint "$work/old.note" --new-checkpoint "$work/new.note"
 store --json prove --consistency "$new_size" >"$work/consistency-same.json"
 expect_ok "consistency $new_size -> $new_size" --key "$key" consistency "$work/consistency-same.json" --old-checkpoint "$work/new.note"
 
