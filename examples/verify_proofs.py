@@ -21,6 +21,7 @@ import argparse
 import base64
 import hashlib
 import json
+import re
 import sys
 
 
@@ -165,7 +166,7 @@ def verify_checkpoint(note, key):
     origin, size, root = lines[0], lines[1], lines[2]
     if origin != parse_verifier_key(key)[0]:
         raise Invalid(f"checkpoint origin {origin!r} is not the key's name")
-    if not size.isdigit() or (size != "0" and size.startswith("0")):
+    if not re.fullmatch("0|[1-9][0-9]*", size):
         raise Invalid(f"checkpoint tree size is not a decimal number: {size!r}")
     root_hash = b64decode(root, "checkpoint root hash")
     if len(root_hash) != 32:
