@@ -508,7 +508,10 @@ impl Scan {
             Cursor::Sealed { seg, .. } => {
                 let v = seg.record(off)?;
                 check(&v, &seg.log_path)?;
-                let at = RecordPos { segment: seg.id, offset: off };
+                let at = RecordPos {
+                    segment: seg.id,
+                    offset: off,
+                };
                 Ok(self.filter.matches(&v).then(|| f(at, &v)))
             }
             Cursor::Active {

@@ -73,7 +73,11 @@ fn wait_for(path: &Path, limit: Duration, child: &mut std::process::Child) {
 fn finish_and_verify(dir: &Path, id: uuid::Uuid, n: usize) {
     let p = cli(dir, RUN_AT, &["export", "process"]);
     assert_eq!(p["processed"], serde_json::json!([id.to_string()]));
-    assert_eq!(files(dir), vec![format!("{id}.csv")], "the leftover was removed");
+    assert_eq!(
+        files(dir),
+        vec![format!("{id}.csv"), format!("{id}.manifest.json")],
+        "the leftover was removed; the finished file has its signed manifest"
+    );
     // The window (2026-06-01 to 2026-06-20) also holds the store's own
     // events of `prepare`, both at REQUESTED_AT: org-00's
     // org.settings.update (set to server) and this request's

@@ -486,7 +486,10 @@ fn success_with_data_has_a_file_and_without_data_has_none() {
     );
     assert!(!wo.download_available());
     assert_eq!(code(ex.download(without.id)), "no_data");
-    assert_eq!(env.export_files(), vec![format!("{}.csv", with.id)]);
+    assert_eq!(
+        env.export_files(),
+        vec![format!("{}.csv", with.id), format!("{}.manifest.json", with.id)]
+    );
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! metadata must agree, since a lost or older `meta.redb` shows first as a
 //! file nobody requested, or a request whose file is gone; and a finished
 //! file must still be what was written (its size and CRC-32), which
-//! [`Exports::download`] checks too before serving it.
+//! [`Exports::download`] checks too before serving it, and so must its
+//! signed manifest (its SHA-256), which [`Exports::manifest`] checks too.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::export::builder;
 use crate::export::error::{self, ExportError};
 use crate::export::request::ExportRequest;
 use crate::export::Exports;
+use crate::export::{builder, manifest, manifest_build};
 use crate::store::Problem;
 
 /// Bytes read at a time when checking a file's CRC-32.
@@ -83,7 +84,8 @@ impl Exports<'_> {
     /// - a finished file `exports/<id>.csv` whose request is unknown;
     /// - a request stored as `success` with data, not yet past its expiry,
     ///   whose file is missing, or whose size or CRC-32 differs from what
-    ///   was written (each such file is read once).
+    ///   was written (each such file is read once), or whose manifest is
+    ///   missing or not the bytes written.
     ///
     /// Reads only (files being built, `*.csv.tmp`, are not looked at).
     pub fn check_files(&self) -> Result<Vec<Problem>, ExportError> {
@@ -136,7 +138,38 @@ impl Exports<'_> {
                 }
                 Err(e) => return Err(e),
             }
+            if let Some(problem) = check_manifest(&dir, r)? {
+                problems.push(problem);
+            }
         }
         Ok(problems)
     }
+}
+
+/// The problem with the manifest of `req`, if it recorded one: missing, or
+/// not the bytes written (their SHA-256 differs from the recorded one).
+fn check_manifest(dir: &Path, req: &ExportRequest) -> Result<Option<Problem>, ExportError> {
+    let Some(want) = req.manifest_sha256.as_deref() else {
+        return Ok(None);
+    };
+    let path = manifest_build::manifest_path(dir, &req.id);
+    let message = match std::fs::read(&path) {
+        Ok(bytes) if manifest::hex_sha256(&bytes) == want => return Ok(None),
+        Ok(bytes) => format!(
+            "manifest of export request {} is not the one written ({} bytes; its SHA-256 differs from the recorded one)",
+            req.id,
+            bytes.len()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "export request {} recorded a signed manifest but its file is missing",
+            req.id
+        ),
+        Err(e) => return Err(error::io(format!("read {}", path.display()), e)),
+    };
+    Ok(Some(Problem {
+        leaf_index: None,
+        file: path,
+        offset: 0,
+        message,
+    }))
 }

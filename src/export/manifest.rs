@@ -138,7 +138,8 @@ impl Manifest {
 
     /// Reads a manifest file (any JSON layout; fields as documented).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
         if m.format != FORMAT {
             return Err(ManifestError::Malformed(format!(
                 "format {:?}; this build reads {FORMAT:?}",
@@ -232,7 +233,9 @@ mod tests {
         let renamed = Signer::from_seed("auditstore/other", &[9u8; 32]).expect("signer");
         assert!(back.check_signature(&renamed.verifier()).is_err());
         assert_eq!(back.inclusion_hashes().expect("hashes"), vec![[7u8; 32]]);
-        let unknown = String::from_utf8(bytes).expect("utf8").replacen('{', "{\"extra\":1,", 1);
+        let unknown = String::from_utf8(bytes)
+            .expect("utf8")
+            .replacen('{', "{\"extra\":1,", 1);
         assert!(Manifest::parse(unknown.as_bytes()).is_err());
     }
 }

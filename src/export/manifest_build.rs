@@ -79,7 +79,8 @@ pub(crate) fn write(
         previous_manifest_sha256: previous.map(|p| p.sha256.clone()),
         signature: String::new(),
     };
-    let failed = |e: crate::export::manifest::ManifestError| error::io("make the manifest", std::io::Error::other(e));
+    let failed =
+        |e: crate::export::manifest::ManifestError| error::io("make the manifest", std::io::Error::other(e));
     manifest.sign(&signer).map_err(failed)?;
     let bytes = manifest.to_file_bytes().map_err(failed)?;
     let path = manifest_path(dir, &req.id);

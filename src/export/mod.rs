@@ -39,7 +39,7 @@ mod check;
 pub mod csv;
 pub mod error;
 pub mod manifest;
-mod manifest_build;
+pub(crate) mod manifest_build;
 pub mod manifest_check;
 pub mod own_events;
 pub mod pipe;

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use crate::export::builder;
+use crate::export::error::{self, ExportError};
 use crate::export::manifest::SUFFIX;
 use crate::export::manifest_build::{self, ManifestRef};
-use crate::export::error::{self, ExportError};
 use crate::export::policy::ExportPolicy;
 use crate::export::request::{ExportRequest, Outcome, Registry};
 use crate::log::segment::sync_dir;
@@ -84,10 +84,12 @@ fn latest_manifest(registry: &Registry<'_>, org: &str) -> Result<Option<Manifest
     Ok(registry
         .list_org(org)?
         .into_iter()
-        .filter_map(|r| Some(ManifestRef {
-            sequence: r.manifest_seq?,
-            sha256: r.manifest_sha256?,
-        }))
+        .filter_map(|r| {
+            Some(ManifestRef {
+                sequence: r.manifest_seq?,
+                sha256: r.manifest_sha256?,
+            })
+        })
         .max_by_key(|m| m.sequence))
 }
 
@@ -119,7 +121,14 @@ pub(crate) fn process(
                     bytes: built.bytes,
                     sha256: built.sha256.clone(),
                 };
-                Some(manifest_build::write(store, &dir, &req, file, now, previous.as_ref())?)
+                Some(manifest_build::write(
+                    store,
+                    &dir,
+                    &req,
+                    file,
+                    now,
+                    previous.as_ref(),
+                )?)
             } else {
                 None
             };

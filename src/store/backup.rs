@@ -246,7 +246,8 @@ impl Store {
     }
 
     /// `meta.redb` and `store.id` as of one consistent state, the export
-    /// policy, and the file of every finished export request in that state.
+    /// policy, and the file (and signed manifest) of every finished export
+    /// request in that state.
     fn backup_metadata(&self, out: &mut Out<'_>) -> Result<()> {
         let policy = self.dir.join(POLICY_FILE);
         match std::fs::read(&policy) {
@@ -271,20 +272,25 @@ impl Store {
             ExportError::Store(e) => e,
             e => Error::Metadata(format!("export requests: {e}")),
         })?;
-        let finished: Vec<uuid::Uuid> = requests
+        let finished: Vec<(uuid::Uuid, bool)> = requests
             .iter()
             .filter(|r| r.status == Status::Success && r.has_data)
-            .map(|r| r.id)
+            .map(|r| (r.id, r.manifest_sha256.is_some()))
             .collect();
         if finished.is_empty() {
             return Ok(());
         }
         let to_dir = out.dir.join(EXPORTS_DIR);
         std::fs::create_dir(&to_dir).ctx(|| format!("create {}", to_dir.display()))?;
-        for id in finished {
-            let name = format!("{}.csv", id.hyphenated());
-            // Gone: expired (and deleted) meanwhile, or lost before.
-            out.link_or_copy_file(&self.dir.join(EXPORTS_DIR).join(&name), &to_dir.join(&name))?;
+        for (id, has_manifest) in finished {
+            let from_dir = self.dir.join(EXPORTS_DIR);
+            let csv = crate::export::builder::final_path(&from_dir, &id);
+            let manifest = crate::export::manifest_build::manifest_path(&from_dir, &id);
+            for from in std::iter::once(csv).chain(has_manifest.then_some(manifest)) {
+                let Some(name) = from.file_name() else { continue };
+                // Gone: expired (and deleted) meanwhile, or lost before.
+                out.link_or_copy_file(&from, &to_dir.join(name))?;
+            }
         }
         segment::sync_dir(&to_dir)
     }

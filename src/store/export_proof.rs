@@ -50,10 +50,15 @@ impl Store {
                 };
             }
         }
-        let mut sorted: Vec<(u64, Hash)> = leaf_indexes.iter().copied().zip(rows.iter().map(|r| r.1)).collect();
+        let mut sorted: Vec<(u64, Hash)> = leaf_indexes
+            .iter()
+            .copied()
+            .zip(rows.iter().map(|r| r.1))
+            .collect();
         sorted.sort_unstable_by_key(|(i, _)| *i);
         let indices: Vec<u64> = sorted.iter().map(|(i, _)| *i).collect();
-        let tree_err = |e: crate::integrity::TreeError| Error::corrupt(self.dir.join("tree"), 0, e.to_string());
+        let tree_err =
+            |e: crate::integrity::TreeError| Error::corrupt(self.dir.join("tree"), 0, e.to_string());
         // The tree is 0.126 bytes per event: copied so that the proof (which
         // may re-hash many bottom tiles) does not hold up the integrator.
         let (tree, firsts, base, before) = {
@@ -61,16 +66,25 @@ impl Store {
             (st.tree.clone(), st.firsts.clone(), st.base, st.before.clone())
         };
         let proof = tree
-            .batch_inclusion_proof(&indices, checkpoint.tree_size, &mut t.source(&firsts, base, &before))
+            .batch_inclusion_proof(
+                &indices,
+                checkpoint.tree_size,
+                &mut t.source(&firsts, base, &before),
+            )
             .map_err(tree_err)?;
         // Never hand out a proof that does not verify.
-        verify_batch_inclusion(&sorted, checkpoint.tree_size, &proof, &checkpoint.root_hash).map_err(|e| {
-            Error::corrupt(
-                self.dir.join("tree"),
-                0,
-                format!("the exported rows do not prove into checkpoint {}: {e}", checkpoint.tree_size),
-            )
-        })?;
+        verify_batch_inclusion(&sorted, checkpoint.tree_size, &proof, &checkpoint.root_hash).map_err(
+            |e| {
+                Error::corrupt(
+                    self.dir.join("tree"),
+                    0,
+                    format!(
+                        "the exported rows do not prove into checkpoint {}: {e}",
+                        checkpoint.tree_size
+                    ),
+                )
+            },
+        )?;
         Ok(RowsProof {
             checkpoint,
             leaf_indexes,

@@ -30,8 +30,8 @@ pub struct ConsistencyProof {
     pub from_size: u64,
     pub to_size: u64,
     pub consistency: Vec<Hash>,
-    /// The signed checkpoint of `to_size` (the latest one when `to_size`
-    /// is its size; else the latest, which `to_size` precedes).
+    /// The signed checkpoint of `to_size` when the store signed one (the
+    /// newest such); else the latest, which `to_size` precedes.
     pub checkpoint: String,
 }
 
@@ -48,19 +48,38 @@ fn b64(h: &Hash) -> String {
 }
 
 impl InclusionProof {
-    /// The `prove ID` object of integrity.md.
-    pub fn to_json(&self) -> serde_json::Value {
-        let event: serde_json::Value =
-            serde_json::from_str(&self.event.to_json()).unwrap_or(serde_json::Value::Null);
-        serde_json::json!({
-            "org": self.org,
-            "event": event,
-            "leaf_index": self.leaf_index,
-            "tree_size": self.tree_size,
-            "leaf_hash": b64(&self.leaf_hash),
-            "inclusion": self.inclusion.iter().map(b64).collect::<Vec<_>>(),
-            "checkpoint": self.checkpoint,
-        })
+    /// The `prove ID` object as one line of JSON (see the `Serialize` impl).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The `prove ID` object of integrity.md. The event is its `get` text,
+/// verbatim (numbers keep their digits; a JSON value would round them).
+impl serde::Serialize for InclusionProof {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct View<'a> {
+            org: &'a str,
+            event: &'a serde_json::value::RawValue,
+            leaf_index: u64,
+            tree_size: u64,
+            leaf_hash: String,
+            inclusion: Vec<String>,
+            checkpoint: &'a str,
+        }
+        let event = serde_json::value::RawValue::from_string(self.event.to_json())
+            .map_err(serde::ser::Error::custom)?;
+        View {
+            org: &self.org,
+            event: &event,
+            leaf_index: self.leaf_index,
+            tree_size: self.tree_size,
+            leaf_hash: b64(&self.leaf_hash),
+            inclusion: self.inclusion.iter().map(b64).collect(),
+            checkpoint: &self.checkpoint,
+        }
+        .serialize(s)
     }
 }
 
@@ -219,12 +238,37 @@ impl Store {
             verify_consistency(from, to, &old_root, &cp.root_hash, &consistency)
                 .map_err(|e| Error::corrupt(self.dir.join("tree"), 0, e.to_string()))?;
         }
+        drop(st);
+        // The checkpoint of the size proven to, when the store signed one;
+        // else the latest, which `to` precedes.
+        let checkpoint = if to == cp.tree_size {
+            cp.note
+        } else {
+            self.stored_checkpoint_of_size(t, to)?.unwrap_or(cp.note)
+        };
         Ok(ConsistencyProof {
             from_size: from,
             to_size: to,
             consistency,
-            checkpoint: cp.note,
+            checkpoint,
         })
+    }
+
+    /// The newest stored checkpoint of `size` leaves, checked.
+    fn stored_checkpoint_of_size(&self, t: &Tlog, size: u64) -> Result<Option<String>> {
+        let path = self.dir.join(crate::integrity::log::CHECKPOINTS_FILE);
+        let Some(contents) = crate::integrity::log::read(&path).map_err(super::tlog::log_err)? else {
+            return Ok(None);
+        };
+        let verifier = t.signer.verifier();
+        for e in contents.entries.iter().rev() {
+            if let Ok(cp) = crate::integrity::Checkpoint::open(&e.note, &verifier, &t.origin) {
+                if cp.size == size {
+                    return Ok(Some(e.note.clone()));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The segment, offset, organization and content of the event `id`,

@@ -14,6 +14,8 @@ pub enum Kind {
     Meta,
     Lock,
     ExportCsv,
+    /// `exports/<id>.manifest.json`: the signed manifest of an export.
+    ExportManifest,
     Quarantine,
     /// The tamper-evidence tree: `checkpoints`, `signing.key`, `tree/*`.
     Checkpoints,
@@ -39,6 +41,7 @@ pub fn classify(rel: &Path, active: Option<&str>) -> Kind {
         ("", n) if n.ends_with(".log") => Kind::SealedSegment,
         ("", n) if n.ends_with(".idx") => Kind::Index,
         ("exports", n) if n.ends_with(".csv") => Kind::ExportCsv,
+        ("exports", n) if n.ends_with(".manifest.json") => Kind::ExportManifest,
         ("quarantine", _) => Kind::Quarantine,
         ("", "checkpoints") => Kind::Checkpoints,
         ("", "signing.key") => Kind::SigningKey,

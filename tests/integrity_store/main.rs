@@ -6,6 +6,7 @@
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod manifests;
 mod proofs;
 mod refusals;
 mod retention;

@@ -263,7 +263,9 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ExportCommand::Manifest { id, out } => crate::export_manifest::manifest(ctx, &id, out.and_then(|o| o.0)),
+        ExportCommand::Manifest { id, out } => {
+            crate::export_manifest::manifest(ctx, &id, out.and_then(|o| o.0))
+        }
         ExportCommand::Verify { csv, manifest, key } => {
             crate::export_manifest::verify(ctx, &csv, &manifest, key.as_deref())
         }

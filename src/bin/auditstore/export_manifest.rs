@@ -30,9 +30,15 @@ pub fn manifest(ctx: &Ctx, id: &str, out: Option<PathBuf>) -> CliResult<ExitCode
                     .map_err(|e| CliError::new("io", format!("write {}: {e}", path.display())))
             })?;
             if ctx.json {
-                ctx.print_json(&json!({"id": uuid.to_string(), "path": path.display().to_string(), "bytes": written}))?;
+                ctx.print_json(
+                    &json!({"id": uuid.to_string(), "path": path.display().to_string(), "bytes": written}),
+                )?;
             } else {
-                outln!(ctx, "wrote the manifest of export {uuid} ({written} bytes) to {}", path.display())?;
+                outln!(
+                    ctx,
+                    "wrote the manifest of export {uuid} ({written} bytes) to {}",
+                    path.display()
+                )?;
             }
         }
         None => {
@@ -51,7 +57,7 @@ pub fn verify(ctx: &Ctx, csv: &Path, manifest: &Path, key: Option<&str>) -> CliR
         None => {
             // The store's own key (the data directory's); an organization
             // checking a file it was handed gives the key it was told.
-            let store = ctx.open_store(true)?;
+            let store = crate::tlog::open_existing(ctx)?;
             let info = store.key_info()?;
             VerifierKey::parse(&info.verifier_key).map_err(|e| CliError::new("corrupt", e.to_string()))?
         }
@@ -59,8 +65,15 @@ pub fn verify(ctx: &Ctx, csv: &Path, manifest: &Path, key: Option<&str>) -> CliR
     let bytes = std::fs::read(ctx.path(manifest))
         .map_err(|e| CliError::new("io", format!("read {}: {e}", manifest.display())))?;
     let checked = check_export(&ctx.path(csv), &bytes, &key).map_err(|e| {
-        let code = if matches!(e, CheckError::Io { .. }) { "io" } else { "corrupt" };
-        CliError::new(code, format!("{} does not match {}: {e}", csv.display(), manifest.display()))
+        let code = if matches!(e, CheckError::Io { .. }) {
+            "io"
+        } else {
+            "corrupt"
+        };
+        CliError::new(
+            code,
+            format!("{} does not match {}: {e}", csv.display(), manifest.display()),
+        )
     })?;
     if ctx.json {
         let mut value = serde_json::to_value(&checked).map_err(|e| CliError::new("io", e.to_string()))?;
@@ -93,7 +106,10 @@ fn parse_key(ctx: &Ctx, text: &str) -> CliResult<VerifierKey> {
             let path = ctx.path(Path::new(text));
             match std::fs::read_to_string(&path) {
                 Ok(contents) => VerifierKey::parse(contents.trim()).map_err(|e| {
-                    CliError::new("invalid_argument", format!("--key: {text} holds no verifier key: {e}"))
+                    CliError::new(
+                        "invalid_argument",
+                        format!("--key: {text} holds no verifier key: {e}"),
+                    )
                 }),
                 Err(_) => Err(CliError::new(
                     "invalid_argument",

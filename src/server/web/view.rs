@@ -208,6 +208,8 @@ mod tests {
             bytes: None,
             crc32: None,
             failure_reason: None,
+            manifest_sha256: None,
+            manifest_seq: None,
         }
     }
 
