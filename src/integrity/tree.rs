@@ -145,6 +145,30 @@ impl Tree {
         })
     }
 
+    /// The tree of this one's first `tiles` complete bottom tiles (its first
+    /// `tiles * 256` leaves), with the kept hashes above them: where a
+    /// rebuild starts when the leaves before are gone (retention). `None`
+    /// when the tree holds fewer complete tiles.
+    pub fn prefix_tiles(&self, tiles: u64) -> Option<Tree> {
+        if tiles > self.level(0).len() as u64 {
+            return None;
+        }
+        let mut levels = Vec::new();
+        let mut keep = tiles;
+        for level in &self.levels {
+            let n = usize::try_from(keep).ok()?;
+            if n == 0 {
+                break;
+            }
+            levels.push(level.get(..n)?.to_vec());
+            keep /= TILE_WIDTH as u64;
+        }
+        Some(Tree {
+            levels,
+            tail: Vec::new(),
+        })
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         let full = self.levels.first().map_or(0, Vec::len) as u64;

@@ -10,6 +10,9 @@
 //! - with `--against`, the same of a checkpoint kept elsewhere: a store
 //!   truncated or rolled back (fewer leaves) or rewritten (another root)
 //!   since it was signed is reported.
+//!
+//! After retention the rebuild starts from the stored tiles and the
+//! retention entry's hashes that stand for the deleted leaves.
 
 use std::collections::BTreeMap;
 
@@ -20,12 +23,63 @@ use super::*;
 use crate::integrity::log::{self as cplog, EntryKind};
 use crate::integrity::tiles::{TileStore, TREE_DIR};
 use crate::integrity::tree::TILE_WIDTH;
-use crate::integrity::{empty_root, Checkpoint, Hash, Tree, VerifierKey};
+use crate::integrity::{Checkpoint, Hash, Tree, VerifierKey};
+
+/// Where the rebuild from the log starts: the whole tree, or after a
+/// retention run the kept tiles before the first retained leaf's bottom
+/// tile and that tile's leaf hashes before it (from the retention entry).
+struct Start {
+    tree: Tree,
+    /// The first retained leaf index.
+    base: u64,
+    first_segment: u64,
+}
+
+/// Where to start rebuilding, from the last retention entry if any and the
+/// stored tiles; a message when the leaves deleted by retention are needed
+/// and the tiles that stand for them are missing or too short.
+fn retained_start(contents: &cplog::Contents, stored: Option<&Tree>) -> std::result::Result<Start, String> {
+    let last = contents.entries.iter().rev().find_map(|e| match &e.kind {
+        EntryKind::Retention {
+            first_leaf,
+            first_segment,
+            before,
+        } => Some((*first_leaf, *first_segment, before)),
+        EntryKind::Checkpoint => None,
+    });
+    let Some((base, first_segment, before)) = last.filter(|(leaf, ..)| *leaf > 0) else {
+        return Ok(Start {
+            tree: Tree::new(),
+            base: 0,
+            first_segment: 0,
+        });
+    };
+    let tile_start = base - before.len() as u64;
+    let tiles = tile_start / TILE_WIDTH as u64;
+    let Some(mut tree) = stored.and_then(|t| t.prefix_tiles(tiles)) else {
+        return Err(format!(
+            "the tree tiles are missing or hold fewer than the {tiles} complete tiles before the first \
+             retained leaf {base}: the leaves retention deleted cannot be stood for, so the retained \
+             events cannot be checked against the checkpoints"
+        ));
+    };
+    before.iter().for_each(|h| tree.push(*h));
+    Ok(Start {
+        tree,
+        base,
+        first_segment,
+    })
+}
 
 /// The log's leaves, rebuilt.
 struct Rebuilt {
     tree: Tree,
-    /// File and offset of the first leaf of each bottom tile.
+    /// The bottom tile `tile_starts[0]` is in.
+    first_tile: u64,
+    /// The first retained leaf (`tile_starts[0]`'s).
+    base: u64,
+    /// File and offset of the first leaf of each bottom tile (the first
+    /// retained leaf for the first, after retention).
     tile_starts: Vec<(PathBuf, u64)>,
     /// Where the log ends (for findings past its last leaf).
     end: (PathBuf, u64),
@@ -39,8 +93,9 @@ impl Rebuilt {
     /// File, offset and leaf index of the first leaf of tile `tile` (or of
     /// the end of the log).
     fn at_tile(&self, tile: u64) -> (PathBuf, u64, u64) {
-        let leaf = (tile * TILE_WIDTH as u64).min(self.tree.size());
-        match self.tile_starts.get(tile as usize) {
+        let leaf = (tile * TILE_WIDTH as u64).max(self.base).min(self.tree.size());
+        let i = usize::try_from(tile.saturating_sub(self.first_tile)).unwrap_or(usize::MAX);
+        match self.tile_starts.get(i) {
             Some((p, o)) => (p.clone(), *o, leaf),
             None => (self.end.0.clone(), self.end.1, leaf),
         }
@@ -119,19 +174,22 @@ impl Store {
                 None
             }
         };
-        let base = contents.entries.iter().rev().find_map(|e| match e.kind {
-            EntryKind::Retention {
-                first_leaf,
-                first_segment,
-                ..
-            } => Some((first_segment, first_leaf)),
-            EntryKind::Checkpoint => None,
-        });
-        if base.is_some_and(|(_, leaf)| leaf > 0) {
-            // The leaves before the first retained one are gone: the tree
-            // cannot be rebuilt from the log alone (docs/format.md).
-            return;
-        }
+        let stored = match TileStore::load(&tree_dir) {
+            Ok(stored) => stored.map(|(tree, _)| tree),
+            Err(e) => {
+                report
+                    .problems
+                    .push(problem(tree_dir.clone(), 0, None, format!("{e}")));
+                None
+            }
+        };
+        let start = match retained_start(&contents, stored.as_ref()) {
+            Ok(start) => start,
+            Err(message) => {
+                report.problems.push(problem(tree_dir.clone(), 0, None, message));
+                return;
+            }
+        };
         // Checkpoints to check: (file, offset, note).
         let mut notes: Vec<(PathBuf, u64, &str)> = contents
             .entries
@@ -168,8 +226,12 @@ impl Store {
             }
         }
         report.checkpoints += checked.len() as u64;
+        // A checkpoint from before the last retention run, of a size whose
+        // leaves are gone, was checked against the log when it was signed.
+        let base = start.base;
+        checked.retain(|(_, _, cp)| cp.size >= base);
         let sizes: Vec<u64> = checked.iter().map(|(_, _, c)| c.size).collect();
-        let rebuilt = match self.rebuild_from_log(&sizes) {
+        let rebuilt = match self.rebuild_from_log(&sizes, start) {
             Ok(r) => r,
             Err(e) => {
                 report.problems.push(problem(
@@ -184,44 +246,38 @@ impl Store {
         report.leaves = rebuilt.tree.size();
         // The first bottom tile that differs from the tiles on disk.
         let mut first_bad_tile: Option<u64> = None;
-        match TileStore::load(&tree_dir) {
-            Ok(Some((stored, _))) => {
-                let (ours, theirs) = (rebuilt.tree.level(0), stored.level(0));
-                let differs = ours.iter().zip(theirs).position(|(a, b)| a != b);
-                if let Some(i) = differs {
-                    first_bad_tile = Some(i as u64);
-                    let (file, offset, leaf) = rebuilt.at_tile(i as u64);
-                    report.problems.push(problem(
-                        file,
-                        offset,
-                        Some(leaf),
-                        format!(
-                            "the events at leaf indexes {leaf}..{} (from this record on) do not hash to the \
-                             tree's tile {i} as integrated: an event among them was changed, or events were \
-                             removed, inserted or moved",
-                            leaf + TILE_WIDTH as u64
-                        ),
-                    ));
-                } else if theirs.len() > ours.len() {
-                    first_bad_tile = Some(ours.len() as u64);
-                    let (file, offset, leaf) = rebuilt.at_tile(ours.len() as u64);
-                    report.problems.push(problem(
-                        file,
-                        offset,
-                        Some(leaf),
-                        format!(
-                            "the tree holds {} leaves in complete tiles but the log only {}: events were \
-                             removed or the log truncated",
-                            theirs.len() * TILE_WIDTH,
-                            rebuilt.tree.size()
-                        ),
-                    ));
-                }
+        if let Some(stored) = &stored {
+            let (ours, theirs) = (rebuilt.tree.level(0), stored.level(0));
+            let differs = ours.iter().zip(theirs).position(|(a, b)| a != b);
+            if let Some(i) = differs {
+                first_bad_tile = Some(i as u64);
+                let (file, offset, leaf) = rebuilt.at_tile(i as u64);
+                report.problems.push(problem(
+                    file,
+                    offset,
+                    Some(leaf),
+                    format!(
+                        "the events at leaf indexes {leaf}..{} (from this record on) do not hash to the \
+                         tree's tile {i} as integrated: an event among them was changed, or events were \
+                         removed, inserted or moved",
+                        (i as u64 + 1) * TILE_WIDTH as u64
+                    ),
+                ));
+            } else if theirs.len() > ours.len() {
+                first_bad_tile = Some(ours.len() as u64);
+                let (file, offset, leaf) = rebuilt.at_tile(ours.len() as u64);
+                report.problems.push(problem(
+                    file,
+                    offset,
+                    Some(leaf),
+                    format!(
+                        "the tree holds {} leaves in complete tiles but the log only {}: events were \
+                         removed or the log truncated",
+                        theirs.len() * TILE_WIDTH,
+                        rebuilt.tree.size()
+                    ),
+                ));
             }
-            Ok(None) => {}
-            Err(e) => report
-                .problems
-                .push(problem(tree_dir.clone(), 0, None, format!("{e}"))),
         }
         // Every level file whole, also past what `partial` claims.
         for level in 1.. {
@@ -279,10 +335,12 @@ impl Store {
 
     /// Every leaf hash from the log's files, in order, into a tree; the root
     /// at each of `sizes` on the way.
-    fn rebuild_from_log(&self, sizes: &[u64]) -> Result<Rebuilt> {
+    fn rebuild_from_log(&self, sizes: &[u64], start: Start) -> Result<Rebuilt> {
         let listing = list_store(&self.dir)?;
         let mut out = Rebuilt {
-            tree: Tree::new(),
+            first_tile: start.tree.size() / TILE_WIDTH as u64,
+            base: start.base,
+            tree: start.tree,
             tile_starts: Vec::new(),
             end: (self.dir.clone(), 0),
             roots: BTreeMap::new(),
@@ -291,16 +349,19 @@ impl Store {
         let mut wanted: Vec<u64> = sizes.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
-        let mut next = 0usize;
-        if wanted.first() == Some(&0) {
-            out.roots.insert(0, empty_root());
-            next = 1;
+        // Sizes the start already has (0, or the first retained leaf).
+        let mut next = wanted.partition_point(|&size| size < out.tree.size());
+        if wanted.get(next) == Some(&out.tree.size()) {
+            out.roots.insert(out.tree.size(), out.tree.root());
+            next += 1;
         }
-        for id in listing.logs {
+        // Segments before the first retained one are left by a retention
+        // run that crashed before deleting them.
+        for id in listing.logs.into_iter().filter(|&id| id >= start.first_segment) {
             let path = segment::log_path(&self.dir, id);
             let bytes = std::fs::read(&path).ctx(|| format!("read {}", path.display()))?;
             let walk = recovery::walk(&bytes, SEGMENT_HEADER_LEN.min(bytes.len()), |off, view| {
-                if out.tree.size().is_multiple_of(TILE_WIDTH as u64) {
+                if out.tree.size().is_multiple_of(TILE_WIDTH as u64) || out.tile_starts.is_empty() {
                     out.tile_starts.push((path.clone(), off));
                 }
                 out.tree.push(record_leaf(view));

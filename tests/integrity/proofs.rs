@@ -294,3 +294,19 @@ proptest! {
         prop_assert_eq!(&pushed, &Tree::rebuild(all));
     }
 }
+
+/// A tree cut back to its first complete tiles, then given the leaves
+/// after them again, is the whole tree: how `verify` rebuilds past leaves
+/// deleted by retention (two tile levels: 65,536 leaves a level-2 hash).
+#[test]
+fn a_prefix_of_tiles_grows_back_into_the_tree() {
+    let all = leaves(65_536 * 2 + 700);
+    let tree = Tree::rebuild(all.clone());
+    for tiles in [0u64, 1, 255, 256, 257, 512, 513, 514] {
+        let mut grown = tree.prefix_tiles(tiles).unwrap();
+        assert_eq!(grown.size(), tiles * 256);
+        all[tiles as usize * 256..].iter().for_each(|h| grown.push(*h));
+        assert_eq!(grown, tree, "from {tiles} tiles");
+    }
+    assert!(tree.prefix_tiles(515).is_none());
+}

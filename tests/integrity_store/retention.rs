@@ -4,11 +4,17 @@
 use auditstore::integrity::{verify_consistency, verify_inclusion};
 use auditstore::sample::{SampleConfig, SampleGenerator};
 
+use std::path::Path;
+
+use auditstore::store::SignedCheckpoint as Checkpointed;
+
+use super::tamper::{edited, frames, splice, tree_findings, verify};
 use super::*;
 
-#[test]
-fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store in `dir` after a retention run deleted its oldest segments:
+/// the store, its clock, the checkpoint before the run, the first retained
+/// leaf (inside a bottom tile) and the retained sample events.
+fn retained_store(dir: &Path) -> (Store, Options, Checkpointed, u64, Vec<(String, Event)>) {
     let old: Vec<(String, Event)> = events(1000, 1);
     let new: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
         seed: 2,
@@ -22,7 +28,7 @@ fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
         clock: Arc::new(FixedClock::new(ts("2026-07-02"))),
         ..opts()
     };
-    let store = Store::open_with(dir.path(), clock.clone()).unwrap();
+    let store = Store::open_with(dir, clock.clone()).unwrap();
     for batch in old.chunks(100) {
         store
             .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
@@ -46,6 +52,14 @@ fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
         first > 0 && !first.is_multiple_of(256),
         "a leaf inside a bottom tile: {first}"
     );
+    (store, clock, before, first, new)
+}
+
+#[test]
+fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock, before, _, new) = retained_store(dir.path());
+    let old = events(1000, 1);
     let prove_all = |store: &Store| {
         let cp = store.checkpoint().unwrap();
         for (org, e) in new.iter().step_by(13) {
@@ -87,4 +101,94 @@ fn proofs_of_retained_events_verify_after_retention_and_a_reopen() {
     assert_eq!(prove_all(&store), cp);
     // A deleted event is gone, and so is its proof.
     assert!(store.prove(old[0].1.id()).unwrap().is_none());
+}
+
+/// After retention `verify` still rebuilds the tree, from the kept tiles
+/// and the retention entry's hashes, and still finds tampering among the
+/// retained events, also against a checkpoint from before the run.
+#[test]
+fn verify_finds_tampering_among_retained_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, before, first, _) = retained_store(dir.path());
+    let latest = store.checkpoint().unwrap();
+    drop(store);
+    let clean = verify(dir.path(), Some(&before.note));
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    assert_eq!(clean.leaves, latest.tree_size);
+    let f = frames(dir.path());
+    assert_eq!(
+        first + f.len() as u64,
+        latest.tree_size,
+        "leaf i is frame i - first"
+    );
+    // An edit with its CRC fixed, in the retained part of the first retained
+    // leaf's (partly deleted) bottom tile.
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(dir.path(), copy.path());
+    let (path, offset, bytes) = &f[3];
+    let path = copy.path().join(path.file_name().unwrap());
+    splice(&path, *offset, bytes.len(), &edited(bytes));
+    let report = verify(copy.path(), None);
+    let found = tree_findings(&report);
+    assert!(!found.is_empty(), "{:?}", report.problems);
+    assert_eq!(found[0].leaf_index, Some(first), "{:?}", found[0]);
+    assert_eq!(
+        (found[0].file.file_name(), found[0].offset),
+        (path.file_name(), f[0].1)
+    );
+    // One further on, in a later tile.
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(dir.path(), copy.path());
+    let i = f.len() - 600;
+    let (path, offset, bytes) = &f[i];
+    let path = copy.path().join(path.file_name().unwrap());
+    splice(&path, *offset, bytes.len(), &edited(bytes));
+    let leaf = first + i as u64;
+    let report = verify(copy.path(), None);
+    let found = tree_findings(&report);
+    assert!(!found.is_empty(), "{:?}", report.problems);
+    assert_eq!(found[0].leaf_index, Some(leaf - leaf % 256), "{:?}", found[0]);
+    // The last record cut off: the latest checkpoint has more leaves.
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(dir.path(), copy.path());
+    let (path, offset, _) = f.last().unwrap();
+    let path = copy.path().join(path.file_name().unwrap());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(*offset)
+        .unwrap();
+    let report = verify(copy.path(), Some(&latest.note));
+    assert!(!report.problems.is_empty(), "a truncated tail must be found");
+    // The tiles that stand for the deleted leaves, lost: said so.
+    let copy = tempfile::tempdir().unwrap();
+    copy_store(dir.path(), copy.path());
+    std::fs::remove_dir_all(copy.path().join("tree")).unwrap();
+    let report = verify(copy.path(), None);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.message.contains("retention deleted")),
+        "{:?}",
+        report.problems
+    );
+}
+
+/// Copies a closed store's files (one level of directories).
+fn copy_store(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), target.join(f.file_name())).unwrap();
+            }
+        } else if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }

@@ -12,7 +12,7 @@ use auditstore::{Problem, VerifyReport};
 use super::*;
 
 /// Every record of the store: (segment file, offset, frame bytes), in log order.
-fn frames(dir: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
+pub(super) fn frames(dir: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -32,7 +32,7 @@ fn frames(dir: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
 }
 
 /// Replaces `len` bytes at `offset` of `path` with `with`.
-fn splice(path: &Path, offset: u64, len: usize, with: &[u8]) {
+pub(super) fn splice(path: &Path, offset: u64, len: usize, with: &[u8]) {
     let mut bytes = std::fs::read(path).unwrap();
     let at = offset as usize;
     bytes.splice(at..at + len, with.iter().copied());
@@ -40,7 +40,7 @@ fn splice(path: &Path, offset: u64, len: usize, with: &[u8]) {
 }
 
 /// The frame with its event's action changed (same length), CRC recomputed.
-fn edited(frame_bytes: &[u8]) -> Vec<u8> {
+pub(super) fn edited(frame_bytes: &[u8]) -> Vec<u8> {
     let (body, _) = frame::decode(frame_bytes).unwrap();
     let view = codec::decode(body).unwrap();
     let json = view.to_event().to_json();
@@ -57,13 +57,13 @@ fn edited(frame_bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn verify(dir: &Path, against: Option<&str>) -> VerifyReport {
+pub(super) fn verify(dir: &Path, against: Option<&str>) -> VerifyReport {
     let store = Store::open_for_verify(dir, opts()).unwrap();
     store.verify_against(against).unwrap()
 }
 
 /// The tree finding: a problem carrying a leaf index.
-fn tree_findings(report: &VerifyReport) -> Vec<&Problem> {
+pub(super) fn tree_findings(report: &VerifyReport) -> Vec<&Problem> {
     report
         .problems
         .iter()
