@@ -134,6 +134,48 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// Parses the bytes of a checkpoints file. A bad header, or a bad entry
 /// followed by more bytes, is `Corrupt`; a bad last entry is `bad_tail`.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Contents, LogError> {
+    let mut entries = Vec::new();
+    let mut out = parse_each(path, bytes, |e| entries.push(e))?;
+    out.entries = entries;
+    Ok(out)
+}
+
+/// What an open needs of the file: the last entry, the last retention
+/// entry, and where the valid entries end; without holding every entry
+/// (one a second under load).
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub last: Option<Entry>,
+    pub last_retention: Option<Entry>,
+    pub entries: u64,
+    /// `(offset, reason)` of a bad last entry.
+    pub bad_tail: Option<(u64, String)>,
+    /// Bytes of the valid entries and header.
+    pub valid_len: u64,
+}
+
+/// Reads the file at `path` into a [`Summary`] (`None` if there is none).
+pub fn read_summary(path: &Path) -> Result<Option<Summary>, LogError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("reading", path)(e)),
+    };
+    let mut summary = Summary::default();
+    let tail = parse_each(path, &bytes, |e| {
+        summary.entries += 1;
+        if matches!(e.kind, EntryKind::Retention { .. }) {
+            summary.last_retention = Some(e.clone());
+        }
+        summary.last = Some(e);
+    })?;
+    summary.bad_tail = tail.bad_tail;
+    summary.valid_len = tail.valid_len;
+    Ok(Some(summary))
+}
+
+/// [`parse`], giving each entry to `visit` (the result holds none).
+fn parse_each(path: &Path, bytes: &[u8], mut visit: impl FnMut(Entry)) -> Result<Contents, LogError> {
     let head = bytes
         .get(..HEADER_LEN)
         .ok_or_else(|| corrupt(path, 0, format!("{} bytes: shorter than the header", bytes.len())))?;
@@ -158,7 +200,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Contents, LogError> {
     while at < bytes.len() {
         match parse_entry(bytes, at) {
             Ok((entry, len)) => {
-                out.entries.push(entry);
+                visit(entry);
                 at += len;
                 out.valid_len = at as u64;
             }
@@ -268,17 +310,17 @@ impl CheckpointLog {
         })
     }
 
-    /// Opens the file for appending after `contents` (read from it), cutting
-    /// a bad last entry.
-    pub fn open(path: &Path, contents: &Contents) -> Result<CheckpointLog, LogError> {
+    /// Opens the file for appending after its first `valid_len` bytes (its
+    /// valid entries, as read from it), cutting a bad last entry.
+    pub fn open(path: &Path, valid_len: u64) -> Result<CheckpointLog, LogError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(io("opening", path))?;
         let len = file.metadata().map_err(io("reading metadata of", path))?.len();
-        if len != contents.valid_len {
-            file.set_len(contents.valid_len)
+        if len != valid_len {
+            file.set_len(valid_len)
                 .and_then(|()| file.sync_all())
                 .map_err(io("cutting the torn tail of", path))?;
         }

@@ -154,10 +154,10 @@ impl Tlog {
     ) -> Result<Arc<Tlog>> {
         let cp_path = dir.join(cplog::CHECKPOINTS_FILE);
         let tree_dir = dir.join(TREE_DIR);
-        let (log, entries) = match cplog::read(&cp_path).map_err(log_err)? {
-            Some(contents) => (
-                CheckpointLog::open(&cp_path, &contents).map_err(log_err)?,
-                contents.entries,
+        let (log, summary) = match cplog::read_summary(&cp_path).map_err(log_err)? {
+            Some(summary) => (
+                CheckpointLog::open(&cp_path, summary.valid_len).map_err(log_err)?,
+                summary,
             ),
             // Created before the key and the tree, so a store that has
             // either and not this file lost it.
@@ -171,9 +171,12 @@ impl Tlog {
                      it was removed",
                 ))
             }
-            None => (CheckpointLog::create(&cp_path).map_err(log_err)?, Vec::new()),
+            None => (
+                CheckpointLog::create(&cp_path).map_err(log_err)?,
+                cplog::Summary::default(),
+            ),
         };
-        if !entries.is_empty() && matches!(key, SigningKey::InStore) && !dir.join(KEY_FILE).exists() {
+        if summary.entries > 0 && matches!(key, SigningKey::InStore) && !dir.join(KEY_FILE).exists() {
             return Err(Error::corrupt(
                 dir.join(KEY_FILE),
                 0,
@@ -182,13 +185,20 @@ impl Tlog {
         }
         let signer = resolve_signer(dir, key, &origin)?;
         let verifier = signer.verifier();
-        let mut latest = None;
+        // Only the entries the open relies on are checked: the last (the
+        // tree must agree with it) and the last retention run (where the
+        // leaves start); `verify` checks every one. A checkpoint a second
+        // under load makes tens of thousands a day, each signature check
+        // tens of microseconds.
+        let open_entry = |e: &cplog::Entry| {
+            Checkpoint::open(&e.note, &verifier, &origin).map_err(|err| {
+                Error::corrupt(&cp_path, e.offset, format!("checkpoint does not verify: {err}"))
+            })
+        };
         let mut base = (shape.segments.first().map_or(1, |s| s.0), 0u64);
         let mut before: Vec<Hash> = Vec::new();
-        for e in &entries {
-            let cp = Checkpoint::open(&e.note, &verifier, &origin).map_err(|err| {
-                Error::corrupt(&cp_path, e.offset, format!("checkpoint does not verify: {err}"))
-            })?;
+        if let Some(e) = &summary.last_retention {
+            open_entry(e)?;
             if let EntryKind::Retention {
                 first_leaf,
                 first_segment,
@@ -198,12 +208,18 @@ impl Tlog {
                 base = (*first_segment, *first_leaf);
                 before = hashes.clone();
             }
-            latest = Some(SignedCheckpoint {
-                tree_size: cp.size,
-                root_hash: cp.root,
-                note: e.note.clone(),
-            });
         }
+        let latest = match &summary.last {
+            Some(e) => {
+                let cp = open_entry(e)?;
+                Some(SignedCheckpoint {
+                    tree_size: cp.size,
+                    root_hash: cp.root,
+                    note: e.note.clone(),
+                })
+            }
+            None => None,
+        };
         // Leaf indexes from the first retained segment on; segments before
         // it that a crashed retention run left are just before it.
         let mut firsts = BTreeMap::new();
