@@ -270,6 +270,74 @@ fn request_list_process_download_round_trip() {
     assert!(list.as_array().unwrap().iter().all(|r| r["status"] == "expired"));
 }
 
+/// `export manifest` and `export verify` as a process: the manifest checks
+/// the file with the store's key and with the key given as text or file;
+/// an altered cell, a dropped row or another key exits 1 with `corrupt`.
+#[test]
+fn manifests_are_printed_written_and_verified_by_the_tool() {
+    let tool = Tool::new();
+    tool.org("org-01", "scale");
+    let instants: Vec<String> = (0..40)
+        .map(|i| format!("2026-08-0{}T10:{:02}:00Z", 1 + i % 5, i))
+        .collect();
+    tool.ingest("org-01", &instants.iter().map(String::as_str).collect::<Vec<_>>());
+    let at = "2026-08-10T10:31:00Z";
+    let id = tool.request("2026-08-10T09:31:00Z", "org-01", "2026-08-01", "2026-08-06").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tool.run("2026-08-10T09:32:00Z", &["--json", "export", "manifest", &id])
+        .refused("not_ready");
+    tool.ok(at, &["--json", "export", "process"]);
+    let d = tool.dir.path();
+    let (csv, manifest) = (d.join("x.csv"), d.join("x.manifest.json"));
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    tool.ok(at, &["export", "download", &id, "--out", &s(&csv)]);
+    let printed = tool.ok(at, &["export", "manifest", &id]).stdout;
+    let wrote = tool.ok(at, &["--json", "export", "manifest", &id, "--out", &s(&manifest)]).json();
+    assert_eq!(wrote["bytes"], printed.len());
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), printed);
+    let m: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(m["format"], "auditstore-export-manifest/1");
+    assert_eq!((m["export_id"].as_str(), m["org"].as_str()), (Some(id.as_str()), Some("org-01")));
+    assert_eq!(m["file"]["rows"], 40);
+    assert_eq!(m["leaf_indexes"].as_array().unwrap().len(), 40);
+
+    let ok = tool.ok(at, &["--json", "export", "verify", &s(&csv), &s(&manifest)]).json();
+    assert_eq!((ok["rows"].as_u64(), ok["org"].as_str()), (Some(40), Some("org-01")), "{ok}");
+    let key = tool.ok(at, &["--json", "key", "show"]).json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tool.ok(at, &["export", "verify", &s(&csv), &s(&manifest), "--key", &key]);
+    let key_file = d.join("key.pub");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    tool.ok(at, &["export", "verify", &s(&csv), &s(&manifest), "--key", &s(&key_file)]);
+
+    // One altered cell (an actor name), one dropped row: both refused.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let altered = d.join("altered.csv");
+    std::fs::write(&altered, text.replacen("\"\"u1\"\"", "\"\"u2\"\"", 1)).unwrap();
+    assert_ne!(std::fs::read_to_string(&altered).unwrap(), text);
+    tool.run(at, &["--json", "export", "verify", &s(&altered), &s(&manifest)])
+        .refused("corrupt");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(7);
+    let dropped = d.join("dropped.csv");
+    std::fs::write(&dropped, lines.join("\n") + "\n").unwrap();
+    tool.run(at, &["--json", "export", "verify", &s(&dropped), &s(&manifest)])
+        .refused("corrupt");
+    // Another store's key does not check this store's manifest.
+    let other = Tool::new();
+    other.ingest("org-01", &["2026-08-01T10:00:00Z"]);
+    let other_key = other.ok(at, &["--json", "key", "show"]).json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tool.run(at, &["--json", "export", "verify", &s(&csv), &s(&manifest), "--key", &other_key])
+        .refused("corrupt");
+}
+
 #[test]
 fn refusals_have_codes_and_exit_1() {
     let tool = Tool::new();
