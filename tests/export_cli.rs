@@ -282,7 +282,9 @@ fn manifests_are_printed_written_and_verified_by_the_tool() {
         .collect();
     tool.ingest("org-01", &instants.iter().map(String::as_str).collect::<Vec<_>>());
     let at = "2026-08-10T10:31:00Z";
-    let id = tool.request("2026-08-10T09:31:00Z", "org-01", "2026-08-01", "2026-08-06").json()["id"]
+    let id = tool
+        .request("2026-08-10T09:31:00Z", "org-01", "2026-08-01", "2026-08-06")
+        .json()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -294,17 +296,28 @@ fn manifests_are_printed_written_and_verified_by_the_tool() {
     let s = |p: &Path| p.to_str().unwrap().to_owned();
     tool.ok(at, &["export", "download", &id, "--out", &s(&csv)]);
     let printed = tool.ok(at, &["export", "manifest", &id]).stdout;
-    let wrote = tool.ok(at, &["--json", "export", "manifest", &id, "--out", &s(&manifest)]).json();
+    let wrote = tool
+        .ok(at, &["--json", "export", "manifest", &id, "--out", &s(&manifest)])
+        .json();
     assert_eq!(wrote["bytes"], printed.len());
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), printed);
     let m: Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(m["format"], "auditstore-export-manifest/1");
-    assert_eq!((m["export_id"].as_str(), m["org"].as_str()), (Some(id.as_str()), Some("org-01")));
+    assert_eq!(
+        (m["export_id"].as_str(), m["org"].as_str()),
+        (Some(id.as_str()), Some("org-01"))
+    );
     assert_eq!(m["file"]["rows"], 40);
     assert_eq!(m["leaf_indexes"].as_array().unwrap().len(), 40);
 
-    let ok = tool.ok(at, &["--json", "export", "verify", &s(&csv), &s(&manifest)]).json();
-    assert_eq!((ok["rows"].as_u64(), ok["org"].as_str()), (Some(40), Some("org-01")), "{ok}");
+    let ok = tool
+        .ok(at, &["--json", "export", "verify", &s(&csv), &s(&manifest)])
+        .json();
+    assert_eq!(
+        (ok["rows"].as_u64(), ok["org"].as_str()),
+        (Some(40), Some("org-01")),
+        "{ok}"
+    );
     let key = tool.ok(at, &["--json", "key", "show"]).json()["verifier_key"]
         .as_str()
         .unwrap()
@@ -312,7 +325,17 @@ fn manifests_are_printed_written_and_verified_by_the_tool() {
     tool.ok(at, &["export", "verify", &s(&csv), &s(&manifest), "--key", &key]);
     let key_file = d.join("key.pub");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    tool.ok(at, &["export", "verify", &s(&csv), &s(&manifest), "--key", &s(&key_file)]);
+    tool.ok(
+        at,
+        &[
+            "export",
+            "verify",
+            &s(&csv),
+            &s(&manifest),
+            "--key",
+            &s(&key_file),
+        ],
+    );
 
     // One altered cell (an actor name), one dropped row: both refused.
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -334,8 +357,19 @@ fn manifests_are_printed_written_and_verified_by_the_tool() {
         .as_str()
         .unwrap()
         .to_owned();
-    tool.run(at, &["--json", "export", "verify", &s(&csv), &s(&manifest), "--key", &other_key])
-        .refused("corrupt");
+    tool.run(
+        at,
+        &[
+            "--json",
+            "export",
+            "verify",
+            &s(&csv),
+            &s(&manifest),
+            "--key",
+            &other_key,
+        ],
+    )
+    .refused("corrupt");
 }
 
 #[test]

@@ -214,6 +214,63 @@ fn served_commands_answer_as_local_ones() {
     );
     assert_eq!(std::fs::read(p.cwd.join("local.csv")).unwrap(), served_csv.stdout);
 
+    // Tamper evidence through the socket: the server's key, checkpoint,
+    // proofs and manifests (the server signs more checkpoints than separate
+    // commands do: compared by shape, and checked with the key).
+    let served_json = |args: &[&str]| {
+        let o = run_in(&p.cwd, &p.served, args, None);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        first_json(&o)
+    };
+    let key_text = served_json(&["--json", "key", "show"])["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = auditstore::integrity::VerifierKey::parse(&key_text).unwrap();
+    let cp = served_json(&["--json", "checkpoint"]);
+    let origin = key.name().to_owned();
+    let opened =
+        auditstore::integrity::Checkpoint::open(cp["note"].as_str().unwrap(), &key, &origin).unwrap();
+    assert_eq!(cp["tree_size"].as_u64(), Some(opened.size));
+    let proof = served_json(&["--json", "prove", &id]);
+    assert_eq!(proof["event"]["id"].as_str(), Some(id.as_str()));
+    assert!(proof["tree_size"].as_u64().unwrap() >= opened.size);
+    let shape = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let local_proof = first_json(&run_in(&p.cwd, &p.local, &["--json", "prove", &id], None));
+    assert_eq!(shape(&proof), shape(&local_proof));
+    let o = run_in(
+        &p.cwd,
+        &p.served,
+        &[
+            "--as-of",
+            T_RUN,
+            "export",
+            "manifest",
+            &a,
+            "--out",
+            "served.manifest.json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let checked = served_json(&["--json", "export", "verify", "served.csv", "served.manifest.json"]);
+    assert_eq!(checked["export_id"].as_str(), Some(a.as_str()));
+    // (The local store is a copy of the same store: the same key.)
+    let o = run_in(
+        &p.cwd,
+        &p.local,
+        &[
+            "export",
+            "verify",
+            "served.csv",
+            "served.manifest.json",
+            "--key",
+            &key_text,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+
     // Stats, verify, backup (to a directory named relative to the client),
     // retention.
     p.same(&["stats"], None, &[]);
