@@ -183,6 +183,29 @@ fn checkpoint_and_proofs() {
     server
         .get_auth(&proof, "Bearer nope")
         .expect_error(401, "unauthorized");
+
+    // The OpenAPI document declares them with their content types.
+    let doc = server.get("/api/openapi.json", None).expect_ok();
+    let ok = |path: &str| doc["paths"][path]["get"]["responses"]["200"]["content"].clone();
+    assert!(
+        ok("/checkpoint")["text/plain"].is_object(),
+        "{}",
+        ok("/checkpoint")
+    );
+    assert!(
+        doc["paths"]["/checkpoint"]["get"]["security"].is_null(),
+        "no credential"
+    );
+    for path in [
+        "/api/v1/orgs/{org}/events/{id}/proof",
+        "/api/v1/orgs/{org}/exports/{id}/manifest",
+    ] {
+        assert!(ok(path)["application/json"].is_object(), "{path}: {}", ok(path));
+        let responses = &doc["paths"][path]["get"]["responses"];
+        for status in ["401", "403", "404"] {
+            assert!(responses[status].is_object(), "{path} {status}");
+        }
+    }
 }
 
 #[test]
