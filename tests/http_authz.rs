@@ -101,6 +101,10 @@ fn requests(org: &str, event_id: &str, request: &str) -> Vec<(&'static str, Stri
         ("GET", p("/settings"), None),
         ("PUT", p("/settings"), Some(json!({"plan": "free"}))),
         ("PUT", p("/settings"), Some(json!({"retention_days": 0}))),
+        ("GET", p(&format!("/events/{event_id}/proof")), None),
+        ("GET", p(&format!("/events/{none}/proof")), None),
+        ("GET", p(&format!("/exports/{request}/manifest")), None),
+        ("GET", p(&format!("/exports/{none}/manifest")), None),
     ]
 }
 
@@ -167,7 +171,7 @@ fn another_organization_is_forbidden_whatever_exists() {
         let r = send(&f.server, token, "POST", "/api/v1/exports/process", &None);
         r.expect_error(403, "forbidden");
     }
-    assert_eq!(checked, 3 * 2 * 18);
+    assert_eq!(checked, 3 * 2 * 22);
     assert_eq!(b_state(&f), before, "nothing of org-b changed");
 }
 
@@ -188,6 +192,8 @@ fn roles_within_the_own_organization() {
         (14, &["admin"]),
         (15, &["admin"]),
         (16, &[]),
+        (18, &["member", "admin"]),
+        (20, &["admin"]),
     ];
     let reqs = requests("org-a", &Uuid::new_v4().to_string(), &Uuid::new_v4().to_string());
     let op = f.op.clone();

@@ -302,7 +302,7 @@ proptest! {
     }
 
     #[test]
-    fn hostile_paths(org in "\\PC{0,12}", id in "\\PC{0,40}", who in 0usize..4, which in 0usize..6) {
+    fn hostile_paths(org in "\\PC{0,12}", id in "\\PC{0,40}", who in 0usize..4, which in 0usize..9) {
         let enc = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
         let (org, id) = (enc(&org), enc(&id));
         let path = [
@@ -312,6 +312,9 @@ proptest! {
             format!("/api/v1/orgs/{org}/export/full"),
             format!("/api/v1/orgs/{org}/settings"),
             format!("/api/v1/orgs/org-p/events/{id}"),
+            format!("/api/v1/orgs/{org}/events/{id}/proof"),
+            format!("/api/v1/orgs/org-p/events/{id}/proof"),
+            format!("/api/v1/orgs/{org}/exports/{id}/manifest"),
         ][which].clone();
         check("GET", &path, Some(&app().tokens[who]), "", Vec::new())?;
     }

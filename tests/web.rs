@@ -394,3 +394,68 @@ async fn signing_in_again_ends_the_previous_session() {
         .await;
     assert_eq!(fresh.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_finished_export_links_its_signed_manifest() {
+    let web = web();
+    let e = http_common::event(
+        uuid::Uuid::new_v4(),
+        "project.created",
+        "u1",
+        "p1",
+        "2026-12-02T08:00:00Z",
+    );
+    let event = auditstore::Event::from_json(&e.to_string()).unwrap();
+    web.store.append("acme", &event).unwrap();
+    let exports = Exports::new(&web.store).unwrap();
+    let req = exports
+        .request(
+            "acme",
+            "ann",
+            auditstore::export::Role::Admin,
+            "2026-12-01".parse().unwrap(),
+            "2026-12-03".parse().unwrap(),
+        )
+        .unwrap();
+    // The 11:30 run, by a clock past it.
+    let later = Arc::new(auditstore::FixedClock::new(
+        auditstore::Timestamp::parse_instant_or_date("2026-12-07T11:31:00Z").unwrap(),
+    ));
+    let report = Exports::new(&web.store)
+        .unwrap()
+        .with_clock(later)
+        .process()
+        .unwrap();
+    assert_eq!(report.processed.len(), 1);
+
+    let (id, _) = web.session("ann").await;
+    let session = [("auditstore_session", id.as_str())];
+    let page = web.send("GET", "/audit-log", &session, None).await;
+    let download = format!("/api/v1/orgs/acme/exports/{}/download", req.id);
+    let manifest = format!("/api/v1/orgs/acme/exports/{}/manifest", req.id);
+    assert!(
+        page.body.contains(&format!("href=\"{download}\"")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!("href=\"{manifest}\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">Signed manifest</a>"), "{}", page.body);
+
+    // The link serves the stored manifest to the signed-in admin.
+    let got = web.send("GET", &manifest, &session, None).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(got.headers.get(header::CONTENT_TYPE).unwrap(), "application/json");
+    let stored = Exports::new(&web.store).unwrap().manifest(req.id).unwrap();
+    assert_eq!(got.body.as_bytes(), stored.as_slice());
+
+    // A member sees the page's table but may not fetch it.
+    let (mo, _) = web.session("mo").await;
+    let refused = web
+        .send("GET", &manifest, &[("auditstore_session", mo.as_str())], None)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::api::{self, events, exports, settings};
+use super::api::{self, events, exports, integrity, settings};
 use super::ops;
 
 #[derive(OpenApi)]
@@ -16,10 +16,13 @@ use super::ops;
         events::ingest,
         events::query,
         events::get,
+        integrity::proof,
+        integrity::checkpoint,
         exports::create,
         exports::list,
         exports::get,
         exports::download,
+        exports::manifest,
         exports::full,
         exports::process,
         settings::get,

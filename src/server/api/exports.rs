@@ -222,6 +222,50 @@ pub async fn download(
     Ok(response)
 }
 
+/// The signed manifest of a finished request's file, as stored.
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{org}/exports/{id}/manifest", tag = "exports",
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00"), ("id" = String, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The manifest's JSON bytes exactly as stored (docs/exports.md, \"Manifests\"); `auditstore export verify` checks the CSV against it", content_type = "application/json", body = Object),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 404, description = "No such request, it found no data, or its file has no manifest", body = ErrorBody),
+        (status = 409, description = "Not processed yet, or failed", body = ErrorBody),
+        (status = 410, description = "The download expired", body = ErrorBody),
+        (status = 500, description = "The stored manifest is not the one written (`corrupt`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn manifest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.may(&org, ADMIN)?;
+    let (request, bytes) = state
+        .blocking(move |store| {
+            let exports = exports(store)?;
+            let request = own_request(&exports, &org, &id)?;
+            let bytes = exports.manifest(request.id)?;
+            Ok((request, bytes))
+        })
+        .await?;
+    let name = format!(
+        "audit-log-{}-{}-{}.manifest.json",
+        request.org, request.from, request.to
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, attachment(&name)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// Server plan only: the whole retained log as CSV, streamed.
 #[utoipa::path(
     get, path = "/api/v1/orgs/{org}/export/full", tag = "exports",

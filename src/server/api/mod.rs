@@ -1,7 +1,9 @@
-//! The JSON API under `/api/v1/` (http.md, "The API").
+//! The JSON API under `/api/v1/` (http.md, "The API"), and `/checkpoint`
+//! (integrity.md, "The server").
 
 pub mod events;
 pub mod exports;
+pub mod integrity;
 pub mod settings;
 
 use axum::routing::{get, post};
@@ -20,12 +22,15 @@ pub fn routes() -> Router<AppState> {
             post(events::ingest).get(events::query),
         )
         .route("/api/v1/orgs/{org}/events/{id}", get(events::get))
+        .route("/api/v1/orgs/{org}/events/{id}/proof", get(integrity::proof))
+        .route("/checkpoint", get(integrity::checkpoint))
         .route(
             "/api/v1/orgs/{org}/exports",
             post(exports::create).get(exports::list),
         )
         .route("/api/v1/orgs/{org}/exports/{id}", get(exports::get))
         .route("/api/v1/orgs/{org}/exports/{id}/download", get(exports::download))
+        .route("/api/v1/orgs/{org}/exports/{id}/manifest", get(exports::manifest))
         .route("/api/v1/orgs/{org}/export/full", get(exports::full))
         .route(
             "/api/v1/orgs/{org}/settings",

@@ -133,6 +133,9 @@ pub struct Row {
     pub status_class: &'static str,
     /// Set when the status is the **Download logs** link.
     pub download_href: Option<String>,
+    /// The file's **Signed manifest** link: set with `download_href` when
+    /// the file has one (a store that keeps no tree signs none).
+    pub manifest_href: Option<String>,
 }
 
 /// A request as a table row, its status as of `now`.
@@ -152,6 +155,14 @@ pub fn row(r: &ExportRequest, now: Timestamp) -> Row {
         Status::Failed => ("Error processing", "failed", None),
         Status::Expired => ("Expired", "expired", None),
     };
+    let manifest_href = match (&href, &r.manifest_sha256) {
+        (Some(_), Some(_)) => Some(format!(
+            "/api/v1/orgs/{}/exports/{}/manifest",
+            path_segment(&r.org),
+            r.id
+        )),
+        _ => None,
+    };
     Row {
         timeframe: format!("{} – {}", r.from, r.to),
         requested_by: r.requested_by.clone(),
@@ -160,6 +171,7 @@ pub fn row(r: &ExportRequest, now: Timestamp) -> Row {
         status: status.to_owned(),
         status_class: class,
         download_href: href,
+        manifest_href,
     }
 }
 
@@ -250,10 +262,18 @@ mod tests {
             r.download_href.as_deref(),
             Some("/api/v1/orgs/a%2Fb%20c/exports/8d5f2a3e-0b1c-4d2e-9f30-112233445566/download")
         );
+        assert_eq!(r.manifest_href, None, "no manifest recorded");
+        ok.manifest_sha256 = Some("00".repeat(32));
+        assert_eq!(
+            row(&ok, now).manifest_href.as_deref(),
+            Some("/api/v1/orgs/a%2Fb%20c/exports/8d5f2a3e-0b1c-4d2e-9f30-112233445566/manifest")
+        );
         assert_eq!(r.expires_on, "Jul 11, 2026, 09:30 UTC");
         assert_eq!(row(&ok, t("2026-07-11T09:30:00Z")).status, "Expired");
+        assert_eq!(row(&ok, t("2026-07-11T09:30:00Z")).manifest_href, None);
         ok.has_data = false;
         assert_eq!(row(&ok, now).status, "0 results");
+        assert_eq!(row(&ok, now).manifest_href, None);
         assert_eq!(
             row(&request("2026-07-01T09:00:00Z", Status::Failed), now).status,
             "Error processing"
