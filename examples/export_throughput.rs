@@ -1,6 +1,6 @@
 //! Export throughput: 1,000,000 generated events of one organization, then
-//! the engine's raw scan, a full export and a scheduled request build, each
-//! timed. Run it in a release build:
+//! the engine's raw scan, a full export, a scheduled request build (with
+//! its signed manifest) and the manifest's offline check, each timed. Run it in a release build:
 //!
 //! ```text
 //! cargo run --release --example export_throughput [EVENTS] [DIR]
@@ -100,6 +100,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         done.bytes.unwrap_or(0) as f64 / secs.max(1e-9) / 1e6,
     );
     assert_eq!(report.processed.len(), 1);
+    // The signed manifest, checked offline as `export verify` does.
+    let csv = exports.download(req.id)?.path().to_path_buf();
+    let manifest = exports.manifest(req.id)?;
+    let key = auditstore::integrity::VerifierKey::parse(&store.key_info()?.verifier_key)?;
+    let t = Instant::now();
+    let cpu = cpu_secs();
+    let checked = auditstore::export::manifest_check::check_export(&csv, &manifest, &key)?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu;
+    println!(
+        "manifest ({} bytes) verify: {} rows in {secs:.3}s = {:.0} rows/s, {cpu:.2}s CPU",
+        manifest.len(),
+        checked.rows,
+        rate(checked.rows, secs)
+    );
     // Let the download expire, so that the store's own expiry deletes the
     // 0.5 GB file: a reused DIR does not collect one per run.
     if let Some(expires_at) = done.expires_at {

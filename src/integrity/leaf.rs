@@ -21,6 +21,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::canon::{self, NotFast};
 use super::hash::{leaf_hash, Hash};
 use crate::event::Event;
 
@@ -39,7 +40,97 @@ pub enum LeafError {
 
 /// The RFC 8785 bytes of `{"org": org, "event": event}`.
 pub fn leaf_data(org: &str, event: &Event) -> Result<Vec<u8>, LeafError> {
+    let mut out = Vec::with_capacity(512);
+    if fast_leaf_data(&LeafParts::of_event(org, event), &mut out).is_ok() {
+        return Ok(out);
+    }
     leaf_data_of_json(org, event, &event.to_json())
+}
+
+/// What an event's leaf data is made of, borrowed from a stored record or
+/// an [`Event`].
+pub struct LeafParts<'a> {
+    pub org: &'a str,
+    pub id: uuid::Uuid,
+    pub action: &'a str,
+    pub actor: &'a str,
+    pub target: &'a str,
+    pub payload: &'a str,
+    pub occurred_at: crate::time::Timestamp,
+    pub metadata: &'a str,
+    pub version: u32,
+    pub scope: Option<&'a str>,
+    pub success: bool,
+    pub request: Option<&'a str>,
+}
+
+impl<'a> LeafParts<'a> {
+    pub fn of_event(org: &'a str, e: &'a Event) -> LeafParts<'a> {
+        LeafParts {
+            org,
+            id: e.id(),
+            action: e.action(),
+            actor: e.actor_json(),
+            target: e.target_json(),
+            payload: e.payload_json(),
+            occurred_at: e.occurred_at(),
+            metadata: e.metadata_json(),
+            version: e.version(),
+            scope: e.scope_json(),
+            success: e.success(),
+            request: e.request_json(),
+        }
+    }
+}
+
+/// The leaf data of `p` written straight from its texts (module
+/// [`super::canon`]): the members of `{"event": EVENT, "org": ORG}` in
+/// their RFC 8785 order, each nested object canonicalized. [`NotFast`] for
+/// what only the general path answers (a repeated key, say); `out` is then
+/// left as it was.
+pub fn fast_leaf_data(p: &LeafParts<'_>, out: &mut Vec<u8>) -> Result<(), NotFast> {
+    let start = out.len();
+    let written = (|| {
+        out.extend_from_slice(b"{\"event\":{\"action\":");
+        canon::string(p.action, out);
+        out.extend_from_slice(b",\"actor\":");
+        canon::canonicalize(p.actor, out)?;
+        out.extend_from_slice(b",\"id\":\"");
+        let mut buf = uuid::Uuid::encode_buffer();
+        out.extend_from_slice(p.id.hyphenated().encode_lower(&mut buf).as_bytes());
+        out.extend_from_slice(b"\",\"metadata\":");
+        canon::canonicalize(p.metadata, out)?;
+        out.extend_from_slice(b",\"occurred_at\":\"");
+        let mut at = String::with_capacity(32);
+        p.occurred_at.write_rfc3339(&mut at);
+        out.extend_from_slice(at.as_bytes());
+        out.extend_from_slice(b"\",\"payload\":");
+        canon::canonicalize(p.payload, out)?;
+        if let Some(request) = p.request {
+            out.extend_from_slice(b",\"request\":");
+            canon::canonicalize(request, out)?;
+        }
+        if let Some(scope) = p.scope {
+            out.extend_from_slice(b",\"scope\":");
+            canon::canonicalize(scope, out)?;
+        }
+        out.extend_from_slice(if p.success {
+            b",\"success\":true,\"target\":"
+        } else {
+            b",\"success\":false,\"target\":"
+        });
+        canon::canonicalize(p.target, out)?;
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(p.version.to_string().as_bytes());
+        out.extend_from_slice(b"},\"org\":");
+        canon::string(p.org, out);
+        out.push(b'}');
+        Ok(())
+    })();
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
 }
 
 /// [`leaf_data`] of `event` whose `get` JSON text (`event.to_json()`) the

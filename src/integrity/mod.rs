@@ -4,7 +4,8 @@
 //! or the store; the store feeds leaf hashes in and reads proofs out.
 //!
 //! - [`hash`]: leaf and interior hashes;
-//! - [`leaf`]: an event's leaf data (RFC 8785 JSON);
+//! - [`leaf`]: an event's leaf data (RFC 8785 JSON), [`canon`] its fast
+//!   path straight from the stored texts;
 //! - [`tree`]: the compact tree, its roots; [`proof`]: building proofs;
 //!   [`verify`]: checking them; [`batch`]: one proof for many leaves;
 //! - [`tiles`]: the tree's hashes on disk (docs/format.md, "Tree tiles");
@@ -12,6 +13,7 @@
 //!   tlog-checkpoint body; [`key`]: the `signing.key` file.
 
 pub mod batch;
+pub mod canon;
 pub mod checkpoint;
 pub mod hash;
 pub mod jcs;

@@ -150,3 +150,99 @@ fn event_text(payload: &str) -> String {
         "target":{{"id":"t","type":"x"}},"payload":{payload},"occurred_at":"2026-06-01T12:00:00Z","success":true}}"#
     )
 }
+
+mod fast_path {
+    //! The fast path (`integrity::canon`, straight from the texts) gives
+    //! the general path's leaf data byte for byte whenever it answers, and
+    //! answers for ordinary events.
+    use auditstore::integrity::leaf::{fast_leaf_data, leaf_data_of_json, LeafParts};
+    use auditstore::Event;
+    use proptest::prelude::*;
+
+    fn both(org: &str, e: &Event) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let mut fast = Vec::new();
+        let fast = fast_leaf_data(&LeafParts::of_event(org, e), &mut fast)
+            .ok()
+            .map(|()| fast);
+        let slow = leaf_data_of_json(org, e, &e.to_json()).ok();
+        (fast, slow)
+    }
+
+    #[test]
+    fn every_sample_event_takes_the_fast_path_to_the_same_bytes() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sample-events.jsonl"),
+        )
+        .unwrap();
+        let mut n = 0;
+        for line in text.lines() {
+            let Ok(e) = Event::from_json(line) else { continue };
+            let (fast, slow) = both("org-01", &e);
+            assert!(fast.is_some(), "{line}");
+            assert_eq!(fast, slow, "{line}");
+            n += 1;
+        }
+        assert!(n > 1000);
+    }
+
+    /// JSON text of arbitrary values: keys in any order (some repeated,
+    /// some non-ASCII or escaped), numbers in many spellings, white space.
+    fn json_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            "[a-e]{1,2}",
+            Just("\u{e9}".to_owned()),
+            Just("\u{1F600}".to_owned()),
+            Just("\u{E000}".to_owned()),
+            Just("\\u0061".to_owned()),
+            Just("q\\\"".to_owned()),
+        ];
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (-1e20f64..1e20).prop_map(|f| format!("{f}")),
+            (-1e20f64..1e20).prop_map(|f| format!("{f:e}")),
+            Just("-0".to_owned()),
+            Just("1.50".to_owned()),
+            Just("1E+2".to_owned()),
+            Just("123456789012345".to_owned()),
+            Just("1234567890123456".to_owned()),
+            "[ -~]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            Just("\"tab\\t nl\\n \\u00e9 \\ud83d\\ude00 \\/\"".to_owned()),
+            Just("\"\u{7f}\u{2028}\u{e9}\"".to_owned()),
+        ];
+        leaf.prop_recursive(4, 32, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(" , "))),
+                prop::collection::vec((key.clone(), inner), 0..5).prop_map(|m| {
+                    let members: Vec<String> = m.into_iter().map(|(k, v)| format!("\"{k}\" :{v}")).collect();
+                    format!("{{ {} }}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(payload in json_text(), metadata in json_text()) {
+            // Payload and metadata must be objects.
+            let text = format!(
+                r#"{{"id":"8d5f2a3e-0b1c-4d2e-9f30-112233445566","action":"a.b","actor":{{"id":"u","type":"user"}},
+                "target":{{"type":"t","id":"x"}},"payload":{{"p":{payload}}},"occurred_at":"2026-06-01T12:00:00.123Z",
+                "metadata":{{"m":{metadata},"z":1}},"success":false,"scope":{{"id":"o","type":"org"}}}}"#
+            );
+            let Ok(e) = Event::from_json(&text) else { return Ok(()) };
+            let (fast, slow) = both("org-\u{e9}", &e);
+            if let Some(fast) = &fast {
+                prop_assert_eq!(Some(fast), slow.as_ref(), "{}", text);
+            }
+            if slow.is_some() {
+                // An event with a leaf takes the fast path.
+                prop_assert!(fast.is_some(), "{}", text);
+            }
+        }
+    }
+}
