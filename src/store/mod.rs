@@ -508,29 +508,35 @@ impl Store {
     /// [`Store::get_as_of`] with the organization the event is stored
     /// under (which its `scope` need not name).
     pub fn get_with_org(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<(String, Event)>> {
+        Ok(self.locate(id, as_of)?.map(|(_, _, org, event)| (org, event)))
+    }
+
+    /// The segment, offset, organization and content of the event `id`,
+    /// unless it is past retention at `as_of` (as [`Store::get`]).
+    fn locate(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<(u64, u64, String, Event)>> {
         let id = *id.as_bytes();
-        let found: Option<(String, Event)> = {
+        let found = {
             let mut w = lock(&self.writer);
             self.install_sealed(&mut w);
             let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
             let in_memory = match w.index.offset_of(&id).filter(|off| visible(*off)) {
-                Some(off) => Some((&w.active.file, &w.active.path, off)),
+                Some(off) => Some((w.active.id, &w.active.file, &w.active.path, off)),
                 None => w
                     .sealing
                     .iter()
-                    .find_map(|s| s.index.offset_of(&id).map(|off| (&s.file, &s.path, off))),
+                    .find_map(|s| s.index.offset_of(&id).map(|off| (s.id, &s.file, &s.path, off))),
             };
-            if let Some((file, path, off)) = in_memory {
+            if let Some((seg, file, path, off)) = in_memory {
                 let mut buf = Vec::new();
                 let v = segment::read_record_at(file, path, off as u64, &mut buf)?;
-                Some((v.org.to_owned(), v.to_event()))
+                Some((seg, off as u64, v.org.to_owned(), v.to_event()))
             } else if w.fps.contains(fingerprint(&id)) {
                 drop(w);
                 let mut hit = None;
                 for seg in self.sealed_snapshot().iter() {
                     if let Some(off) = seg.find_id(&id)? {
                         let v = seg.record(off)?;
-                        hit = Some((v.org.to_owned(), v.to_event()));
+                        hit = Some((seg.id, off as u64, v.org.to_owned(), v.to_event()));
                         break;
                     }
                 }
@@ -539,11 +545,11 @@ impl Store {
                 None
             }
         };
-        let Some((org, event)) = found else {
+        let Some((seg, off, org, event)) = found else {
             return Ok(None);
         };
         let cutoff = self.retention_from(&org, as_of)?;
-        Ok((event.occurred_at().as_nanos() >= cutoff).then_some((org, event)))
+        Ok((event.occurred_at().as_nanos() >= cutoff).then_some((seg, off, org, event)))
     }
 }
 

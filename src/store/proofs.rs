@@ -270,45 +270,4 @@ impl Store {
         }
         Ok(None)
     }
-
-    /// The segment, offset, organization and content of the event `id`,
-    /// unless it is past retention at `as_of` (as [`Store::get`]).
-    fn locate(&self, id: uuid::Uuid, as_of: Timestamp) -> Result<Option<(u64, u64, String, Event)>> {
-        let id = *id.as_bytes();
-        let found = {
-            let mut w = lock(&self.writer);
-            self.install_sealed(&mut w);
-            let visible = |off: u32| lsn(w.active.id, off as u64) < self.visible_lsn.load(Ordering::Acquire);
-            let in_memory = match w.index.offset_of(&id).filter(|off| visible(*off)) {
-                Some(off) => Some((w.active.id, &w.active.file, &w.active.path, off)),
-                None => w
-                    .sealing
-                    .iter()
-                    .find_map(|s| s.index.offset_of(&id).map(|off| (s.id, &s.file, &s.path, off))),
-            };
-            if let Some((seg, file, path, off)) = in_memory {
-                let mut buf = Vec::new();
-                let v = segment::read_record_at(file, path, off as u64, &mut buf)?;
-                Some((seg, off as u64, v.org.to_owned(), v.to_event()))
-            } else if w.fps.contains(fingerprint(&id)) {
-                drop(w);
-                let mut hit = None;
-                for seg in self.sealed_snapshot().iter() {
-                    if let Some(off) = seg.find_id(&id)? {
-                        let v = seg.record(off)?;
-                        hit = Some((seg.id, off as u64, v.org.to_owned(), v.to_event()));
-                        break;
-                    }
-                }
-                hit
-            } else {
-                None
-            }
-        };
-        let Some((seg, off, org, event)) = found else {
-            return Ok(None);
-        };
-        let cutoff = self.retention_from(&org, as_of)?;
-        Ok((event.occurred_at().as_nanos() >= cutoff).then_some((seg, off, org, event)))
-    }
 }
