@@ -112,9 +112,9 @@ fn writer(dir: &Path) -> ! {
     }
 }
 
-/// Files of the store at `from` (not `LOCK`, not subdirectories) into the
-/// empty directory `to`: sealed segments (a `.log` with its `.idx`, both
-/// immutable) as hard links, everything else copied.
+/// Files of the store at `from` (not `LOCK`) into the empty directory
+/// `to`: sealed segments (a `.log` with its `.idx`, both immutable) as hard
+/// links, everything else copied, subdirectories (the tree's `tree/`) too.
 fn restore(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).expect("create work dir");
@@ -122,6 +122,10 @@ fn restore(from: &Path, to: &Path) {
         let entry = entry.expect("image entry");
         let name = entry.file_name();
         let path = entry.path();
+        if entry.file_type().expect("file type").is_dir() {
+            restore(&path, &to.join(&name));
+            continue;
+        }
         if !entry.file_type().expect("file type").is_file() || name == "LOCK" {
             continue;
         }
