@@ -105,16 +105,21 @@ impl<'a> Parser<'a> {
         let mut j = start + 1;
         let mut escaped = false;
         loop {
-            match self.b.get(j) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    j += 2;
-                }
-                Some(&c) if c < 0x20 => return Err(NotFast),
-                Some(_) => j += 1,
-                None => return Err(NotFast),
+            let rest = self.b.get(j..).ok_or(NotFast)?;
+            let at = memchr::memchr2(b'"', b'\\', rest).ok_or(NotFast)?;
+            if rest.get(..at).is_some_and(|run| run.iter().any(|&c| c < 0x20)) {
+                return Err(NotFast);
             }
+            j += at;
+            if self.b.get(j) == Some(&b'"') {
+                break;
+            }
+            escaped = true;
+            // The escaped character (a quote or a backslash among them).
+            if self.b.get(j + 1).is_some_and(|&c| c < 0x20) {
+                return Err(NotFast);
+            }
+            j += 2;
         }
         self.i = j + 1;
         // Quotes and backslashes are ASCII: these are char boundaries.
