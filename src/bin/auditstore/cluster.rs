@@ -60,6 +60,19 @@ fn cli_error(e: ClusterError) -> CliError {
     }
 }
 
+impl NodeArgs {
+    /// Refuse cluster options given without `--cluster`.
+    pub fn refuse_without_cluster(&self) -> CliResult<()> {
+        if self.node.is_some() || self.partitions.is_some() {
+            return Err(CliError::new(
+                "invalid_request",
+                "--node and --partitions are for a cluster node: add --cluster NATS_URLS",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Join the cluster at `urls` as `args.node`, applying into `store`.
 pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliResult<Node> {
     let node = args

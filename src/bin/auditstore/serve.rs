@@ -72,8 +72,15 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
     let served: CliResult = runtime.block_on(async {
         #[cfg(feature = "cluster")]
         let node = match &args.cluster {
-            Some(urls) => Some(crate::cluster::start_node(urls, &args.node, store.clone()).await?),
-            None => None,
+            Some(urls) => {
+                let node = crate::cluster::start_node(urls, &args.node, store.clone()).await?;
+                remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
+                Some(node)
+            }
+            None => {
+                args.node.refuse_without_cluster()?;
+                None
+            }
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
