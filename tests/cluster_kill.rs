@@ -285,7 +285,7 @@ fn client(
     token: &str,
     stop: &AtomicBool,
     ledger: &Mutex<Ledger>,
-    retries: &AtomicU64,
+    (retries, lagging_reads): (&AtomicU64, &AtomicU64),
 ) {
     let agent = agent();
     let mut node = client % nodes.len();
@@ -339,13 +339,17 @@ fn client(
 
 /// An event acknowledged through one node, read at once through another:
 /// found, or `503` (that node could not catch up in time, or is down);
-/// never `404`.
-fn read_your_write(agent: &ureq::Agent, base: &str, token: &str, org: &str, id: Uuid) {
-    if let Ok((status, text)) = get(agent, &format!("{base}/api/v1/orgs/{org}/events/{id}"), token) {
-        assert!(
-            status == 200 || status == 503,
-            "read-your-writes through {base}: event {id} of {org} acknowledged, then {status} {text}"
-        );
+/// never `404`. Whether it was found.
+fn read_your_write(agent: &ureq::Agent, base: &str, token: &str, org: &str, id: Uuid) -> bool {
+    match get(agent, &format!("{base}/api/v1/orgs/{org}/events/{id}"), token) {
+        Ok((status, text)) => {
+            assert!(
+                status == 200 || status == 503,
+                "read-your-writes through {base}: event {id} of {org} acknowledged, then {status} {text}"
+            );
+            status == 200
+        }
+        Err(_) => false,
     }
 }
 
@@ -445,7 +449,9 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
         .as_str()
         .unwrap()
         .to_owned();
-    for i in 1..NODES {
+    // node3 joins only after the chaos, from an empty store: it catches up
+    // from the streams.
+    for i in 1..=NODES {
         tool(
             &seed_dir,
             &["backup", root.join(format!("node{i}")).to_str().unwrap()],
@@ -455,34 +461,36 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
         .iter()
         .map(|p| format!("nats://127.0.0.1:{p}"))
         .collect();
-    let mut nodes: Vec<Node> = (0..NODES)
+    let mut nodes: Vec<Node> = (0..=NODES)
         .map(|i| Node {
             id: format!("n{i}"),
             dir: root.join(format!("node{i}")),
             port: free_port(),
             // Each node knows two of the three servers, different ones.
-            urls: format!("{},{}", urls[i], urls[(i + 1) % 3]),
+            urls: format!("{},{}", urls[i % 3], urls[(i + 1) % 3]),
             log: root.join(format!("node{i}.log")),
             proc: Proc(None),
         })
         .collect();
     let started = Instant::now();
-    for n in &mut nodes {
+    for n in &mut nodes[..NODES] {
         n.start();
     }
     eprintln!("cluster_kill: cluster up in {:?}", started.elapsed());
-    let bases: Vec<String> = nodes.iter().map(Node::base).collect();
+    let mut bases: Vec<String> = nodes[..NODES].iter().map(Node::base).collect();
 
     let orgs = org_names();
     let stop = AtomicBool::new(false);
     let ledger = Mutex::new(Ledger::default());
     let retries = AtomicU64::new(0);
+    let lagging_reads = AtomicU64::new(0);
     let chaos_started = Instant::now();
     std::thread::scope(|s| {
         for c in 0..CLIENTS {
             let (orgs, bases, token) = (&orgs, &bases, &token);
-            let (stop, ledger, retries) = (&stop, &ledger, &retries);
-            s.spawn(move || client(c, orgs, bases, token, stop, ledger, retries));
+            let counts = (&retries, &lagging_reads);
+            let (stop, ledger) = (&stop, &ledger);
+            s.spawn(move || client(c, orgs, bases, token, stop, ledger, counts));
         }
         // The chaos: kill one NATS server and one node at random moments,
         // restart both, several times.
@@ -507,6 +515,10 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
         stop.store(true, Ordering::Relaxed);
     });
     let chaos = chaos_started.elapsed();
+    let late = Instant::now();
+    nodes[NODES].start();
+    // Checked first: the time to its last listing is its catching up.
+    bases.insert(0, nodes[NODES].base());
 
     // Through every node: each acknowledged event exactly once, in order,
     // nothing of another organization.
@@ -515,6 +527,7 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
     assert!(acked_total > 0, "no event was acknowledged");
     let agent = agent();
     let mut stored_total = 0;
+    let mut caught_up = None;
     for base in &bases {
         for org in &orgs {
             let org = org.clone();
@@ -546,12 +559,19 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
             );
             stored_total += ids.len();
         }
+        if caught_up.is_none() && base == &nodes[NODES].base() {
+            caught_up = Some(late.elapsed());
+        }
     }
     eprintln!(
         "cluster_kill: {rounds} rounds in {chaos:?}; {acked_total} events acknowledged, {} client \
-         retries; through each of {NODES} nodes all present once, in order ({} listed in all, \
+         retries, {} reads through another node right after an ack answered 503 or failed (the \
+         others found the event); through each of {NODES} nodes and a node that joined afterwards \
+         (started and caught up in {:?}) all present once, in order ({} listed in all, \
          unacknowledged ones included); 0 lost, 0 duplicated, 0 of another organization",
         retries.load(Ordering::Relaxed),
+        lagging_reads.load(Ordering::Relaxed),
+        caught_up.unwrap_or_default(),
         stored_total
     );
     let status = Command::new(BIN)
@@ -580,7 +600,7 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
             .iter()
             .map(|n| n["ack_floor"].as_u64().unwrap())
             .collect();
-        assert_eq!(positions.len(), NODES, "{s}");
+        assert_eq!(positions.len(), NODES + 1, "{s}");
         eprintln!(
             "cluster_kill: {} last_seq {last}, nodes' ack floors {positions:?}",
             s["stream"]
