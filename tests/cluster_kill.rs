@@ -285,7 +285,7 @@ fn client(
     token: &str,
     stop: &AtomicBool,
     ledger: &Mutex<Ledger>,
-    (retries, lagging_reads): (&AtomicU64, &AtomicU64),
+    (retries, reads): (&AtomicU64, &[AtomicU64; 3]),
 ) {
     let agent = agent();
     let mut node = client % nodes.len();
@@ -314,13 +314,18 @@ fn client(
                         .entry(org.clone())
                         .or_default()
                         .extend(&ids);
-                    read_your_write(
-                        &agent,
-                        &nodes[(node + 1) % nodes.len()],
-                        token,
-                        &org,
-                        ids[BATCH - 1],
-                    );
+                    // The next node, or the one after when it is down.
+                    let status = (1..nodes.len())
+                        .map(|k| &nodes[(node + k) % nodes.len()])
+                        .map(|other| read_your_write(&agent, other, token, &org, ids[BATCH - 1]))
+                        .find(|status| *status != 0)
+                        .unwrap_or(0);
+                    reads[match status {
+                        200 => 0,
+                        503 => 1,
+                        _ => 2,
+                    }]
+                    .fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 Ok((503, _)) | Err(_) => {
@@ -338,18 +343,18 @@ fn client(
 }
 
 /// An event acknowledged through one node, read at once through another:
-/// found, or `503` (that node could not catch up in time, or is down);
-/// never `404`. Whether it was found.
-fn read_your_write(agent: &ureq::Agent, base: &str, token: &str, org: &str, id: Uuid) -> bool {
+/// found, or `503` (that node could not catch up in time), or no answer
+/// (that node is down); never `404`. The status, 0 for no answer.
+fn read_your_write(agent: &ureq::Agent, base: &str, token: &str, org: &str, id: Uuid) -> u16 {
     match get(agent, &format!("{base}/api/v1/orgs/{org}/events/{id}"), token) {
         Ok((status, text)) => {
             assert!(
                 status == 200 || status == 503,
                 "read-your-writes through {base}: event {id} of {org} acknowledged, then {status} {text}"
             );
-            status == 200
+            status
         }
-        Err(_) => false,
+        Err(_) => 0,
     }
 }
 
@@ -483,12 +488,13 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
     let stop = AtomicBool::new(false);
     let ledger = Mutex::new(Ledger::default());
     let retries = AtomicU64::new(0);
-    let lagging_reads = AtomicU64::new(0);
+    // Reads right after an ack through another node: found, 503, no answer.
+    let reads: [AtomicU64; 3] = Default::default();
     let chaos_started = Instant::now();
     std::thread::scope(|s| {
         for c in 0..CLIENTS {
             let (orgs, bases, token) = (&orgs, &bases, &token);
-            let counts = (&retries, &lagging_reads);
+            let counts = (&retries, &reads);
             let (stop, ledger) = (&stop, &ledger);
             s.spawn(move || client(c, orgs, bases, token, stop, ledger, counts));
         }
@@ -565,12 +571,14 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
     }
     eprintln!(
         "cluster_kill: {rounds} rounds in {chaos:?}; {acked_total} events acknowledged, {} client \
-         retries, {} reads through another node right after an ack answered 503 or failed (the \
-         others found the event); through each of {NODES} nodes and a node that joined afterwards \
+         retries; reads through another node right after each ack: {} found the event, {} \
+         answered 503, {} found the other nodes down; through each of {NODES} nodes and a node that joined afterwards \
          (started and caught up in {:?}) all present once, in order ({} listed in all, \
          unacknowledged ones included); 0 lost, 0 duplicated, 0 of another organization",
         retries.load(Ordering::Relaxed),
-        lagging_reads.load(Ordering::Relaxed),
+        reads[0].load(Ordering::Relaxed),
+        reads[1].load(Ordering::Relaxed),
+        reads[2].load(Ordering::Relaxed),
         caught_up.unwrap_or_default(),
         stored_total
     );

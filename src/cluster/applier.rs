@@ -1,11 +1,13 @@
 //! Applying a partition's stream to this node's store (docs/cluster.md,
 //! "Applying").
 //!
-//! One durable pull consumer per node and partition (`node-<id>`, explicit
-//! acks). The rule: a message is acknowledged only after its events are
-//! appended to the local store (fsync'd, the store's default durability)
-//! and the partition's applied position ([`super::applied`]) is written
-//! (fsync'd). The local position is the truth: at every (re)start of the
+//! One durable pull consumer per node and partition (`node-<id>`, acks
+//! sent explicitly with the ack policy `all`: an ack of sequence N
+//! acknowledges every sequence up to N, so a lost ack is covered by the
+//! next one). The rule: a message is acknowledged only after its events
+//! are appended to the local store (fsync'd, the store's default
+//! durability) and the partition's applied position ([`super::applied`])
+//! is written (fsync'd). The local position is the truth: at every (re)start of the
 //! loop the consumer is reset to deliver from the position + 1, so nothing
 //! delivered but unapplied is skipped, and a redelivery of what was
 //! applied is acknowledged without being applied again (the store would
@@ -115,7 +117,7 @@ impl Applier {
                         "auditstore node {} applies partition {p}",
                         self.config.node
                     )),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_policy: jetstream::consumer::AckPolicy::All,
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: 4 * MAX_CHUNK as i64,
@@ -149,16 +151,22 @@ impl Applier {
         }
     }
 
-    /// Apply the messages that continue the local position, in order; ack
-    /// them (and redeliveries of applied ones) afterwards. A message after
-    /// a gap ends the run: the restart resets the consumer.
+    /// Apply the messages that continue the local position, in order; then
+    /// ack the highest sequence taken (applied, or a redelivery of one
+    /// applied before), which acknowledges everything up to it. A message
+    /// after a gap ends the run: the restart resets the consumer.
     async fn apply_chunk(
         &mut self,
         chunk: Vec<Result<jetstream::Message, pull::MessagesError>>,
     ) -> Result<(), ClusterError> {
         let mut next = self.position + 1;
         let mut take: Vec<(String, Event)> = Vec::new();
-        let mut to_ack = Vec::with_capacity(chunk.len());
+        let mut to_ack: Option<(u64, jetstream::Message)> = None;
+        let mut keep = |seq: u64, msg: jetstream::Message| {
+            if to_ack.as_ref().is_none_or(|(s, _)| *s < seq) {
+                to_ack = Some((seq, msg));
+            }
+        };
         let mut problem = None;
         for item in chunk {
             let msg = match item {
@@ -176,7 +184,7 @@ impl Applier {
                 }
             };
             if seq < next {
-                to_ack.push(msg);
+                keep(seq, msg);
                 continue;
             }
             if seq > next {
@@ -194,7 +202,7 @@ impl Applier {
                 Err(e) => tracing::error!("partition {}: sequence {seq} skipped: {e}", self.partition),
             }
             next = seq + 1;
-            to_ack.push(msg);
+            keep(seq, msg);
         }
         let upto = next - 1;
         if upto > self.position {
@@ -211,9 +219,9 @@ impl Applier {
             self.position = upto;
             let _ = self.watermark.send(upto);
         }
-        for msg in to_ack {
-            // A lost ack is harmless: the message comes again, is seen to
-            // be applied, and is acked then.
+        if let Some((_, msg)) = to_ack {
+            // A lost ack is harmless: the next one covers it, or the
+            // messages come again, are seen to be applied, and are acked.
             if let Err(e) = msg.ack().await {
                 tracing::debug!("partition {}: ack: {e}", self.partition);
             }
