@@ -82,10 +82,18 @@ impl Applier {
         }
     }
 
+    /// One run, abandoned as soon as `stop` turns true (also while waiting
+    /// on NATS). Abandoning it mid-apply is safe: the local append and the
+    /// position write go on in their blocking task; only the ack is left
+    /// out, and the stream redelivers.
     async fn run_once(&mut self) -> Ended {
-        match self.consume().await {
-            Ok(()) => Ended::Stopped,
-            Err(e) => Ended::Restart(e),
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            r = self.consume() => match r {
+                Ok(()) => Ended::Stopped,
+                Err(e) => Ended::Restart(e),
+            },
+            _ = stop.wait_for(|s| *s) => Ended::Stopped,
         }
     }
 
