@@ -150,6 +150,7 @@ impl IngestReport {
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or a role that may not append", body = super::ErrorBody),
         (status = 413, description = "Body over the limit", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not every batch was acknowledged by the cluster's streams; a retry of the same body stores each event once", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -335,6 +336,7 @@ fn next_link(
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 422, description = "`from` after `to`", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -395,6 +397,7 @@ pub async fn query(
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 404, description = "No such event in this organization (or past retention)", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
