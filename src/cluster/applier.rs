@@ -72,6 +72,8 @@ impl Applier {
                 }
                 Ended::Restart(e) => {
                     tracing::warn!("partition {}: applier restarts: {e}", self.partition);
+                    metrics::counter!("auditstore_cluster_applier_restarts_total", "partition" => self.partition.to_string())
+                        .increment(1);
                 }
             }
             tokio::select! {
@@ -226,6 +228,8 @@ impl Applier {
             .map_err(|e| ClusterError::Task(e.to_string()))??;
             self.position = upto;
             let _ = self.watermark.send(upto);
+            metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
+                .set(upto as f64);
         }
         if let Some((_, msg)) = to_ack {
             // A lost ack is harmless: the next one covers it, or the

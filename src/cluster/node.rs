@@ -144,6 +144,7 @@ impl Node {
         match reached {
             true => Ok(()),
             false => {
+                metrics::counter!("auditstore_cluster_reads_not_caught_up_total").increment(1);
                 let applied = *rx.borrow();
                 Err(ApiError::unavailable(format!(
                     "this node has applied partition {p} up to sequence {applied} of {last} and did not \

@@ -99,6 +99,8 @@ impl Publisher {
                 }
             }
             if failed.is_empty() {
+                metrics::counter!("auditstore_cluster_published_batches_total")
+                    .increment(batches.len() as u64);
                 return Ok(positions);
             }
             if tokio::time::Instant::now() + delay > deadline {
@@ -115,6 +117,7 @@ impl Publisher {
                 failed.len(),
                 last_error
             );
+            metrics::counter!("auditstore_cluster_republished_batches_total").increment(failed.len() as u64);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
             pending = failed;
