@@ -58,5 +58,7 @@ pub use store::{
     Stats, Store, VerifyReport, QUARANTINE_DIR,
 };
 pub use time::Timestamp;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod server;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod layers;
 pub mod openapi;
 pub mod ops;
+pub mod replication;
 mod schedule;
 pub mod session;
 pub mod state;
@@ -97,7 +98,19 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store, config, metrics_handle());
+    serve_with(store, listener, config, None, shutdown).await
+}
+
+/// [`serve`], with ingest and the event reads going through `replication`
+/// when given (`auditstore serve --cluster`).
+pub async fn serve_with(
+    store: Arc<Store>,
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    replication: Option<Arc<dyn replication::Replication>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::replicated(store, config, metrics_handle(), replication);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(schedule::run(state.clone(), stop_rx));
     // Connection info: the sign-in limiter counts failures per address.

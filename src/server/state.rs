@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::replication::Replication;
 use super::session::Sessions;
 use super::ServerConfig;
 use crate::store::Store;
@@ -18,6 +19,8 @@ pub struct Inner {
     pub config: ServerConfig,
     pub sessions: Sessions,
     pub metrics: PrometheusHandle,
+    /// The cluster's ingest path and read guard (`None`: the local store).
+    pub replication: Option<Arc<dyn Replication>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -29,13 +32,34 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(store: Arc<Store>, config: ServerConfig, metrics: PrometheusHandle) -> Self {
+        Self::replicated(store, config, metrics, None)
+    }
+
+    /// The state of a node whose ingest and event reads go through
+    /// `replication` when given (`auditstore serve --cluster`).
+    pub fn replicated(
+        store: Arc<Store>,
+        config: ServerConfig,
+        metrics: PrometheusHandle,
+        replication: Option<Arc<dyn Replication>>,
+    ) -> Self {
         let sessions = Sessions::new(config.session_ttl_secs);
         AppState(Arc::new(Inner {
             store,
             config,
             sessions,
             metrics,
+            replication,
         }))
+    }
+
+    /// Wait until this node's store reflects the acknowledged writes of
+    /// `org` (a no-op without replication).
+    pub async fn before_read(&self, org: &str) -> super::error::ApiResult<()> {
+        match &self.replication {
+            Some(r) => r.before_read(org.to_owned()).await,
+            None => Ok(()),
+        }
     }
 
     /// The server's "now": the store's clock (`--as-of` sets it).

@@ -100,7 +100,7 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    pub(super) fn record(&mut self, o: AppendOutcome) {
+    pub(crate) fn record(&mut self, o: AppendOutcome) {
         match o {
             AppendOutcome::Appended => self.appended += 1,
             AppendOutcome::Duplicate => self.duplicates += 1,

@@ -111,6 +111,10 @@ pub enum Command {
     /// meanwhile.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
+    /// The cluster on NATS JetStream (docs/cluster.md).
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
 }
 
 impl Command {
@@ -125,6 +129,11 @@ impl Command {
     fn is_serve(&self) -> bool {
         #[cfg(feature = "server")]
         if let Command::Serve(_) = self {
+            return true;
+        }
+        // Not about the data directory at all.
+        #[cfg(feature = "cluster")]
+        if let Command::Cluster(_) = self {
             return true;
         }
         false
@@ -204,6 +213,8 @@ pub fn run(ctx: &Ctx, command: Command) -> u8 {
         Command::User(cmd) => auth::user(ctx, cmd),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(ctx, args),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(cmd) => crate::cluster::run(ctx, cmd),
     };
     let code = match result {
         Ok(code) => code,

@@ -5,6 +5,8 @@
 mod admin;
 mod auth;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod console;
 mod ctx;
 mod demo;

@@ -26,6 +26,15 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_limit: usize,
+    /// Run as a node of a cluster on these NATS servers (comma-separated
+    /// URLs): ingest goes through the cluster's JetStream streams, reads
+    /// wait until this node has applied them (docs/cluster.md).
+    #[cfg(feature = "cluster")]
+    #[arg(long, value_name = "NATS_URLS")]
+    cluster: Option<String>,
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    node: crate::cluster::NodeArgs,
 }
 
 fn io(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
@@ -61,6 +70,18 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         ..ServerConfig::default()
     };
     let served: CliResult = runtime.block_on(async {
+        #[cfg(feature = "cluster")]
+        let node = match &args.cluster {
+            Some(urls) => {
+                let node = crate::cluster::start_node(urls, &args.node, store.clone()).await?;
+                remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
+                Some(node)
+            }
+            None => {
+                args.node.refuse_without_cluster()?;
+                None
+            }
+        };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| CliError::new("io", format!("listen on {}: {e}", args.listen)))?;
@@ -82,7 +103,17 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
                 _ = int.recv() => {}
             }
         };
-        let served = server::serve(store.clone(), listener, config, stop).await;
+        #[cfg(feature = "cluster")]
+        let replication = node
+            .clone()
+            .map(|n| Arc::new(n) as Arc<dyn server::replication::Replication>);
+        #[cfg(not(feature = "cluster"))]
+        let replication = None;
+        let served = server::serve_with(store.clone(), listener, config, replication, stop).await;
+        #[cfg(feature = "cluster")]
+        if let Some(node) = node {
+            node.stop().await;
+        }
         // The admin socket's commands in flight finish (stop waits for them).
         let _ = tokio::task::spawn_blocking(move || admin.stop()).await;
         served.map_err(io("serve"))

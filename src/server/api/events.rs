@@ -83,6 +83,54 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
     }
 }
 
+/// The body's events: the report of those rejected, and the good ones
+/// with their index in the body.
+fn split_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<(IngestReport, Vec<(u64, Event)>)> {
+    let parsed = parse_body(headers, body)?;
+    let mut report = IngestReport::default();
+    let mut good = Vec::with_capacity(parsed.len());
+    for (index, item) in parsed.into_iter().enumerate() {
+        match item {
+            Ok(event) => good.push((index as u64, event)),
+            Err(message) => {
+                report.rejected += 1;
+                report.errors.push(IngestError {
+                    index: index as u64,
+                    code: "invalid_event",
+                    message,
+                });
+            }
+        }
+    }
+    Ok((report, good))
+}
+
+impl IngestReport {
+    /// Count the stored batch's outcomes for the good events.
+    fn add(&mut self, good: &[(u64, Event)], appended: &crate::BatchReport) {
+        self.add_ids(good.iter().map(|(i, e)| (*i, e.id())), appended)
+    }
+
+    /// Count the outcomes of the events with these (index, id), in order.
+    fn add_ids(&mut self, good: impl Iterator<Item = (u64, Uuid)>, appended: &crate::BatchReport) {
+        self.appended = appended.appended;
+        self.duplicates = appended.duplicates;
+        self.conflicts = appended.conflicts;
+        for ((index, id), outcome) in good.zip(&appended.outcomes) {
+            if *outcome == crate::AppendOutcome::Conflict {
+                self.errors.push(IngestError {
+                    index,
+                    code: "conflict",
+                    message: format!(
+                        "an event with id {id} is already stored with different content; the first write wins"
+                    ),
+                });
+            }
+        }
+        self.errors.sort_by_key(|e| e.index);
+    }
+}
+
 /// Append events.
 #[utoipa::path(
     post,
@@ -102,6 +150,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Result<Event, S
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or a role that may not append", body = super::ErrorBody),
         (status = 413, description = "Body over the limit", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not every batch was acknowledged by the cluster's streams; a retry of the same body stores each event once", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -114,44 +163,26 @@ pub async fn ingest(
 ) -> ApiResult<axum::Json<IngestReport>> {
     caller.may(&org, INGEST)?;
     let body = read_body(&state, &body).await?;
-    let report = state
-        .blocking(move |store| {
-            let parsed = parse_body(&headers, &body)?;
-            let mut report = IngestReport::default();
-            let mut good = Vec::with_capacity(parsed.len());
-            for (index, item) in parsed.into_iter().enumerate() {
-                match item {
-                    Ok(event) => good.push((index as u64, event)),
-                    Err(message) => {
-                        report.rejected += 1;
-                        report.errors.push(IngestError {
-                            index: index as u64,
-                            code: "invalid_event",
-                            message,
-                        });
-                    }
-                }
-            }
-            let appended = store.append_batch(good.iter().map(|(_, e)| (org.as_str(), e)))?;
-            report.appended = appended.appended;
-            report.duplicates = appended.duplicates;
-            report.conflicts = appended.conflicts;
-            for ((index, event), outcome) in good.iter().zip(&appended.outcomes) {
-                if *outcome == crate::AppendOutcome::Conflict {
-                    report.errors.push(IngestError {
-                        index: *index,
-                        code: "conflict",
-                        message: format!(
-                            "an event with id {} is already stored with different content; the first write wins",
-                            event.id()
-                        ),
-                    });
-                }
-            }
-            report.errors.sort_by_key(|e| e.index);
-            Ok(report)
-        })
-        .await?;
+    let report = match state.replication.clone() {
+        None => {
+            state
+                .blocking(move |store| {
+                    let (mut report, good) = split_body(&headers, &body)?;
+                    let appended = store.append_batch(good.iter().map(|(_, e)| (org.as_str(), e)))?;
+                    report.add(&good, &appended);
+                    Ok(report)
+                })
+                .await?
+        }
+        Some(replication) => {
+            let (mut report, good) = state.blocking(move |_| split_body(&headers, &body)).await?;
+            let (indexes, events): (Vec<u64>, Vec<Event>) = good.into_iter().unzip();
+            let ids: Vec<Uuid> = events.iter().map(Event::id).collect();
+            let appended = replication.ingest(org, events).await?;
+            report.add_ids(indexes.iter().copied().zip(ids), &appended);
+            report
+        }
+    };
     metrics::counter!("auditstore_ingest_events_total", "outcome" => "appended").increment(report.appended);
     metrics::counter!("auditstore_ingest_events_total", "outcome" => "duplicate")
         .increment(report.duplicates);
@@ -305,6 +336,7 @@ fn next_link(
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 422, description = "`from` after `to`", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -319,6 +351,7 @@ pub async fn query(
     caller.may(&org, READ)?;
     let pairs = params(raw.as_deref())?;
     let (from, to, p) = parse_range(&pairs)?;
+    state.before_read(&org).await?;
     let now = state.now();
     let org2 = org.clone();
     let (events, next) = state
@@ -364,6 +397,7 @@ pub async fn query(
         (status = 401, description = "No valid credential", body = super::ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = super::ErrorBody),
         (status = 404, description = "No such event in this organization (or past retention)", body = super::ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = super::ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -377,6 +411,7 @@ pub async fn get(
     let Ok(uuid) = Uuid::parse_str(&id) else {
         return Err(not_found());
     };
+    state.before_read(&org).await?;
     let now = state.now();
     let found = state
         .blocking(move |store| Ok(store.get_with_org(uuid, now)?))

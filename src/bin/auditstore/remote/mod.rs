@@ -11,6 +11,11 @@ mod wire;
 
 pub use listener::Listener;
 
+/// Set by `serve --cluster`: this process is a cluster node, whose events
+/// must go through the cluster's streams; the admin socket then refuses
+/// `ingest` (docs/cluster.md, "Not yet").
+pub static CLUSTER_NODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The socket's name in the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
 

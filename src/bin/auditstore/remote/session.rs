@@ -126,6 +126,18 @@ fn run_command(
         console,
         shared: Some(store),
     };
+    if super::CLUSTER_NODE.load(std::sync::atomic::Ordering::Relaxed)
+        && matches!(cli.command, cli::Command::Ingest { .. })
+    {
+        let refusal = crate::ctx::CliError::new(
+            "unavailable",
+            "this server is a cluster node: its events go through the cluster's streams; \
+             ingest through its HTTP API (POST /api/v1/orgs/ORG/events)",
+        );
+        let _ = ctx.fail(&refusal);
+        let _ = std::io::Write::flush(&mut ctx.out());
+        return 1;
+    }
     let run = std::panic::AssertUnwindSafe(|| cli::run(&ctx, cli.command));
     let status = std::panic::catch_unwind(run).unwrap_or(101);
     let _ = std::io::Write::flush(&mut ctx.out());

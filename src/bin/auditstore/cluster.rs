@@ -1,0 +1,112 @@
+//! `serve --cluster` (a node) and `cluster status` (docs/cluster.md).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditstore::cluster::{self, ClusterConfig, ClusterError, Node};
+use auditstore::Store;
+use clap::{Args, Subcommand};
+
+use crate::ctx::{CliError, CliResult, Ctx};
+
+/// A node's identity and the cluster's settings (`serve --cluster`).
+#[derive(Args, Clone)]
+pub struct NodeArgs {
+    /// This node's id (A-Z, a-z, 0-9, `_`, `-`): names its consumers.
+    #[arg(long, value_name = "NODE_ID")]
+    node: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Partitions, when this node creates the cluster [default: the
+    /// cluster's; 16 for a new one]. Fixed at creation.
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Stream replicas when this node creates them (3; 1 only with a
+    /// single NATS server, for development).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// How long a read waits for this node to catch up before `503`, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    read_wait_ms: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// The cluster's name: its streams are AUDIT_<NAME>_P<n>.
+    #[arg(long, value_name = "NAME", default_value = "auditstore")]
+    cluster_name: String,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Partitions, their streams' last sequence, and each node's consumer
+    /// position, as JSON.
+    Status {
+        /// NATS server URLs, comma-separated.
+        #[arg(long, value_name = "NATS_URLS")]
+        cluster: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+fn cli_error(e: ClusterError) -> CliError {
+    match e {
+        ClusterError::Store(e) => e.into(),
+        ClusterError::Config(m) => CliError::new("invalid_request", m),
+        other => CliError::new("unavailable", other.to_string()),
+    }
+}
+
+impl NodeArgs {
+    /// Refuse cluster options given without `--cluster`.
+    pub fn refuse_without_cluster(&self) -> CliResult<()> {
+        if self.node.is_some() || self.partitions.is_some() {
+            return Err(CliError::new(
+                "invalid_request",
+                "--node and --partitions are for a cluster node: add --cluster NATS_URLS",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Join the cluster at `urls` as `args.node`, applying into `store`.
+pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliResult<Node> {
+    let node = args
+        .node
+        .clone()
+        .ok_or_else(|| CliError::new("invalid_request", "--cluster needs --node NODE_ID"))?;
+    let mut config = ClusterConfig::new(cluster::parse_urls(urls), node);
+    config.name = args.common.cluster_name.clone();
+    config.partitions = args.partitions;
+    config.replicas = args.replicas;
+    config.read_wait = Duration::from_millis(args.read_wait_ms);
+    Node::start(config, store).await.map_err(cli_error)
+}
+
+pub fn run(ctx: &Ctx, command: ClusterCommand) -> CliResult<ExitCode> {
+    match command {
+        ClusterCommand::Status { cluster, common } => {
+            let mut config = ClusterConfig::new(cluster::parse_urls(&cluster), "status");
+            config.name = common.cluster_name;
+            config.validate().map_err(cli_error)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::new("io", format!("start the async runtime: {e}")))?;
+            let status = runtime
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(30), cluster::status::collect(&config)).await
+                })
+                .map_err(|_| CliError::new("unavailable", "no answer from the NATS servers within 30 s"))?
+                .map_err(cli_error)?;
+            let value = serde_json::to_value(&status)
+                .map_err(|e| CliError::new("io", format!("the status as JSON: {e}")))?;
+            ctx.print_json(&value)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

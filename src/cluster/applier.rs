@@ -1,0 +1,246 @@
+//! Applying a partition's stream to this node's store (docs/cluster.md,
+//! "Applying").
+//!
+//! One durable pull consumer per node and partition (`node-<id>`, acks
+//! sent explicitly with the ack policy `all`: an ack of sequence N
+//! acknowledges every sequence up to N, so a lost ack is covered by the
+//! next one). The rule: a message is acknowledged only after its events
+//! are appended to the local store (fsync'd, the store's default
+//! durability) and the partition's applied position ([`super::applied`])
+//! is written (fsync'd). The local position is the truth: at every (re)start of the
+//! loop the consumer is reset to deliver from the position + 1, so nothing
+//! delivered but unapplied is skipped, and a redelivery of what was
+//! applied is acknowledged without being applied again (the store would
+//! count its events as duplicates anyway: the event id is the
+//! de-duplication key).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::applied::Applied;
+use super::streams::{consumer_name, ensure_stream};
+use super::{message, ClusterConfig, ClusterError};
+use crate::event::Event;
+use crate::store::Store;
+
+/// Messages taken from the stream at most per local append (one fsync).
+const MAX_CHUNK: usize = 256;
+/// How long the stream has to redeliver a message the node did not ack.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Everything one partition's applier needs.
+pub struct Applier {
+    pub js: jetstream::Context,
+    pub config: ClusterConfig,
+    pub partition: u32,
+    pub store: Arc<Store>,
+    /// The durable position (locked by the blocking apply task).
+    pub applied: Arc<Mutex<Applied>>,
+    /// Its value, as last written.
+    pub position: u64,
+    /// Tells readers how far this partition is applied.
+    pub watermark: watch::Sender<u64>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Why one run of the loop ended.
+enum Ended {
+    Stopped,
+    /// Restart from the local position (a gap, a lost pull, a failure).
+    Restart(ClusterError),
+}
+
+impl Applier {
+    /// Apply until `stop` turns true. Failures (NATS unreachable, a store
+    /// error) restart the loop from the local position after a pause; a
+    /// stream that is behind this node's position (recreated?) stops it.
+    pub async fn run(mut self) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if *self.stop.borrow() {
+                return;
+            }
+            match self.run_once().await {
+                Ended::Stopped => return,
+                Ended::Restart(e @ ClusterError::Metadata(_)) => {
+                    tracing::error!("partition {}: applier stopped: {e}", self.partition);
+                    return;
+                }
+                Ended::Restart(e) => {
+                    tracing::warn!("partition {}: applier restarts: {e}", self.partition);
+                    metrics::counter!("auditstore_cluster_applier_restarts_total", "partition" => self.partition.to_string())
+                        .increment(1);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.stop.changed() => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// One run, abandoned as soon as `stop` turns true (also while waiting
+    /// on NATS). Abandoning it mid-apply is safe: the local append and the
+    /// position write go on in their blocking task; only the ack is left
+    /// out, and the stream redelivers.
+    async fn run_once(&mut self) -> Ended {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            r = self.consume() => match r {
+                Ok(()) => Ended::Stopped,
+                Err(e) => Ended::Restart(e),
+            },
+            _ = stop.wait_for(|s| *s) => Ended::Stopped,
+        }
+    }
+
+    /// Position the consumer after the local position, then apply chunks
+    /// of messages until stopped or something fails.
+    async fn consume(&mut self) -> Result<(), ClusterError> {
+        let p = self.partition;
+        let mut s = ensure_stream(&self.js, &self.config, p).await?;
+        let last = s
+            .info()
+            .await
+            .map_err(|e| ClusterError::nats("stream info", e))?
+            .state
+            .last_sequence;
+        if self.position > last {
+            return Err(ClusterError::Metadata(format!(
+                "partition {p}: this node applied up to sequence {} but the stream ends at {last} \
+                 (was the stream recreated?); the node's store does not belong to this stream",
+                self.position
+            )));
+        }
+        let name = consumer_name(&self.config.node);
+        let consumer: jetstream::consumer::Consumer<pull::Config> = s
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    description: Some(format!(
+                        "auditstore node {} applies partition {p}",
+                        self.config.node
+                    )),
+                    ack_policy: jetstream::consumer::AckPolicy::All,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: 4 * MAX_CHUNK as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ClusterError::nats("consumer", e))?;
+        s.reset_consumer(&name, Some(self.position + 1))
+            .await
+            .map_err(|e| ClusterError::nats("reset the consumer to the local position", e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(MAX_CHUNK)
+            .max_bytes_per_batch(8 << 20)
+            .heartbeat(Duration::from_secs(2))
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .map_err(|e| ClusterError::nats("pull", e))?;
+        let mut chunks = messages.ready_chunks(MAX_CHUNK);
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => chunk,
+                _ = self.stop.changed() => return Ok(()),
+            };
+            let Some(chunk) = chunk else {
+                return Err(ClusterError::Nats("the pull subscription ended".into()));
+            };
+            self.apply_chunk(chunk).await?;
+        }
+    }
+
+    /// Apply the messages that continue the local position, in order; then
+    /// ack the highest sequence taken (applied, or a redelivery of one
+    /// applied before), which acknowledges everything up to it. A message
+    /// after a gap ends the run: the restart resets the consumer.
+    async fn apply_chunk(
+        &mut self,
+        chunk: Vec<Result<jetstream::Message, pull::MessagesError>>,
+    ) -> Result<(), ClusterError> {
+        let mut next = self.position + 1;
+        let mut take: Vec<(String, Event)> = Vec::new();
+        let mut to_ack: Option<(u64, jetstream::Message)> = None;
+        let mut keep = |seq: u64, msg: jetstream::Message| {
+            if to_ack.as_ref().is_none_or(|(s, _)| *s < seq) {
+                to_ack = Some((seq, msg));
+            }
+        };
+        let mut problem = None;
+        for item in chunk {
+            let msg = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    problem = Some(ClusterError::nats("pull", e));
+                    break;
+                }
+            };
+            let seq = match msg.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    problem = Some(ClusterError::nats("message metadata", e));
+                    break;
+                }
+            };
+            if seq < next {
+                keep(seq, msg);
+                continue;
+            }
+            if seq > next {
+                problem = Some(ClusterError::Nats(format!(
+                    "partition {}: got sequence {seq} while expecting {next}",
+                    self.partition
+                )));
+                break;
+            }
+            match message::decode(&msg.payload) {
+                Ok(events) => take.extend(events),
+                // Not a batch of ours (no auditstore node writes such a
+                // message): skipped, loudly, rather than blocking the
+                // partition for ever.
+                Err(e) => tracing::error!("partition {}: sequence {seq} skipped: {e}", self.partition),
+            }
+            next = seq + 1;
+            keep(seq, msg);
+        }
+        let upto = next - 1;
+        if upto > self.position {
+            let store = self.store.clone();
+            let applied = self.applied.clone();
+            tokio::task::spawn_blocking(move || {
+                store.append_batch(take.iter().map(|(org, e)| (org.as_str(), e)))?;
+                let mut applied = applied.lock().unwrap_or_else(|p| p.into_inner());
+                applied.set(upto)?;
+                Ok::<(), ClusterError>(())
+            })
+            .await
+            .map_err(|e| ClusterError::Task(e.to_string()))??;
+            self.position = upto;
+            let _ = self.watermark.send(upto);
+            metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
+                .set(upto as f64);
+        }
+        if let Some((_, msg)) = to_ack {
+            // A lost ack is harmless: the next one covers it, or the
+            // messages come again, are seen to be applied, and are acked.
+            if let Err(e) = msg.ack().await {
+                tracing::debug!("partition {}: ack: {e}", self.partition);
+            }
+        }
+        match problem {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

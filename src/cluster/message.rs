@@ -1,0 +1,299 @@
+//! The message that carries a batch of events through a partition's
+//! stream, version 1 (byte for byte in docs/cluster.md, "Message format").
+//!
+//! ```text
+//! header   4 bytes  magic "AUEB"
+//!          1 byte   version = 1
+//!          1 byte   flags = 0 (reserved; a reader refuses others)
+//!          4 bytes  N, the number of entries (u32, big-endian)
+//! N times  2 bytes  organization length L (u16, big-endian; 1..=256)
+//!          L bytes  organization name (UTF-8)
+//!          4 bytes  event length E (u32, big-endian)
+//!          E bytes  the event's JSON (`Event::to_json`, events.md)
+//! trailer  4 bytes  CRC-32 (IEEE) of every byte before it (u32, big-endian)
+//! ```
+//!
+//! The message's `Nats-Msg-Id` is `aueb1-` and the lowercase hex SHA-256 of
+//! the whole payload: a publish retried with the same batch is dropped by
+//! the stream's de-duplication window; one retried after it, or re-batched
+//! differently, is harmless all the same, since the store de-duplicates by
+//! event id.
+
+use sha2::{Digest, Sha256};
+
+use crate::codec::MAX_ORG_LEN;
+use crate::event::Event;
+
+const MAGIC: &[u8; 4] = b"AUEB";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 10;
+const TRAILER_LEN: usize = 4;
+/// A batch message grows to about this many bytes before a new one starts
+/// (one event larger than that travels alone). JetStream's cost is per
+/// message: tens to hundreds of KiB per message keep it busy with bytes.
+pub const TARGET_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Why a message's bytes are not a batch of this version.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    #[error("batch message: {0}")]
+    Malformed(String),
+    #[error("batch message: unknown version {0} (this build reads version {VERSION})")]
+    UnknownVersion(u8),
+    #[error("batch message: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("batch message: entry {index}: {reason}")]
+    BadEntry { index: u32, reason: String },
+}
+
+/// One encoded batch, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub payload: Vec<u8>,
+    /// `Nats-Msg-Id`: a hash of the payload.
+    pub msg_id: String,
+    /// Events in it.
+    pub count: usize,
+}
+
+/// The `Nats-Msg-Id` of a payload.
+pub fn msg_id(payload: &[u8]) -> String {
+    format!("aueb1-{}", crate::hex::encode(&Sha256::digest(payload)))
+}
+
+/// Builds batch messages of at most about [`TARGET_MESSAGE_BYTES`].
+#[derive(Debug)]
+pub struct Batcher {
+    target: usize,
+    buf: Vec<u8>,
+    count: u32,
+    done: Vec<Batch>,
+}
+
+impl Default for Batcher {
+    fn default() -> Self {
+        Self::with_target(TARGET_MESSAGE_BYTES)
+    }
+}
+
+impl Batcher {
+    /// A batcher that starts a new message past `target` bytes.
+    pub fn with_target(target: usize) -> Self {
+        Batcher {
+            target,
+            buf: Vec::new(),
+            count: 0,
+            done: Vec::new(),
+        }
+    }
+
+    /// Add one event of `org` (a valid organization name: 1 to 256 bytes).
+    pub fn push(&mut self, org: &str, event: &Event) {
+        let json = event.to_json();
+        let entry_len = 2 + org.len() + 4 + json.len();
+        if self.count > 0 && self.buf.len() + entry_len + TRAILER_LEN > self.target {
+            self.finish_one();
+        }
+        if self.count == 0 {
+            self.buf.clear();
+            self.buf.extend_from_slice(MAGIC);
+            self.buf.push(VERSION);
+            self.buf.push(0);
+            self.buf.extend_from_slice(&0u32.to_be_bytes());
+        }
+        self.buf.extend_from_slice(&(org.len() as u16).to_be_bytes());
+        self.buf.extend_from_slice(org.as_bytes());
+        self.buf.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(json.as_bytes());
+        self.count += 1;
+    }
+
+    fn finish_one(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        self.buf[6..10].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_be_bytes());
+        let payload = std::mem::take(&mut self.buf);
+        self.done.push(Batch {
+            msg_id: msg_id(&payload),
+            payload,
+            count: self.count as usize,
+        });
+        self.count = 0;
+    }
+
+    /// The messages, in the order the events were pushed.
+    pub fn finish(mut self) -> Vec<Batch> {
+        self.finish_one();
+        self.done
+    }
+}
+
+/// Decode a batch message into (organization, event) pairs, in order.
+pub fn decode(payload: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
+    let malformed = |m: &str| MessageError::Malformed(m.to_owned());
+    if payload.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(malformed("shorter than a header and a trailer"));
+    }
+    if &payload[..4] != MAGIC {
+        return Err(malformed("no AUEB magic"));
+    }
+    if payload[4] != VERSION {
+        return Err(MessageError::UnknownVersion(payload[4]));
+    }
+    if payload[5] != 0 {
+        return Err(malformed("unknown flags"));
+    }
+    let (body, trailer) = payload.split_at(payload.len() - TRAILER_LEN);
+    let stored = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(MessageError::Checksum { stored, computed });
+    }
+    let count = u32::from_be_bytes([body[6], body[7], body[8], body[9]]);
+    let mut rest = &body[HEADER_LEN..];
+    // Every entry takes at least 7 bytes: no allocation beyond the input.
+    let mut out = Vec::with_capacity((count as usize).min(rest.len() / 7));
+    for index in 0..count {
+        let bad = |reason: &str| MessageError::BadEntry {
+            index,
+            reason: reason.to_owned(),
+        };
+        let (org_len, r) = take_u16(rest).ok_or_else(|| bad("truncated organization length"))?;
+        if org_len == 0 || org_len as usize > MAX_ORG_LEN {
+            return Err(bad("organization length out of 1..=256"));
+        }
+        let (org, r) = take(r, org_len as usize).ok_or_else(|| bad("truncated organization"))?;
+        let org = std::str::from_utf8(org).map_err(|_| bad("organization is not UTF-8"))?;
+        crate::org::validate_org_name(org).map_err(|e| bad(&e.to_string()))?;
+        let (event_len, r) = take_u32(r).ok_or_else(|| bad("truncated event length"))?;
+        let (json, r) = take(r, event_len as usize).ok_or_else(|| bad("truncated event"))?;
+        let event = Event::from_json_bytes(json).map_err(|e| bad(&e.to_string()))?;
+        out.push((org.to_owned(), event));
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return Err(malformed("bytes after the last entry"));
+    }
+    Ok(out)
+}
+
+fn take(b: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    (b.len() >= n).then(|| b.split_at(n))
+}
+
+fn take_u16(b: &[u8]) -> Option<(u16, &[u8])> {
+    let (h, r) = take(b, 2)?;
+    Some((u16::from_be_bytes([h[0], h[1]]), r))
+}
+
+fn take_u32(b: &[u8]) -> Option<(u32, &[u8])> {
+    let (h, r) = take(b, 4)?;
+    Some((u32::from_be_bytes([h[0], h[1], h[2], h[3]]), r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u128, pad: usize) -> Event {
+        Event::from_json(&format!(
+            r#"{{"id":"{}","action":"a.b","actor":{{"id":"u","type":"user"}},"target":{{"id":"t","type":"x"}},"occurred_at":"2026-06-01T10:00:00Z","payload":{{"p":"{}"}},"success":true}}"#,
+            uuid::Uuid::from_u128(i + 1),
+            "x".repeat(pad)
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_in_order() {
+        let mut b = Batcher::default();
+        let events: Vec<Event> = (0..10).map(|i| event(i, 10)).collect();
+        for (i, e) in events.iter().enumerate() {
+            b.push(if i % 2 == 0 { "org-a" } else { "org-é" }, e);
+        }
+        let batches = b.finish();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].count, 10);
+        let back = decode(&batches[0].payload).unwrap();
+        assert_eq!(back.len(), 10);
+        for (i, ((org, e), orig)) in back.iter().zip(&events).enumerate() {
+            assert_eq!(org, if i % 2 == 0 { "org-a" } else { "org-é" });
+            assert_eq!(e.to_json(), orig.to_json());
+        }
+    }
+
+    #[test]
+    fn the_documented_bytes() {
+        let e = event(0, 0);
+        let mut b = Batcher::default();
+        b.push("o", &e);
+        let payload = b.finish().remove(0).payload;
+        let json = e.to_json();
+        let mut want = b"AUEB\x01\x00\x00\x00\x00\x01\x00\x01o".to_vec();
+        want.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        want.extend_from_slice(json.as_bytes());
+        let crc = crc32fast::hash(&want);
+        want.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(payload, want);
+        assert_eq!(msg_id(&payload).len(), 6 + 64);
+    }
+
+    #[test]
+    fn splits_by_size_and_ids_follow_content() {
+        let mut b = Batcher::with_target(4096);
+        let events: Vec<Event> = (0..40).map(|i| event(i, 500)).collect();
+        for e in &events {
+            b.push("org", e);
+        }
+        let batches = b.finish();
+        assert!(batches.len() > 5);
+        assert!(batches.iter().all(|m| m.payload.len() <= 4096));
+        assert_eq!(batches.iter().map(|m| m.count).sum::<usize>(), 40);
+        let all: Vec<String> = batches
+            .iter()
+            .flat_map(|m| decode(&m.payload).unwrap())
+            .map(|(_, e)| e.id().to_string())
+            .collect();
+        let want: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
+        assert_eq!(all, want);
+        // The same events make the same messages: a retry is de-duplicated.
+        let mut again = Batcher::with_target(4096);
+        for e in &events {
+            again.push("org", e);
+        }
+        assert_eq!(again.finish(), batches);
+        // One event larger than the target travels alone.
+        let mut big = Batcher::with_target(100);
+        big.push("org", &events[0]);
+        big.push("org", &events[1]);
+        assert_eq!(big.finish().len(), 2);
+        assert!(Batcher::default().finish().is_empty());
+    }
+
+    #[test]
+    fn refuses_damage() {
+        let mut b = Batcher::default();
+        b.push("org", &event(0, 3));
+        let good = b.finish().remove(0).payload;
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert!(decode(&bad).is_err(), "flip at {i}");
+        }
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_err(), "cut at {n}");
+        }
+        let mut v2 = good.clone();
+        v2[4] = 2;
+        assert_eq!(decode(&v2), Err(MessageError::UnknownVersion(2)));
+        // A count larger than the entries is refused, not trusted.
+        let mut lying = good[..good.len() - 4].to_vec();
+        lying[6..10].copy_from_slice(&u32::MAX.to_be_bytes());
+        let crc = crc32fast::hash(&lying);
+        lying.extend_from_slice(&crc.to_be_bytes());
+        assert!(matches!(decode(&lying), Err(MessageError::BadEntry { .. })));
+    }
+}

@@ -1,0 +1,189 @@
+//! `auditstore serve --cluster`: nodes on NATS JetStream (contract:
+//! `shared/spec/cluster.md`; how it works: docs/cluster.md).
+//!
+//! Behind the `cluster` cargo feature. The cluster uses the server and the
+//! store; neither knows of it (the server offers a hook,
+//! [`crate::server::replication::Replication`], which [`node::Node`]
+//! implements).
+//!
+//! - [`partition`]: organization → partition (a documented hash).
+//! - [`message`]: the batch message, byte for byte.
+//! - [`streams`]: names, the stream configuration, creating them.
+//! - [`publisher`]: ingest: batch, publish, await every JetStream ack.
+//! - [`applied`]: the stream position each partition is applied up to,
+//!   durable beside the store.
+//! - [`applier`]: one durable pull consumer per partition: apply, fsync,
+//!   record the position, then ack.
+//! - [`node`]: a node: the hook's ingest and bounded read wait.
+//! - [`status`]: `auditstore cluster status`.
+//!
+//! Invariants:
+//! - An ingest is answered `200` only after JetStream acknowledged every
+//!   batch of it (three replicas, `sync_interval: always` on the servers).
+//! - A message is acked only after its events are appended to the local
+//!   store (fsync'd) and the applied position is written (fsync'd).
+//! - The event id is the de-duplication key end to end: a redelivered or
+//!   republished batch stores nothing twice.
+
+pub mod applied;
+pub mod applier;
+pub mod message;
+pub mod node;
+pub mod partition;
+pub mod publisher;
+pub mod status;
+pub mod streams;
+
+use std::time::Duration;
+
+pub use node::Node;
+
+/// How a node joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:port`), any of the cluster's.
+    pub urls: Vec<String>,
+    /// The cluster's name: names its streams, consumers' bucket and
+    /// subjects (`[A-Za-z0-9_-]`, 1 to 32 characters).
+    pub name: String,
+    /// This node's id (`[A-Za-z0-9_-]`, 1 to 64): names its consumers.
+    pub node: String,
+    /// Partitions, when this node creates the cluster (`None`: the
+    /// existing cluster's, else [`partition::DEFAULT_PARTITIONS`]).
+    pub partitions: Option<u32>,
+    /// Stream replicas (3; 1 only for a single NATS server in development).
+    pub replicas: usize,
+    /// How long a read waits for this node to catch up before `503`.
+    pub read_wait: Duration,
+    /// How long a JetStream request (publish ack, stream info) may take.
+    pub request_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// A configuration with the defaults of docs/cluster.md.
+    pub fn new(urls: Vec<String>, node: impl Into<String>) -> Self {
+        ClusterConfig {
+            urls,
+            name: "auditstore".to_owned(),
+            node: node.into(),
+            partitions: None,
+            replicas: 3,
+            read_wait: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Check the names and numbers.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        check_name("cluster name", &self.name, 32)?;
+        check_name("node id", &self.node, 64)?;
+        if self.urls.is_empty() {
+            return Err(ClusterError::Config("no NATS URL given".into()));
+        }
+        if let Some(p) = self.partitions {
+            if !(1..=partition::MAX_PARTITIONS).contains(&p) {
+                return Err(ClusterError::Config(format!(
+                    "partitions: {p} is outside 1..={}",
+                    partition::MAX_PARTITIONS
+                )));
+            }
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ClusterError::Config(format!(
+                "replicas: {} is outside 1..=5",
+                self.replicas
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Split `a,b,c` into URLs (blank items dropped).
+pub fn parse_urls(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn check_name(what: &str, name: &str, max: usize) -> Result<(), ClusterError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::Config(format!(
+            "{what} {name:?}: use 1 to {max} of A-Z, a-z, 0-9, `_` and `-`"
+        )))
+    }
+}
+
+/// Every way the cluster's machinery fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    /// NATS or JetStream refused or did not answer in time.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// The cluster's stored settings disagree with this node's.
+    #[error("cluster metadata: {0}")]
+    Metadata(String),
+    #[error(transparent)]
+    Message(#[from] message::MessageError),
+    #[error(transparent)]
+    Applied(#[from] applied::AppliedError),
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    /// A background task panicked or was cancelled.
+    #[error("a cluster task failed: {0}")]
+    Task(String),
+}
+
+impl ClusterError {
+    pub(crate) fn nats(what: &str, e: impl std::fmt::Display) -> Self {
+        ClusterError::Nats(format!("{what}: {e}"))
+    }
+}
+
+/// Connect to the NATS servers: retrying the first connection, reconnecting
+/// for ever.
+pub async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, ClusterError> {
+    async_nats::ConnectOptions::new()
+        .name(format!("auditstore-{}", config.node))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .request_timeout(Some(config.request_timeout))
+        .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(1000)))
+        .connect(config.urls.as_slice())
+        .await
+        .map_err(|e| ClusterError::nats("connect", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        let mut c = ClusterConfig::new(parse_urls(" nats://a:1, ,nats://b:2"), "n1");
+        assert_eq!(c.urls, ["nats://a:1", "nats://b:2"]);
+        assert!(c.validate().is_ok());
+        c.node = "n.1".into();
+        assert!(c.validate().is_err());
+        c.node = "n-1_x".into();
+        c.partitions = Some(0);
+        assert!(c.validate().is_err());
+        c.partitions = Some(16);
+        c.name = "a b".into();
+        assert!(c.validate().is_err());
+        c.name = "x".repeat(33);
+        assert!(c.validate().is_err());
+        assert!(ClusterConfig::new(vec![], "n").validate().is_err());
+    }
+}
