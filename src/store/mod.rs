@@ -43,6 +43,7 @@ pub mod own_events;
 mod proofs;
 mod readonly;
 mod tlog;
+mod tlog_hash;
 mod tlog_read;
 mod tlog_verify;
 mod types;

@@ -31,9 +31,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::tlog_read::{
-    open_log, position_of, record_leaf, record_offsets, resolve_signer, walk_records, LogLeaves,
-};
+use super::tlog_hash::foreground_threads;
+use super::tlog_read::{open_log, position_of, record_offsets, resolve_signer, LogLeaves};
 use super::{lock, LSN_OFFSET_BITS};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -49,6 +48,7 @@ use crate::store::SigningKey;
 /// Records hashed per step of the integrator (the tree's lock is taken
 /// once per step, briefly).
 const STEP: u64 = 8192;
+
 /// How often the integrator looks for newly durable records.
 const POLL: Duration = Duration::from_millis(50);
 /// Least time between two checkpoints the integrator signs on its own.
@@ -304,7 +304,7 @@ impl Tlog {
             .as_ref()
             .map(|c| (c.tree_size, c.root_hash));
         if let Some((size, root)) = want {
-            tlog.integrate_until(Some(size))?;
+            tlog.integrate_until(Some(size), foreground_threads())?;
             let st = lock(&tlog.state);
             let got = st
                 .tree
@@ -341,7 +341,7 @@ impl Tlog {
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
-            if self.integrate_until(None).is_err() {
+            if self.integrate_until(None, 1).is_err() {
                 continue;
             }
             let mut st = lock(&self.state);
@@ -369,7 +369,7 @@ impl Tlog {
     /// Integrates every durable record, then signs a checkpoint if the tree
     /// grew since the last one; returns the latest checkpoint.
     pub(crate) fn checkpoint_now(&self) -> Result<SignedCheckpoint> {
-        self.integrate_until(None)?;
+        self.integrate_until(None, foreground_threads())?;
         let mut st = lock(&self.state);
         if let Some(f) = &st.failed {
             return Err(Error::Poisoned(format!("the tamper-evidence tree: {f}")));
@@ -452,7 +452,7 @@ impl Tlog {
 
     /// Integrates durable records: all of them, or (at open) until the tree
     /// holds `until` leaves. Hashing happens outside the tree's lock.
-    fn integrate_until(&self, until: Option<u64>) -> Result<()> {
+    fn integrate_until(&self, until: Option<u64>, threads: usize) -> Result<()> {
         let _one = lock(&self.integrating);
         let limit = split_lsn(self.synced_lsn.load(Ordering::Acquire));
         loop {
@@ -468,7 +468,7 @@ impl Tlog {
             }
             let path = segment::log_path(&self.dir, seg);
             let step = until.map_or(STEP, |u| (u - size).min(STEP));
-            let stepped = self.hash_step(&path, seg, off, limit, step);
+            let stepped = self.hash_step(&path, seg, off, limit, step, threads);
             let mut st = lock(&self.state);
             match stepped {
                 Ok((hashes, end, next)) => {
@@ -487,27 +487,6 @@ impl Tlog {
                 }
             }
         }
-    }
-
-    /// Hashes up to `step` records of segment `seg` from `off`; returns the
-    /// hashes, where it stopped, and whether the segment is done (the
-    /// durable log goes on in the next one).
-    fn hash_step(
-        &self,
-        path: &Path,
-        seg: u64,
-        off: u64,
-        limit: (u64, u64),
-        step: u64,
-    ) -> Result<(Vec<Hash>, u64, bool)> {
-        let file = open_log(path)?;
-        let to = (seg == limit.0).then_some(limit.1);
-        let mut hashes = Vec::new();
-        let walked = walk_records(&file, path, off, to, step, |_, view| {
-            hashes.push(record_leaf(view))
-        })?;
-        let done = seg < limit.0 && walked.count < step;
-        Ok((hashes, walked.end, done))
     }
 
     /// A leaf source reading the log, for proofs.

@@ -97,6 +97,22 @@ pub(crate) fn walk_records(
     max: u64,
     mut visit: impl FnMut(u64, &RecordView<'_>),
 ) -> Result<Walked> {
+    walk_bodies(file, path, from, to, max, |off, body| {
+        let view = codec::decode(body).map_err(|e| Error::corrupt(path, off, format!("record body: {e}")))?;
+        visit(off, &view);
+        Ok(())
+    })
+}
+
+/// [`walk_records`], visiting each record's body undecoded.
+pub(crate) fn walk_bodies(
+    file: &File,
+    path: &Path,
+    from: u64,
+    to: Option<u64>,
+    max: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<Walked> {
     let file_len = file
         .metadata()
         .ctx(|| format!("read metadata of {}", path.display()))?
@@ -114,9 +130,7 @@ pub(crate) fn walk_records(
         while pos < buf.len() && count < max {
             match frame::decode(&buf[pos..]) {
                 Ok((body, len)) => {
-                    let view = codec::decode(body)
-                        .map_err(|e| Error::corrupt(path, at + pos as u64, format!("record body: {e}")))?;
-                    visit(at + pos as u64, &view);
+                    visit(at + pos as u64, body)?;
                     pos += len;
                     count += 1;
                 }
