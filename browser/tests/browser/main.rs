@@ -118,7 +118,9 @@ fn wait_for_file(path: &Path, limit: Duration) -> R<String> {
     let deadline = Instant::now() + limit;
     loop {
         if path.exists() {
-            let partial = path.with_extension("csv.crdownload");
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".crdownload");
+            let partial = std::path::PathBuf::from(partial);
             if !partial.exists() {
                 return Ok(std::fs::read_to_string(path)?);
             }
@@ -241,7 +243,15 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
     driver.find(By::Id("request-button")).await?.click().await?;
     wait(driver, By::Id("notice")).await?;
     let statuses: Vec<String> = rows(driver).await?.into_iter().map(|r| r[4].clone()).collect();
-    assert_eq!(statuses, ["Processing", "Download logs", "0 results", "Expired"]);
+    assert_eq!(
+        statuses,
+        [
+            "Processing",
+            "Download logs Signed manifest",
+            "0 results",
+            "Expired"
+        ]
+    );
     let full = driver.find(By::Id("full-export")).await?;
     assert_eq!(
         full.attr("href").await?.as_deref(),
@@ -270,7 +280,7 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
         driver.refresh().await?;
     }
     let table = rows(driver).await?;
-    assert_eq!(table[0][4], "Download logs");
+    assert_eq!(table[0][4], "Download logs Signed manifest");
     // Processed at 09:30 by the live schedule (the run at start, 09:29:57,
     // found nothing due): expiry is ten days after that.
     assert_eq!(table[0][3], "Dec 17, 2026, 09:30 UTC");
@@ -291,9 +301,28 @@ async fn flow(driver: &WebDriver, data: &Path, downloads: &Path) -> R {
         .map(|(n, _, _)| acme_id(*n))
         .collect();
     assert_eq!(ids, expected);
+    // The signed manifest, downloaded in the browser too: the admin tool
+    // checks the downloaded file against it with the store's key.
+    driver.find(By::Css("a.manifest")).await?.click().await?;
+    let manifest_path = downloads.join("audit-log-acme-2026-12-02-2026-12-04.manifest.json");
+    let manifest = wait_for_file(&manifest_path, Duration::from_secs(15))?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)?;
+    assert_eq!(manifest["format"], "auditstore-export-manifest/1");
+    assert_eq!(manifest["org"], "acme");
+    assert_eq!(manifest["file"]["rows"], expected.len());
     let (disabled, title) = button(driver).await?;
     assert!(disabled && title.contains("Jan 6, 2027, 09:2"), "{title}");
     server.stop();
+    let checked = std::process::Command::new(support::bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--json", "export", "verify"])
+        .arg(downloads.join("audit-log-acme-2026-12-02-2026-12-04.csv"))
+        .arg(&manifest_path)
+        .output()?;
+    assert!(checked.status.success(), "{checked:?}");
+    let checked: serde_json::Value = serde_json::from_slice(&checked.stdout)?;
+    assert_eq!(checked["rows"], expected.len());
 
     // Ten days after processing the download has expired.
     let server = Server::start(data, "2026-12-17T09:31:00Z");
