@@ -14,8 +14,6 @@
 //! leaf or the error). So this module only has to be right when it
 //! succeeds, which the property tests check against [`super::jcs`].
 
-use std::borrow::Cow;
-
 /// The text was not canonicalized here (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotFast;
@@ -26,17 +24,53 @@ pub const MAX_DEPTH: usize = 128;
 /// Appends the RFC 8785 form of the JSON text `text` to `out`. On `Err`,
 /// `out` may hold a partial write: callers truncate it.
 pub fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<(), NotFast> {
+    thread_local! {
+        /// Scratch buffers of objects, kept between calls: a leaf
+        /// canonicalizes several objects, millions of leaves one after
+        /// another.
+        static POOLS: std::cell::RefCell<Pools> = std::cell::RefCell::new(Pools::default());
+    }
+    let pools = POOLS.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
         i: 0,
+        pools,
     };
-    p.value(out, 0)?;
-    p.ws();
-    if p.i == p.b.len() {
-        Ok(())
-    } else {
-        Err(NotFast)
+    let result = p.value(out, 0).and_then(|()| {
+        p.ws();
+        if p.i == p.b.len() {
+            Ok(())
+        } else {
+            Err(NotFast)
+        }
+    });
+    let pools = p.pools;
+    POOLS.with(|p| *p.borrow_mut() = pools);
+    result
+}
+
+/// Reusable buffers of [`Parser::object`].
+#[derive(Default)]
+struct Pools {
+    values: Vec<Vec<u8>>,
+    members: Vec<Vec<Member>>,
+}
+
+/// An object member: its name (a range of the text, or decoded when it has
+/// escapes) and its canonical value's range in the object's buffer.
+struct Member {
+    name: (usize, usize),
+    decoded: Option<String>,
+    value: (usize, usize),
+}
+
+impl Member {
+    fn name<'s>(&'s self, text: &'s str) -> &'s str {
+        match &self.decoded {
+            Some(name) => name,
+            None => text.get(self.name.0..self.name.1).unwrap_or_default(),
+        }
     }
 }
 
@@ -56,6 +90,7 @@ struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    pools: Pools,
 }
 
 impl<'a> Parser<'a> {
@@ -212,28 +247,44 @@ impl<'a> Parser<'a> {
             out.extend_from_slice(b"{}");
             return Ok(());
         }
-        // (name, its canonical value's range in `values`)
-        let mut members: Vec<(Cow<'a, str>, usize, usize)> = Vec::new();
-        let mut values = Vec::new();
+        let mut members = self.pools.members.pop().unwrap_or_default();
+        let mut values = self.pools.values.pop().unwrap_or_default();
+        members.clear();
+        values.clear();
+        let written = self.members(&mut members, &mut values, out, depth);
+        self.pools.members.push(members);
+        self.pools.values.push(values);
+        written
+    }
+
+    /// The members of the object at `i` (after its `{`), canonicalized.
+    fn members(
+        &mut self,
+        members: &mut Vec<Member>,
+        values: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), NotFast> {
         loop {
             self.ws();
             if self.b.get(self.i) != Some(&b'"') {
                 return Err(NotFast);
             }
+            let start = self.i;
             let (raw, escaped) = self.string_token()?;
-            let name = if escaped {
-                Cow::Owned(decode(raw)?)
-            } else {
-                Cow::Borrowed(raw.get(1..raw.len() - 1).ok_or(NotFast)?)
-            };
+            let decoded = if escaped { Some(decode(raw)?) } else { None };
             self.ws();
             if self.b.get(self.i) != Some(&b':') {
                 return Err(NotFast);
             }
             self.i += 1;
             let from = values.len();
-            self.value(&mut values, depth + 1)?;
-            members.push((name, from, values.len()));
+            self.value(values, depth + 1)?;
+            members.push(Member {
+                name: (start + 1, start + raw.len() - 1),
+                decoded,
+                value: (from, values.len()),
+            });
             self.ws();
             match self.b.get(self.i) {
                 Some(b',') => self.i += 1,
@@ -244,18 +295,19 @@ impl<'a> Parser<'a> {
                 _ => return Err(NotFast),
             }
         }
-        members.sort_by(|a, b| utf16_cmp(&a.0, &b.0));
-        if members.windows(2).any(|w| w[0].0 == w[1].0) {
+        let text = self.s;
+        members.sort_by(|a, b| utf16_cmp(a.name(text), b.name(text)));
+        if members.windows(2).any(|w| w[0].name(text) == w[1].name(text)) {
             return Err(NotFast);
         }
         out.push(b'{');
-        for (k, (name, from, to)) in members.iter().enumerate() {
+        for (k, m) in members.iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
-            string(name, out);
+            string(m.name(text), out);
             out.push(b':');
-            out.extend_from_slice(values.get(*from..*to).ok_or(NotFast)?);
+            out.extend_from_slice(values.get(m.value.0..m.value.1).ok_or(NotFast)?);
         }
         out.push(b'}');
         Ok(())
