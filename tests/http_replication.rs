@@ -170,6 +170,7 @@ async fn reads_wait_on_the_hook_after_the_callers_checks() {
     for uri in [
         format!("/api/v1/orgs/org-lag/events?{range}"),
         "/api/v1/orgs/org-lag/events/00000000-0000-0000-0000-000000000001".to_owned(),
+        "/api/v1/orgs/org-lag/events/00000000-0000-0000-0000-000000000001/proof".to_owned(),
     ] {
         let (status, v) = call(&app, "GET", &uri, Some(&app.token), String::new()).await;
         assert_eq!(status, 503, "{uri}: {v}");

@@ -75,6 +75,7 @@ pub async fn checkpoint(State(state): State<AppState>) -> ApiResult<Response> {
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Another organization, or the ingest role", body = ErrorBody),
         (status = 404, description = "No such event in this organization (or past retention), or a store that keeps no tree", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -89,6 +90,8 @@ pub async fn proof(
     let Ok(uuid) = Uuid::parse_str(&id) else {
         return Err(not_found());
     };
+    // As GET event: a cluster node first catches up with the partition.
+    state.before_read(&org).await?;
     let now = state.now();
     let proof = state
         .blocking(move |store| {
