@@ -877,3 +877,21 @@ fn org_set_is_recorded_as_an_event_of_the_organization() {
     set();
     assert_eq!(query("jsonl").lines().count(), 1);
 }
+
+/// `demo` checks its export against its signed manifest, as `export verify`
+/// does, and says so.
+#[test]
+fn the_demo_checks_its_export_against_the_signed_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo", "--events", "3000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("signed manifest checked"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.contains(" rows, each an event of the signed log of "),
+        "{line}"
+    );
+}

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use auditstore::export::manifest_check::check_export;
 use auditstore::export::pipe::PipedFile;
 use auditstore::export::{Date, ExportError, ExportRequest, Exports, Progress, ProgressFn, Role, Status};
+use auditstore::integrity::VerifierKey;
 use auditstore::{FixedClock, Store, Timestamp};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -424,6 +426,8 @@ pub struct DemoExport {
     pub status: String,
     pub rows: u64,
     pub path: String,
+    /// Rows and tree size its signed manifest was checked at.
+    pub manifest: Option<(u64, u64)>,
 }
 
 /// For `demo`: request an export of org-00's last 30 days as of `now`, run
@@ -451,10 +455,23 @@ pub fn demo_export(store: &Store, now: Timestamp) -> CliResult<DemoExport> {
     } else {
         "-".to_owned()
     };
+    // The file's signed manifest, checked as an organization would check
+    // the file it was handed (`export verify`).
+    let manifest = if done.download_available() {
+        let bytes = exports.manifest(done.id).map_err(refusal)?;
+        let key = VerifierKey::parse(&store.key_info()?.verifier_key)
+            .map_err(|e| CliError::new("corrupt", e.to_string()))?;
+        let checked = check_export(Path::new(&path), &bytes, &key)
+            .map_err(|e| CliError::new("corrupt", format!("the demo export's manifest: {e}")))?;
+        Some((checked.rows, checked.tree_size))
+    } else {
+        None
+    };
     Ok(DemoExport {
         id: done.id.to_string(),
         status: done.status.to_string(),
         rows: done.rows.unwrap_or(0),
         path,
+        manifest,
     })
 }
