@@ -8,7 +8,7 @@ use std::path::Path;
 
 use auditstore::store::SignedCheckpoint as Checkpointed;
 
-use super::tamper::{edited, frames, splice, tree_findings, verify};
+use super::tamper::{copy_dir, edited, frames, splice, tree_findings, verify};
 use super::*;
 
 /// A store in `dir` after a retention run deleted its oldest segments:
@@ -124,7 +124,7 @@ fn verify_finds_tampering_among_retained_events() {
     // An edit with its CRC fixed, in the retained part of the first retained
     // leaf's (partly deleted) bottom tile.
     let copy = tempfile::tempdir().unwrap();
-    copy_store(dir.path(), copy.path());
+    copy_dir(dir.path(), copy.path());
     let (path, offset, bytes) = &f[3];
     let path = copy.path().join(path.file_name().unwrap());
     splice(&path, *offset, bytes.len(), &edited(bytes));
@@ -138,7 +138,7 @@ fn verify_finds_tampering_among_retained_events() {
     );
     // One further on, in a later tile.
     let copy = tempfile::tempdir().unwrap();
-    copy_store(dir.path(), copy.path());
+    copy_dir(dir.path(), copy.path());
     let i = f.len() - 600;
     let (path, offset, bytes) = &f[i];
     let path = copy.path().join(path.file_name().unwrap());
@@ -150,7 +150,7 @@ fn verify_finds_tampering_among_retained_events() {
     assert_eq!(found[0].leaf_index, Some(leaf - leaf % 256), "{:?}", found[0]);
     // The last record cut off: the latest checkpoint has more leaves.
     let copy = tempfile::tempdir().unwrap();
-    copy_store(dir.path(), copy.path());
+    copy_dir(dir.path(), copy.path());
     let (path, offset, _) = f.last().unwrap();
     let path = copy.path().join(path.file_name().unwrap());
     std::fs::OpenOptions::new()
@@ -163,7 +163,7 @@ fn verify_finds_tampering_among_retained_events() {
     assert!(!report.problems.is_empty(), "a truncated tail must be found");
     // The tiles that stand for the deleted leaves, lost: said so.
     let copy = tempfile::tempdir().unwrap();
-    copy_store(dir.path(), copy.path());
+    copy_dir(dir.path(), copy.path());
     std::fs::remove_dir_all(copy.path().join("tree")).unwrap();
     let report = verify(copy.path(), None);
     assert!(
@@ -174,21 +174,4 @@ fn verify_finds_tampering_among_retained_events() {
         "{:?}",
         report.problems
     );
-}
-
-/// Copies a closed store's files (one level of directories).
-fn copy_store(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            for f in std::fs::read_dir(e.path()).unwrap() {
-                let f = f.unwrap();
-                std::fs::copy(f.path(), target.join(f.file_name())).unwrap();
-            }
-        } else if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
