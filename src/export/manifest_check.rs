@@ -28,8 +28,8 @@ use uuid::Uuid;
 use crate::event::Event;
 use crate::export::csv::COLUMNS;
 use crate::export::manifest::{Manifest, ManifestError};
-use crate::integrity::leaf::{fast_leaf_data, LeafParts};
-use crate::integrity::{batch_root, event_leaf_hash, leaf_hash, Checkpoint, Hash, VerifierKey};
+use crate::integrity::leaf::{fast_leaf_hash, LeafParts};
+use crate::integrity::{batch_root, event_leaf_hash, Checkpoint, Hash, VerifierKey};
 use crate::time::Timestamp;
 
 /// Why an export file does not check out.
@@ -266,7 +266,6 @@ fn read_rows<R: Read>(
 
 /// The instants, ids and leaves of rows from line `first` on.
 fn leaves_of(org: &str, first: u64, rows: Vec<csv::ByteRecord>) -> Result<Vec<RowLeafOf>, CheckError> {
-    let mut buf = Vec::with_capacity(1024);
     let mut json = String::new();
     let mut out = Vec::with_capacity(rows.len());
     for (k, record) in rows.into_iter().enumerate() {
@@ -275,7 +274,7 @@ fn leaves_of(org: &str, first: u64, rows: Vec<csv::ByteRecord>) -> Result<Vec<Ro
         let record = csv::StringRecord::from_byte_record(record)
             .map_err(|e| row_err(format!("not UTF-8: {}", e.utf8_error())))?;
         let record = &record;
-        out.push(match fast_row_leaf(org, record, &mut buf) {
+        out.push(match fast_row_leaf(org, record) {
             Some(fast) => fast,
             None => {
                 let event = event_of_row(record, &mut json).map_err(row_err)?;
@@ -293,7 +292,7 @@ fn leaves_of(org: &str, first: u64, rows: Vec<csv::ByteRecord>) -> Result<Vec<Ro
 /// cells are not the event's as the export writes them cannot hash to a
 /// leaf of the log, so what the event's own rules would refuse fails here
 /// as a leaf not in the tree.
-fn fast_row_leaf(org: &str, r: &csv::StringRecord, buf: &mut Vec<u8>) -> Option<(Timestamp, Uuid, Hash)> {
+fn fast_row_leaf(org: &str, r: &csv::StringRecord) -> Option<(Timestamp, Uuid, Hash)> {
     if r.len() != COLUMNS.len() {
         return None;
     }
@@ -323,9 +322,7 @@ fn fast_row_leaf(org: &str, r: &csv::StringRecord, buf: &mut Vec<u8>) -> Option<
         },
         request: nested(10),
     };
-    buf.clear();
-    fast_leaf_data(&parts, buf).ok()?;
-    Some((occurred_at, id, leaf_hash(buf)))
+    Some((occurred_at, id, fast_leaf_hash(&parts)?))
 }
 
 /// The event a CSV row was made from: the cells back into the JSON object

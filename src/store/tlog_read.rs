@@ -16,7 +16,7 @@ use crate::codec::{self, RecordView};
 use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::integrity::key::{self as keyfile, KeyError, KEY_FILE};
-use crate::integrity::leaf::{fast_leaf_data, leaf_data_of_json, LeafParts};
+use crate::integrity::leaf::{fast_leaf_hash, leaf_data_of_json, LeafParts};
 use crate::integrity::tree::{LeafSource, SourceError, TILE_WIDTH};
 use crate::integrity::Signer;
 use crate::integrity::{leaf_hash, Hash};
@@ -47,25 +47,12 @@ pub(crate) fn record_leaf(view: &RecordView<'_>) -> Hash {
         success: view.success,
         request: view.request,
     };
-    fast_leaf(&parts).unwrap_or_else(|| event_leaf(view.org, &view.to_event()))
-}
-
-/// The leaf hash by the fast path, reusing one buffer per thread.
-fn fast_leaf(parts: &LeafParts<'_>) -> Option<Hash> {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
-    }
-    BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        fast_leaf_data(parts, &mut buf).ok()?;
-        Some(leaf_hash(&buf))
-    })
+    fast_leaf_hash(&parts).unwrap_or_else(|| event_leaf(view.org, &view.to_event()))
 }
 
 /// [`record_leaf`] of an event as `get` returns it.
 pub(crate) fn event_leaf(org: &str, event: &Event) -> Hash {
-    if let Some(h) = fast_leaf(&LeafParts::of_event(org, event)) {
+    if let Some(h) = fast_leaf_hash(&LeafParts::of_event(org, event)) {
         return h;
     }
     let text = event.to_json();
