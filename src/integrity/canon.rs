@@ -208,7 +208,7 @@ impl<'a> Parser<'a> {
         if !f.is_finite() {
             return Err(NotFast);
         }
-        out.extend_from_slice(ryu_js::Buffer::new().format_finite(f).as_bytes());
+        out.extend_from_slice(super::jcs::es_number(f).as_bytes());
         Ok(())
     }
 
@@ -316,7 +316,7 @@ impl<'a> Parser<'a> {
 
 /// Member names in the order of their UTF-16 code units (RFC 8785 §3.2.3);
 /// for ASCII names that is their byte order.
-fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() && b.is_ascii() {
         a.cmp(b)
     } else {

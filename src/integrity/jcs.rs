@@ -11,6 +11,8 @@
 
 use serde_json::{Number, Value};
 
+use super::canon;
+
 /// Appends the JCS form of `v` to `out`; `Err` for a non-finite number.
 pub fn write(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     match v {
@@ -18,7 +20,7 @@ pub fn write(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => number(n, out)?,
-        Value::String(s) => string(s, out),
+        Value::String(s) => canon::string(s, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -31,13 +33,13 @@ pub fn write(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            members.sort_by(|a, b| canon::utf16_cmp(a.0, b.0));
             out.push(b'{');
             for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                string(k, out);
+                canon::string(k, out);
                 out.push(b':');
                 write(v, out)?;
             }
@@ -45,12 +47,6 @@ pub fn write(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn string(s: &str, out: &mut Vec<u8>) {
-    // serde_json escapes exactly as JSON.stringify does; writing a `&str`
-    // to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 fn number(n: &Number, out: &mut Vec<u8>) -> Result<(), String> {
@@ -75,7 +71,7 @@ fn number(n: &Number, out: &mut Vec<u8>) -> Result<(), String> {
 /// ECMAScript's Number::toString(10) of a finite double (ryu-js: Rust's
 /// own shortest formatting breaks ties between two shortest forms the other
 /// way, e.g. 1658206780088562.25).
-fn es_number(f: f64) -> String {
+pub(super) fn es_number(f: f64) -> String {
     ryu_js::Buffer::new().format_finite(f).to_owned()
 }
 
