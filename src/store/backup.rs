@@ -282,8 +282,8 @@ impl Store {
         }
         let to_dir = out.dir.join(EXPORTS_DIR);
         std::fs::create_dir(&to_dir).ctx(|| format!("create {}", to_dir.display()))?;
+        let from_dir = self.dir.join(EXPORTS_DIR);
         for (id, has_manifest) in finished {
-            let from_dir = self.dir.join(EXPORTS_DIR);
             let csv = crate::export::builder::final_path(&from_dir, &id);
             let manifest = crate::export::manifest_build::manifest_path(&from_dir, &id);
             for from in std::iter::once(csv).chain(has_manifest.then_some(manifest)) {
