@@ -90,17 +90,15 @@ pub fn check_export(csv: &Path, manifest_bytes: &[u8], key: &VerifierKey) -> Res
             expected: manifest.file.bytes,
         });
     }
-    // The file's SHA-256 on its own thread (a second read, from the page
-    // cache), beside the rows' parsing and hashing.
-    let (leaves, sha) = std::thread::scope(|s| {
-        let sha = s.spawn(|| file_sha256(csv));
-        let leaves = row_leaves(BufReader::with_capacity(1 << 20, file), &manifest);
-        (leaves, sha.join())
-    });
-    let leaves = leaves?;
-    let got = sha
-        .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")))
-        .map_err(io)?;
+    // The file's SHA-256 as the CSV reader reads it: one read of the file.
+    let mut hashing = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        sha: Sha256::new(),
+    };
+    let leaves = row_leaves(&mut hashing, &manifest)?;
+    // Whatever the CSV reader left unread still belongs to the file.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
+    let got = crate::hex::encode(&hashing.sha.finalize());
     if got != manifest.file.sha256 {
         return Err(CheckError::FileHash {
             got,
@@ -357,18 +355,16 @@ fn event_of_row(record: &csv::StringRecord, json: &mut String) -> Result<Event, 
     Event::from_json(json).map_err(|e| format!("not an event: {e}"))
 }
 
-/// The hex SHA-256 of the file at `path`.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => sha.update(buf.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    sha: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
     }
-    Ok(crate::hex::encode(&sha.finalize()))
 }
