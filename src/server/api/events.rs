@@ -406,12 +406,7 @@ pub async fn get(
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.may(&org, READ)?;
-    let not_found = || ApiError::not_found(format!("no event {id:?} in organization {org:?}"));
-    let Ok(uuid) = Uuid::parse_str(&id) else {
-        return Err(not_found());
-    };
-    state.before_read(&org).await?;
+    let uuid = event_to_read(&state, &caller, &org, &id).await?;
     let now = state.now();
     let found = state
         .blocking(move |store| Ok(store.get_with_org(uuid, now)?))
@@ -420,6 +415,23 @@ pub async fn get(
         Some((stored_org, event)) if stored_org == org => {
             Ok(([(header::CONTENT_TYPE, "application/json")], event.to_json()).into_response())
         }
-        _ => Err(not_found()),
+        _ => Err(no_event(&org, &id)),
     }
+}
+
+/// The id of the event `id` of `org` that `caller` asks to read (its
+/// content or its proof): the caller's right first, then the id (a
+/// malformed one is not found, as an unknown one is), then, on a cluster
+/// node, the wait until the organization's partition is caught up.
+pub(super) async fn event_to_read(state: &AppState, caller: &Caller, org: &str, id: &str) -> ApiResult<Uuid> {
+    caller.may(org, READ)?;
+    let uuid = Uuid::parse_str(id).map_err(|_| no_event(org, id))?;
+    state.before_read(org).await?;
+    Ok(uuid)
+}
+
+/// No event `id` in `org` (also one of another organization, or past
+/// retention: nothing says which).
+pub(super) fn no_event(org: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("no event {id:?} in organization {org:?}"))
 }

@@ -8,10 +8,10 @@
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
 
+use super::events::{event_to_read, no_event};
 use super::ErrorBody;
-use crate::server::caller::{Caller, READ};
+use crate::server::caller::Caller;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -84,14 +84,7 @@ pub async fn proof(
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.may(&org, READ)?;
-    let missing = format!("no event {id:?} in organization {org:?}");
-    let not_found = move || ApiError::not_found(missing.clone());
-    let Ok(uuid) = Uuid::parse_str(&id) else {
-        return Err(not_found());
-    };
-    // As GET event: a cluster node first catches up with the partition.
-    state.before_read(&org).await?;
+    let uuid = event_to_read(&state, &caller, &org, &id).await?;
     let now = state.now();
     let proof = state
         .blocking(move |store| {
@@ -102,13 +95,13 @@ pub async fn proof(
             // another organization's event, not even a new checkpoint.
             match store.get_with_org(uuid, now)? {
                 Some((stored_org, _)) if stored_org == org => {}
-                _ => return Err(not_found()),
+                _ => return Err(no_event(&org, &id)),
             }
             // Signs a newer checkpoint first when the event is not in the
             // latest one, as `auditstore prove` does.
             match store.prove(uuid)? {
                 Some(proof) if proof.org == org => Ok(proof),
-                _ => Err(not_found()),
+                _ => Err(no_event(&org, &id)),
             }
         })
         .await?;
