@@ -154,6 +154,12 @@ pub async fn get(
     Ok(axum::Json(request).into_response())
 }
 
+/// The name a request's file is downloaded as, with extension `ext`: its
+/// file and its manifest share `audit-log-<org>-<from>-<to>`.
+fn download_name(request: &ExportRequest, ext: &str) -> String {
+    format!("audit-log-{}-{}-{}.{ext}", request.org, request.from, request.to)
+}
+
 /// `Content-Disposition` of a file named `name`: an ASCII `filename` (any
 /// other byte as `_`) and the exact name in `filename*` (RFC 6266), so that
 /// an organization's name never makes an invalid header (it made a `500`).
@@ -207,7 +213,7 @@ pub async fn download(
         .await?;
     let len = file.metadata().map(|m| m.len()).ok();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
-    let name = format!("audit-log-{}-{}-{}.csv", request.org, request.from, request.to);
+    let name = download_name(&request, "csv");
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -252,10 +258,7 @@ pub async fn manifest(
             Ok((request, bytes))
         })
         .await?;
-    let name = format!(
-        "audit-log-{}-{}-{}.manifest.json",
-        request.org, request.from, request.to
-    );
+    let name = download_name(&request, "manifest.json");
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
