@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::export::error::{self, ExportError};
 use crate::export::request::ExportRequest;
 use crate::export::Exports;
-use crate::export::{builder, manifest, manifest_build};
+use crate::export::{builder, manifest_build};
 use crate::store::Problem;
 
 /// Bytes read at a time when checking a file's CRC-32.
@@ -152,24 +152,27 @@ fn check_manifest(dir: &Path, req: &ExportRequest) -> Result<Option<Problem>, Ex
     let Some(want) = req.manifest_sha256.as_deref() else {
         return Ok(None);
     };
-    let path = manifest_build::manifest_path(dir, &req.id);
-    let message = match std::fs::read(&path) {
-        Ok(bytes) if manifest::hex_sha256(&bytes) == want => return Ok(None),
-        Ok(bytes) => format!(
-            "manifest of export request {} is not the one written ({} bytes; its SHA-256 differs from the recorded one)",
-            req.id,
-            bytes.len()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
-            "export request {} recorded a signed manifest but its file is missing",
-            req.id
-        ),
-        Err(e) => return Err(error::io(format!("read {}", path.display()), e)),
+    let (file, offset, message) = match manifest_build::read_checked(dir, req, want) {
+        Ok(_) => return Ok(None),
+        Err(ExportError::Store(crate::Error::Corrupt { path, offset, reason })) => (path, offset, reason),
+        Err(ExportError::Store(crate::Error::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            (
+                manifest_build::manifest_path(dir, &req.id),
+                0,
+                format!(
+                    "export request {} recorded a signed manifest but its file is missing",
+                    req.id
+                ),
+            )
+        }
+        Err(e) => return Err(e),
     };
     Ok(Some(Problem {
         leaf_index: None,
-        file: path,
-        offset: 0,
+        file,
+        offset,
         message,
     }))
 }

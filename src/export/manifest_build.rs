@@ -31,6 +31,28 @@ pub(crate) fn manifest_path(dir: &Path, id: &Uuid) -> PathBuf {
     dir.join(format!("{}{SUFFIX}", id.hyphenated()))
 }
 
+/// The stored manifest of `req` (which recorded its SHA-256 as `want`):
+/// `corrupt` naming it when its bytes are not those written, the read's
+/// error (`NotFound` for a missing one) when it cannot be read.
+pub(crate) fn read_checked(dir: &Path, req: &ExportRequest, want: &str) -> Result<Vec<u8>, ExportError> {
+    let path = manifest_path(dir, &req.id);
+    let bytes = std::fs::read(&path).map_err(|e| error::io(format!("read {}", path.display()), e))?;
+    if hex_sha256(&bytes) != want {
+        return Err(crate::Error::corrupt(
+            &path,
+            0,
+            format!(
+                "the manifest of export request {} is not the one written ({} bytes; its SHA-256 differs \
+                 from the recorded one)",
+                req.id,
+                bytes.len()
+            ),
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
 /// What the build knows about the file.
 pub(crate) struct BuiltFile<'a> {
     pub rows: &'a [RowLeaf],

@@ -318,17 +318,7 @@ impl<'s> Exports<'s> {
         let Some(want) = request.manifest_sha256.as_deref() else {
             return Err(ExportError::NoManifest { id });
         };
-        let path = manifest_build::manifest_path(&self.dir(), &id);
-        let bytes = std::fs::read(&path).map_err(|e| error::io(format!("read {}", path.display()), e))?;
-        if manifest::hex_sha256(&bytes) != want {
-            return Err(crate::Error::corrupt(
-                &path,
-                0,
-                "the manifest is not the one written (its SHA-256 differs from the recorded one)",
-            )
-            .into());
-        }
-        Ok(bytes)
+        manifest_build::read_checked(&self.dir(), &request, want)
     }
 
     /// The request `id` if it has a file to serve, else the refusal.
