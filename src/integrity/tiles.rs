@@ -153,6 +153,45 @@ impl TileStore {
         Ok((tree, store))
     }
 
+    /// Cuts what a crash left in the level files past what `partial`
+    /// claims (an append torn, or done and not yet claimed): each file back
+    /// to its header and its claimed complete tiles, a file of which none
+    /// is claimed removed (the next append writes it anew, header first).
+    /// Nothing claimed is touched. For the writer at open; `verify` only
+    /// reads, and reports such leftovers.
+    pub fn cut_unclaimed(&self) -> Result<(), TileError> {
+        let mut cut = false;
+        for k in 0.. {
+            let path = self.dir.join(level_name(k));
+            let len = match fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(io("reading metadata of", &path)(e)),
+            };
+            match self.written.get(k).copied().unwrap_or(0) {
+                0 => fs::remove_file(&path).map_err(io("removing", &path))?,
+                claimed => {
+                    let keep = HEADER_LEN as u64 + claimed * RECORD_LEN as u64;
+                    if len <= keep {
+                        continue;
+                    }
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io("opening", &path))?;
+                    file.set_len(keep)
+                        .and_then(|()| file.sync_all())
+                        .map_err(io("cutting", &path))?;
+                }
+            }
+            cut = true;
+        }
+        if cut {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// The leaves the files cover.
     pub fn covered(&self) -> u64 {
         self.partial_leaves.unwrap_or(0)

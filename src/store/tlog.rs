@@ -268,6 +268,9 @@ impl Tlog {
                 (tree, tiles)
             }
         };
+        // A crash while tiles were appended leaves bytes past what `partial`
+        // claims (a file with no header, say): cut, as the log's torn tail is.
+        tiles.cut_unclaimed().map_err(tile_err)?;
         if tree.size() < base.1 {
             // The tiles end at the first retained leaf's bottom tile: its
             // leaves before that one are in the retention entry.

@@ -199,3 +199,35 @@ fn tiles_cost_well_under_two_bytes_per_leaf() {
         "level 1 alone is 8204 B per 65,536 leaves: {per_leaf}"
     );
 }
+
+/// What a crash leaves past `partial` (a torn append to a level file, a new
+/// level file without its header yet) is cut at the next open for writing,
+/// after which every level file is whole again and the tree is the same.
+#[test]
+fn appends_a_crash_left_past_partial_are_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiles = dir.path().join(TREE_DIR);
+    // One complete level-1 tile (65,536 leaves), no level-2 tile.
+    let all = leaves(65_536 + 300);
+    let (tree, _) = TileStore::rebuild(&tiles, all.clone()).expect("rebuild");
+    let level1 = tiles.join("level-1.tiles");
+    let whole = fs::metadata(&level1).expect("level 1").len();
+    // Half a tile appended to level 1; level 2 created, nothing written yet.
+    let mut f = OpenOptions::new().append(true).open(&level1).expect("open");
+    std::io::Write::write_all(&mut f, &vec![7u8; RECORD_LEN / 2]).expect("append");
+    fs::File::create(tiles.join("level-2.tiles")).expect("create level 2");
+    let check =
+        |n: usize| auditstore::integrity::tiles::check_level_file(&tiles.join(format!("level-{n}.tiles")), n);
+    assert!(
+        check(1).is_err() && check(2).is_err(),
+        "the leftovers are damage as they stand"
+    );
+    let (loaded, store) = TileStore::load(&tiles).expect("load").expect("tiles");
+    store.cut_unclaimed().expect("cut");
+    assert_eq!(fs::metadata(&level1).expect("level 1").len(), whole);
+    assert!(!tiles.join("level-2.tiles").exists());
+    assert_eq!(check(1).expect("level 1 whole"), 1);
+    let (again, _) = TileStore::load(&tiles).expect("load").expect("tiles");
+    assert_eq!(again, loaded);
+    assert_eq!(loaded.level(0), tree.level(0));
+}
