@@ -154,9 +154,9 @@ impl TileStore {
     }
 
     /// Cuts what a crash left in the level files past what `partial`
-    /// claims (an append torn, or done and not yet claimed): each file back
-    /// to its header and its claimed complete tiles, a file of which none
-    /// is claimed removed (the next append writes it anew, header first).
+    /// claims (an append torn, or done and not yet claimed, or a new file
+    /// whose header was not written): each file back to its header and its
+    /// claimed complete tiles.
     /// Nothing claimed is touched. For the writer at open; `verify` only
     /// reads, and reports such leftovers.
     pub fn cut_unclaimed(&self) -> Result<(), TileError> {
@@ -168,22 +168,34 @@ impl TileStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) => return Err(io("reading metadata of", &path)(e)),
             };
-            match self.written.get(k).copied().unwrap_or(0) {
-                0 => fs::remove_file(&path).map_err(io("removing", &path))?,
-                claimed => {
-                    let keep = HEADER_LEN as u64 + claimed * RECORD_LEN as u64;
-                    if len <= keep {
-                        continue;
-                    }
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io("opening", &path))?;
-                    file.set_len(keep)
-                        .and_then(|()| file.sync_all())
-                        .map_err(io("cutting", &path))?;
+            let claimed = self.written.get(k).copied().unwrap_or(0);
+            let keep = HEADER_LEN as u64 + claimed * RECORD_LEN as u64;
+            if claimed > 0 && len <= keep {
+                continue;
+            }
+            if claimed == 0 && len == HEADER_LEN as u64 {
+                let mut header = [0u8; HEADER_LEN];
+                File::open(&path)
+                    .and_then(|mut f| f.read_exact(&mut header))
+                    .map_err(io("reading header of", &path))?;
+                if header == level_header(k + 1) {
+                    continue;
                 }
             }
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io("opening", &path))?;
+            let cut_back = if claimed == 0 {
+                // Nothing claimed: the file is its header alone, as made.
+                file.set_len(0)
+                    .and_then(|()| file.write_all(&level_header(k + 1)))
+            } else {
+                file.set_len(keep)
+            };
+            cut_back
+                .and_then(|()| file.sync_all())
+                .map_err(io("cutting", &path))?;
             cut = true;
         }
         if cut {
