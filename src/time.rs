@@ -116,6 +116,12 @@ impl Timestamp {
         }
     }
 
+    /// [`Timestamp::write_rfc3339`] into bytes.
+    pub fn write_rfc3339_bytes(self, out: &mut Vec<u8>) {
+        let (buf, len) = self.format_bytes();
+        out.extend_from_slice(buf.get(..len).unwrap_or_default());
+    }
+
     /// The form written by [`Timestamp::write_rfc3339`], as a new `String`.
     pub fn to_rfc3339(self) -> String {
         let mut s = String::with_capacity(MAX_FORMATTED_LEN);

@@ -158,7 +158,7 @@ fn row_leaves<R: Read + Send>(input: R, manifest: &Manifest) -> Result<Vec<Hash>
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let stop = AtomicBool::new(false);
-    let (batch_tx, batch_rx) = mpsc::sync_channel::<(u64, Vec<csv::ByteRecord>)>(workers * 2);
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<(u64, Rows)>(workers * 2);
     let batch_rx = Mutex::new(batch_rx);
     let (done_tx, done_rx) = mpsc::channel::<(u64, Result<Vec<RowLeafOf>, CheckError>)>();
     std::thread::scope(|s| {
@@ -219,11 +219,49 @@ fn row_leaves<R: Read + Send>(input: R, manifest: &Manifest) -> Result<Vec<Hash>
     })
 }
 
+/// A batch of rows: their cells back to back, and where each cell ends.
+/// Two buffers per batch, not two per row: the rows are made on the
+/// reader's thread and dropped on a worker's.
+#[derive(Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    /// Per row, the end of each of its cells in `bytes`, after the row's
+    /// cell count.
+    ends: Vec<usize>,
+    count: usize,
+}
+
+impl Rows {
+    fn push(&mut self, record: &csv::ByteRecord) {
+        self.ends.push(record.len());
+        for cell in record.iter() {
+            self.bytes.extend_from_slice(cell);
+            self.ends.push(self.bytes.len());
+        }
+        self.count += 1;
+    }
+
+    /// Each row's cells, in order.
+    fn each<'a>(&'a self, mut f: impl FnMut(&[&'a [u8]])) {
+        let mut cells: Vec<&'a [u8]> = Vec::with_capacity(COLUMNS.len());
+        let (mut k, mut from) = (0, 0);
+        while let Some(&n) = self.ends.get(k) {
+            cells.clear();
+            for &end in self.ends.get(k + 1..k + 1 + n).unwrap_or_default() {
+                cells.push(self.bytes.get(from..end).unwrap_or_default());
+                from = end;
+            }
+            k += 1 + n;
+            f(&cells);
+        }
+    }
+}
+
 /// Reads the header and the rows, sending them in batches (each with its
 /// first line number) until the file ends or `stop` is set.
 fn read_rows<R: Read>(
     input: R,
-    batches: mpsc::SyncSender<(u64, Vec<csv::ByteRecord>)>,
+    batches: mpsc::SyncSender<(u64, Rows)>,
     stop: &AtomicBool,
 ) -> Result<(), CheckError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(input);
@@ -243,16 +281,17 @@ fn read_rows<R: Read>(
     let mut line = 1u64;
     while !stop.load(Ordering::Relaxed) {
         let first = line + 1;
-        let mut rows = Vec::with_capacity(BATCH);
-        while rows.len() < BATCH && read(&mut reader, &mut record, line + 1)? {
+        let mut rows = Rows {
+            bytes: Vec::with_capacity(BATCH * 640),
+            ends: Vec::with_capacity(BATCH * (COLUMNS.len() + 1)),
+            count: 0,
+        };
+        while rows.count < BATCH && read(&mut reader, &mut record, line + 1)? {
             line += 1;
-            // The next record starts with room for a typical row, so that
-            // reading it does not grow its buffers step by step.
-            let next = csv::ByteRecord::with_capacity(record.as_slice().len() + 256, COLUMNS.len());
-            rows.push(std::mem::replace(&mut record, next));
+            rows.push(&record);
         }
-        let ended = rows.len() < BATCH;
-        if !rows.is_empty() && batches.send((first, rows)).is_err() {
+        let ended = rows.count < BATCH;
+        if rows.count > 0 && batches.send((first, rows)).is_err() {
             break;
         }
         if ended {
@@ -263,25 +302,48 @@ fn read_rows<R: Read>(
 }
 
 /// The instants, ids and leaves of rows from line `first` on.
-fn leaves_of(org: &str, first: u64, rows: Vec<csv::ByteRecord>) -> Result<Vec<RowLeafOf>, CheckError> {
+fn leaves_of(org: &str, first: u64, rows: Rows) -> Result<Vec<RowLeafOf>, CheckError> {
     let mut json = String::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for (k, record) in rows.into_iter().enumerate() {
-        let line = first + k as u64;
+    let mut out = Vec::with_capacity(rows.count);
+    let mut texts: Vec<&str> = Vec::with_capacity(COLUMNS.len());
+    let mut failed = None;
+    rows.each(|cells| {
+        if failed.is_some() {
+            return;
+        }
+        let line = first + out.len() as u64;
         let row_err = |reason: String| CheckError::Row { line, reason };
-        let record = csv::StringRecord::from_byte_record(record)
-            .map_err(|e| row_err(format!("not UTF-8: {}", e.utf8_error())))?;
-        let record = &record;
-        out.push(match fast_row_leaf(org, record) {
-            Some(fast) => fast,
-            None => {
-                let event = event_of_row(record, &mut json).map_err(row_err)?;
-                let leaf = event_leaf_hash(org, &event).map_err(|e| row_err(e.to_string()))?;
-                (event.occurred_at(), event.id(), leaf)
+        texts.clear();
+        for (column, cell) in cells.iter().enumerate() {
+            match std::str::from_utf8(cell) {
+                Ok(text) => texts.push(text),
+                Err(e) => {
+                    failed = Some(row_err(format!(
+                        "not UTF-8: invalid UTF-8 in field {column} near byte index {}",
+                        e.valid_up_to()
+                    )));
+                    return;
+                }
             }
-        });
+        }
+        let leaf = match fast_row_leaf(org, &texts) {
+            Some(fast) => Ok(fast),
+            None => event_of_row(&texts, &mut json)
+                .map_err(row_err)
+                .and_then(|event| {
+                    let leaf = event_leaf_hash(org, &event).map_err(|e| row_err(e.to_string()))?;
+                    Ok((event.occurred_at(), event.id(), leaf))
+                }),
+        };
+        match leaf {
+            Ok(leaf) => out.push(leaf),
+            Err(e) => failed = Some(e),
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 /// A row's instant, id and leaf hash straight from its cells (the leaf
@@ -290,11 +352,11 @@ fn leaves_of(org: &str, first: u64, rows: Vec<csv::ByteRecord>) -> Result<Vec<Ro
 /// cells are not the event's as the export writes them cannot hash to a
 /// leaf of the log, so what the event's own rules would refuse fails here
 /// as a leaf not in the tree.
-fn fast_row_leaf(org: &str, r: &csv::StringRecord) -> Option<(Timestamp, Uuid, Hash)> {
+fn fast_row_leaf(org: &str, r: &[&str]) -> Option<(Timestamp, Uuid, Hash)> {
     if r.len() != COLUMNS.len() {
         return None;
     }
-    let cell = |i: usize| r.get(i).unwrap_or_default();
+    let cell = |i: usize| r.get(i).copied().unwrap_or_default();
     let nested = |i: usize| Some(cell(i)).filter(|c| !c.is_empty());
     let id = Uuid::parse_str(cell(0)).ok()?;
     let occurred_at = Timestamp::parse_rfc3339(cell(5)).ok()?;
@@ -325,7 +387,7 @@ fn fast_row_leaf(org: &str, r: &csv::StringRecord) -> Option<(Timestamp, Uuid, H
 
 /// The event a CSV row was made from: the cells back into the JSON object
 /// `get` prints (an empty optional cell is an absent field).
-fn event_of_row(record: &csv::StringRecord, json: &mut String) -> Result<Event, String> {
+fn event_of_row(record: &[&str], json: &mut String) -> Result<Event, String> {
     if record.len() != COLUMNS.len() {
         return Err(format!("{} cells; a row has {}", record.len(), COLUMNS.len()));
     }
@@ -348,7 +410,7 @@ fn event_of_row(record: &csv::StringRecord, json: &mut String) -> Result<Event, 
         if raw {
             json.push_str(cell);
         } else {
-            json.push_str(&serde_json::Value::String(cell.to_owned()).to_string());
+            json.push_str(&serde_json::Value::String((*cell).to_owned()).to_string());
         }
     }
     json.push('}');

@@ -3,16 +3,20 @@
 //! ([`super::leaf`]), which the integrator, the export builder and
 //! `export verify` compute for every event.
 //!
-//! Strings without escapes are copied as they are (JCS writes non-ASCII
-//! text raw and escapes only what valid JSON text escapes anyway); an
-//! integer of at most 15 digits is copied (exactly a double); an object's
-//! members are canonicalized into a scratch buffer and written in UTF-16
-//! order of their names. Anything else rare (escapes, other numbers) goes
-//! through the same writers as [`super::jcs`]. A repeated member name,
-//! invalid JSON or nesting past [`MAX_DEPTH`] is [`NotFast`]: the caller
-//! then takes the general path, which gives the authoritative answer (a
+//! The text is written to the output as it is parsed: strings without
+//! escapes and integers of at most 15 digits (exactly doubles) are copied
+//! as they are (JCS writes non-ASCII text raw and escapes only what valid
+//! JSON text escapes anyway), and an object's members are written in the
+//! order they come. Only an object whose member names are out of UTF-16
+//! order is then rewritten, in place, in that order. Anything else rare
+//! (escapes, other numbers) goes through the same writers as
+//! [`super::jcs`]. A repeated member name, invalid JSON or nesting past
+//! [`MAX_DEPTH`] is [`NotFast`]: the caller then takes the general path, which gives the authoritative answer (a
 //! leaf or the error). So this module only has to be right when it
 //! succeeds, which the property tests check against [`super::jcs`].
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
 
 /// The text was not canonicalized here (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,62 +25,74 @@ pub struct NotFast;
 /// Deeper nesting is left to the general path (serde_json's own limit).
 pub const MAX_DEPTH: usize = 128;
 
+/// Buffers reused from one canonicalization to the next: a leaf
+/// canonicalizes several objects, millions of leaves one after another.
+#[derive(Default)]
+pub struct Scratch {
+    /// The members of the objects being written, innermost last.
+    members: Vec<Member>,
+    /// An out-of-order object's bytes while it is rewritten.
+    object: Vec<u8>,
+    /// Member names that had escapes, decoded.
+    names: String,
+}
+
+impl Scratch {
+    /// Runs `f` with this thread's scratch buffers (fresh ones if they are
+    /// in use further up the stack).
+    pub fn with<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => f(&mut scratch),
+            Err(_) => f(&mut Scratch::default()),
+        })
+    }
+}
+
+/// An object member: its name (without quotes) as a range of the text, or
+/// of [`Scratch::names`] when it had escapes, and where `"name":value` was
+/// written in the output.
+struct Member {
+    name: (usize, usize),
+    /// The name's first 8 bytes, big-endian, zero-padded: names that are
+    /// ASCII (no byte 0, since JSON text escapes it) and differ there
+    /// compare as their keys do.
+    key: u64,
+    decoded: bool,
+    ascii: bool,
+    written: (usize, usize),
+}
+
 /// Appends the RFC 8785 form of the JSON text `text` to `out`. On `Err`,
 /// `out` may hold a partial write: callers truncate it.
 pub fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<(), NotFast> {
-    thread_local! {
-        /// Scratch buffers of objects, kept between calls: a leaf
-        /// canonicalizes several objects, millions of leaves one after
-        /// another.
-        static POOLS: std::cell::RefCell<Pools> = std::cell::RefCell::new(Pools::default());
-    }
-    let pools = POOLS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    Scratch::with(|scratch| canonicalize_in(scratch, text, out))
+}
+
+/// [`canonicalize`] with the caller's scratch buffers.
+pub fn canonicalize_in(scratch: &mut Scratch, text: &str, out: &mut Vec<u8>) -> Result<(), NotFast> {
+    scratch.members.clear();
+    scratch.names.clear();
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
         i: 0,
-        pools,
+        scratch,
     };
-    let result = p.value(out, 0).and_then(|()| {
-        p.ws();
-        if p.i == p.b.len() {
-            Ok(())
-        } else {
-            Err(NotFast)
-        }
-    });
-    let pools = p.pools;
-    POOLS.with(|p| *p.borrow_mut() = pools);
-    result
-}
-
-/// Reusable buffers of [`Parser::object`].
-#[derive(Default)]
-struct Pools {
-    values: Vec<Vec<u8>>,
-    members: Vec<Vec<Member>>,
-}
-
-/// An object member: its name (a range of the text, or decoded when it has
-/// escapes) and its canonical value's range in the object's buffer.
-struct Member {
-    name: (usize, usize),
-    decoded: Option<String>,
-    value: (usize, usize),
-}
-
-impl Member {
-    fn name<'s>(&'s self, text: &'s str) -> &'s str {
-        match &self.decoded {
-            Some(name) => name,
-            None => text.get(self.name.0..self.name.1).unwrap_or_default(),
-        }
+    p.value(out, 0)?;
+    p.ws();
+    if p.i == p.b.len() {
+        Ok(())
+    } else {
+        Err(NotFast)
     }
 }
 
 /// Appends `s` as a JCS string.
 pub fn string(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if s.bytes().all(|b| CLASS[b as usize] != SPECIAL) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -86,14 +102,64 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
     }
 }
 
-struct Parser<'a> {
+/// Byte classes of string contents: copied as is, the end of a plain
+/// run (a quote, a backslash or a control character, which JSON text
+/// must escape), or a byte of a non-ASCII character.
+const PLAIN: u8 = 0;
+const SPECIAL: u8 = 1;
+const HIGH: u8 = 2;
+static CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut i = 0;
+    while i < 256 {
+        if i < 0x20 || i == b'"' as usize || i == b'\\' as usize {
+            t[i] = SPECIAL;
+        } else if i >= 0x80 {
+            t[i] = HIGH;
+        }
+        i += 1;
+    }
+    t
+};
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (little-endian) that are not [`PLAIN`]: the high bit of
+/// each such byte set. Only the lowest set bit is exact (the borrow of the
+/// subtractions can mark bytes after it), which is all the caller uses.
+fn special_bytes(w: u64) -> u64 {
+    let below = |n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    below(0x20) | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | (w & HIGHS)
+}
+
+/// [`Member::key`] of the name at `range` of `b`.
+fn name_key(b: &[u8], range: (usize, usize)) -> u64 {
+    let name = b.get(range.0..range.1).unwrap_or_default();
+    let mut key = [0u8; 8];
+    let n = name.len().min(8);
+    key[..n].copy_from_slice(&name[..n]);
+    u64::from_be_bytes(key)
+}
+
+/// A string token: its range with the quotes, whether it has escapes, and
+/// whether it is ASCII.
+struct Token {
+    from: usize,
+    to: usize,
+    escaped: bool,
+    ascii: bool,
+}
+
+struct Parser<'a, 's> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
-    pools: Pools,
+    scratch: &'s mut Scratch,
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     fn ws(&mut self) {
         while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
@@ -109,8 +175,9 @@ impl<'a> Parser<'a> {
             Some(b'{') => self.object(out, depth),
             Some(b'[') => self.array(out, depth),
             Some(b'"') => {
-                let (raw, escaped) = self.string_token()?;
-                if escaped {
+                let t = self.string_token()?;
+                let raw = self.s.get(t.from..t.to).ok_or(NotFast)?;
+                if t.escaped {
                     string(&decode(raw)?, out);
                 } else {
                     out.extend_from_slice(raw.as_bytes());
@@ -134,49 +201,68 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// The string token at `i` with its quotes, and whether it has escapes.
-    fn string_token(&mut self) -> Result<(&'a str, bool), NotFast> {
-        let start = self.i;
-        let mut j = start + 1;
-        let mut escaped = false;
+    /// The string token at `i` (a quote), which it moves past.
+    fn string_token(&mut self) -> Result<Token, NotFast> {
+        let from = self.i;
+        let mut j = from + 1;
+        let (mut escaped, mut ascii) = (false, true);
         loop {
-            let rest = self.b.get(j..).ok_or(NotFast)?;
-            let at = memchr::memchr2(b'"', b'\\', rest).ok_or(NotFast)?;
-            if rest.get(..at).is_some_and(|run| run.iter().any(|&c| c < 0x20)) {
-                return Err(NotFast);
+            // Eight plain bytes at a time.
+            while let Some(word) = self.b.get(j..j + 8) {
+                let w = u64::from_le_bytes(word.try_into().map_err(|_| NotFast)?);
+                match special_bytes(w) {
+                    0 => j += 8,
+                    found => {
+                        j += (found.trailing_zeros() / 8) as usize;
+                        break;
+                    }
+                }
             }
-            j += at;
-            if self.b.get(j) == Some(&b'"') {
-                break;
+            let c = *self.b.get(j).ok_or(NotFast)?;
+            match CLASS[c as usize] {
+                PLAIN => j += 1,
+                HIGH => {
+                    ascii = false;
+                    j += 1;
+                }
+                _ if c == b'"' => break,
+                _ if c == b'\\' => {
+                    escaped = true;
+                    // The escaped character (a quote or a backslash among them).
+                    if self.b.get(j + 1).is_none_or(|&e| e < 0x20) {
+                        return Err(NotFast);
+                    }
+                    j += 2;
+                }
+                _ => return Err(NotFast),
             }
-            escaped = true;
-            // The escaped character (a quote or a backslash among them).
-            if self.b.get(j + 1).is_some_and(|&c| c < 0x20) {
-                return Err(NotFast);
-            }
-            j += 2;
         }
         self.i = j + 1;
-        // Quotes and backslashes are ASCII: these are char boundaries.
-        let raw = self.s.get(start..self.i).ok_or(NotFast)?;
-        Ok((raw, escaped))
+        Ok(Token {
+            from,
+            to: self.i,
+            escaped,
+            ascii,
+        })
     }
 
     fn number(&mut self, out: &mut Vec<u8>) -> Result<(), NotFast> {
         let start = self.i;
-        let digits = |p: &mut Parser<'_>| {
+        let digits = |p: &mut Parser<'_, '_>| {
             let from = p.i;
             while matches!(p.b.get(p.i), Some(b'0'..=b'9')) {
                 p.i += 1;
             }
             p.i - from
         };
-        if self.b.get(self.i) == Some(&b'-') {
+        let negative = self.b.get(self.i) == Some(&b'-');
+        if negative {
             self.i += 1;
         }
         let int_from = self.i;
         let int_digits = digits(self);
-        if int_digits == 0 || (int_digits > 1 && self.b.get(int_from) == Some(&b'0')) {
+        let leading_zero = self.b.get(int_from) == Some(&b'0');
+        if int_digits == 0 || (int_digits > 1 && leading_zero) {
             return Err(NotFast);
         }
         let mut integer = true;
@@ -199,9 +285,12 @@ impl<'a> Parser<'a> {
         }
         let token = self.s.get(start..self.i).ok_or(NotFast)?;
         if integer && int_digits <= 15 {
-            // Exactly a double; `-0` prints as `0`.
-            let n: i64 = token.parse().map_err(|_| NotFast)?;
-            out.extend_from_slice(n.to_string().as_bytes());
+            // Exactly a double, printed as written; `-0` prints as `0`.
+            if negative && leading_zero {
+                out.push(b'0');
+            } else {
+                out.extend_from_slice(token.as_bytes());
+            }
             return Ok(());
         }
         let f: f64 = token.parse().map_err(|_| NotFast)?;
@@ -239,6 +328,8 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The object at `i`: its members written as they come, then put in
+    /// order if they were not.
     fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), NotFast> {
         self.i += 1;
         self.ws();
@@ -247,70 +338,125 @@ impl<'a> Parser<'a> {
             out.extend_from_slice(b"{}");
             return Ok(());
         }
-        let mut members = self.pools.members.pop().unwrap_or_default();
-        let mut values = self.pools.values.pop().unwrap_or_default();
-        members.clear();
-        values.clear();
-        let written = self.members(&mut members, &mut values, out, depth);
-        self.pools.members.push(members);
-        self.pools.values.push(values);
-        written
-    }
-
-    /// The members of the object at `i` (after its `{`), canonicalized.
-    fn members(
-        &mut self,
-        members: &mut Vec<Member>,
-        values: &mut Vec<u8>,
-        out: &mut Vec<u8>,
-        depth: usize,
-    ) -> Result<(), NotFast> {
+        let start = out.len();
+        out.push(b'{');
+        let base = self.scratch.members.len();
+        let mut in_order = true;
         loop {
             self.ws();
             if self.b.get(self.i) != Some(&b'"') {
                 return Err(NotFast);
             }
-            let start = self.i;
-            let (raw, escaped) = self.string_token()?;
-            let decoded = if escaped { Some(decode(raw)?) } else { None };
+            let name = self.string_token()?;
             self.ws();
             if self.b.get(self.i) != Some(&b':') {
                 return Err(NotFast);
             }
             self.i += 1;
-            let from = values.len();
-            self.value(values, depth + 1)?;
-            members.push(Member {
-                name: (start + 1, start + raw.len() - 1),
+            let at = out.len();
+            let raw = self.s.get(name.from..name.to).ok_or(NotFast)?;
+            let (range, decoded) = if name.escaped {
+                let text = decode(raw)?;
+                string(&text, out);
+                let from = self.scratch.names.len();
+                self.scratch.names.push_str(&text);
+                ((from, self.scratch.names.len()), true)
+            } else {
+                out.extend_from_slice(raw.as_bytes());
+                ((name.from + 1, name.to - 1), false)
+            };
+            out.push(b':');
+            self.value(out, depth + 1)?;
+            let member = Member {
+                key: if decoded { 0 } else { name_key(self.b, range) },
+                name: range,
                 decoded,
-                value: (from, values.len()),
-            });
+                ascii: name.ascii && !decoded,
+                written: (at, out.len()),
+            };
+            if self.scratch.members.len() > base {
+                if let Some(last) = self.scratch.members.last() {
+                    match self.order(last, &member) {
+                        Ordering::Less => {}
+                        Ordering::Equal => return Err(NotFast),
+                        Ordering::Greater => in_order = false,
+                    }
+                }
+            }
+            self.scratch.members.push(member);
             self.ws();
             match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
+                Some(b',') => {
+                    self.i += 1;
+                    out.push(b',');
+                }
                 Some(b'}') => {
                     self.i += 1;
+                    out.push(b'}');
                     break;
                 }
                 _ => return Err(NotFast),
             }
         }
-        let text = self.s;
-        members.sort_by(|a, b| utf16_cmp(a.name(text), b.name(text)));
-        if members.windows(2).any(|w| w[0].name(text) == w[1].name(text)) {
-            return Err(NotFast);
-        }
-        out.push(b'{');
-        for (k, m) in members.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
+        let result = if in_order {
+            Ok(())
+        } else {
+            self.reorder(base, start, out)
+        };
+        self.scratch.members.truncate(base);
+        result
+    }
+
+    /// Rewrites the object written at `start` of `out`, whose members are
+    /// `members[base..]`, in the UTF-16 order of their names.
+    fn reorder(&mut self, base: usize, start: usize, out: &mut Vec<u8>) -> Result<(), NotFast> {
+        let mut members = std::mem::take(&mut self.scratch.members);
+        let mut object = std::mem::take(&mut self.scratch.object);
+        let written = (|| {
+            let own = members.get_mut(base..).ok_or(NotFast)?;
+            own.sort_unstable_by(|a, b| self.order(a, b));
+            if own
+                .windows(2)
+                .any(|w| self.order(&w[0], &w[1]) == Ordering::Equal)
+            {
+                return Err(NotFast);
             }
-            string(m.name(text), out);
-            out.push(b':');
-            out.extend_from_slice(values.get(m.value.0..m.value.1).ok_or(NotFast)?);
+            object.clear();
+            object.extend_from_slice(out.get(start..).ok_or(NotFast)?);
+            out.truncate(start);
+            out.push(b'{');
+            for (k, m) in own.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                let (from, to) = (m.written.0 - start, m.written.1 - start);
+                out.extend_from_slice(object.get(from..to).ok_or(NotFast)?);
+            }
+            out.push(b'}');
+            Ok(())
+        })();
+        self.scratch.members = members;
+        self.scratch.object = object;
+        written
+    }
+
+    fn order(&self, a: &Member, b: &Member) -> Ordering {
+        let name = |m: &Member| {
+            let text = if m.decoded {
+                self.scratch.names.as_str()
+            } else {
+                self.s
+            };
+            text.get(m.name.0..m.name.1).unwrap_or_default()
+        };
+        if a.ascii && b.ascii {
+            match a.key.cmp(&b.key) {
+                Ordering::Equal => name(a).as_bytes().cmp(name(b).as_bytes()),
+                unequal => unequal,
+            }
+        } else {
+            utf16_cmp(name(a), name(b))
         }
-        out.push(b'}');
-        Ok(())
     }
 }
 

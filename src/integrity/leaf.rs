@@ -17,11 +17,12 @@
 //!   has no leaf and [`leaf_data`] refuses it with a [`LeafError`].
 
 use std::fmt;
+use std::io::Write as _;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::canon::{self, NotFast};
+use super::canon::{self, NotFast, Scratch};
 use super::hash::{leaf_hash, Hash};
 use crate::event::Event;
 
@@ -89,39 +90,42 @@ impl<'a> LeafParts<'a> {
 /// what only the general path answers (a repeated key, say); `out` is then
 /// left as it was.
 pub fn fast_leaf_data(p: &LeafParts<'_>, out: &mut Vec<u8>) -> Result<(), NotFast> {
+    Scratch::with(|scratch| fast_leaf_data_in(scratch, p, out))
+}
+
+fn fast_leaf_data_in(scratch: &mut Scratch, p: &LeafParts<'_>, out: &mut Vec<u8>) -> Result<(), NotFast> {
     let start = out.len();
+    let mut object = |text: &str, out: &mut Vec<u8>| canon::canonicalize_in(scratch, text, out);
     let written = (|| {
         out.extend_from_slice(b"{\"event\":{\"action\":");
         canon::string(p.action, out);
         out.extend_from_slice(b",\"actor\":");
-        canon::canonicalize(p.actor, out)?;
+        object(p.actor, out)?;
         out.extend_from_slice(b",\"id\":\"");
         let mut buf = uuid::Uuid::encode_buffer();
         out.extend_from_slice(p.id.hyphenated().encode_lower(&mut buf).as_bytes());
         out.extend_from_slice(b"\",\"metadata\":");
-        canon::canonicalize(p.metadata, out)?;
+        object(p.metadata, out)?;
         out.extend_from_slice(b",\"occurred_at\":\"");
-        let mut at = String::with_capacity(32);
-        p.occurred_at.write_rfc3339(&mut at);
-        out.extend_from_slice(at.as_bytes());
+        p.occurred_at.write_rfc3339_bytes(out);
         out.extend_from_slice(b"\",\"payload\":");
-        canon::canonicalize(p.payload, out)?;
+        object(p.payload, out)?;
         if let Some(request) = p.request {
             out.extend_from_slice(b",\"request\":");
-            canon::canonicalize(request, out)?;
+            object(request, out)?;
         }
         if let Some(scope) = p.scope {
             out.extend_from_slice(b",\"scope\":");
-            canon::canonicalize(scope, out)?;
+            object(scope, out)?;
         }
         out.extend_from_slice(if p.success {
             b",\"success\":true,\"target\":"
         } else {
             b",\"success\":false,\"target\":"
         });
-        canon::canonicalize(p.target, out)?;
+        object(p.target, out)?;
         out.extend_from_slice(b",\"version\":");
-        out.extend_from_slice(p.version.to_string().as_bytes());
+        let _ = write!(out, "{}", p.version);
         out.extend_from_slice(b"},\"org\":");
         canon::string(p.org, out);
         out.push(b'}');

@@ -127,6 +127,25 @@ fn an_export_checks_out_and_any_change_to_file_or_manifest_fails() {
     });
     let err = fails(&altered, &manifest);
     assert!(matches!(err, CheckError::FileHash { .. }), "{err}");
+    // A byte that is not UTF-8 in the fourth line (its action's first
+    // letter): that line is named.
+    let mut bytes = std::fs::read(&csv).unwrap();
+    let line4 = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(2)
+        .unwrap()
+        .0
+        + 1;
+    let comma = line4 + bytes[line4..].iter().position(|&b| b == b',').unwrap();
+    bytes[comma + 1] = 0xFF;
+    let not_utf8 = csv.with_file_name("not-utf8.csv");
+    std::fs::write(&not_utf8, &bytes).unwrap();
+    match fails(&not_utf8, &manifest) {
+        CheckError::Row { line: 4, reason } => assert!(reason.contains("not UTF-8"), "{reason}"),
+        other => panic!("{other}"),
+    }
     let flipped = rewrite(&csv, |mut l| {
         let cells = l[2].clone();
         l[2] = if cells.contains(",true,") {
