@@ -51,6 +51,85 @@ fn slot_value(bytes: &[u8]) -> Option<u64> {
         .then(|| u64::from_be_bytes(seq))
 }
 
+/// The larger valid slot's position and index (0 and slot 1 if none).
+fn newest(buf: &[u8]) -> (u64, usize) {
+    let (mut seq, mut slot) = (0, 1);
+    for i in 0..2 {
+        if let Some(v) = buf.get(i * SLOT..(i + 1) * SLOT).and_then(slot_value) {
+            if v >= seq {
+                seq = v;
+                slot = i;
+            }
+        }
+    }
+    (seq, slot)
+}
+
+/// The directory of the position files, relative to a data directory.
+pub const POSITIONS_DIR: &str = "cluster";
+
+/// Every position recorded in the data directory `data_dir`
+/// (`cluster/<cluster>/p<N>.applied`), each with its path relative to
+/// `data_dir`, read without changing anything. `backup` reads them before
+/// it copies the store, so that the copy holds at least what they say is
+/// applied (docs/cluster.md, "Seeding a node").
+pub fn read_positions(data_dir: &Path) -> Result<Vec<(PathBuf, u64)>, AppliedError> {
+    let root = data_dir.join(POSITIONS_DIR);
+    let err = |context, path: &Path, source| AppliedError {
+        context,
+        path: path.to_path_buf(),
+        source,
+    };
+    let clusters = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err("list", &root, e)),
+    };
+    let mut out = Vec::new();
+    for cluster in clusters {
+        let cluster = cluster.map_err(|e| err("list", &root, e))?.path();
+        if !cluster.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&cluster).map_err(|e| err("list", &cluster, e))? {
+            let path = file.map_err(|e| err("list", &cluster, e))?.path();
+            let named = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix('p')
+                    .and_then(|n| n.strip_suffix(".applied"))
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if !named {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| err("read", &path, e))?;
+            let relative = path.strip_prefix(data_dir).unwrap_or(&path).to_path_buf();
+            out.push((relative, newest(&bytes).0));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `positions` (from [`read_positions`]) under the data directory
+/// `dest`, durably.
+pub fn write_positions(dest: &Path, positions: &[(PathBuf, u64)]) -> Result<(), AppliedError> {
+    for (relative, seq) in positions {
+        let path = dest.join(relative);
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => {
+                return Err(AppliedError {
+                    context: "name",
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a position file"),
+                })
+            }
+        };
+        Applied::open(dir, name)?.set(*seq)?;
+    }
+    Ok(())
+}
+
 impl Applied {
     /// Open (creating it, at 0) the position file `name` in `dir`.
     pub fn open(dir: &Path, name: &str) -> Result<Applied, AppliedError> {
@@ -78,15 +157,7 @@ impl Applied {
         }
         let mut buf = [0u8; 2 * SLOT];
         file.read_exact_at(&mut buf, 0).map_err(|e| err("read", e))?;
-        let (mut seq, mut slot) = (0, 1);
-        for i in 0..2 {
-            if let Some(v) = slot_value(&buf[i * SLOT..(i + 1) * SLOT]) {
-                if v >= seq {
-                    seq = v;
-                    slot = i;
-                }
-            }
-        }
+        let (seq, slot) = newest(&buf);
         Ok(Applied {
             file,
             path,
@@ -163,6 +234,28 @@ mod tests {
             values.contains(&Some(9)) && values.contains(&Some(13)),
             "{values:?}"
         );
+    }
+
+    #[test]
+    fn positions_carry_over_to_another_data_directory() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        assert_eq!(read_positions(from.path()).unwrap(), vec![]);
+        let dir = from.path().join("cluster/main");
+        Applied::open(&dir, "p0.applied").unwrap().set(7).unwrap();
+        Applied::open(&dir, "p12.applied").unwrap().set(40).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"not a position").unwrap();
+        let got = read_positions(from.path()).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (PathBuf::from("cluster/main/p0.applied"), 7),
+                (PathBuf::from("cluster/main/p12.applied"), 40)
+            ]
+        );
+        write_positions(to.path(), &got).unwrap();
+        assert_eq!(read_positions(to.path()).unwrap(), got);
+        let copy = Applied::open(&to.path().join("cluster/main"), "p12.applied").unwrap();
+        assert_eq!(copy.get(), 40);
     }
 
     #[test]

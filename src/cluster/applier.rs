@@ -44,6 +44,8 @@ pub struct Applier {
     pub position: u64,
     /// Tells readers how far this partition is applied.
     pub watermark: watch::Sender<u64>,
+    /// Why this partition's applier stopped for good, for reads to say.
+    pub fault: Arc<Mutex<Option<String>>>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -66,8 +68,9 @@ impl Applier {
             }
             match self.run_once().await {
                 Ended::Stopped => return,
-                Ended::Restart(e @ ClusterError::Metadata(_)) => {
+                Ended::Restart(e @ (ClusterError::Metadata(_) | ClusterError::Expired { .. })) => {
                     tracing::error!("partition {}: applier stopped: {e}", self.partition);
+                    *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                     return;
                 }
                 Ended::Restart(e) => {
@@ -104,12 +107,21 @@ impl Applier {
     async fn consume(&mut self) -> Result<(), ClusterError> {
         let p = self.partition;
         let mut s = ensure_stream(&self.js, &self.config, p).await?;
-        let last = s
+        let state = s
             .info()
             .await
             .map_err(|e| ClusterError::nats("stream info", e))?
             .state
-            .last_sequence;
+            .clone();
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        if first > self.position + 1 {
+            // Sequences position + 1 .. first - 1 existed and are gone.
+            return Err(ClusterError::Expired {
+                partition: p,
+                applied: self.position,
+                first,
+            });
+        }
         if self.position > last {
             return Err(ClusterError::Metadata(format!(
                 "partition {p}: this node applied up to sequence {} but the stream ends at {last} \

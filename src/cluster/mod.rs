@@ -57,6 +57,11 @@ pub struct ClusterConfig {
     pub read_wait: Duration,
     /// How long a JetStream request (publish ack, stream info) may take.
     pub request_timeout: Duration,
+    /// How long the streams keep a message, when this node creates them
+    /// (`None`: for ever). A node down for longer, or a new one, must be
+    /// seeded from another node's `backup` (docs/cluster.md, "Seeding a
+    /// node").
+    pub stream_max_age: Option<Duration>,
 }
 
 impl ClusterConfig {
@@ -70,6 +75,7 @@ impl ClusterConfig {
             replicas: 3,
             read_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            stream_max_age: None,
         }
     }
 
@@ -87,6 +93,12 @@ impl ClusterConfig {
                     partition::MAX_PARTITIONS
                 )));
             }
+        }
+        if self
+            .stream_max_age
+            .is_some_and(|age| age < Duration::from_secs(1))
+        {
+            return Err(ClusterError::Config("stream max age: at least 1 second".into()));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(ClusterError::Config(format!(
@@ -133,6 +145,19 @@ pub enum ClusterError {
     /// The cluster's stored settings disagree with this node's.
     #[error("cluster metadata: {0}")]
     Metadata(String),
+    /// The stream no longer holds messages this node has not applied
+    /// (they outlived the stream's max age): only a backup of another
+    /// node can bring the partition up to date.
+    #[error(
+        "partition {partition}: this node applied up to sequence {applied}, but the stream now starts at \
+         {first}: the messages between expired (the streams' max age). Seed this node's data directory \
+         from another node's `backup` (docs/cluster.md, \"Seeding a node\")"
+    )]
+    Expired {
+        partition: u32,
+        applied: u64,
+        first: u64,
+    },
     #[error(transparent)]
     Message(#[from] message::MessageError),
     #[error(transparent)]

@@ -39,6 +39,8 @@ struct Inner {
     store: Arc<Store>,
     publisher: Publisher,
     watermarks: Vec<watch::Receiver<u64>>,
+    /// Per partition, why its applier stopped for good.
+    faults: Vec<Arc<Mutex<Option<String>>>>,
     stop: watch::Sender<bool>,
     appliers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -66,6 +68,7 @@ impl Node {
         let dir = store.dir().join("cluster").join(&config.name);
         let (stop, stop_rx) = watch::channel(false);
         let mut watermarks = Vec::with_capacity(partitions as usize);
+        let mut faults = Vec::with_capacity(partitions as usize);
         let mut appliers = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
             let applied = {
@@ -77,6 +80,8 @@ impl Node {
             let position = applied.get();
             let (tx, rx) = watch::channel(position);
             watermarks.push(rx);
+            let fault = Arc::new(Mutex::new(None));
+            faults.push(fault.clone());
             let applier = Applier {
                 js: js.clone(),
                 config: config.clone(),
@@ -85,6 +90,7 @@ impl Node {
                 applied: Arc::new(Mutex::new(applied)),
                 position,
                 watermark: tx,
+                fault,
                 stop: stop_rx.clone(),
             };
             appliers.push(tokio::spawn(applier.run()));
@@ -96,6 +102,7 @@ impl Node {
             store,
             publisher,
             watermarks,
+            faults,
             stop,
             appliers: Mutex::new(appliers),
         })))
@@ -124,6 +131,7 @@ impl Node {
     /// sequence as of now, at most the configured read wait.
     pub async fn caught_up(&self, p: u32) -> ApiResult<()> {
         let inner = &self.0;
+        self.fault(p)?;
         let deadline = tokio::time::Instant::now() + inner.config.read_wait;
         let last =
             tokio::time::timeout_at(deadline, streams::last_sequence(&inner.js, &inner.config.name, p))
@@ -144,6 +152,8 @@ impl Node {
         match reached {
             true => Ok(()),
             false => {
+                // The applier may have stopped for good while we waited.
+                self.fault(p)?;
                 metrics::counter!("auditstore_cluster_reads_not_caught_up_total").increment(1);
                 let applied = *rx.borrow();
                 Err(ApiError::unavailable(format!(
@@ -155,6 +165,22 @@ impl Node {
                 .with("applied", applied)
                 .with("stream_last_seq", last))
             }
+        }
+    }
+
+    /// `503` naming why partition `p`'s applier stopped for good, if it did.
+    fn fault(&self, p: u32) -> ApiResult<()> {
+        let fault = self
+            .0
+            .faults
+            .get(p as usize)
+            .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        match fault {
+            Some(fault) => Err(ApiError::unavailable(format!(
+                "this node cannot serve partition {p}: {fault}"
+            ))
+            .with("partition", p)),
+            None => Ok(()),
         }
     }
 

@@ -38,8 +38,15 @@ pub fn meta_bucket(cluster: &str) -> String {
     format!("AUDIT_{cluster}_META")
 }
 
-/// A partition's stream configuration (docs/cluster.md, "Streams").
-pub fn stream_config(cluster: &str, partition: u32, replicas: usize) -> stream::Config {
+/// A partition's stream configuration (docs/cluster.md, "Streams"):
+/// messages kept for ever, or for `max_age` (the de-duplication window is
+/// then at most that: JetStream requires it).
+pub fn stream_config(
+    cluster: &str,
+    partition: u32,
+    replicas: usize,
+    max_age: Option<Duration>,
+) -> stream::Config {
     stream::Config {
         name: stream_name(cluster, partition),
         description: Some(format!(
@@ -50,7 +57,8 @@ pub fn stream_config(cluster: &str, partition: u32, replicas: usize) -> stream::
         num_replicas: replicas,
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::New,
-        duplicate_window: DUPLICATE_WINDOW,
+        duplicate_window: max_age.map_or(DUPLICATE_WINDOW, |age| age.min(DUPLICATE_WINDOW)),
+        max_age: max_age.unwrap_or_default(),
         max_message_size: MAX_MESSAGE_BYTES,
         deny_delete: true,
         deny_purge: true,
@@ -146,7 +154,7 @@ pub async fn ensure_stream(
     config: &ClusterConfig,
     partition: u32,
 ) -> Result<stream::Stream, ClusterError> {
-    let wanted = stream_config(&config.name, partition, config.replicas);
+    let wanted = stream_config(&config.name, partition, config.replicas, config.stream_max_age);
     let mut s = js
         .get_or_create_stream(wanted.clone())
         .await
@@ -196,9 +204,17 @@ mod tests {
         assert_eq!(subject("main", 3), "auditstore.main.p3");
         assert_eq!(consumer_name("n1"), "node-n1");
         assert_eq!(meta_bucket("main"), "AUDIT_main_META");
-        let c = stream_config("main", 0, 3);
+        let c = stream_config("main", 0, 3, None);
         assert_eq!(c.num_replicas, 3);
         assert_eq!(c.storage, stream::StorageType::File);
         assert_eq!(c.duplicate_window, Duration::from_secs(120));
+        assert_eq!(c.max_age, Duration::ZERO);
+        let kept = stream_config("main", 0, 3, Some(Duration::from_secs(30)));
+        assert_eq!(
+            (kept.max_age, kept.duplicate_window),
+            (Duration::from_secs(30), Duration::from_secs(30))
+        );
+        let long = stream_config("main", 0, 3, Some(Duration::from_secs(86_400)));
+        assert_eq!(long.duplicate_window, Duration::from_secs(120));
     }
 }

@@ -262,6 +262,12 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
 }
 
 pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
+    // A cluster node's applied positions, read before the store is: the
+    // copy then holds at least what they say is applied, and a node
+    // seeded from it goes on from there (docs/cluster.md, "Seeding a node").
+    #[cfg(feature = "cluster")]
+    let positions = auditstore::cluster::applied::read_positions(&ctx.data_dir)
+        .map_err(|e| CliError::new("io", e.to_string()))?;
     // Opened as the read commands open it: for writing (which takes the
     // lock and recovers), or read-only while another process holds it.
     let store = ctx.open_store(false)?;
@@ -287,6 +293,9 @@ pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
         }
         err
     })?;
+    #[cfg(feature = "cluster")]
+    auditstore::cluster::applied::write_positions(&at, &positions)
+        .map_err(|e| CliError::new("io", e.to_string()))?;
     let millis = started.elapsed().as_millis() as u64;
     if ctx.json {
         ctx.print_json(&json!({

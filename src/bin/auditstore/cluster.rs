@@ -30,6 +30,11 @@ pub struct NodeArgs {
     /// milliseconds.
     #[arg(long, default_value_t = 5000)]
     read_wait_ms: u64,
+    /// How long the streams keep a message, in seconds, when this node
+    /// creates them [default: for ever]. A node down for longer, or a new
+    /// one, must then be seeded from another node's `backup`.
+    #[arg(long, value_name = "SECONDS")]
+    stream_max_age: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -63,10 +68,10 @@ fn cli_error(e: ClusterError) -> CliError {
 impl NodeArgs {
     /// Refuse cluster options given without `--cluster`.
     pub fn refuse_without_cluster(&self) -> CliResult<()> {
-        if self.node.is_some() || self.partitions.is_some() {
+        if self.node.is_some() || self.partitions.is_some() || self.stream_max_age.is_some() {
             return Err(CliError::new(
                 "invalid_request",
-                "--node and --partitions are for a cluster node: add --cluster NATS_URLS",
+                "--node, --partitions and --stream-max-age are for a cluster node: add --cluster NATS_URLS",
             ));
         }
         Ok(())
@@ -84,6 +89,7 @@ pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliRe
     config.partitions = args.partitions;
     config.replicas = args.replicas;
     config.read_wait = Duration::from_millis(args.read_wait_ms);
+    config.stream_max_age = args.stream_max_age.map(Duration::from_secs);
     Node::start(config, store).await.map_err(cli_error)
 }
 

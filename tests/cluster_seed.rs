@@ -1,0 +1,196 @@
+//! Seeding a node from another's `backup` when the streams no longer hold
+//! everything (shared/spec/cluster.md: "A node that was down, or is new,
+//! catches up from the stream (and, where the stream no longer holds
+//! everything, from a copy of another replica's store made with
+//! `backup`)"; docs/cluster.md, "Seeding a node").
+//!
+//! One NATS server (R1 streams that keep messages 2 s). Node `a` applies
+//! three requests; once their messages expired, a new empty node `b`
+//! cannot catch up from the streams and says so (`503` naming the
+//! backup) instead of serving a partial log; `c`, seeded from a backup of
+//! the running `a`, goes on from the positions recorded in it and holds
+//! every event exactly once, also one sent after the backup.
+#![cfg(feature = "cluster")]
+
+mod cluster_common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use cluster_common::{agent, get, nats_server_or_skip, post, tail, tool, Nats, Node};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const ORGS: [&str; 2] = ["org-1", "org-2"];
+
+fn batch(n: usize) -> (Vec<String>, String) {
+    let now = chrono::Utc::now();
+    let events: Vec<Value> = (0..n)
+        .map(|k| {
+            json!({
+                "id": Uuid::new_v4().to_string(),
+                "action": "project.update",
+                "actor": {"id": "u1", "type": "user"},
+                "target": {"id": format!("p{k}"), "type": "project"},
+                "occurred_at": (now + chrono::Duration::milliseconds(k as i64)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "success": true,
+            })
+        })
+        .collect();
+    let ids = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, serde_json::to_string(&events).unwrap())
+}
+
+fn ids_of(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, Vec<String>, String) {
+    let from = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let to = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
+    let url = format!("{base}/api/v1/orgs/{org}/events?from={from}&to={to}&limit=1000");
+    let (status, text) = get(agent, &url, token).unwrap();
+    let ids = match status {
+        200 => serde_json::from_str::<Value>(&text).unwrap()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    (status, ids, text)
+}
+
+/// Every stream's messages expired (status: `messages` 0 everywhere).
+fn wait_until_expired(dir: &std::path::Path, urls: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = tool(
+            dir,
+            &[
+                "cluster",
+                "status",
+                "--cluster",
+                urls,
+                "--cluster-name",
+                "seedtest",
+            ],
+        );
+        let streams = status["streams"].as_array().unwrap();
+        if streams.iter().all(|s| s["messages"] == 0)
+            && streams.iter().any(|s| s["last_seq"].as_u64() > Some(0))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the streams still hold messages: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
+    let Some(nats_bin) = nats_server_or_skip("cluster_seed") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let (_nats, urls) = Nats::single(&nats_bin, root);
+    let args = [
+        "--cluster-name",
+        "seedtest",
+        "--partitions",
+        "2",
+        "--replicas",
+        "1",
+        "--stream-max-age",
+        "2",
+    ];
+    let mut a = Node::new("a", root, &urls, &args);
+    let token = tool(&a.dir, &["token", "create", "--operator", "--name", "seed"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // `b` gets the token through a backup taken before `a` ever ran (no
+    // positions in it), `c` through the one taken later.
+    let mut b = Node::new("b", root, &urls, &args);
+    tool(&a.dir, &["backup", b.dir.to_str().unwrap()]);
+    a.start();
+
+    let agent = agent();
+    let mut sent: Vec<HashSet<String>> = vec![HashSet::new(); ORGS.len()];
+    for round in 0..3 {
+        for (k, org) in ORGS.iter().enumerate() {
+            let (ids, body) = batch(10 + round);
+            let (status, text) = post(
+                &agent,
+                &format!("{}/api/v1/orgs/{org}/events", a.base()),
+                &token,
+                &body,
+            )
+            .unwrap();
+            assert_eq!(status, 200, "{text}");
+            sent[k].extend(ids);
+        }
+    }
+    for (k, org) in ORGS.iter().enumerate() {
+        let (status, ids, text) = ids_of(&agent, &a.base(), &token, org);
+        assert_eq!((status, ids.len()), (200, sent[k].len()), "{text}");
+    }
+    wait_until_expired(&a.dir, &urls);
+
+    // A node that lacks what expired refuses to serve a partial log.
+    b.start();
+    for org in ORGS {
+        let (status, ids, text) = ids_of(&agent, &b.base(), &token, org);
+        assert_eq!(status, 503, "{text}");
+        assert!(ids.is_empty());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], "unavailable", "{text}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("expired") && message.contains("backup"),
+            "{message}"
+        );
+    }
+    assert!(tail(&b.log).contains("expired"), "{}", tail(&b.log));
+
+    // A backup of the running `a` carries its positions.
+    let mut c = Node::new("c", root, &urls, &args);
+    let backup = tool(&a.dir, &["backup", c.dir.to_str().unwrap()]);
+    assert!(backup["events"].as_u64().unwrap() >= 66, "{backup}");
+    for p in 0..2 {
+        let file = c.dir.join(format!("cluster/seedtest/p{p}.applied"));
+        assert_eq!(
+            std::fs::metadata(&file).map(|m| m.len()).ok(),
+            Some(32),
+            "{}",
+            file.display()
+        );
+    }
+    // Sent after the backup: `c` takes it from the stream.
+    for (k, org) in ORGS.iter().enumerate() {
+        let (ids, body) = batch(5);
+        let (status, text) = post(
+            &agent,
+            &format!("{}/api/v1/orgs/{org}/events", a.base()),
+            &token,
+            &body,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{text}");
+        sent[k].extend(ids);
+    }
+    c.start();
+    for node in [&c, &a] {
+        for (k, org) in ORGS.iter().enumerate() {
+            let (status, ids, text) = ids_of(&agent, &node.base(), &token, org);
+            assert_eq!(status, 200, "{}: {text}", node.id);
+            let unique: HashSet<String> = ids.iter().cloned().collect();
+            assert_eq!(unique.len(), ids.len(), "{}: an event twice", node.id);
+            assert_eq!(unique, sent[k], "{}: {org}", node.id);
+        }
+    }
+}
