@@ -157,6 +157,31 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     }
     assert!(tail(&b.log).contains("expired"), "{}", tail(&b.log));
 
+    // Events ingested straight into a node's data directory would reach
+    // no other node: refused.
+    b.proc.kill();
+    let lines = root.join("direct.jsonl");
+    let (_, body) = batch(1);
+    let one: Vec<Value> = serde_json::from_str(&body).unwrap();
+    std::fs::write(&lines, format!("{}\n", one[0])).unwrap();
+    let out = std::process::Command::new(cluster_common::BIN)
+        .arg("--data-dir")
+        .arg(&b.dir)
+        .args(["--json", "ingest", "--org", "org-1"])
+        .arg(&lines)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let refusal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(refusal["error"]["code"], "unavailable", "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cluster node"),
+        "{refusal}"
+    );
+
     // A backup of the running `a` carries its positions.
     let mut c = Node::new("c", root, &urls, &args);
     let backup = tool(&a.dir, &["backup", c.dir.to_str().unwrap()]);

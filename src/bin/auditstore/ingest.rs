@@ -208,6 +208,17 @@ pub fn run(ctx: &Ctx, file: Option<PathBuf>, org: Option<String>) -> CliResult<E
     // (and at every segment roll): the command's contract is "durable
     // before exit", and a crash mid-ingest is answered by re-running it
     // (de-duplication makes that safe).
+    if ctx.shared.is_none() && ctx.data_dir.join("cluster").is_dir() {
+        // Through a running node's socket the session refuses already.
+        return Err(CliError::new(
+            "unavailable",
+            format!(
+                "{} is a cluster node's data directory (it has cluster/): events ingested into it \
+                 would reach no other node; ingest through a node's HTTP API (POST /api/v1/orgs/ORG/events)",
+                ctx.data_dir.display()
+            ),
+        ));
+    }
     let store = ctx.open_store_with(true, Durability::Buffered)?;
     let progress = if ctx.console.progress() {
         match size {
