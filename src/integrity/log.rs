@@ -53,7 +53,7 @@ pub enum LogError {
     UnsupportedVersion { path: PathBuf, found: u32 },
 }
 
-fn io(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
+pub(super) fn io(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
     let path = path.to_owned();
     move |source| LogError::Io {
         context,
@@ -101,7 +101,7 @@ pub struct Contents {
     pub valid_len: u64,
 }
 
-fn header() -> [u8; HEADER_LEN] {
+pub(super) fn header() -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -287,8 +287,8 @@ pub fn read(path: &Path) -> Result<Option<Contents>, LogError> {
 /// The file open for appending.
 #[derive(Debug)]
 pub struct CheckpointLog {
-    path: PathBuf,
-    file: File,
+    pub(super) path: PathBuf,
+    pub(super) file: File,
 }
 
 impl CheckpointLog {
@@ -365,7 +365,7 @@ impl CheckpointLog {
     }
 }
 
-fn sync_parent(path: &Path) -> Result<(), LogError> {
+pub(super) fn sync_parent(path: &Path) -> Result<(), LogError> {
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => File::open(dir)
             .and_then(|d| d.sync_all())

@@ -20,6 +20,7 @@ pub mod jcs;
 pub mod key;
 pub mod leaf;
 pub mod log;
+pub mod log_thin;
 pub mod note;
 pub mod proof;
 pub mod tiles;

@@ -53,6 +53,9 @@ const STEP: u64 = 8192;
 const POLL: Duration = Duration::from_millis(50);
 /// Least time between two checkpoints the integrator signs on its own.
 const SIGN_EVERY: Duration = Duration::from_secs(1);
+/// How often the integrator thins out old checkpoints
+/// ([`crate::integrity::log_thin`]); also once soon after an open.
+const THIN_EVERY: Duration = Duration::from_secs(3600);
 const OFFSET_TABLES: usize = 8;
 pub(crate) const LEAF_TILES: usize = 64;
 
@@ -336,6 +339,7 @@ impl Tlog {
 
     /// The integrator thread: hash what became durable, sign once a second.
     fn run(&self) {
+        let mut thinned: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             {
                 let guard = lock(&self.wake.0);
@@ -355,6 +359,20 @@ impl Tlog {
             if grown && st.last_signed.elapsed() >= SIGN_EVERY {
                 let _ = self.sign(&mut st);
             }
+            if thinned.is_none_or(|t| t.elapsed() >= THIN_EVERY) {
+                thinned = Some(Instant::now());
+                self.thin_checkpoints(&mut st);
+            }
+        }
+    }
+
+    /// Thins out old checkpoints. A failure leaves the file as it was (the
+    /// new one replaces it only by the final rename) and is tried again at
+    /// the next round.
+    fn thin_checkpoints(&self, st: &mut TreeState) {
+        let path = self.dir.join(cplog::CHECKPOINTS_FILE);
+        if let Ok(Some((log, _))) = crate::integrity::log_thin::thin(&path, self.clock.now().as_nanos()) {
+            st.log = log;
         }
     }
 

@@ -11,6 +11,7 @@ mod proofs;
 mod refusals;
 mod retention;
 mod tamper;
+mod thinning;
 
 use std::path::Path;
 use std::sync::Arc;
