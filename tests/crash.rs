@@ -469,3 +469,129 @@ fn kill_dash_nine_while_an_open_salvages_damage_loses_and_doubles_nothing() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The instant the thinning test's template starts at, and its length: 200
+/// checkpoints 20 minutes apart.
+const THIN_FROM: &str = "2026-06-01";
+const THIN_STEPS: i64 = 200;
+const THIN_STEP_SECS: i64 = 20 * 60;
+
+fn thin_options(at: auditstore::Timestamp) -> Options {
+    Options {
+        segment_size: SEGMENT,
+        clock: Arc::new(FixedClock::new(at)),
+        ..Options::default()
+    }
+}
+
+/// Two hours after the template's last checkpoint: its first 42 hours are
+/// due for thinning.
+fn after_template() -> auditstore::Timestamp {
+    ts(THIN_FROM)
+        .checked_add_secs(THIN_STEPS * THIN_STEP_SECS + 7200)
+        .unwrap()
+}
+
+/// Child for the thinning crash test: opens a store whose old checkpoints
+/// are due for thinning (the integrator thins soon after the open), then
+/// appends, checkpoints and prints `ACK ids` for each batch.
+#[test]
+fn crash_child_checkpointing_writer() {
+    let Ok(dir) = std::env::var("THIN_CHILD_DIR") else {
+        return; // Not a child run.
+    };
+    let store = Store::open_with(&dir, thin_options(after_template())).expect("child opens the store");
+    let mut gen = SampleGenerator::new(SampleConfig {
+        seed: env_u64("THIN_CHILD_SEED", 1),
+        duplicate_per_mille: 0,
+        ..SampleConfig::default()
+    });
+    loop {
+        let batch: Vec<(String, Event)> = (&mut gen).take(5).collect();
+        let r = store
+            .append_batch(batch.iter().map(|(o, e)| (o.as_str(), e)))
+            .expect("append");
+        store.checkpoint().expect("checkpoint");
+        print_acks(batch.iter().map(|(_, e)| e), &r);
+    }
+}
+
+#[test]
+fn kill_dash_nine_while_old_checkpoints_are_thinned_loses_no_checkpoint() {
+    if std::env::var("THIN_CHILD_DIR").is_ok() {
+        return;
+    }
+    use auditstore::integrity::log::{read, CHECKPOINTS_FILE};
+    let template = tempfile::tempdir().unwrap();
+    {
+        let clock = Arc::new(FixedClock::new(ts(THIN_FROM)));
+        let store = Store::open_with(
+            template.path(),
+            Options {
+                clock: clock.clone(),
+                ..thin_options(ts(THIN_FROM))
+            },
+        )
+        .unwrap();
+        let events: Vec<(String, Event)> = SampleGenerator::new(SampleConfig {
+            seed: 99,
+            duplicate_per_mille: 0,
+            ..SampleConfig::default()
+        })
+        .take(2 * THIN_STEPS as usize)
+        .collect();
+        for pair in events.chunks(2) {
+            store
+                .append_batch(pair.iter().map(|(o, e)| (o.as_str(), e)))
+                .unwrap();
+            store.checkpoint().unwrap();
+            clock.advance_secs(THIN_STEP_SECS);
+        }
+    }
+    // Checkpoints more than a day old: 3 an hour before thinning, 1 after.
+    let day_old = |dir: &std::path::Path| {
+        let cutoff = after_template().as_nanos() - 86_400 * 1_000_000_000;
+        let file = read(&dir.join(CHECKPOINTS_FILE)).unwrap().unwrap();
+        file.entries.iter().filter(|e| e.at < cutoff).count()
+    };
+    let unthinned = day_old(template.path());
+    assert!(unthinned > 100, "{unthinned}");
+    let loops = env_u64("CRASH_LOOPS", 12);
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut thinned_before_reopen = 0;
+    for round in 0..loops {
+        let dir = tempfile::tempdir().unwrap();
+        copy_store_files(template.path(), dir.path());
+        let seed = (round + 1000).to_string();
+        let env = [
+            ("THIN_CHILD_DIR", dir.path().to_str().unwrap()),
+            ("THIN_CHILD_SEED", seed.as_str()),
+        ];
+        let acked = run_and_kill(&exe, "crash_child_checkpointing_writer", &env, 1, 150, &mut rng);
+        if day_old(dir.path()) < unthinned {
+            thinned_before_reopen += 1;
+        }
+        // Whatever the kill interrupted, the file is the old one or the
+        // new one (a torn last entry aside), and it holds a checkpoint of
+        // every acknowledged batch: the reopen checks the log against it.
+        let store = Store::open_with(dir.path(), thin_options(after_template())).unwrap();
+        let latest = store.latest_checkpoint().unwrap().unwrap();
+        assert!(
+            latest.tree_size >= (2 * THIN_STEPS) as u64 + acked.len() as u64,
+            "round {round}: the latest checkpoint covers {} events; {} were acknowledged after the template's {}",
+            latest.tree_size,
+            acked.len(),
+            2 * THIN_STEPS
+        );
+        let v = store.verify().unwrap();
+        assert!(v.problems.is_empty(), "round {round}: {:?}", v.problems);
+        // The reopened store thins too, if the child did not get to.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while day_old(dir.path()) > unthinned / 2 {
+            assert!(Instant::now() < deadline, "round {round}: never thinned");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("thinning crash loops: {loops}, thinned before the kill in {thinned_before_reopen}");
+}
