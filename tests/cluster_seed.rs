@@ -121,19 +121,17 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
 
     let agent = agent();
     let mut sent: Vec<HashSet<String>> = vec![HashSet::new(); ORGS.len()];
-    for round in 0..3 {
+    let send = |n: usize, sent: &mut Vec<HashSet<String>>| {
         for (k, org) in ORGS.iter().enumerate() {
-            let (ids, body) = batch(10 + round);
-            let (status, text) = post(
-                &agent,
-                &format!("{}/api/v1/orgs/{org}/events", a.base()),
-                &token,
-                &body,
-            )
-            .unwrap();
+            let (ids, body) = batch(n);
+            let url = format!("{}/api/v1/orgs/{org}/events", a.base());
+            let (status, text) = post(&agent, &url, &token, &body).unwrap();
             assert_eq!(status, 200, "{text}");
             sent[k].extend(ids);
         }
+    };
+    for round in 0..3 {
+        send(10 + round, &mut sent);
     }
     for (k, org) in ORGS.iter().enumerate() {
         let (status, ids, text) = ids_of(&agent, &a.base(), &token, org);
@@ -196,18 +194,7 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
         );
     }
     // Sent after the backup: `c` takes it from the stream.
-    for (k, org) in ORGS.iter().enumerate() {
-        let (ids, body) = batch(5);
-        let (status, text) = post(
-            &agent,
-            &format!("{}/api/v1/orgs/{org}/events", a.base()),
-            &token,
-            &body,
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{text}");
-        sent[k].extend(ids);
-    }
+    send(5, &mut sent);
     c.start();
     for node in [&c, &a] {
         for (k, org) in ORGS.iter().enumerate() {

@@ -92,17 +92,12 @@ impl Nats {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
         let child = Command::new(&self.bin)
             .arg("-c")
             .arg(&self.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(append_to(&self.log))
             .spawn()
             .expect("start nats-server");
         self.proc = Proc(Some(child));
@@ -140,11 +135,6 @@ impl Node {
 
     /// Start and wait for its `listening on` line.
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&self.dir)
@@ -155,7 +145,7 @@ impl Node {
             .env("AUDITSTORE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(append_to(&self.log))
             .spawn()
             .expect("start auditstore serve --cluster");
         let stdout = child.stdout.take().unwrap();
@@ -172,6 +162,15 @@ impl Node {
             other => panic!("node {} did not start: {other:?}\n{}", self.id, tail(&self.log)),
         }
     }
+}
+
+/// A log file opened for appending (a restarted process adds to it).
+pub fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 /// The last 30 lines of a log.
