@@ -8,6 +8,11 @@
 //!
 //! - [`partition`]: organization → partition (a documented hash).
 //! - [`message`]: the batch message, byte for byte.
+//! - [`command`]: the command message (settings, exports, processing,
+//!   tokens, users), byte for byte.
+//! - [`apply_cmd`]: applying a command with its id and instant.
+//! - [`outcomes`]: the outcomes this node waits for.
+//! - [`commander`]: a node's commands: publish, wait until applied here.
 //! - [`streams`]: names, the stream configuration, creating them.
 //! - [`publisher`]: ingest: batch, publish, await every JetStream ack.
 //! - [`applied`]: the stream position each partition is applied up to,
@@ -27,8 +32,12 @@
 
 pub mod applied;
 pub mod applier;
+pub mod apply_cmd;
+pub mod command;
+pub mod commander;
 pub mod message;
 pub mod node;
+pub mod outcomes;
 pub mod partition;
 pub mod publisher;
 pub mod status;
@@ -135,6 +144,12 @@ pub enum ClusterError {
     Metadata(String),
     #[error(transparent)]
     Message(#[from] message::MessageError),
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    /// A command could not be applied for a reason of this node (I/O, a
+    /// damaged store), not of the command: applying it is retried.
+    #[error("applying a command: {0}")]
+    Apply(String),
     #[error(transparent)]
     Applied(#[from] applied::AppliedError),
     #[error(transparent)]

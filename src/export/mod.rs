@@ -209,6 +209,27 @@ impl<'s> Exports<'s> {
         from: Date,
         to: Date,
     ) -> Result<ExportRequest, ExportError> {
+        self.request_with_id(Uuid::new_v4(), org, user, role, from, to)
+    }
+
+    /// [`Exports::request`] with the id chosen by the caller: a replicated
+    /// deployment applies the same request, with the same id and (through
+    /// [`Exports::with_clock`]) the same instant, on every replica, so that
+    /// every one decides it alike. An id already stored answers that
+    /// request as it is now (applying the same command twice changes
+    /// nothing).
+    pub fn request_with_id(
+        &self,
+        id: Uuid,
+        org: &str,
+        user: &str,
+        role: Role,
+        from: Date,
+        to: Date,
+    ) -> Result<ExportRequest, ExportError> {
+        if let Some(existing) = self.registry().get(&id)? {
+            return Ok(existing.as_of(self.now()));
+        }
         crate::org::validate_org_name(org)?;
         validate_user(user)?;
         let now = self.now();
@@ -228,7 +249,7 @@ impl<'s> Exports<'s> {
             });
         }
         policy::check_range(from, to, now, &rules)?;
-        let req = ExportRequest::new(org, user, from, to, policy::padded_window(from, to), now);
+        let req = ExportRequest::new(id, org, user, from, to, policy::padded_window(from, to), now);
         let since = now.saturating_sub_days(rules.window_days);
         self.registry().insert_if(&req, since, |created| {
             policy::check_rate(created, now, &rules).map_err(|(next_allowed_at, made)| {
@@ -275,13 +296,22 @@ impl<'s> Exports<'s> {
     /// interrupted runs, build every `requested` request created at or
     /// before the most recent schedule mark, expire downloads.
     pub fn process(&self) -> Result<ProcessReport, ExportError> {
+        self.process_where(&|_| true)
+    }
+
+    /// [`Exports::process`] for the requests of the organizations `orgs`
+    /// accepts only (their builds and expiries; leftover files are swept
+    /// whatever their organization): a replicated deployment processes
+    /// each partition's organizations at that partition's position in its
+    /// stream.
+    pub fn process_where(&self, orgs: &dyn Fn(&str) -> bool) -> Result<ProcessReport, ExportError> {
         // Processing removes leftover files before it writes metadata: a
         // read-only store (another process holds it) must refuse first.
         self.store.refuse_if_read_only()?;
         let _one_run_at_a_time = self.store.processing_lock();
         // Every export run is made at a signed checkpoint (integrity.md).
         self.store.checkpoint_if_kept()?;
-        let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
+        let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting(), orgs)?;
         self.store.record_staged_events()?;
         Ok(report)
     }

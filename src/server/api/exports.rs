@@ -11,6 +11,7 @@ use super::{json_body, read_body, ErrorBody};
 use crate::export::{parse_date, ExportError, ExportRequest, Exports};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::replication::{Command, Outcome};
 use crate::server::state::AppState;
 use crate::server::stream;
 
@@ -98,6 +99,21 @@ pub async fn create(
     let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);
     let now = state.now();
     let role = caller.export_role();
+    let command = Command::RequestExport {
+        org: org.clone(),
+        requested_by: caller.name.clone(),
+        role,
+        from,
+        to,
+    };
+    if let Some(replicated) = state.replication.as_ref().and_then(|r| r.command(command)) {
+        return match replicated.await.map_err(|e| e.retry_after_from(now))? {
+            Outcome::Export(request) => Ok((StatusCode::CREATED, axum::Json(request)).into_response()),
+            other => Err(ApiError::internal(format!(
+                "an export request answered {other:?}"
+            ))),
+        };
+    }
     let request = state
         .blocking(move |store| Ok(exports(store)?.request(&org, &caller.name, role, from, to)?))
         .await
@@ -123,6 +139,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
+    state.before_read(&org).await?;
     let list = state
         .blocking(move |store| Ok(exports(store)?.list(&org)?))
         .await?;
@@ -148,6 +165,7 @@ pub async fn get(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
+    state.before_read(&org).await?;
     let request = state
         .blocking(move |store| own_request(&exports(store)?, &org, &id))
         .await?;
@@ -340,8 +358,22 @@ pub async fn full(
 )]
 pub async fn process(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.may_globally(OPERATOR)?;
-    let report = state.blocking(|store| Ok(exports(store)?.process()?)).await?;
     let ids = |list: &[ExportRequest]| list.iter().map(|r| r.id.to_string()).collect();
+    if let Some(replicated) = state
+        .replication
+        .as_ref()
+        .and_then(|r| r.command(Command::Process))
+    {
+        return match replicated.await? {
+            Outcome::Processed { processed, expired } => Ok(axum::Json(ProcessAnswer {
+                processed: ids(&processed),
+                expired: ids(&expired),
+            })
+            .into_response()),
+            other => Err(ApiError::internal(format!("a processing run answered {other:?}"))),
+        };
+    }
+    let report = state.blocking(|store| Ok(exports(store)?.process()?)).await?;
     Ok(axum::Json(ProcessAnswer {
         processed: ids(&report.processed),
         expired: ids(&report.expired),
