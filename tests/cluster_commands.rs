@@ -199,7 +199,7 @@ fn commands_go_through_the_streams_to_every_node() {
         let handles: Vec<_> = (0..6)
             .map(|k| {
                 let (url, body, token) = (exports_url(&bases[k % 3]), body.clone(), token.clone());
-                s.spawn(move || post(&agent(), &url, &token, &body).unwrap())
+                s.spawn(move || post(&cluster_common::agent(), &url, &token, &body).unwrap())
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -331,14 +331,17 @@ fn commands_go_through_the_streams_to_every_node() {
         );
     }
     // A token no node holds is refused as without a cluster.
-    let (code, _, err) = tool_status(&nodes[0].dir, &["token", "revoke", &admin_id]);
+    let (code, out, err) = tool_status(&nodes[0].dir, &["token", "revoke", &admin_id]);
     assert_ne!(code, 0);
-    assert!(err.contains("not_found"), "{err}");
+    assert!(format!("{out}{err}").contains("not_found"), "{out} {err}");
 
     // A user added through node 0 exists for node 1, which refuses the
     // same name (applied after node 0's, in the stream's order).
     let (ok, text) = user_add(&nodes[0].dir, "alice");
     assert!(ok, "{text}");
     let (ok, text) = user_add(&nodes[1].dir, "alice");
-    assert!(!ok && text.contains("conflict"), "{text}");
+    assert!(
+        !ok && text.contains("conflict"),
+        "second user add: ok={ok}: {text:?}"
+    );
 }
