@@ -130,3 +130,163 @@ pub fn apply(
         other => Ok(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::command::{self, Body};
+    use crate::time::Timestamp;
+    use uuid::Uuid;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn cmd(id: u128, when: &str, body: Body) -> Command {
+        Command {
+            id: Uuid::from_u128(id),
+            at: at(when),
+            body,
+        }
+    }
+
+    fn export(id: u128, when: &str) -> Command {
+        cmd(
+            id,
+            when,
+            Body::RequestExport(command::RequestExport {
+                org: "org-a".into(),
+                requested_by: "ann".into(),
+                role: "admin".into(),
+                from: "2026-08-01".into(),
+                to: "2026-08-02".into(),
+            }),
+        )
+    }
+
+    /// The same commands applied to two stores (as two nodes would, in
+    /// stream order) decide alike, whatever the stores' own clocks say.
+    #[test]
+    fn two_replicas_decide_alike_and_a_command_applies_once() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let stores: Vec<Store> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                // Clocks a year apart: they must not matter.
+                let clock = Arc::new(FixedClock::new(at([
+                    "2020-01-01T00:00:00Z",
+                    "2030-01-01T00:00:00Z",
+                ][i])));
+                Store::open_with(
+                    d.path(),
+                    crate::Options {
+                        clock,
+                        ..crate::Options::default()
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
+        let set = cmd(
+            1,
+            "2026-08-10T09:00:00Z",
+            Body::SetOrg(command::SetOrg {
+                org: "org-a".into(),
+                by: "op".into(),
+                plan: Some("scale".into()),
+                retention_days: None,
+            }),
+        );
+        // Stamped out of stream order (two nodes' clocks): the fourth in
+        // the stream is the earliest, and must still count the others.
+        let requests = [
+            export(10, "2026-08-10T09:00:03Z"),
+            export(11, "2026-08-10T09:00:01Z"),
+            export(12, "2026-08-10T09:00:02Z"),
+            export(13, "2026-08-10T09:00:00Z"),
+        ];
+        let token = crate::auth::token::generate().unwrap();
+        let make = cmd(
+            20,
+            "2026-08-10T09:01:00Z",
+            Body::CreateToken(command::CreateToken {
+                token_id: Uuid::from_u128(21).to_string(),
+                org: Some("org-a".into()),
+                role: "admin".into(),
+                name: Some("ann".into()),
+                by: "op".into(),
+                sha256: TokenHash::of(&token).to_hex(),
+            }),
+        );
+        let revoke = cmd(
+            22,
+            "2026-08-10T09:02:00Z",
+            Body::RevokeToken(command::RevokeToken {
+                token_id: Uuid::from_u128(21).to_string(),
+                by: "op".into(),
+            }),
+        );
+        let mut answers = Vec::new();
+        for store in &stores {
+            let mut mine = Vec::new();
+            assert!(matches!(
+                apply(store, 4, 0, &set).unwrap(),
+                Ok(Outcome::Settings(_))
+            ));
+            for r in &requests {
+                mine.push(match apply(store, 4, 0, r).unwrap() {
+                    Ok(Outcome::Export(req)) => format!("201 {} {}", req.id, req.created_at),
+                    Ok(other) => panic!("{other:?}"),
+                    Err(e) => format!("{} {}", e.status.as_u16(), e.code),
+                });
+            }
+            // Applied again (a crash before the position was written):
+            // the same request, nothing more counted.
+            match apply(store, 4, 0, &requests[0]).unwrap() {
+                Ok(Outcome::Export(req)) => assert_eq!(req.id, Uuid::from_u128(10)),
+                other => panic!("{other:?}"),
+            }
+            let listed = Exports::new(store).unwrap().list("org-a").unwrap();
+            assert_eq!(listed.len(), 3);
+            assert!(matches!(
+                apply(store, 4, 0, &make).unwrap(),
+                Ok(Outcome::Token(_))
+            ));
+            let auth = Auth::new(store);
+            assert_eq!(
+                auth.authenticate(&token).unwrap().id,
+                Uuid::from_u128(21).to_string()
+            );
+            assert!(matches!(
+                apply(store, 4, 0, &revoke).unwrap(),
+                Ok(Outcome::Revoked(_))
+            ));
+            assert!(auth.authenticate(&token).is_err());
+            let again = apply(store, 4, 0, &revoke).unwrap();
+            assert_eq!(again.map(|_| ()).unwrap_err().code, "not_found");
+            answers.push(mine);
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert!(answers[0][3].starts_with("429 rate_limited"), "{:?}", answers[0]);
+        assert_eq!(answers[0].iter().filter(|a| a.starts_with("201")).count(), 3);
+    }
+
+    #[test]
+    fn a_bad_body_is_refused_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bad = cmd(
+            1,
+            "2026-08-10T09:00:00Z",
+            Body::SetOrg(command::SetOrg {
+                org: "org-a".into(),
+                by: "op".into(),
+                plan: Some("gold".into()),
+                retention_days: None,
+            }),
+        );
+        let e = apply(&store, 4, 0, &bad).unwrap().unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (400, "invalid_request"));
+    }
+}

@@ -29,6 +29,12 @@
 //!   store (fsync'd) and the applied position is written (fsync'd).
 //! - The event id is the de-duplication key end to end: a redelivered or
 //!   republished batch stores nothing twice.
+//! - Every other change of state (settings, export requests and their
+//!   processing, tokens, users) is a command in the partition's stream,
+//!   applied on every node in stream order with the command's id and
+//!   instant, never the node's clock or a fresh id: every replica decides
+//!   it alike. The node that published it answers from its own applier's
+//!   outcome.
 
 pub mod applied;
 pub mod applier;
