@@ -141,6 +141,18 @@ fn commands_go_through_the_streams_to_every_node() {
             "{base}"
         );
     }
+    // The same through a node's admin socket (`org set`).
+    let set = tool(
+        &nodes[2].dir,
+        &["org", "set", "org-other", "--plan", "performance"],
+    );
+    assert_eq!(set["plan"], "performance", "{set}");
+    let (status, text) = get(&agent, &settings(&bases[0]).replace(ORG, "org-other"), &token).unwrap();
+    assert_eq!(
+        (status, json_of(&text)["plan"].clone()),
+        (200, json!("performance")),
+        "{text}"
+    );
     // A bad value is refused before anything is published.
     let (status, _) = send(&agent, "PUT", &settings(&bases[1]), &token, r#"{"plan":"gold"}"#).unwrap();
     assert_eq!(status, 400);
@@ -229,6 +241,28 @@ fn commands_go_through_the_streams_to_every_node() {
         let v = json_of(&text);
         refusals.push(v["error"]["next_allowed_at"].clone());
     }
+    // And through an admin socket (`export request`), the same refusal.
+    let (code, out, err) = tool_status(
+        &nodes[1].dir,
+        &[
+            "export",
+            "request",
+            "--org",
+            ORG,
+            "--user",
+            "cli",
+            "--from",
+            &today.to_string(),
+            "--to",
+            &today.to_string(),
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    let refusal = format!("{out}{err}");
+    assert!(
+        refusal.contains("rate_limited") && refusal.contains("next_allowed_at"),
+        "{refusal}"
+    );
     assert!(refusals.windows(2).all(|w| w[0] == w[1]), "{refusals:?}");
     created.sort();
     for base in &bases {

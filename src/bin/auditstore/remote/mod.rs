@@ -35,11 +35,18 @@ pub fn through_cluster(
     ctx.shared.as_ref()?;
     let (runtime, hook) = CLUSTER_HOOK.get()?;
     let pending = hook.command(command)?;
-    Some(
-        runtime
-            .block_on(pending)
-            .map_err(|e| crate::ctx::CliError::new(e.code, e.message)),
-    )
+    Some(runtime.block_on(pending).map_err(|e| {
+        let mut err = crate::ctx::CliError::new(e.code, e.message);
+        // The refusal's details (`next_allowed_at`, ...), as the CLI
+        // prints them without a cluster.
+        err.extra = *e.extra;
+        if let Some(at) = e.next_allowed_at {
+            err.extra
+                .entry("next_allowed_at")
+                .or_insert_with(|| at.to_rfc3339().into());
+        }
+        err
+    }))
 }
 
 /// The socket's name in the data directory.
