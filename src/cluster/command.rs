@@ -53,6 +53,16 @@ pub enum CommandError {
     Body { kind: &'static str, reason: String },
 }
 
+/// A field that may be `null` but must be present: a body is exactly
+/// the kind's fields (serde would take a missing `Option` as `null`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
 /// `set_org` (kind 1): `PUT .../settings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +70,9 @@ pub struct SetOrg {
     pub org: String,
     pub by: String,
     /// `server`, `scale`, `performance` or `free`; `null`: unchanged.
+    #[serde(deserialize_with = "present")]
     pub plan: Option<String>,
+    #[serde(deserialize_with = "present")]
     pub retention_days: Option<u32>,
 }
 
@@ -92,9 +104,11 @@ pub struct Process {
 pub struct CreateToken {
     pub token_id: String,
     /// `null` for an operator token.
+    #[serde(deserialize_with = "present")]
     pub org: Option<String>,
     /// `ingest`, `member`, `admin` or `operator`.
     pub role: String,
+    #[serde(deserialize_with = "present")]
     pub name: Option<String>,
     pub by: String,
     /// Lowercase hex SHA-256 of the token's text.
@@ -414,6 +428,32 @@ mod tests {
             Command::decode(&longer),
             Err(CommandError::BodyLength { .. })
         ));
+        // A missing field, even one that may be null.
+        let c = Command {
+            body: Body::SetOrg(SetOrg {
+                org: "o".into(),
+                by: "op".into(),
+                plan: None,
+                retention_days: None,
+            }),
+            ..sample()
+        };
+        let mut b = c.encode().unwrap();
+        b.truncate(HEADER_LEN);
+        let json = br#"{"org":"o","by":"op","plan":null}"#;
+        b[31..35].copy_from_slice(&(json.len() as u32).to_be_bytes());
+        b.extend_from_slice(json);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        match Command::decode(&b) {
+            Err(CommandError::Body {
+                kind: "set_org",
+                reason,
+            }) => {
+                assert!(reason.contains("missing field `retention_days`"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
         // An unknown field in the body.
         let c = Command {
             body: Body::Process(Process { scheduled: false }),
