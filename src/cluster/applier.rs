@@ -13,6 +13,13 @@
 //! applied is acknowledged without being applied again (the store would
 //! count its events as duplicates anyway: the event id is the
 //! de-duplication key).
+//!
+//! Commands ([`super::command`]) are applied in their place in the
+//! stream: the events before one are appended and the position written up
+//! to it, then the command is applied ([`super::apply_cmd`]) and the
+//! position written past it, so a crash re-applies at most that command
+//! (idempotent). Their outcomes go to this node's waiting requests
+//! ([`super::outcomes`]) once the position is durable, before the ack.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -122,6 +122,13 @@ pub fn apply(
             Ok(Outcome::User(user))
         })(),
     };
+    let counted = match &outcome {
+        Ok(_) => "applied",
+        Err(e) if e.status.is_server_error() => "failed",
+        Err(_) => "refused",
+    };
+    metrics::counter!("auditstore_cluster_commands_total", "kind" => cmd.body.name(), "outcome" => counted)
+        .increment(1);
     match outcome {
         Err(e) if e.status.is_server_error() => Err(ClusterError::Apply(format!(
             "command {} at {at}: {} ({})",

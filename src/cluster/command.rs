@@ -158,6 +158,11 @@ impl Body {
         }
     }
 
+    /// The kind's name (`set_org`, ...).
+    pub fn name(&self) -> &'static str {
+        kind_name(self.kind()).unwrap_or("?")
+    }
+
     fn json(&self) -> Result<Vec<u8>, serde_json::Error> {
         match self {
             Body::SetOrg(b) => serde_json::to_vec(b),
@@ -219,7 +224,7 @@ impl Command {
     /// The message's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, CommandError> {
         let body = self.body.json().map_err(|e| CommandError::Body {
-            kind: kind_name(self.body.kind()).unwrap_or("?"),
+            kind: self.body.name(),
             reason: e.to_string(),
         })?;
         if body.len() > MAX_BODY {
