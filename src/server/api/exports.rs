@@ -83,6 +83,7 @@ fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRe
         (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
         (status = 422, description = "A range outside the rules", body = ErrorBody),
         (status = 429, description = "The plan's limit is reached", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) the change was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -130,6 +131,7 @@ pub async fn create(
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -156,6 +158,7 @@ pub async fn list(
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request in this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -353,6 +356,7 @@ pub async fn full(
         (status = 200, description = "The requests processed and expired", body = ProcessAnswer),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) a partition's processing was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

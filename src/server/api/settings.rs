@@ -51,6 +51,7 @@ pub struct SettingsChange {
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -76,6 +77,7 @@ pub async fn get(
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
         (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) the change was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
