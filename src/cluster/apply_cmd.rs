@@ -56,19 +56,9 @@ pub fn apply(
                 |k: &str, v: &str| parse_date(v).map_err(|e| ApiError::bad_request(format!("`{k}`: {e}")));
             let (from, to) = (date("from", &b.from)?, date("to", &b.to)?);
             // Commands' instants come from different nodes' clocks and are
-            // not in stream order: a request applied after another but
-            // stamped earlier would not count it (the rate limit counts
-            // the requests made up to "now"). So "now" is never earlier
-            // than the organization's newest request: derived from the
-            // state, the same on every replica.
-            let newest = Exports::new(store)?
-                .with_clock(clock())
-                .list(&b.org)?
-                .iter()
-                .map(|r| r.created_at)
-                .max();
-            let now = newest.map_or(at, |n| n.max(at));
-            let exports = Exports::new(store)?.with_clock(Arc::new(FixedClock::new(now)));
+            // not in stream order: every request applied before this one
+            // counts, whatever its stamp.
+            let exports = Exports::new(store)?.with_clock(clock()).counting_later_requests();
             let request = exports.request_with_id(cmd.id, &b.org, &b.requested_by, role, from, to)?;
             Ok(Outcome::Export(request))
         })(),

@@ -77,6 +77,9 @@ pub struct Exports<'s> {
     clock: Arc<dyn Clock>,
     progress: Option<ProgressFn>,
     threads: usize,
+    /// Count requests stamped after "now" against the rate limit
+    /// ([`Exports::counting_later_requests`]).
+    count_later: bool,
 }
 
 impl std::fmt::Debug for Exports<'_> {
@@ -139,12 +142,25 @@ impl<'s> Exports<'s> {
             clock: store.clock().clone(),
             progress: None,
             threads: rows::default_threads(),
+            count_later: false,
         }
     }
 
     /// Evaluate every rule with this clock instead of the store's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Count every stored request of the rate limit's window against the
+    /// limit, also those stamped after this handle's "now". A replicated
+    /// deployment applies requests in its log's order with instants from
+    /// several nodes' clocks, not in that order: a request applied before
+    /// this one must count, whatever its stamp, for the limit to hold
+    /// across the deployment. (Alone, a request stamped after now exists
+    /// only when a clock went back, and does not count.)
+    pub fn counting_later_requests(mut self) -> Self {
+        self.count_later = true;
         self
     }
 
@@ -252,7 +268,8 @@ impl<'s> Exports<'s> {
         let req = ExportRequest::new(id, org, user, from, to, policy::padded_window(from, to), now);
         let since = now.saturating_sub_days(rules.window_days);
         self.registry().insert_if(&req, since, |created| {
-            policy::check_rate(created, now, &rules).map_err(|(next_allowed_at, made)| {
+            let upto = if self.count_later { Timestamp::MAX } else { now };
+            policy::check_rate_upto(created, now, upto, &rules).map_err(|(next_allowed_at, made)| {
                 ExportError::RateLimited {
                     org: org.to_owned(),
                     plan,
