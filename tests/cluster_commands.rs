@@ -86,6 +86,9 @@ fn commands_go_through_the_streams_to_every_node() {
         .map(|i| {
             let mut n = Node::new(root, i, &urls, "cmdtest", PARTITIONS);
             n.clock_offset = Some(offset);
+            // A slow machine (two cores shared with builds) must not turn
+            // an answer into a 503: the test is about the decisions.
+            n.extra = vec!["--read-wait-ms".into(), "20000".into()];
             std::fs::create_dir_all(&n.dir).unwrap();
             std::fs::write(
                 n.dir.join("export-policy.json"),

@@ -143,6 +143,8 @@ pub struct Node {
     pub partitions: u32,
     /// The node's clock runs this far ahead of the real one (`--as-of`).
     pub clock_offset: Option<chrono::Duration>,
+    /// More `serve` options.
+    pub extra: Vec<String>,
     pub proc: Proc,
 }
 
@@ -159,6 +161,7 @@ impl Node {
             cluster: cluster.to_owned(),
             partitions,
             clock_offset: None,
+            extra: Vec::new(),
             proc: Proc(None),
         }
     }
@@ -190,6 +193,7 @@ impl Node {
                 "--partitions",
                 &self.partitions.to_string(),
             ])
+            .args(&self.extra)
             .env("AUDITSTORE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
