@@ -14,20 +14,18 @@
 //! sets the number of kill rounds (4).
 #![cfg(feature = "cluster")]
 
+mod cluster_common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cluster_common::{agent, get, post, send, start_nats, tool, Node, BIN};
 use serde_json::{json, Value};
-use ureq::http::Request;
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
 const NODES: usize = 3;
 const CLIENTS: usize = 4;
 const ORGS: usize = 5;
@@ -59,162 +57,130 @@ impl Rng {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The organization whose export requests run into its plan's limit
+/// (`scale`: 3 per 30 days) through every node, during the chaos.
+const EXPORT_ORG: &str = "org-exports";
+const EXPORT_LIMIT: usize = 3;
+
+/// Export requests through every node in turn, counted.
+struct Exports<'a> {
+    token: &'a str,
+    bases: Vec<String>,
+    /// Ids answered `201`.
+    created: Mutex<Vec<String>>,
+    /// Answers `429`, and `503` or no answer (outcome unknown).
+    limited: AtomicU64,
+    unknown: AtomicU64,
 }
 
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct Nats {
-    bin: PathBuf,
-    conf: PathBuf,
-    log: PathBuf,
-    proc: Proc,
-}
-
-impl Nats {
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start nats-server");
-        self.proc = Proc(Some(child));
-    }
-}
-
-struct Node {
-    id: String,
-    dir: PathBuf,
-    port: u16,
-    urls: String,
-    log: PathBuf,
-    proc: Proc,
-}
-
-impl Node {
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Start and wait for its `listening on` line.
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--cluster", &self.urls, "--node", &self.id])
-            .args([
-                "--cluster-name",
-                "killtest",
-                "--partitions",
-                &PARTITIONS.to_string(),
-            ])
-            .env("AUDITSTORE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start auditstore serve --cluster");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = tx.send(first);
-            for _ in lines {}
+impl<'a> Exports<'a> {
+    /// Put `EXPORT_ORG` on the scale plan (through node 0, which answers
+    /// once it applied the change).
+    fn new(bases: &[String], token: &'a str) -> Self {
+        let url = format!("{}/api/v1/orgs/{EXPORT_ORG}/settings", bases[0]);
+        let agent = agent();
+        let (status, text) = cluster_common::wait_for("the scale plan", Duration::from_secs(20), || {
+            send(&agent, "PUT", &url, token, r#"{"plan":"scale"}"#)
+                .ok()
+                .filter(|(status, _)| *status == 200)
         });
-        self.proc = Proc(Some(child));
-        match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(line) if line.starts_with("listening on ") => {}
-            other => panic!("node {} did not start: {other:?}\n{}", self.id, tail(&self.log)),
+        assert_eq!(status, 200, "{text}");
+        Exports {
+            token,
+            bases: bases.to_vec(),
+            created: Mutex::default(),
+            limited: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
         }
     }
-}
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
+    /// Request an export through the next node every 250 ms until `stop`.
+    fn request_until(&self, stop: &AtomicBool) {
+        let agent = agent();
+        let day = (chrono::Utc::now() - chrono::Duration::days(1))
+            .format("%Y-%m-%d")
+            .to_string();
+        let body = json!({"from": day, "to": day}).to_string();
+        for k in 0.. {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let url = format!(
+                "{}/api/v1/orgs/{EXPORT_ORG}/exports",
+                self.bases[k % self.bases.len()]
+            );
+            match post(&agent, &url, self.token, &body) {
+                Ok((201, text)) => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    self.created
+                        .lock()
+                        .unwrap()
+                        .push(v["id"].as_str().unwrap().to_owned());
+                }
+                Ok((429, text)) => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+                    self.limited.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((503, _)) | Err(_) => {
+                    self.unknown.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((status, text)) => panic!("export request through {url}: {status} {text}"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 
-fn tool(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> Result<(u16, String), ureq::Error> {
-    let req = Request::post(url)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap();
-    let mut answer = agent.run(req)?;
-    let status = answer.status().as_u16();
-    Ok((status, answer.body_mut().read_to_string()?))
-}
-
-fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, String), ureq::Error> {
-    let req = Request::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(())
-        .unwrap();
-    let mut answer = agent.run(req)?;
-    let status = answer.status().as_u16();
-    Ok((status, answer.body_mut().read_to_string()?))
+    /// Through every node, the organization holds exactly the plan's limit
+    /// of requests, the same ones: no node let one more in, whatever node
+    /// the requests came through and whichever died meanwhile.
+    fn check(&self, bases: &[String]) {
+        let created = self.created.lock().unwrap().clone();
+        let limited = self.limited.load(Ordering::Relaxed);
+        assert!(
+            created.len() <= EXPORT_LIMIT,
+            "{} requests answered 201",
+            created.len()
+        );
+        assert!(
+            limited > 0,
+            "no request was refused: the test did not reach the limit"
+        );
+        let agent = agent();
+        let mut lists = Vec::new();
+        for base in bases {
+            let url = format!("{base}/api/v1/orgs/{EXPORT_ORG}/exports");
+            let text = cluster_common::wait_for(&format!("{url} answers"), Duration::from_secs(60), || {
+                get(&agent, &url, self.token)
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+                    .map(|(_, t)| t)
+            });
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let mut ids: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            assert_eq!(ids.len(), EXPORT_LIMIT, "{base}: {EXPORT_ORG} holds {ids:?}");
+            for id in &created {
+                assert!(ids.contains(id), "{base}: request {id} answered 201 is missing");
+            }
+            lists.push(ids);
+        }
+        assert!(
+            lists.windows(2).all(|w| w[0] == w[1]),
+            "the nodes disagree: {lists:?}"
+        );
+        eprintln!(
+            "cluster_kill: export requests: {} answered 201, {limited} answered 429, {} unknown (503 or \
+             node down); every node holds the same {EXPORT_LIMIT}",
+            created.len(),
+            self.unknown.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// The organizations: the first `org-N` of each partition, then more up
@@ -389,17 +355,7 @@ fn listing(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> Vec<Value
 
 #[test]
 fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
-    let Some(nats_bin) = std::env::var_os("AUDITSTORE_NATS_SERVER").map(PathBuf::from) else {
-        if std::env::var("AUDITSTORE_REQUIRE_NATS").as_deref() == Ok("1") {
-            panic!(
-                "AUDITSTORE_REQUIRE_NATS=1 but AUDITSTORE_NATS_SERVER is not set: run \
-                 `export AUDITSTORE_NATS_SERVER=$(scripts/install-nats.sh)`"
-            );
-        }
-        eprintln!(
-            "\n\n*** SKIPPED cluster_kill: AUDITSTORE_NATS_SERVER is not set (the nats-server binary; \
-             `export AUDITSTORE_NATS_SERVER=$(scripts/install-nats.sh)`) ***\n\n"
-        );
+    let Some(nats_bin) = cluster_common::nats_server("cluster_kill") else {
         return;
     };
     let rounds: usize = std::env::var("AUDITSTORE_CLUSTER_KILL_ROUNDS")
@@ -412,70 +368,12 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
     let root = work.path();
 
     // Three NATS servers, one JetStream cluster.
-    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let routes = route_ports
-        .iter()
-        .map(|p| format!("nats-route://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut nats: Vec<Nats> = (0..3)
-        .map(|i| {
-            let conf = root.join(format!("nats{i}.conf"));
-            let store = root.join(format!("js{i}"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "server_name: s{i}\nlisten: 127.0.0.1:{}\n\
-                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
-                     cluster {{ name: killtest, listen: 127.0.0.1:{}, routes: [{routes}] }}\n",
-                    client_ports[i],
-                    store.display(),
-                    route_ports[i]
-                ),
-            )
-            .unwrap();
-            Nats {
-                bin: nats_bin.clone(),
-                conf,
-                log: root.join(format!("nats{i}.log")),
-                proc: Proc(None),
-            }
-        })
-        .collect();
-    for n in &mut nats {
-        n.start();
-    }
+    let (mut nats, urls) = start_nats(&nats_bin, root, "killtest");
 
-    // Three nodes with the same operator token (a copy of one store made
-    // before they start: tokens are not replicated through the stream yet).
-    let seed_dir = root.join("node0");
-    let token = tool(&seed_dir, &["token", "create", "--operator", "--name", "kill"])["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // node3 joins only after the chaos, from an empty store: it catches up
-    // from the streams.
-    for i in 1..=NODES {
-        tool(
-            &seed_dir,
-            &["backup", root.join(format!("node{i}")).to_str().unwrap()],
-        );
-    }
-    let urls: Vec<String> = client_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect();
+    // Nodes with empty stores; node3 joins only after the chaos and
+    // catches up from the streams (the operator token included).
     let mut nodes: Vec<Node> = (0..=NODES)
-        .map(|i| Node {
-            id: format!("n{i}"),
-            dir: root.join(format!("node{i}")),
-            port: free_port(),
-            // Each node knows two of the three servers, different ones.
-            urls: format!("{},{}", urls[i % 3], urls[(i + 1) % 3]),
-            log: root.join(format!("node{i}.log")),
-            proc: Proc(None),
-        })
+        .map(|i| Node::new(root, i, &urls, "killtest", PARTITIONS))
         .collect();
     let started = Instant::now();
     for n in &mut nodes[..NODES] {
@@ -483,6 +381,25 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
     }
     eprintln!("cluster_kill: cluster up in {:?}", started.elapsed());
     let mut bases: Vec<String> = nodes[..NODES].iter().map(Node::base).collect();
+    // The token, made through node 0's admin socket: through the stream
+    // to every node (only its hash).
+    let token = tool(
+        &nodes[0].dir,
+        &["token", "create", "--operator", "--name", "kill"],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for base in &bases {
+        let url = format!("{base}/api/v1/orgs/{EXPORT_ORG}/settings");
+        let agent = agent();
+        cluster_common::wait_for(&format!("the token on {base}"), Duration::from_secs(20), || {
+            get(&agent, &url, &token)
+                .ok()
+                .filter(|(status, _)| *status == 200)
+        });
+    }
+    let exports = Exports::new(&bases, &token);
 
     let orgs = org_names();
     let stop = AtomicBool::new(false);
@@ -498,6 +415,7 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
             let (stop, ledger) = (&stop, &ledger);
             s.spawn(move || client(c, orgs, bases, token, stop, ledger, counts));
         }
+        s.spawn(|| exports.request_until(&stop));
         // The chaos: kill one NATS server and one node at random moments,
         // restart both, several times.
         for round in 0..rounds {
@@ -582,6 +500,7 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
         caught_up.unwrap_or_default(),
         stored_total
     );
+    exports.check(&bases);
     let status = Command::new(BIN)
         .args([
             "cluster",

@@ -17,7 +17,7 @@ mod cluster_common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cluster_common::{agent, get, nats_server_or_skip, post, tail, tool, Nats, Node};
+use cluster_common::{agent, get, nats_server, post, tail, tool, Nats, Node};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -92,30 +92,28 @@ fn wait_until_expired(dir: &std::path::Path, urls: &str) {
 
 #[test]
 fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
-    let Some(nats_bin) = nats_server_or_skip("cluster_seed") else {
+    let Some(nats_bin) = nats_server("cluster_seed") else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     let (_nats, urls) = Nats::single(&nats_bin, root);
-    let args = [
-        "--cluster-name",
-        "seedtest",
-        "--partitions",
-        "2",
-        "--replicas",
-        "1",
-        "--stream-max-age",
-        "2",
-    ];
-    let mut a = Node::new("a", root, &urls, &args);
+    let urls = [urls];
+    let node = |i: usize| {
+        let mut n = Node::new(root, i, &urls, "seedtest", 2);
+        n.extra = ["--replicas", "1", "--stream-max-age", "2"]
+            .map(String::from)
+            .to_vec();
+        n
+    };
+    let mut a = node(0);
     let token = tool(&a.dir, &["token", "create", "--operator", "--name", "seed"])["token"]
         .as_str()
         .unwrap()
         .to_owned();
     // `b` gets the token through a backup taken before `a` ever ran (no
     // positions in it), `c` through the one taken later.
-    let mut b = Node::new("b", root, &urls, &args);
+    let mut b = node(1);
     tool(&a.dir, &["backup", b.dir.to_str().unwrap()]);
     a.start();
 
@@ -137,7 +135,7 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
         let (status, ids, text) = ids_of(&agent, &a.base(), &token, org);
         assert_eq!((status, ids.len()), (200, sent[k].len()), "{text}");
     }
-    wait_until_expired(&a.dir, &urls);
+    wait_until_expired(&a.dir, &urls[0]);
 
     // A node that lacks what expired refuses to serve a partial log.
     b.start();
@@ -181,7 +179,7 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     );
 
     // A backup of the running `a` carries its positions.
-    let mut c = Node::new("c", root, &urls, &args);
+    let mut c = node(2);
     let backup = tool(&a.dir, &["backup", c.dir.to_str().unwrap()]);
     assert!(backup["events"].as_u64().unwrap() >= 66, "{backup}");
     for p in 0..2 {

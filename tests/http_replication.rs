@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use auditstore::auth::{Auth, TokenScope};
 use auditstore::server::error::{ApiError, ApiResult};
-use auditstore::server::replication::{BoxFuture, Replication};
+use auditstore::server::replication::{BoxFuture, Command, Outcome, Replication};
 use auditstore::server::{self, AppState, ServerConfig};
 use auditstore::{AppendOutcome, BatchReport, Event};
 use axum::body::Body;
@@ -24,6 +24,7 @@ use tower::ServiceExt;
 struct Fake {
     ingested: Mutex<Vec<(String, Vec<String>)>>,
     reads: Mutex<Vec<String>>,
+    commands: Mutex<Vec<Command>>,
 }
 
 /// The hook the server holds; the test keeps the other handle.
@@ -44,6 +45,37 @@ impl Replication for Hook {
         }
         self.0.ingested.lock().unwrap().push((org, ids));
         Box::pin(async move { Ok(report) })
+    }
+
+    /// Settings come back as the "cluster" decided them (the server plan,
+    /// whatever was asked); an export request is refused with the limit
+    /// reached; a processing run processed nothing.
+    fn command(&self, command: Command) -> Option<BoxFuture<'static, ApiResult<Outcome>>> {
+        self.0.commands.lock().unwrap().push(command.clone());
+        let answer = match command {
+            Command::SetOrg { org, .. } => Ok(Outcome::Settings(auditstore::OrgSettings {
+                org,
+                plan: auditstore::Plan::Server,
+                retention_days: 7,
+            })),
+            Command::RequestExport { .. } => {
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "the limit is reached",
+                )
+                .with("next_allowed_at", "2026-08-01T12:01:00Z");
+                e.next_allowed_at =
+                    Some(auditstore::Timestamp::parse_rfc3339("2026-08-01T12:01:00Z").unwrap());
+                Err(e)
+            }
+            Command::Process => Ok(Outcome::Processed {
+                processed: Vec::new(),
+                expired: Vec::new(),
+            }),
+            _ => Err(ApiError::internal("not in this test")),
+        };
+        Some(Box::pin(async move { answer }))
     }
 
     fn before_read(&self, org: String) -> BoxFuture<'static, ApiResult<()>> {
@@ -192,4 +224,81 @@ async fn reads_wait_on_the_hook_after_the_callers_checks() {
     )
     .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn state_changes_go_through_the_hook() {
+    let app = app();
+    // Settings: the hook's outcome is the answer; the local store is not
+    // changed (applying is the hook's business).
+    let (status, v) = call(
+        &app,
+        "PUT",
+        "/api/v1/orgs/org-a/settings",
+        Some(&app.token),
+        r#"{"plan":"scale"}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["plan"].clone(), v["retention_days"].clone()),
+        (json!("server"), json!(7))
+    );
+    assert_eq!(
+        app.store.org_settings("org-a").unwrap().plan,
+        auditstore::Plan::Free
+    );
+    // A bad body is refused before the hook is asked.
+    let before = app.fake.commands.lock().unwrap().len();
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/v1/orgs/org-a/settings",
+        Some(&app.token),
+        r#"{"plan":"gold"}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(app.fake.commands.lock().unwrap().len(), before);
+    // Reads of settings wait on the hook: a lagging node's 503.
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/orgs/org-lag/settings",
+        Some(&app.token),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 503, "{v}");
+    // An export request refused where it was applied: the contract's 429,
+    // with Retry-After from this server's clock.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/orgs/org-a/exports")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", app.token))
+        .body(Body::from(r#"{"from":"2026-07-01","to":"2026-07-02"}"#))
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert_eq!(v["error"]["next_allowed_at"], "2026-08-01T12:01:00Z");
+    // A processing run: the hook's.
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/exports/process",
+        Some(&app.token),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"processed": [], "expired": []}));
+    let commands = app.fake.commands.lock().unwrap();
+    assert!(matches!(&commands[0], Command::SetOrg { org, by, .. } if org == "org-a" && by == "op"));
+    assert!(matches!(&commands[1], Command::RequestExport { requested_by, .. } if requested_by == "op"));
+    assert!(matches!(commands[2], Command::Process));
 }

@@ -66,38 +66,44 @@ impl<'s> Auth<'s> {
         by: &str,
     ) -> Result<NewToken, AuthError> {
         self.store.refuse_if_read_only()?;
-        validate_user(by)?;
-        if let Some(n) = name {
-            if n.is_empty() || n.len() > MAX_TOKEN_NAME_LEN || n.chars().any(char::is_control) {
-                return Err(AuthError::Invalid {
-                    what: "token name",
-                    reason: format!("1 to {MAX_TOKEN_NAME_LEN} bytes without control characters"),
-                });
-            }
-        }
-        let (org, role) = match scope {
-            TokenScope::Operator => (None, Role::Operator),
-            TokenScope::Org {
-                role: Role::Operator, ..
-            } => return Err(AuthError::Invalid {
-                what: "role",
-                reason:
-                    "an organization's token is ingest, member or admin; operator tokens have no organization"
-                        .into(),
-            }),
-            TokenScope::Org { org, role } => {
-                validate_org_name(&org)?;
-                (Some(org), role)
-            }
-        };
+        check_token_request(&scope, name, by)?;
         let text = token::generate().map_err(|e| crate::Error::io("make a token", e))?;
-        let hash = TokenHash::of(&text);
+        let id = Uuid::new_v4().hyphenated().to_string();
+        let info = self.create_token_hashed(&id, &TokenHash::of(&text), scope, name, by, self.now())?;
+        Ok(NewToken { info, token: text })
+    }
+
+    /// Store a token made elsewhere, known only by its hash, with the id
+    /// and instant given: how a replicated deployment applies the same
+    /// token on every replica (the secret text never leaves the node that
+    /// made it). A token id already stored answers that token as stored
+    /// (applying the same command twice changes nothing).
+    pub fn create_token_hashed(
+        &self,
+        id: &str,
+        hash: &TokenHash,
+        scope: TokenScope,
+        name: Option<&str>,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<TokenInfo, AuthError> {
+        self.store.refuse_if_read_only()?;
+        let (org, role) = check_token_request(&scope, name, by)?;
+        if Uuid::parse_str(id).is_err() {
+            return Err(AuthError::Invalid {
+                what: "token id",
+                reason: format!("{id:?} is not a UUID"),
+            });
+        }
+        if let Some(stored) = self.stored_token(id)? {
+            return Ok(stored.info);
+        }
         let info = TokenInfo {
-            id: Uuid::new_v4().hyphenated().to_string(),
+            id: id.to_owned(),
             org,
             role,
             name: name.map(str::to_owned),
-            created_at: self.now(),
+            created_at: at,
         };
         let stored = StoredToken {
             info: info.clone(),
@@ -121,7 +127,33 @@ impl<'s> Auth<'s> {
             Ok(())
         })?;
         self.store.record_staged_events()?;
-        Ok(NewToken { info, token: text })
+        Ok(info)
+    }
+
+    /// The token `id` as stored (live or revoked), if any.
+    fn stored_token(&self, id: &str) -> Result<Option<StoredToken>, AuthError> {
+        self.store.meta().read(|tx| -> Result<_, AuthError> {
+            let table = match tx.open_table(TOKENS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(crate::Error::from(e).into()),
+            };
+            let found = table.get(id).map_err(crate::Error::from)?;
+            match found {
+                Some(v) => Ok(Some(
+                    serde_json::from_str(v.value()).map_err(|e| bad_record("token", id, e))?,
+                )),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The live token `id`, if any (without its secret).
+    pub fn token(&self, id: &str) -> Result<Option<TokenInfo>, AuthError> {
+        Ok(self
+            .stored_token(id)?
+            .filter(|t| t.revoked_at.is_none())
+            .map(|t| t.info))
     }
 
     /// The live tokens, of one organization or all, oldest first.
@@ -149,9 +181,14 @@ impl<'s> Auth<'s> {
 
     /// Revoke a token: refused from the next authentication on.
     pub fn revoke_token(&self, id: &str, by: &str) -> Result<TokenInfo, AuthError> {
+        self.revoke_token_at(id, by, self.now())
+    }
+
+    /// [`Auth::revoke_token`], recorded as made at `now` (a replicated
+    /// deployment's command instant).
+    pub fn revoke_token_at(&self, id: &str, by: &str, now: Timestamp) -> Result<TokenInfo, AuthError> {
         self.store.refuse_if_read_only()?;
         validate_user(by)?;
-        let now = self.now();
         let info = self.store.meta().write(|tx| -> Result<TokenInfo, AuthError> {
             let mut tokens = tx.open_table(TOKENS).map_err(crate::Error::from)?;
             let not_found = || AuthError::NotFound {
@@ -223,17 +260,33 @@ impl<'s> Auth<'s> {
         by: &str,
     ) -> Result<User, AuthError> {
         self.store.refuse_if_read_only()?;
-        validate_user(name)?;
-        validate_user(by)?;
-        validate_org_name(org)?;
-        if !matches!(role, Role::Member | Role::Admin) {
-            return Err(AuthError::Invalid {
-                what: "role",
-                reason: "a user is a member or an admin of their organization".into(),
-            });
-        }
+        check_user_request(name, org, role, by)?;
         let hashed = password::hash(pass)?;
-        let now = self.now();
+        self.add_user_hashed(name, org, role, &hashed, by, self.now())
+    }
+
+    /// Check what [`Auth::add_user`] checks before the password is hashed
+    /// (a replicated deployment refuses a bad request before publishing).
+    pub fn check_user(name: &str, org: &str, role: Role, by: &str) -> Result<(), AuthError> {
+        check_user_request(name, org, role, by)
+    }
+
+    /// Add a user whose password is already hashed (the argon2id PHC
+    /// string of [`password::hash`]), at `now`: how a replicated deployment
+    /// applies the same user on every replica (the password itself never
+    /// leaves the node that hashed it).
+    pub fn add_user_hashed(
+        &self,
+        name: &str,
+        org: &str,
+        role: Role,
+        hashed: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<User, AuthError> {
+        self.store.refuse_if_read_only()?;
+        check_user_request(name, org, role, by)?;
+        let hashed = hashed.to_owned();
         let user = User {
             user: name.to_owned(),
             org: org.to_owned(),
@@ -317,6 +370,52 @@ impl<'s> Auth<'s> {
         }
         Ok(user)
     }
+}
+
+/// What a token request must be: a valid maker, name and scope; the
+/// token's (organization, role).
+fn check_token_request(
+    scope: &TokenScope,
+    name: Option<&str>,
+    by: &str,
+) -> Result<(Option<String>, Role), AuthError> {
+    validate_user(by)?;
+    if let Some(n) = name {
+        if n.is_empty() || n.len() > MAX_TOKEN_NAME_LEN || n.chars().any(char::is_control) {
+            return Err(AuthError::Invalid {
+                what: "token name",
+                reason: format!("1 to {MAX_TOKEN_NAME_LEN} bytes without control characters"),
+            });
+        }
+    }
+    match scope {
+        TokenScope::Operator => Ok((None, Role::Operator)),
+        TokenScope::Org {
+            role: Role::Operator, ..
+        } => Err(AuthError::Invalid {
+            what: "role",
+            reason:
+                "an organization's token is ingest, member or admin; operator tokens have no organization"
+                    .into(),
+        }),
+        TokenScope::Org { org, role } => {
+            validate_org_name(org)?;
+            Ok((Some(org.clone()), *role))
+        }
+    }
+}
+
+fn check_user_request(name: &str, org: &str, role: Role, by: &str) -> Result<(), AuthError> {
+    validate_user(name)?;
+    validate_user(by)?;
+    validate_org_name(org)?;
+    if !matches!(role, Role::Member | Role::Admin) {
+        return Err(AuthError::Invalid {
+            what: "role",
+            reason: "a user is a member or an admin of their organization".into(),
+        });
+    }
+    Ok(())
 }
 
 const TOKEN_CREATE: &str = "api_token.create";

@@ -13,6 +13,13 @@
 //! applied is acknowledged without being applied again (the store would
 //! count its events as duplicates anyway: the event id is the
 //! de-duplication key).
+//!
+//! Commands ([`super::command`]) are applied in their place in the
+//! stream: the events before one are appended and the position written up
+//! to it, then the command is applied ([`super::apply_cmd`]) and the
+//! position written past it, so a crash re-applies at most that command
+//! (idempotent). Their outcomes go to this node's waiting requests
+//! ([`super::outcomes`]) once the position is durable, before the ack.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,8 +29,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::applied::Applied;
+use super::command::{self, Command};
+use super::outcomes::{Answer, Outcomes};
 use super::streams::{consumer_name, ensure_stream};
-use super::{message, ClusterConfig, ClusterError};
+use super::{apply_cmd, message, ClusterConfig, ClusterError};
 use crate::event::Event;
 use crate::store::Store;
 
@@ -37,7 +46,12 @@ pub struct Applier {
     pub js: jetstream::Context,
     pub config: ClusterConfig,
     pub partition: u32,
+    /// The cluster's partition count (a processing command handles the
+    /// organizations of this partition only).
+    pub partitions: u32,
     pub store: Arc<Store>,
+    /// Where this node's own commands wait for their outcomes.
+    pub outcomes: Arc<Outcomes>,
     /// The durable position (locked by the blocking apply task).
     pub applied: Arc<Mutex<Applied>>,
     /// Its value, as last written.
@@ -182,7 +196,7 @@ impl Applier {
         chunk: Vec<Result<jetstream::Message, pull::MessagesError>>,
     ) -> Result<(), ClusterError> {
         let mut next = self.position + 1;
-        let mut take: Vec<(String, Event)> = Vec::new();
+        let mut take: Vec<Item> = Vec::new();
         let mut to_ack: Option<(u64, jetstream::Message)> = None;
         let mut keep = |seq: u64, msg: jetstream::Message| {
             if to_ack.as_ref().is_none_or(|(s, _)| *s < seq) {
@@ -216,9 +230,18 @@ impl Applier {
                 )));
                 break;
             }
-            match message::decode(&msg.payload) {
-                Ok(events) => take.extend(events),
-                // Not a batch of ours (no auditstore node writes such a
+            let decoded = if command::is_command(&msg.payload) {
+                Command::decode(&msg.payload)
+                    .map(|c| Item::Command(seq, c))
+                    .map_err(ClusterError::from)
+            } else {
+                message::decode(&msg.payload)
+                    .map(Item::Events)
+                    .map_err(ClusterError::from)
+            };
+            match decoded {
+                Ok(item) => take.push(item),
+                // Not a message of ours (no auditstore node writes such a
                 // message): skipped, loudly, rather than blocking the
                 // partition for ever.
                 Err(e) => tracing::error!("partition {}: sequence {seq} skipped: {e}", self.partition),
@@ -230,18 +253,29 @@ impl Applier {
         if upto > self.position {
             let store = self.store.clone();
             let applied = self.applied.clone();
-            tokio::task::spawn_blocking(move || {
-                store.append_batch(take.iter().map(|(org, e)| (org.as_str(), e)))?;
-                let mut applied = applied.lock().unwrap_or_else(|p| p.into_inner());
-                applied.set(upto)?;
-                Ok::<(), ClusterError>(())
+            let (partitions, partition) = (self.partitions, self.partition);
+            let run = tokio::task::spawn_blocking(move || {
+                apply_items(&store, &applied, (partitions, partition), take, upto)
             })
             .await
-            .map_err(|e| ClusterError::Task(e.to_string()))??;
-            self.position = upto;
-            let _ = self.watermark.send(upto);
+            .map_err(|e| ClusterError::Task(e.to_string()))?;
+            // What was applied before a failure is durable, its position
+            // written: tell readers and waiters, then restart.
+            let Run {
+                reached,
+                answers,
+                failure,
+            } = run;
+            self.position = reached;
+            let _ = self.watermark.send(reached);
             metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
-                .set(upto as f64);
+                .set(reached as f64);
+            for (id, answer) in answers {
+                self.outcomes.deliver(&id, answer);
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         if let Some((_, msg)) = to_ack {
             // A lost ack is harmless: the next one covers it, or the
@@ -255,4 +289,83 @@ impl Applier {
             None => Ok(()),
         }
     }
+}
+
+/// A message of the stream, decoded.
+enum Item {
+    Events(Vec<(String, Event)>),
+    Command(u64, Command),
+}
+
+/// What one blocking apply reached.
+struct Run {
+    /// The position written.
+    reached: u64,
+    /// The outcomes of the commands applied.
+    answers: Vec<(uuid::Uuid, Answer)>,
+    /// What stopped it before the end.
+    failure: Option<ClusterError>,
+}
+
+/// Append `events` (if any), then write the position `to` (if past it).
+fn step(
+    store: &Store,
+    applied: &Mutex<Applied>,
+    run: &mut Run,
+    events: &mut Vec<(String, Event)>,
+    to: u64,
+) -> Result<(), ClusterError> {
+    if !events.is_empty() {
+        store.append_batch(events.iter().map(|(org, e)| (org.as_str(), e)))?;
+        events.clear();
+    }
+    if to > run.reached {
+        applied.lock().unwrap_or_else(|p| p.into_inner()).set(to)?;
+        run.reached = to;
+    }
+    Ok(())
+}
+
+/// Apply `items` in stream order: events are gathered and appended in one
+/// batch (one fsync) until a command comes; then they are appended, the
+/// position written up to the command's predecessor, the command applied,
+/// and the position written past it (so that a crash re-applies at most
+/// that one command, which is idempotent: `apply_cmd`). Last, the events
+/// after the last command, and the position `upto`.
+fn apply_items(
+    store: &Store,
+    applied: &Mutex<Applied>,
+    (partitions, partition): (u32, u32),
+    items: Vec<Item>,
+    upto: u64,
+) -> Run {
+    let mut run = Run {
+        reached: applied.lock().unwrap_or_else(|p| p.into_inner()).get(),
+        answers: Vec::new(),
+        failure: None,
+    };
+    let mut events: Vec<(String, Event)> = Vec::new();
+    for item in items {
+        let (seq, cmd) = match item {
+            Item::Events(batch) => {
+                events.extend(batch);
+                continue;
+            }
+            Item::Command(seq, cmd) => (seq, cmd),
+        };
+        let result = step(store, applied, &mut run, &mut events, seq - 1).and_then(|()| {
+            let answer = apply_cmd::apply(store, partitions, partition, &cmd)?;
+            step(store, applied, &mut run, &mut Vec::new(), seq)?;
+            run.answers.push((cmd.id, answer));
+            Ok(())
+        });
+        if let Err(e) = result {
+            run.failure = Some(e);
+            return run;
+        }
+    }
+    if let Err(e) = step(store, applied, &mut run, &mut events, upto) {
+        run.failure = Some(e);
+    }
+    run
 }

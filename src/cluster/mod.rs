@@ -8,6 +8,11 @@
 //!
 //! - [`partition`]: organization → partition (a documented hash).
 //! - [`message`]: the batch message, byte for byte.
+//! - [`command`]: the command message (settings, exports, processing,
+//!   tokens, users), byte for byte.
+//! - [`apply_cmd`]: applying a command with its id and instant.
+//! - [`outcomes`]: the outcomes this node waits for.
+//! - [`commander`]: a node's commands: publish, wait until applied here.
 //! - [`streams`]: names, the stream configuration, creating them.
 //! - [`publisher`]: ingest: batch, publish, await every JetStream ack.
 //! - [`applied`]: the stream position each partition is applied up to,
@@ -24,11 +29,21 @@
 //!   store (fsync'd) and the applied position is written (fsync'd).
 //! - The event id is the de-duplication key end to end: a redelivered or
 //!   republished batch stores nothing twice.
+//! - Every other change of state (settings, export requests and their
+//!   processing, tokens, users) is a command in the partition's stream,
+//!   applied on every node in stream order with the command's id and
+//!   instant, never the node's clock or a fresh id: every replica decides
+//!   it alike. The node that published it answers from its own applier's
+//!   outcome.
 
 pub mod applied;
 pub mod applier;
+pub mod apply_cmd;
+pub mod command;
+pub mod commander;
 pub mod message;
 pub mod node;
+pub mod outcomes;
 pub mod partition;
 pub mod publisher;
 pub mod status;
@@ -160,6 +175,12 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Message(#[from] message::MessageError),
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    /// A command could not be applied for a reason of this node (I/O, a
+    /// damaged store), not of the command: applying it is retried.
+    #[error("applying a command: {0}")]
+    Apply(String),
     #[error(transparent)]
     Applied(#[from] applied::AppliedError),
     #[error(transparent)]

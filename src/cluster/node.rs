@@ -16,13 +16,14 @@ use tokio::task::JoinHandle;
 
 use super::applied::Applied;
 use super::applier::Applier;
+use super::outcomes::Outcomes;
 use super::partition::partition_of;
 use super::publisher::Publisher;
 use super::streams::{self, ensure_stream, retrying};
 use super::{ClusterConfig, ClusterError};
 use crate::event::Event;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::replication::{BoxFuture, Replication};
+use crate::server::replication::{BoxFuture, Command, Outcome, Replication};
 use crate::store::{AppendOutcome, BatchReport, Store};
 
 /// How long a starting node waits for JetStream (servers electing their
@@ -38,6 +39,8 @@ struct Inner {
     config: ClusterConfig,
     store: Arc<Store>,
     publisher: Publisher,
+    /// The outcomes of this node's commands, handed over by the appliers.
+    outcomes: Arc<Outcomes>,
     watermarks: Vec<watch::Receiver<u64>>,
     /// Per partition, why its applier stopped for good.
     faults: Vec<Arc<Mutex<Option<String>>>>,
@@ -67,6 +70,7 @@ impl Node {
         }
         let dir = store.dir().join("cluster").join(&config.name);
         let (stop, stop_rx) = watch::channel(false);
+        let outcomes = Arc::new(Outcomes::default());
         let mut watermarks = Vec::with_capacity(partitions as usize);
         let mut faults = Vec::with_capacity(partitions as usize);
         let mut appliers = Vec::with_capacity(partitions as usize);
@@ -86,7 +90,9 @@ impl Node {
                 js: js.clone(),
                 config: config.clone(),
                 partition: p,
+                partitions,
                 store: store.clone(),
+                outcomes: outcomes.clone(),
                 applied: Arc::new(Mutex::new(applied)),
                 position,
                 watermark: tx,
@@ -101,6 +107,7 @@ impl Node {
             config,
             store,
             publisher,
+            outcomes,
             watermarks,
             faults,
             stop,
@@ -110,6 +117,23 @@ impl Node {
 
     pub fn partitions(&self) -> u32 {
         self.0.publisher.partitions()
+    }
+
+    pub(super) fn store(&self) -> &Arc<Store> {
+        &self.0.store
+    }
+
+    pub(super) fn publisher(&self) -> &Publisher {
+        &self.0.publisher
+    }
+
+    pub(super) fn outcomes(&self) -> &Outcomes {
+        &self.0.outcomes
+    }
+
+    /// How long a read, or a command's answer, waits for this node.
+    pub(super) fn read_wait(&self) -> std::time::Duration {
+        self.0.config.read_wait
     }
 
     /// How far this node has applied each partition.
@@ -255,5 +279,10 @@ impl Replication for Node {
     fn before_read(&self, org: String) -> BoxFuture<'static, ApiResult<()>> {
         let node = self.clone();
         Box::pin(async move { node.caught_up(partition_of(&org, node.partitions())).await })
+    }
+
+    fn command(&self, command: Command) -> Option<BoxFuture<'static, ApiResult<Outcome>>> {
+        let node = self.clone();
+        Some(Box::pin(async move { node.command(command).await }))
     }
 }

@@ -70,7 +70,12 @@ impl Publisher {
         &self,
         events: impl IntoIterator<Item = (&'a str, &'a Event)>,
     ) -> Result<Positions, ClusterError> {
-        let batches = self.batches(events);
+        self.publish_batches(self.batches(events)).await
+    }
+
+    /// Publish these messages (event batches or commands) and wait until
+    /// JetStream acknowledged every one.
+    pub async fn publish_batches(&self, batches: Vec<(u32, Batch)>) -> Result<Positions, ClusterError> {
         let deadline = tokio::time::Instant::now() + self.patience;
         let mut positions = Positions::new();
         let mut pending: Vec<&(u32, Batch)> = batches.iter().collect();

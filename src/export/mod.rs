@@ -77,6 +77,9 @@ pub struct Exports<'s> {
     clock: Arc<dyn Clock>,
     progress: Option<ProgressFn>,
     threads: usize,
+    /// Count requests stamped after "now" against the rate limit
+    /// ([`Exports::counting_later_requests`]).
+    count_later: bool,
 }
 
 impl std::fmt::Debug for Exports<'_> {
@@ -139,12 +142,25 @@ impl<'s> Exports<'s> {
             clock: store.clock().clone(),
             progress: None,
             threads: rows::default_threads(),
+            count_later: false,
         }
     }
 
     /// Evaluate every rule with this clock instead of the store's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Count every stored request of the rate limit's window against the
+    /// limit, also those stamped after this handle's "now". A replicated
+    /// deployment applies requests in its log's order with instants from
+    /// several nodes' clocks, not in that order: a request applied before
+    /// this one must count, whatever its stamp, for the limit to hold
+    /// across the deployment. (Alone, a request stamped after now exists
+    /// only when a clock went back, and does not count.)
+    pub fn counting_later_requests(mut self) -> Self {
+        self.count_later = true;
         self
     }
 
@@ -209,6 +225,27 @@ impl<'s> Exports<'s> {
         from: Date,
         to: Date,
     ) -> Result<ExportRequest, ExportError> {
+        self.request_with_id(Uuid::new_v4(), org, user, role, from, to)
+    }
+
+    /// [`Exports::request`] with the id chosen by the caller: a replicated
+    /// deployment applies the same request, with the same id and (through
+    /// [`Exports::with_clock`]) the same instant, on every replica, so that
+    /// every one decides it alike. An id already stored answers that
+    /// request as it is now (applying the same command twice changes
+    /// nothing).
+    pub fn request_with_id(
+        &self,
+        id: Uuid,
+        org: &str,
+        user: &str,
+        role: Role,
+        from: Date,
+        to: Date,
+    ) -> Result<ExportRequest, ExportError> {
+        if let Some(existing) = self.registry().get(&id)? {
+            return Ok(existing.as_of(self.now()));
+        }
         crate::org::validate_org_name(org)?;
         validate_user(user)?;
         let now = self.now();
@@ -228,10 +265,11 @@ impl<'s> Exports<'s> {
             });
         }
         policy::check_range(from, to, now, &rules)?;
-        let req = ExportRequest::new(org, user, from, to, policy::padded_window(from, to), now);
+        let req = ExportRequest::new(id, org, user, from, to, policy::padded_window(from, to), now);
         let since = now.saturating_sub_days(rules.window_days);
         self.registry().insert_if(&req, since, |created| {
-            policy::check_rate(created, now, &rules).map_err(|(next_allowed_at, made)| {
+            let upto = if self.count_later { Timestamp::MAX } else { now };
+            policy::check_rate_upto(created, now, upto, &rules).map_err(|(next_allowed_at, made)| {
                 ExportError::RateLimited {
                     org: org.to_owned(),
                     plan,
@@ -275,13 +313,22 @@ impl<'s> Exports<'s> {
     /// interrupted runs, build every `requested` request created at or
     /// before the most recent schedule mark, expire downloads.
     pub fn process(&self) -> Result<ProcessReport, ExportError> {
+        self.process_where(&|_| true)
+    }
+
+    /// [`Exports::process`] for the requests of the organizations `orgs`
+    /// accepts only (their builds and expiries; leftover files are swept
+    /// whatever their organization): a replicated deployment processes
+    /// each partition's organizations at that partition's position in its
+    /// stream.
+    pub fn process_where(&self, orgs: &dyn Fn(&str) -> bool) -> Result<ProcessReport, ExportError> {
         // Processing removes leftover files before it writes metadata: a
         // read-only store (another process holds it) must refuse first.
         self.store.refuse_if_read_only()?;
         let _one_run_at_a_time = self.store.processing_lock();
         // Every export run is made at a signed checkpoint (integrity.md).
         self.store.checkpoint_if_kept()?;
-        let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting())?;
+        let report = scheduler::process(self.store, &self.policy, self.now(), self.formatting(), orgs)?;
         self.store.record_staged_events()?;
         Ok(report)
     }

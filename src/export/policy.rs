@@ -405,12 +405,26 @@ pub fn check_rate(
     now: Timestamp,
     rules: &PlanPolicy,
 ) -> Result<(), (Timestamp, usize)> {
+    check_rate_upto(created, now, now, rules)
+}
+
+/// [`check_rate`] counting the requests created in the window up to
+/// `upto` (at or after `now`): a replicated deployment counts a request
+/// applied before this one even when it is stamped later (its instants
+/// come from several nodes' clocks, not in the order of its log).
+pub fn check_rate_upto(
+    created: &[Timestamp],
+    now: Timestamp,
+    upto: Timestamp,
+    rules: &PlanPolicy,
+) -> Result<(), (Timestamp, usize)> {
     let Some(limit) = rules.limit else { return Ok(()) };
     let since = now.saturating_sub_days(rules.window_days);
+    let upto = upto.max(now);
     let mut counting: Vec<Timestamp> = created
         .iter()
         .copied()
-        .filter(|&t| since < t && t <= now)
+        .filter(|&t| since < t && t <= upto)
         .collect();
     let limit = limit as usize;
     if counting.len() < limit {

@@ -151,6 +151,7 @@ pub(crate) enum Outcome {
 
 impl ExportRequest {
     pub(crate) fn new(
+        id: Uuid,
         org: &str,
         requested_by: &str,
         from: Date,
@@ -159,7 +160,7 @@ impl ExportRequest {
         created_at: Timestamp,
     ) -> Self {
         ExportRequest {
-            id: Uuid::new_v4(),
+            id,
             org: org.to_owned(),
             requested_by: requested_by.to_owned(),
             from,

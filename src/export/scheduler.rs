@@ -99,6 +99,7 @@ pub(crate) fn process(
     policy: &ExportPolicy,
     now: Timestamp,
     how: builder::Formatting<'_>,
+    orgs: &dyn Fn(&str) -> bool,
 ) -> Result<ProcessReport, ExportError> {
     let _run = RUN.lock().unwrap_or_else(|p| p.into_inner());
     let dir = store.dir().join(builder::EXPORTS_DIR);
@@ -112,6 +113,9 @@ pub(crate) fn process(
     let mark = policy.schedule().last_mark(now);
     report.mark = Some(mark);
     for req in registry.pending_until(mark)? {
+        if !orgs(&req.org) {
+            continue;
+        }
         let rules = policy.plan(store.org_settings(&req.org)?.plan);
         let built = builder::build(store, &dir, &req, now, how).and_then(|built| {
             let manifest = if built.rows > 0 && store.keeps_tree() {
@@ -154,6 +158,9 @@ pub(crate) fn process(
     }
 
     for req in registry.expiring_until(now)? {
+        if !orgs(&req.org) {
+            continue;
+        }
         let expired = registry.transition(&req.id, now, |r| r.expire(now))?;
         let file = builder::remove_if_exists(&builder::final_path(&dir, &req.id))?;
         let manifest = builder::remove_if_exists(&manifest_build::manifest_path(&dir, &req.id))?;

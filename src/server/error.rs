@@ -10,7 +10,7 @@ use crate::export::ExportError;
 use crate::time::Timestamp;
 
 /// A refusal or failure of one request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,

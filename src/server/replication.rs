@@ -8,8 +8,77 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::error::ApiResult;
+use crate::auth::{NewToken, TokenInfo, TokenScope, User};
 use crate::event::Event;
+use crate::export::{Date, ExportRequest};
+use crate::org::{OrgSettings, Plan};
 use crate::store::BatchReport;
+use crate::time::Timestamp;
+
+/// A change of state that a replicated deployment carries out on every
+/// replica, in its log's order, with the instant it was made at (the
+/// server's or the admin tool's, which would otherwise apply it to the
+/// local store). Checks that depend on nothing stored (the caller's role,
+/// a well-formed body) are made before; checks that depend on the state
+/// (a rate limit, an existing user) are made where it is applied.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `PUT .../settings`.
+    SetOrg {
+        org: String,
+        by: String,
+        plan: Option<Plan>,
+        retention_days: Option<u32>,
+    },
+    /// `POST .../exports` (the rate limit and the rules are evaluated when
+    /// it is applied).
+    RequestExport {
+        org: String,
+        requested_by: String,
+        role: crate::export::Role,
+        from: Date,
+        to: Date,
+    },
+    /// `POST /api/v1/exports/process`: one processing run now, everywhere.
+    Process,
+    /// The export schedule reached `mark`: processing as of it (published
+    /// by every node's schedule, carried out once).
+    ScheduleMark { mark: Timestamp },
+    /// `token create` (the secret is made where the command is issued and
+    /// never travels).
+    CreateToken {
+        scope: TokenScope,
+        name: Option<String>,
+        by: String,
+    },
+    /// `token revoke`.
+    RevokeToken { id: String, by: String },
+    /// `user add`, the password already hashed (argon2id PHC).
+    AddUser {
+        name: String,
+        org: String,
+        role: crate::auth::Role,
+        password_hash: String,
+        by: String,
+    },
+}
+
+/// What a [`Command`] did, as the local store would have answered.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Settings(OrgSettings),
+    Export(ExportRequest),
+    /// Requests processed and expired, each list oldest first.
+    Processed {
+        processed: Vec<ExportRequest>,
+        expired: Vec<ExportRequest>,
+    },
+    /// Handed over; nobody waits for its outcome (a schedule mark).
+    Published,
+    Token(NewToken),
+    Revoked(TokenInfo),
+    User(User),
+}
 
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -24,4 +93,12 @@ pub trait Replication: Send + Sync + 'static {
     /// Wait until this node's store holds every write of `org` that was
     /// acknowledged before the call, or refuse (`503 unavailable`).
     fn before_read(&self, org: String) -> BoxFuture<'static, ApiResult<()>>;
+
+    /// Carry out `command` through the deployment (answering once it is
+    /// durable there and applied here), or `None`: the caller applies it
+    /// to its local store.
+    fn command(&self, command: Command) -> Option<BoxFuture<'static, ApiResult<Outcome>>> {
+        let _ = command;
+        None
+    }
 }

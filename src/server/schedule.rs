@@ -1,11 +1,16 @@
 //! The export schedule inside the server: a processing run at start (a
 //! mark missed while the server was down, downloads that expired
 //! meanwhile), then one at every schedule mark, by the server's clock.
+//!
+//! A node of a replicated deployment does not process on its own clock:
+//! it hands the mark to the deployment ([`Command::ScheduleMark`]), which
+//! processes it once, at the same point of its log, on every replica.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::replication::Command;
 use super::state::AppState;
 use crate::export::Exports;
 use crate::time::Timestamp;
@@ -25,7 +30,10 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                 None => false,
             },
         };
-        if due {
+        if due && state.replication.is_some() {
+            publish_mark(&state, now).await;
+            last_run = Some(now);
+        } else if due {
             let store = state.store.clone();
             let outcome = tokio::task::spawn_blocking(move || Exports::new(&store)?.process()).await;
             match outcome {
@@ -48,6 +56,23 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(MAX_SLEEP) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Hand the most recent mark as of `now` to the deployment; a failure is
+/// logged (the next node's, or this node's next mark, processes what is
+/// due, and `POST /api/v1/exports/process` does at once).
+async fn publish_mark(state: &AppState, now: Timestamp) {
+    let Ok(policy) = crate::export::ExportPolicy::load(state.store.dir()) else {
+        tracing::error!("export schedule: the export policy cannot be read");
+        return;
+    };
+    let mark = policy.schedule().last_mark(now);
+    let command = Command::ScheduleMark { mark };
+    if let Some(published) = state.replication.as_ref().and_then(|r| r.command(command)) {
+        if let Err(e) = published.await {
+            tracing::error!(error = %e.message, %mark, "export schedule: the mark was not published");
         }
     }
 }

@@ -1,22 +1,26 @@
-//! What the cluster tests share: NATS servers and `serve --cluster` nodes
-//! as child processes (SIGKILLed when dropped), the admin tool, and HTTP.
+//! Shared by the tests that run real NATS servers and real
+//! `auditstore serve --cluster` nodes on loopback (cluster_kill.rs,
+//! cluster_commands.rs): the processes (killed on drop), the admin tool,
+//! and a blocking HTTP client.
+//!
+//! The NATS server comes from `AUDITSTORE_NATS_SERVER` (set by .ci/run from
+//! scripts/install-nats.sh). Without it a test is skipped loudly, or fails
+//! when `AUDITSTORE_REQUIRE_NATS=1`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ureq::http::Request;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
 
-/// The nats-server binary (`AUDITSTORE_NATS_SERVER`), or `None` after
-/// saying loudly that `test` is skipped; with `AUDITSTORE_REQUIRE_NATS=1`
-/// a missing server fails instead.
-pub fn nats_server_or_skip(test: &str) -> Option<PathBuf> {
+/// The nats-server binary, or `None` when the test is to be skipped.
+pub fn nats_server(test: &str) -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("AUDITSTORE_NATS_SERVER") {
         return Some(PathBuf::from(bin));
     }
@@ -67,8 +71,8 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// One JetStream server on its own (no cluster routes), `sync_interval:
-    /// always`, with its files under `root`; started.
+    /// One JetStream server on its own (no routes), `sync_interval:
+    /// always`, with its files under `root`; started; and its URL.
     pub fn single(bin: &Path, root: &Path) -> (Nats, String) {
         let port = free_port();
         let conf = root.join("nats.conf");
@@ -104,27 +108,84 @@ impl Nats {
     }
 }
 
-/// A `serve --cluster` node.
+/// Three NATS servers (JetStream with `sync_interval: always`, routes
+/// between them) configured in `root`, started; and their client URLs.
+pub fn start_nats(bin: &Path, root: &Path, cluster: &str) -> (Vec<Nats>, Vec<String>) {
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes = route_ports
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut nats: Vec<Nats> = (0..3)
+        .map(|i| {
+            let conf = root.join(format!("nats{i}.conf"));
+            let store = root.join(format!("js{i}"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: s{i}\nlisten: 127.0.0.1:{}\n\
+                     jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+                     cluster {{ name: {cluster}, listen: 127.0.0.1:{}, routes: [{routes}] }}\n",
+                    client_ports[i],
+                    store.display(),
+                    route_ports[i]
+                ),
+            )
+            .unwrap();
+            Nats {
+                bin: bin.to_path_buf(),
+                conf,
+                log: root.join(format!("nats{i}.log")),
+                proc: Proc(None),
+            }
+        })
+        .collect();
+    for n in &mut nats {
+        n.start();
+    }
+    let urls = client_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    (nats, urls)
+}
+
 pub struct Node {
     pub id: String,
     pub dir: PathBuf,
     pub port: u16,
     pub urls: String,
-    /// `serve` options after `--cluster URLS --node ID`.
-    pub args: Vec<String>,
     pub log: PathBuf,
+    pub cluster: String,
+    pub partitions: u32,
+    /// The node's clock runs this far ahead of the real one (`--as-of`).
+    pub clock_offset: Option<chrono::Duration>,
+    /// More `serve` options.
+    pub extra: Vec<String>,
     pub proc: Proc,
 }
 
 impl Node {
-    pub fn new(id: &str, root: &Path, urls: &str, args: &[&str]) -> Node {
+    /// Node `i` of `cluster`, in `root`, knowing two of the NATS servers
+    /// (different ones for different nodes), or the only one.
+    pub fn new(root: &Path, i: usize, urls: &[String], cluster: &str, partitions: u32) -> Node {
+        let n = urls.len();
+        let mut known = vec![urls[i % n].clone()];
+        if n > 1 {
+            known.push(urls[(i + 1) % n].clone());
+        }
         Node {
-            id: id.to_owned(),
-            dir: root.join(id),
+            id: format!("n{i}"),
+            dir: root.join(format!("node{i}")),
             port: free_port(),
-            urls: urls.to_owned(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            log: root.join(format!("{id}.log")),
+            urls: known.join(","),
+            log: root.join(format!("node{i}.log")),
+            cluster: cluster.to_owned(),
+            partitions,
+            clock_offset: None,
+            extra: Vec::new(),
             proc: Proc(None),
         }
     }
@@ -135,13 +196,23 @@ impl Node {
 
     /// Start and wait for its `listening on` line.
     pub fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&self.dir)
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(&self.dir);
+        if let Some(offset) = self.clock_offset {
+            let at = chrono::Utc::now() + offset;
+            cmd.args(["--as-of", &at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()]);
+        }
+        let mut child = cmd
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--cluster", &self.urls, "--node", &self.id])
-            .args(&self.args)
+            .args([
+                "--cluster-name",
+                &self.cluster,
+                "--partitions",
+                &self.partitions.to_string(),
+            ])
+            .args(&self.extra)
             .env("AUDITSTORE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -180,21 +251,29 @@ pub fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// `auditstore --data-dir DIR --json ARGS`, which must succeed.
-pub fn tool(dir: &Path, args: &[&str]) -> Value {
+/// The admin tool with `--json` on `dir` (through its server's admin
+/// socket when one is running): (exit status, stdout as JSON, stderr).
+pub fn tool_status(dir: &Path, args: &[&str]) -> (i32, Value, String) {
     let out = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .arg("--json")
         .args(args)
+        .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`tool_status`], which must succeed.
+pub fn tool(dir: &Path, args: &[&str]) -> Value {
+    let (code, out, err) = tool_status(dir, args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
 }
 
 pub fn agent() -> ureq::Agent {
@@ -205,15 +284,27 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-pub fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> Result<(u16, String), ureq::Error> {
-    let req = Request::post(url)
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> Result<(u16, String), ureq::Error> {
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .body(body)
+        .body(body.to_owned())
         .unwrap();
     let mut answer = agent.run(req)?;
     let status = answer.status().as_u16();
     Ok((status, answer.body_mut().read_to_string()?))
+}
+
+pub fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> Result<(u16, String), ureq::Error> {
+    send(agent, "POST", url, token, body)
 }
 
 pub fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, String), ureq::Error> {
@@ -224,4 +315,27 @@ pub fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, String),
     let mut answer = agent.run(req)?;
     let status = answer.status().as_u16();
     Ok((status, answer.body_mut().read_to_string()?))
+}
+
+/// The bytes of a `GET`.
+pub fn get_bytes(agent: &ureq::Agent, url: &str, token: &str) -> (u16, Vec<u8>) {
+    let req = Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let mut answer = agent.run(req).unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.body_mut().read_to_vec().unwrap())
+}
+
+/// Poll `f` until it returns `Some`, at most `patience`.
+pub fn wait_for<T>(what: &str, patience: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {patience:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use auditstore::server::replication::{Command, Outcome};
 use auditstore::{OrgSettings, Plan, RetentionReport, Stats, VerifyReport};
 use serde_json::{json, Value};
 
@@ -37,8 +38,24 @@ pub fn org_set(
     user: Option<String>,
 ) -> CliResult<ExitCode> {
     let plan: Option<Plan> = plan.map(str::parse).transpose()?;
-    let store = ctx.open_store(true)?;
     let user = user.unwrap_or_else(|| ctx.user());
+    let command = Command::SetOrg {
+        org: org.to_owned(),
+        by: user.clone(),
+        plan,
+        retention_days,
+    };
+    // A cluster node's admin socket: through the streams, to every node.
+    if let Some(answer) = crate::remote::through_cluster(ctx, command) {
+        return match answer? {
+            Outcome::Settings(settings) => {
+                print_org(ctx, &settings)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(CliError::new("io", format!("the cluster answered {other:?}"))),
+        };
+    }
+    let store = ctx.open_store(true)?;
     let settings = store.set_org_as_at(&user, org, plan, retention_days, ctx.now())?;
     print_org(ctx, &settings)?;
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,14 @@ use auditstore::auth::{Auth, AuthError, Role, TokenInfo, TokenScope};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
+use auditstore::server::replication::{Command, Outcome};
+
 use crate::ctx::{outln, parse_org, parse_user, table, CliError, CliResult, Ctx};
+use crate::remote;
+
+fn unexpected(other: &Outcome) -> CliError {
+    CliError::new("io", format!("the cluster answered {other:?}"))
+}
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -125,9 +132,21 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
                     ))
                 }
             };
-            let store = ctx.open_store(true)?;
             let by = user.unwrap_or_else(|| ctx.user());
-            let made = Auth::new(&store).create_token(scope, name.as_deref(), &by)?;
+            let command = Command::CreateToken {
+                scope: scope.clone(),
+                name: name.clone(),
+                by: by.clone(),
+            };
+            let made = match remote::through_cluster(ctx, command) {
+                Some(Ok(Outcome::Token(made))) => made,
+                Some(Ok(other)) => return Err(unexpected(&other)),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let store = ctx.open_store(true)?;
+                    Auth::new(&store).create_token(scope, name.as_deref(), &by)?
+                }
+            };
             if ctx.json {
                 let mut v = token_json(&made.info);
                 v["token"] = json!(made.token);
@@ -152,9 +171,20 @@ pub fn token(ctx: &Ctx, cmd: TokenCommand) -> CliResult<ExitCode> {
             }
         }
         TokenCommand::Revoke { id, user } => {
-            let store = ctx.open_store(true)?;
             let by = user.unwrap_or_else(|| ctx.user());
-            let revoked = Auth::new(&store).revoke_token(&id, &by)?;
+            let command = Command::RevokeToken {
+                id: id.clone(),
+                by: by.clone(),
+            };
+            let revoked = match remote::through_cluster(ctx, command) {
+                Some(Ok(Outcome::Revoked(info))) => info,
+                Some(Ok(other)) => return Err(unexpected(&other)),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let store = ctx.open_store(true)?;
+                    Auth::new(&store).revoke_token(&id, &by)?
+                }
+            };
             if ctx.json {
                 ctx.print_json(&json!({"revoked": revoked.id}))?;
             } else {
@@ -191,9 +221,29 @@ pub fn user(ctx: &Ctx, cmd: UserCommand) -> CliResult<ExitCode> {
             auditstore::auth::password::RECOMMENDED_MIN_CHARS
         );
     }
-    let store = ctx.open_store(true)?;
     let by = user.unwrap_or_else(|| ctx.user());
-    let added = Auth::new(&store).add_user(&name, &org, role, password, &by)?;
+    let added = if ctx.shared.is_some() && remote::CLUSTER_HOOK.get().is_some() {
+        // Through the cluster: checked, then hashed here; only the hash
+        // travels.
+        Auth::check_user(&name, &org, role, &by)?;
+        let password_hash = auditstore::auth::password::hash(password).map_err(AuthError::from)?;
+        let command = Command::AddUser {
+            name: name.clone(),
+            org: org.clone(),
+            role,
+            password_hash,
+            by: by.clone(),
+        };
+        match remote::through_cluster(ctx, command) {
+            Some(Ok(Outcome::User(user))) => user,
+            Some(Ok(other)) => return Err(unexpected(&other)),
+            Some(Err(e)) => return Err(e),
+            None => return Err(CliError::new("unavailable", "the cluster is not reachable")),
+        }
+    } else {
+        let store = ctx.open_store(true)?;
+        Auth::new(&store).add_user(&name, &org, role, password, &by)?
+    };
     if ctx.json {
         ctx.print_json(&json!({"user": added.user, "org": added.org, "role": added.role}))?;
     } else {

@@ -10,6 +10,7 @@ use auditstore::export::manifest_check::check_export;
 use auditstore::export::pipe::PipedFile;
 use auditstore::export::{Date, ExportError, ExportRequest, Exports, Progress, ProgressFn, Role, Status};
 use auditstore::integrity::VerifierKey;
+use auditstore::server::replication::{Command, Outcome};
 use auditstore::{FixedClock, Store, Timestamp};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -165,9 +166,26 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             from,
             to,
         } => {
-            let store = ctx.open_store(true)?;
+            let command = Command::RequestExport {
+                org: org.clone(),
+                requested_by: user.clone(),
+                role,
+                from,
+                to,
+            };
+            let replicated = match crate::remote::through_cluster(ctx, command) {
+                Some(answer) => match answer? {
+                    Outcome::Export(req) => Some(req),
+                    other => return Err(CliError::new("io", format!("the cluster answered {other:?}"))),
+                },
+                None => None,
+            };
+            let store = ctx.open_store(replicated.is_none())?;
             let exports = exports(ctx, &store)?;
-            let req = exports.request(&org, &user, role, from, to).map_err(refusal)?;
+            let req = match replicated {
+                Some(req) => req,
+                None => exports.request(&org, &user, role, from, to).map_err(refusal)?,
+            };
             if ctx.json {
                 print_value(ctx, &req)?;
             } else {
@@ -195,7 +213,18 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
         }
         ExportCommand::Process => {
             let store = ctx.open_store(false)?;
-            let report = exports(ctx, &store)?.process().map_err(refusal)?;
+            let report = match crate::remote::through_cluster(ctx, Command::Process) {
+                Some(answer) => match answer? {
+                    Outcome::Processed { processed, expired } => auditstore::export::ProcessReport {
+                        mark: Some(exports(ctx, &store)?.policy().schedule().last_mark(ctx.now())),
+                        processed,
+                        expired,
+                        removed_files: Vec::new(),
+                    },
+                    other => return Err(CliError::new("io", format!("the cluster answered {other:?}"))),
+                },
+                None => exports(ctx, &store)?.process().map_err(refusal)?,
+            };
             if ctx.json {
                 let ids = |v: Vec<uuid::Uuid>| v.into_iter().map(|id| id.to_string()).collect::<Vec<_>>();
                 ctx.print_json(&json!({

@@ -75,6 +75,8 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
             Some(urls) => {
                 let node = crate::cluster::start_node(urls, &args.node, store.clone()).await?;
                 remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
+                let hook: Arc<dyn server::replication::Replication> = Arc::new(node.clone());
+                let _ = remote::CLUSTER_HOOK.set((tokio::runtime::Handle::current(), hook));
                 Some(node)
             }
             None => {

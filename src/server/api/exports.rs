@@ -11,6 +11,7 @@ use super::{json_body, read_body, ErrorBody};
 use crate::export::{parse_date, ExportError, ExportRequest, Exports};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::replication::{Command, Outcome};
 use crate::server::state::AppState;
 use crate::server::stream;
 
@@ -82,6 +83,7 @@ fn own_request(exports: &Exports<'_>, org: &str, id: &str) -> ApiResult<ExportRe
         (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
         (status = 422, description = "A range outside the rules", body = ErrorBody),
         (status = 429, description = "The plan's limit is reached", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) the change was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -98,6 +100,21 @@ pub async fn create(
     let (from, to) = (date("from", &new.from)?, date("to", &new.to)?);
     let now = state.now();
     let role = caller.export_role();
+    let command = Command::RequestExport {
+        org: org.clone(),
+        requested_by: caller.name.clone(),
+        role,
+        from,
+        to,
+    };
+    if let Some(replicated) = state.replication.as_ref().and_then(|r| r.command(command)) {
+        return match replicated.await.map_err(|e| e.retry_after_from(now))? {
+            Outcome::Export(request) => Ok((StatusCode::CREATED, axum::Json(request)).into_response()),
+            other => Err(ApiError::internal(format!(
+                "an export request answered {other:?}"
+            ))),
+        };
+    }
     let request = state
         .blocking(move |store| Ok(exports(store)?.request(&org, &caller.name, role, from, to)?))
         .await
@@ -114,6 +131,7 @@ pub async fn create(
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -123,6 +141,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
+    state.before_read(&org).await?;
     let list = state
         .blocking(move |store| Ok(exports(store)?.list(&org)?))
         .await?;
@@ -139,6 +158,7 @@ pub async fn list(
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
         (status = 404, description = "No such request in this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -148,6 +168,7 @@ pub async fn get(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
+    state.before_read(&org).await?;
     let request = state
         .blocking(move |store| own_request(&exports(store)?, &org, &id))
         .await?;
@@ -335,13 +356,28 @@ pub async fn full(
         (status = 200, description = "The requests processed and expired", body = ProcessAnswer),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) a partition's processing was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn process(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.may_globally(OPERATOR)?;
-    let report = state.blocking(|store| Ok(exports(store)?.process()?)).await?;
     let ids = |list: &[ExportRequest]| list.iter().map(|r| r.id.to_string()).collect();
+    if let Some(replicated) = state
+        .replication
+        .as_ref()
+        .and_then(|r| r.command(Command::Process))
+    {
+        return match replicated.await? {
+            Outcome::Processed { processed, expired } => Ok(axum::Json(ProcessAnswer {
+                processed: ids(&processed),
+                expired: ids(&expired),
+            })
+            .into_response()),
+            other => Err(ApiError::internal(format!("a processing run answered {other:?}"))),
+        };
+    }
+    let report = state.blocking(|store| Ok(exports(store)?.process()?)).await?;
     Ok(axum::Json(ProcessAnswer {
         processed: ids(&report.processed),
         expired: ids(&report.expired),

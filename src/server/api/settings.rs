@@ -8,6 +8,7 @@ use super::{json_body, read_body, ErrorBody};
 use crate::org::{OrgSettings, Plan};
 use crate::server::caller::{Caller, ADMIN, OPERATOR};
 use crate::server::error::{ApiError, ApiResult};
+use crate::server::replication::{Command, Outcome};
 use crate::server::state::AppState;
 
 /// An organization's settings.
@@ -50,6 +51,7 @@ pub struct SettingsChange {
         (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an admin of this organization", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -59,6 +61,7 @@ pub async fn get(
     Path(org): Path<String>,
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
+    state.before_read(&org).await?;
     let settings = state.blocking(move |store| Ok(store.org_settings(&org)?)).await?;
     Ok(axum::Json(SettingsBody::from(settings)).into_response())
 }
@@ -74,6 +77,7 @@ pub async fn get(
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "Not an operator", body = ErrorBody),
         (status = 413, description = "Body over the limit (the limit is in the message)", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) the change was not acknowledged by the cluster's streams, or not applied by this node in time", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -98,6 +102,20 @@ pub async fn put(
                 "`retention_days`: {days} is outside 1..=3650"
             )));
         }
+    }
+    let command = Command::SetOrg {
+        org: org.clone(),
+        by: caller.name.clone(),
+        plan,
+        retention_days: change.retention_days,
+    };
+    if let Some(replicated) = state.replication.as_ref().and_then(|r| r.command(command)) {
+        return match replicated.await? {
+            Outcome::Settings(settings) => Ok(axum::Json(SettingsBody::from(settings)).into_response()),
+            other => Err(ApiError::internal(format!(
+                "a settings change answered {other:?}"
+            ))),
+        };
     }
     let settings = state
         .blocking(move |store| Ok(store.set_org_as(&caller.name, &org, plan, change.retention_days)?))

@@ -12,6 +12,8 @@ use super::{html, see_other, FormBody, SignedIn};
 use crate::auth::Role;
 use crate::export::{parse_date, ExportError, ExportRequest, Exports, PlanPolicy, Schedule};
 use crate::org::Plan;
+use crate::server::error::ApiError;
+use crate::server::replication::Command;
 use crate::server::session::Session;
 use crate::server::state::AppState;
 
@@ -188,6 +190,25 @@ pub async fn request(
     } else {
         crate::export::Role::Member
     };
+    let command = Command::RequestExport {
+        org: org.clone(),
+        requested_by: user.clone(),
+        role,
+        from,
+        to,
+    };
+    if let Some(replicated) = state.replication.as_ref().and_then(|r| r.command(command)) {
+        return match replicated.await {
+            Ok(_) => see_other(&format!("{}?requested", super::AUDIT_LOG_PATH), &[]),
+            Err(e) => match replicated_refusal(e) {
+                Some((status, text)) => {
+                    let notice = Notice::Refused(text);
+                    render(&state, &session, status, Some(notice), (&form.from, &form.to)).await
+                }
+                None => super::failure_page(),
+            },
+        };
+    }
     let outcome = state
         .blocking(move |store| Ok(Exports::new(store)?.request(&org, &user, role, from, to)))
         .await;
@@ -246,6 +267,39 @@ fn refusal(e: ExportError) -> Option<(StatusCode, String)> {
         }
     };
     Some((StatusCode::UNPROCESSABLE_ENTITY, text))
+}
+
+/// [`refusal`] for a request refused where a replicated deployment applied
+/// it (the refusal comes as the API's error).
+fn replicated_refusal(e: ApiError) -> Option<(StatusCode, String)> {
+    match e.code {
+        "forbidden" => Some((
+            StatusCode::FORBIDDEN,
+            "Only organization admins may request audit logs.".into(),
+        )),
+        "plan_not_eligible" => Some((
+            StatusCode::FORBIDDEN,
+            "Your plan does not include audit log exports. Contact support to request audit logs.".into(),
+        )),
+        "rate_limited" => Some((
+            StatusCode::TOO_MANY_REQUESTS,
+            match e.next_allowed_at {
+                Some(at) => format!(
+                    "Your plan's request limit is reached. New requests can be made on {}.",
+                    view::instant(at)
+                ),
+                None => "Your plan's request limit is reached.".into(),
+            },
+        )),
+        "range_too_old" | "range_in_future" | "invalid_range" => {
+            Some((StatusCode::UNPROCESSABLE_ENTITY, e.message))
+        }
+        "unavailable" => Some((StatusCode::SERVICE_UNAVAILABLE, e.message)),
+        _ => {
+            tracing::error!(error = %e.message, "an export request failed");
+            None
+        }
+    }
 }
 
 /// `403` as a page: a form without its session's token, a member's request.

@@ -16,6 +16,39 @@ pub use listener::Listener;
 /// `ingest` (docs/cluster.md, "Not yet").
 pub static CLUSTER_NODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set by `serve --cluster`: the node's hook and the runtime that drives
+/// it. The admin socket's `token create|revoke` and `user add` go through
+/// it (the cluster's streams) instead of the local store, so that every
+/// node holds the same tokens and users.
+pub static CLUSTER_HOOK: std::sync::OnceLock<(
+    tokio::runtime::Handle,
+    std::sync::Arc<dyn auditstore::server::replication::Replication>,
+)> = std::sync::OnceLock::new();
+
+/// Carry out `command` through the cluster, when this is a command run
+/// by a cluster node for its admin socket (`ctx.shared`); `None`: run it
+/// on the store. Called on the socket's own (non-async) threads.
+pub fn through_cluster(
+    ctx: &crate::ctx::Ctx,
+    command: auditstore::server::replication::Command,
+) -> Option<Result<auditstore::server::replication::Outcome, crate::ctx::CliError>> {
+    ctx.shared.as_ref()?;
+    let (runtime, hook) = CLUSTER_HOOK.get()?;
+    let pending = hook.command(command)?;
+    Some(runtime.block_on(pending).map_err(|e| {
+        let mut err = crate::ctx::CliError::new(e.code, e.message);
+        // The refusal's details (`next_allowed_at`, ...), as the CLI
+        // prints them without a cluster.
+        err.extra = *e.extra;
+        if let Some(at) = e.next_allowed_at {
+            err.extra
+                .entry("next_allowed_at")
+                .or_insert_with(|| at.to_rfc3339().into());
+        }
+        err
+    }))
+}
+
 /// The socket's name in the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
 

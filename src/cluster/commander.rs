@@ -1,0 +1,215 @@
+//! A node's commands (docs/cluster.md, "Commands"): the server's state
+//! changes, published to the partition's stream as command messages; the
+//! node answers once its own applier has applied the command (bounded, like
+//! reads), from the outcome it had here, which is the outcome it has on
+//! every node.
+//!
+//! Partitions: an organization's commands go to its partition (so they
+//! are ordered with its events); an operator token's, which has no
+//! organization, to partition 0. A processing run is one command per
+//! partition, each processing that partition's organizations.
+
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use super::command::{self, Body, Command};
+use super::message::Batch;
+use super::node::Node;
+use super::partition::partition_of;
+use crate::auth::{token, Auth, AuthError, NewToken, TokenHash, TokenScope};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::replication::{self, Outcome};
+use crate::time::Timestamp;
+
+/// The partition of the commands that belong to no organization.
+pub const NO_ORG_PARTITION: u32 = 0;
+
+impl Node {
+    /// Carry out `cmd` through the streams.
+    pub async fn command(&self, cmd: replication::Command) -> ApiResult<Outcome> {
+        use replication::Command as C;
+        let now = self.store().clock().now();
+        let of = |org: &str| partition_of(org, self.partitions());
+        match cmd {
+            C::SetOrg {
+                org,
+                by,
+                plan,
+                retention_days,
+            } => {
+                let p = of(&org);
+                let body = Body::SetOrg(command::SetOrg {
+                    org,
+                    by,
+                    plan: plan.map(|p| p.as_str().to_owned()),
+                    retention_days,
+                });
+                self.issue(p, Uuid::new_v4(), now, body).await
+            }
+            C::RequestExport {
+                org,
+                requested_by,
+                role,
+                from,
+                to,
+            } => {
+                let p = of(&org);
+                let body = Body::RequestExport(command::RequestExport {
+                    org,
+                    requested_by,
+                    role: role.as_str().to_owned(),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                });
+                // The command's id is the request's.
+                self.issue(p, Uuid::new_v4(), now, body).await
+            }
+            C::Process => self.process(now).await,
+            C::ScheduleMark { mark } => self.publish_mark(mark).await,
+            C::CreateToken { scope, name, by } => {
+                let text = token::generate().map_err(|e| ApiError::internal(format!("make a token: {e}")))?;
+                let (org, role) = match &scope {
+                    TokenScope::Operator => (None, crate::auth::Role::Operator),
+                    TokenScope::Org { org, role } => (Some(org.clone()), *role),
+                };
+                let p = org.as_deref().map_or(NO_ORG_PARTITION, of);
+                let body = Body::CreateToken(command::CreateToken {
+                    token_id: Uuid::new_v4().hyphenated().to_string(),
+                    org,
+                    role: role.as_str().to_owned(),
+                    name,
+                    by,
+                    sha256: TokenHash::of(&text).to_hex(),
+                });
+                match self.issue(p, Uuid::new_v4(), now, body).await? {
+                    Outcome::Token(made) => Ok(Outcome::Token(NewToken {
+                        info: made.info,
+                        token: text,
+                    })),
+                    other => Err(unexpected("a token", &other)),
+                }
+            }
+            C::RevokeToken { id, by } => {
+                // Routed by the token's organization, as this node holds
+                // it; one it does not hold is refused as without a cluster.
+                let store = self.store().clone();
+                let lookup = id.clone();
+                let held = tokio::task::spawn_blocking(move || Auth::new(&store).token(&lookup))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("a token lookup failed: {e}")))??;
+                let Some(info) = held else {
+                    return Err(AuthError::NotFound { what: "token", id }.into());
+                };
+                let p = info.org.as_deref().map_or(NO_ORG_PARTITION, of);
+                let body = Body::RevokeToken(command::RevokeToken { token_id: id, by });
+                self.issue(p, Uuid::new_v4(), now, body).await
+            }
+            C::AddUser {
+                name,
+                org,
+                role,
+                password_hash,
+                by,
+            } => {
+                let p = of(&org);
+                let body = Body::AddUser(command::AddUser {
+                    user: name,
+                    org,
+                    role: role.as_str().to_owned(),
+                    password_hash,
+                    by,
+                });
+                self.issue(p, Uuid::new_v4(), now, body).await
+            }
+        }
+    }
+
+    /// One processing run now: a command per partition, all awaited; the
+    /// requests processed and expired, oldest first.
+    async fn process(&self, now: Timestamp) -> ApiResult<Outcome> {
+        let runs = (0..self.partitions()).map(|p| {
+            let body = Body::Process(command::Process { scheduled: false });
+            self.issue(p, Uuid::new_v4(), now, body)
+        });
+        let (mut processed, mut expired) = (Vec::new(), Vec::new());
+        for answer in join_all(runs).await {
+            match answer? {
+                Outcome::Processed {
+                    processed: p,
+                    expired: e,
+                } => {
+                    processed.extend(p);
+                    expired.extend(e);
+                }
+                other => return Err(unexpected("a processing run", &other)),
+            }
+        }
+        processed.sort_by_key(|r| (r.created_at, r.id));
+        expired.sort_by_key(|r| (r.created_at, r.id));
+        Ok(Outcome::Processed { processed, expired })
+    }
+
+    /// The schedule reached `mark`: a processing command per partition,
+    /// which every node builds alike (id from (partition, mark), instant
+    /// the mark), so that JetStream keeps one of each within its
+    /// de-duplication window. Nobody waits for their outcomes.
+    async fn publish_mark(&self, mark: Timestamp) -> ApiResult<Outcome> {
+        let mut batches = Vec::new();
+        for p in 0..self.partitions() {
+            let cmd = Command {
+                id: command::schedule_id(p, mark),
+                at: mark,
+                body: Body::Process(command::Process { scheduled: true }),
+            };
+            batches.push((p, batch(&cmd)?));
+        }
+        self.publisher()
+            .publish_batches(batches)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the schedule mark {mark} was not published: {e}")))?;
+        Ok(Outcome::Published)
+    }
+
+    /// Publish one command to `partition` and wait, at most the read wait,
+    /// until this node has applied it: its outcome here.
+    async fn issue(&self, partition: u32, id: Uuid, at: Timestamp, body: Body) -> ApiResult<Outcome> {
+        let cmd = Command { id, at, body };
+        let message = batch(&cmd)?;
+        let outcome = self.outcomes().expect(id);
+        if let Err(e) = self.publisher().publish_batches(vec![(partition, message)]).await {
+            self.outcomes().forget(&id);
+            return Err(ApiError::unavailable(format!(
+                "the change was not acknowledged by JetStream ({e}); it may or may not be made: \
+                 look, then retry"
+            ))
+            .with("partition", partition));
+        }
+        let wait = self.read_wait();
+        match tokio::time::timeout(wait, outcome).await {
+            Ok(Ok(answer)) => answer,
+            _ => {
+                self.outcomes().forget(&id);
+                metrics::counter!("auditstore_cluster_reads_not_caught_up_total").increment(1);
+                Err(ApiError::unavailable(format!(
+                    "the change is in partition {partition}'s stream (acknowledged by JetStream) but this \
+                     node did not apply it within {wait:?}; it will be applied: look again shortly"
+                ))
+                .with("partition", partition))
+            }
+        }
+    }
+}
+
+/// A command as a message to publish.
+fn batch(cmd: &Command) -> ApiResult<Batch> {
+    let payload = cmd.encode().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Batch {
+        msg_id: command::msg_id(&payload),
+        payload,
+        count: 0,
+    })
+}
+
+fn unexpected(what: &str, other: &Outcome) -> ApiError {
+    ApiError::internal(format!("{what} answered {other:?}"))
+}
