@@ -21,7 +21,9 @@ mod cluster_common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cluster_common::{agent, get, get_bytes, post, send, start_nats, tool, tool_status, wait_for, Node, BIN};
+use cluster_common::{
+    agent, get, get_bytes, post, send, sorted_ids, start_nats, tool, tool_status, wait_for, Node, BIN,
+};
 use serde_json::{json, Value};
 
 const PARTITIONS: u32 = 4;
@@ -271,14 +273,7 @@ fn commands_go_through_the_streams_to_every_node() {
     for base in &bases {
         let (status, text) = get(&agent, &exports_url(base), &token).unwrap();
         assert_eq!(status, 200, "{text}");
-        let mut ids: Vec<String> = json_of(&text)
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        assert_eq!(ids, created, "{base}");
+        assert_eq!(sorted_ids(&text), created, "{base}");
     }
 
     // The schedule's next mark (within a minute) builds them on every

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cluster_common::{agent, get, post, send, start_nats, tool, Node, BIN};
+use cluster_common::{agent, get, post, send, sorted_ids, start_nats, tool, Node, BIN};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -156,14 +156,7 @@ impl<'a> Exports<'a> {
                     .filter(|(s, _)| *s == 200)
                     .map(|(_, t)| t)
             });
-            let v: Value = serde_json::from_str(&text).unwrap();
-            let mut ids: Vec<String> = v
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_owned())
-                .collect();
-            ids.sort();
+            let ids = sorted_ids(&text);
             assert_eq!(ids.len(), EXPORT_LIMIT, "{base}: {EXPORT_ORG} holds {ids:?}");
             for id in &created {
                 assert!(ids.contains(id), "{base}: request {id} answered 201 is missing");

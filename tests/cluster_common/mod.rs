@@ -339,3 +339,16 @@ pub fn wait_for<T>(what: &str, patience: Duration, mut f: impl FnMut() -> Option
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The `id`s of a JSON array of objects (an answer's text), sorted.
+pub fn sorted_ids(text: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(text).unwrap();
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
