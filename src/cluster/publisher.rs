@@ -56,7 +56,7 @@ impl Publisher {
         for (org, event) in events {
             by_partition
                 .entry(partition_of(org, self.partitions))
-                .or_default()
+                .or_insert_with(Batcher::compressing)
                 .push(org, event);
         }
         by_partition

@@ -363,7 +363,27 @@ fn cluster_side(a: &Args, nats_bin: &Path, w: &Workload, unique: u64, root: &Pat
     let reqs = requests(w, &addrs, &token);
     let mut pids: Vec<u32> = servers.iter().map(|s| s.0.id()).collect();
     pids.extend(nodes.iter().map(|n| n.child.id()));
+    // `--perf FILE`: the whole machine's profile during the first
+    // cluster ingest (NATS servers, nodes, this generator).
+    let perf = match (&a.perf, root.parent().and_then(Path::file_name)) {
+        (Some(out), Some(run)) if run == "cluster-run-1" => Some(Killed(
+            Command::new("perf")
+                .args(["record", "-a", "-g", "-o"])
+                .arg(out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()?,
+        )),
+        _ => None,
+    };
+    if perf.is_some() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let d = drive(a, &addrs, &reqs, &pids)?;
+    if let Some(mut p) = perf {
+        signal(&p.0, libc::SIGINT);
+        p.0.wait()?;
+    }
     // An event sent twice in different requests counts as appended twice
     // when the second comes before its node applied the first.
     if d.appended < unique {
