@@ -131,6 +131,13 @@ impl Applier {
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: 4 * MAX_CHUNK as i64,
+                    // The consumer's state (delivered, ack floor) lives in
+                    // memory on its replicas: the node's own position file
+                    // is the truth (the consumer is reset to it at every
+                    // start), and writing that state to disk on every ack
+                    // of every node and partition cost a third of NATS's
+                    // CPU (docs/performance.md, "Cluster ingest").
+                    memory_storage: true,
                     ..Default::default()
                 },
             )
