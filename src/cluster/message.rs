@@ -38,9 +38,12 @@ pub const FLAG_LZ4: u8 = 1;
 /// at most 1 MiB, and LZ4 expands at most about 255 times.
 const MAX_UNCOMPRESSED: usize = 64 << 20;
 const TRAILER_LEN: usize = 4;
-/// A batch message grows to about this many bytes before a new one starts
-/// (one event larger than that travels alone). JetStream's cost is per
-/// message: tens to hundreds of KiB per message keep it busy with bytes.
+/// A batch message grows to about this many bytes (of entries, before any
+/// compression) before a new one starts (one event larger than that
+/// travels alone). The streams take messages of up to 1 MiB, headers
+/// included: 8 KiB are left for the header, trailer and NATS headers.
+/// JetStream's cost is per message and per byte: the fewest, biggest
+/// messages keep it low (docs/performance.md, "Cluster ingest").
 pub const TARGET_MESSAGE_BYTES: usize = 1024 * 1024 - 8 * 1024;
 
 /// Why a message's bytes are not a batch of this version.

@@ -78,7 +78,14 @@ fn free_port() -> Res<u16> {
 }
 
 /// Three NATS servers, one JetStream cluster; their client URLs.
-fn start_nats(bin: &Path, root: &Path) -> Res<(Vec<Killed>, Vec<String>)> {
+fn start_nats(a: &Args, bin: &Path, root: &Path) -> Res<(Vec<Killed>, Vec<String>)> {
+    // The routes' compression, when given (`off`, `s2_fast`, ...): else
+    // the server's default.
+    let compression = a
+        .route_compression
+        .as_ref()
+        .map(|c| format!(", compression: {c}"))
+        .unwrap_or_default();
     let clients: Vec<u16> = (0..3).map(|_| free_port()).collect::<Res<_>>()?;
     let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Res<_>>()?;
     let routes = route_ports
@@ -94,7 +101,7 @@ fn start_nats(bin: &Path, root: &Path) -> Res<(Vec<Killed>, Vec<String>)> {
             format!(
                 "server_name: s{i}\nlisten: 127.0.0.1:{}\n\
                  jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
-                 cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{}, routes: [{routes}] }}\n",
+                 cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{}, routes: [{routes}]{compression} }}\n",
                 clients[i],
                 root.join(format!("js{i}")).display(),
                 route_ports[i]
@@ -330,7 +337,7 @@ pub fn unique_events(w: &Workload) -> Res<u64> {
 
 fn cluster_side(a: &Args, nats_bin: &Path, w: &Workload, unique: u64, root: &Path) -> Res<ClusterSide> {
     fresh(root)?;
-    let (mut servers, urls) = start_nats(nats_bin, root)?;
+    let (mut servers, urls) = start_nats(a, nats_bin, root)?;
     let dirs: Vec<PathBuf> = (0..NODES).map(|i| root.join(format!("node{i}"))).collect();
     let token = operator_token(a, &dirs[0])?;
     for d in &dirs[1..] {

@@ -39,7 +39,7 @@ usage: http-load [--events N (1000000)] [--runs K (3)] [--batch B (1000)] [--cli
                  [--no-query] [--idle-queries Q (1000: the query again after the ingest)]
                  [--perf FILE (perf record -g on the server during the first run's ingest)]
                  [--cluster NATS_SERVER (3 NATS servers + 3 nodes beside one node; docs/performance.md)]
-                 [--partitions P (16, with --cluster)]";
+                 [--partitions P (16, with --cluster)] [--route-compression MODE (the NATS default)]";
 
 /// Mean gap between generated events: 1,000,000 events span about 5.8 days.
 const STEP_NANOS: i64 = 500_000_000;
@@ -62,6 +62,8 @@ pub struct Args {
     /// The nats-server binary: run the cluster mode.
     pub cluster: Option<PathBuf>,
     pub partitions: u32,
+    /// `compression:` of the NATS servers' routes (`off`, `s2_fast`, ...).
+    pub route_compression: Option<String>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -85,6 +87,7 @@ fn parse_args() -> Res<Args> {
         perf: None,
         cluster: None,
         partitions: 16,
+        route_compression: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +106,7 @@ fn parse_args() -> Res<Args> {
             "--perf" => a.perf = Some(PathBuf::from(value()?)),
             "--cluster" => a.cluster = Some(PathBuf::from(value()?)),
             "--partitions" => a.partitions = value()?.parse()?,
+            "--route-compression" => a.route_compression = Some(value()?),
             "--keep" => a.keep = true,
             "--no-query" => a.query = false,
             "-h" | "--help" => {
