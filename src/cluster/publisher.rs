@@ -1,5 +1,6 @@
 //! Ingest through the streams: split the events by partition, batch them
-//! into messages of about 256 KiB, publish every message, and wait for
+//! into messages of up to 1 MiB - 8 KiB of entries, LZ4-compressed when
+//! that is smaller, publish every message, and only then wait for
 //! JetStream to acknowledge each one (stored on a quorum of the stream's
 //! replicas, each written with `sync_interval: always`).
 //!
