@@ -82,7 +82,11 @@ impl Applier {
             }
             match self.run_once().await {
                 Ended::Stopped => return,
-                Ended::Restart(e @ (ClusterError::Metadata(_) | ClusterError::Expired { .. })) => {
+                Ended::Restart(
+                    e @ (ClusterError::Metadata(_)
+                    | ClusterError::Expired { .. }
+                    | ClusterError::Unsupported { .. }),
+                ) => {
                     tracing::error!("partition {}: applier stopped: {e}", self.partition);
                     *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                     return;
@@ -157,6 +161,13 @@ impl Applier {
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: 4 * MAX_CHUNK as i64,
+                    // The consumer's state (delivered, ack floor) lives in
+                    // memory on its replicas: the node's own position file
+                    // is the truth (the consumer is reset to it at every
+                    // start), and writing that state to disk on every ack
+                    // of every node and partition cost a third of NATS's
+                    // CPU (docs/performance.md, "Cluster ingest").
+                    memory_storage: true,
                     ..Default::default()
                 },
             )
@@ -241,8 +252,19 @@ impl Applier {
             };
             match decoded {
                 Ok(item) => take.push(item),
-                // Not a message of ours (no auditstore node writes such a
-                // message): skipped, loudly, rather than blocking the
+                // A sound message of a newer build: skipping it would lose
+                // what it carries on this node only. Stop before it (what
+                // came before is applied below).
+                Err(e) if e.from_newer_build() => {
+                    problem = Some(ClusterError::Unsupported {
+                        partition: self.partition,
+                        seq,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+                // Not a message of ours (damaged, or no auditstore node
+                // wrote it): skipped, loudly, rather than blocking the
                 // partition for ever.
                 Err(e) => tracing::error!("partition {}: sequence {seq} skipped: {e}", self.partition),
             }

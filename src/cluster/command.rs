@@ -256,17 +256,20 @@ impl Command {
         if &payload[..4] != MAGIC {
             return Err(malformed("no AUCM magic"));
         }
-        if payload[4] != VERSION {
-            return Err(CommandError::UnknownVersion(payload[4]));
-        }
-        if payload[5] != 0 {
-            return Err(CommandError::UnknownFlags(payload[5]));
-        }
+        // The checksum first: a version, flags or kind this build does not
+        // know is then a newer writer's, not damage (the applier stops
+        // rather than skip it).
         let (body, trailer) = payload.split_at(payload.len() - TRAILER_LEN);
         let stored = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
         let computed = crc32fast::hash(body);
         if stored != computed {
             return Err(CommandError::Checksum { stored, computed });
+        }
+        if payload[4] != VERSION {
+            return Err(CommandError::UnknownVersion(payload[4]));
+        }
+        if payload[5] != 0 {
+            return Err(CommandError::UnknownFlags(payload[5]));
         }
         let kind = payload[6];
         let name = kind_name(kind).ok_or(CommandError::UnknownKind(kind))?;

@@ -4,7 +4,7 @@
 //! ```text
 //! header   4 bytes  magic "AUEB"
 //!          1 byte   version = 1
-//!          1 byte   flags = 0 (reserved; a reader refuses others)
+//!          1 byte   flags: 0, or 1 (`FLAG_LZ4`, below); a reader refuses others
 //!          4 bytes  N, the number of entries (u32, big-endian)
 //! N times  2 bytes  organization length L (u16, big-endian; 1..=256)
 //!          L bytes  organization name (UTF-8)
@@ -12,6 +12,11 @@
 //!          E bytes  the event's JSON (`Event::to_json`, events.md)
 //! trailer  4 bytes  CRC-32 (IEEE) of every byte before it (u32, big-endian)
 //! ```
+//!
+//! With flags = 1 (`FLAG_LZ4`), the bytes between the header and the
+//! trailer are instead the entries' length U (u32, big-endian) and the
+//! entries compressed as one LZ4 block (no frame) of U bytes. Publishers
+//! compress a batch when that makes it smaller ([`Batcher::compressing`]).
 //!
 //! The message's `Nats-Msg-Id` is `aueb1-` and the lowercase hex SHA-256 of
 //! the whole payload: a publish retried with the same batch is dropped by
@@ -27,11 +32,19 @@ use crate::event::Event;
 const MAGIC: &[u8; 4] = b"AUEB";
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 10;
+/// The flag of a batch whose entries are one LZ4 block.
+pub const FLAG_LZ4: u8 = 1;
+/// The largest entries' length a compressed batch may claim: a message is
+/// at most 1 MiB, and LZ4 expands at most about 255 times.
+const MAX_UNCOMPRESSED: usize = 64 << 20;
 const TRAILER_LEN: usize = 4;
-/// A batch message grows to about this many bytes before a new one starts
-/// (one event larger than that travels alone). JetStream's cost is per
-/// message: tens to hundreds of KiB per message keep it busy with bytes.
-pub const TARGET_MESSAGE_BYTES: usize = 256 * 1024;
+/// A batch message grows to about this many bytes (of entries, before any
+/// compression) before a new one starts (one event larger than that
+/// travels alone). The streams take messages of up to 1 MiB, headers
+/// included: 8 KiB are left for the header, trailer and NATS headers.
+/// JetStream's cost is per message and per byte: the fewest, biggest
+/// messages keep it low (docs/performance.md, "Cluster ingest").
+pub const TARGET_MESSAGE_BYTES: usize = 1024 * 1024 - 8 * 1024;
 
 /// Why a message's bytes are not a batch of this version.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +53,8 @@ pub enum MessageError {
     Malformed(String),
     #[error("batch message: unknown version {0} (this build reads version {VERSION})")]
     UnknownVersion(u8),
+    #[error("batch message: unknown flags {0:#04x} (this build reads 0 and 1, LZ4)")]
+    UnknownFlags(u8),
     #[error("batch message: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
     Checksum { stored: u32, computed: u32 },
     #[error("batch message: entry {index}: {reason}")]
@@ -65,6 +80,8 @@ pub fn msg_id(payload: &[u8]) -> String {
 #[derive(Debug)]
 pub struct Batcher {
     target: usize,
+    /// Compress each batch's entries with LZ4 when that makes it smaller.
+    compress: bool,
     buf: Vec<u8>,
     count: u32,
     done: Vec<Batch>,
@@ -81,9 +98,20 @@ impl Batcher {
     pub fn with_target(target: usize) -> Self {
         Batcher {
             target,
+            compress: false,
             buf: Vec::new(),
             count: 0,
             done: Vec::new(),
+        }
+    }
+
+    /// A batcher of [`TARGET_MESSAGE_BYTES`] (of entries, before
+    /// compression) that compresses each batch with LZ4 when that makes it
+    /// smaller: the streams then carry, replicate and store fewer bytes.
+    pub fn compressing() -> Self {
+        Batcher {
+            compress: true,
+            ..Self::with_target(TARGET_MESSAGE_BYTES)
         }
     }
 
@@ -113,6 +141,18 @@ impl Batcher {
             return;
         }
         self.buf[6..10].copy_from_slice(&self.count.to_be_bytes());
+        if self.compress {
+            let entries = &self.buf[HEADER_LEN..];
+            let packed = lz4_flex::block::compress(entries);
+            if packed.len() + 4 < entries.len() {
+                let mut out = Vec::with_capacity(HEADER_LEN + 4 + packed.len() + TRAILER_LEN);
+                out.extend_from_slice(&self.buf[..HEADER_LEN]);
+                out[5] = FLAG_LZ4;
+                out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+                out.extend_from_slice(&packed);
+                self.buf = out;
+            }
+        }
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_be_bytes());
         let payload = std::mem::take(&mut self.buf);
@@ -140,20 +180,42 @@ pub fn decode(payload: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
     if &payload[..4] != MAGIC {
         return Err(malformed("no AUEB magic"));
     }
-    if payload[4] != VERSION {
-        return Err(MessageError::UnknownVersion(payload[4]));
-    }
-    if payload[5] != 0 {
-        return Err(malformed("unknown flags"));
-    }
+    // The checksum first: a version or flags this build does not know are
+    // then a newer writer's, not damage (the applier stops rather than
+    // skip the message).
     let (body, trailer) = payload.split_at(payload.len() - TRAILER_LEN);
     let stored = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let computed = crc32fast::hash(body);
     if stored != computed {
         return Err(MessageError::Checksum { stored, computed });
     }
+    if payload[4] != VERSION {
+        return Err(MessageError::UnknownVersion(payload[4]));
+    }
+    let flags = payload[5];
+    if flags != 0 && flags != FLAG_LZ4 {
+        return Err(MessageError::UnknownFlags(flags));
+    }
     let count = u32::from_be_bytes([body[6], body[7], body[8], body[9]]);
-    let mut rest = &body[HEADER_LEN..];
+    if flags == 0 {
+        return entries(count, &body[HEADER_LEN..]);
+    }
+    let (len, packed) = take_u32(&body[HEADER_LEN..]).ok_or_else(|| malformed("no entries' length"))?;
+    let len = len as usize;
+    if len > MAX_UNCOMPRESSED {
+        return Err(malformed("entries' length over 64 MiB"));
+    }
+    let mut unpacked = vec![0u8; len];
+    match lz4_flex::block::decompress_into(packed, &mut unpacked) {
+        Ok(n) if n == len => entries(count, &unpacked),
+        Ok(_) => Err(malformed("the LZ4 block is shorter than its entries' length")),
+        Err(e) => Err(MessageError::Malformed(format!("the LZ4 block: {e}"))),
+    }
+}
+
+/// The `count` entries that make up `rest`, exactly.
+fn entries(count: u32, mut rest: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
+    let malformed = |m: &str| MessageError::Malformed(m.to_owned());
     // Every entry takes at least 7 bytes: no allocation beyond the input.
     let mut out = Vec::with_capacity((count as usize).min(rest.len() / 7));
     for index in 0..count {
@@ -274,6 +336,59 @@ mod tests {
     }
 
     #[test]
+    fn compressed_round_trip_and_damage() {
+        let events: Vec<Event> = (0..200).map(|i| event(i, 40)).collect();
+        let mut b = Batcher::compressing();
+        for e in &events {
+            b.push("org-a", e);
+        }
+        let batches = b.finish();
+        assert_eq!(batches.len(), 1);
+        let payload = &batches[0].payload;
+        assert_eq!(payload[5], FLAG_LZ4);
+        let mut plain = Batcher::default();
+        for e in &events {
+            plain.push("org-a", e);
+        }
+        let plain = plain.finish().remove(0).payload;
+        assert!(
+            payload.len() < plain.len() / 2,
+            "{} of {}",
+            payload.len(),
+            plain.len()
+        );
+        let back = decode(payload).unwrap();
+        assert_eq!(back, decode(&plain).unwrap());
+        // Never larger than plain: compressed only when that saves bytes.
+        for pad in [0, 1, 5] {
+            let mut one = Batcher::compressing();
+            let mut plain = Batcher::default();
+            one.push("o", &event(7, pad));
+            plain.push("o", &event(7, pad));
+            let (one, plain) = (one.finish().remove(0).payload, plain.finish().remove(0).payload);
+            assert!(one.len() <= plain.len());
+            assert_eq!(decode(&one).unwrap(), decode(&plain).unwrap());
+        }
+        for i in (0..payload.len()).step_by(7) {
+            let mut bad = payload.clone();
+            bad[i] ^= 0x10;
+            assert!(decode(&bad).is_err(), "flip at {i}");
+        }
+        // A CRC-valid message whose block or length lies is refused.
+        let relabel = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut m = payload[..payload.len() - 4].to_vec();
+            f(&mut m);
+            let crc = crc32fast::hash(&m);
+            m.extend_from_slice(&crc.to_be_bytes());
+            decode(&m)
+        };
+        assert!(relabel(&|m| m[10..14].copy_from_slice(&u32::MAX.to_be_bytes())).is_err());
+        assert!(relabel(&|m| m[13] ^= 1).is_err());
+        assert!(relabel(&|m| m.truncate(m.len() - 5)).is_err());
+        assert!(relabel(&|m| m[5] = 3).is_err());
+    }
+
+    #[test]
     fn refuses_damage() {
         let mut b = Batcher::default();
         b.push("org", &event(0, 3));
@@ -286,9 +401,28 @@ mod tests {
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "cut at {n}");
         }
-        let mut v2 = good.clone();
-        v2[4] = 2;
+        // A version or flags this build does not know, under a good
+        // checksum: a newer writer's message (the applier stops at it); the
+        // same bytes with the old checksum: damage (skipped).
+        let resealed = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut m = good[..good.len() - 4].to_vec();
+            change(&mut m);
+            let crc = crc32fast::hash(&m);
+            m.extend_from_slice(&crc.to_be_bytes());
+            m
+        };
+        let v2 = resealed(&|m| m[4] = 2);
         assert_eq!(decode(&v2), Err(MessageError::UnknownVersion(2)));
+        let f7 = resealed(&|m| m[5] = 7);
+        assert_eq!(decode(&f7), Err(MessageError::UnknownFlags(7)));
+        for newer in [&v2, &f7] {
+            assert!(crate::cluster::ClusterError::from(decode(newer).unwrap_err()).from_newer_build());
+        }
+        let mut damaged = good.clone();
+        damaged[4] = 2;
+        let err = decode(&damaged).unwrap_err();
+        assert!(matches!(err, MessageError::Checksum { .. }), "{err}");
+        assert!(!crate::cluster::ClusterError::from(err).from_newer_build());
         // A count larger than the entries is refused, not trusted.
         let mut lying = good[..good.len() - 4].to_vec();
         lying[6..10].copy_from_slice(&u32::MAX.to_be_bytes());

@@ -173,6 +173,17 @@ pub enum ClusterError {
         applied: u64,
         first: u64,
     },
+    /// A sound message this build cannot read (a newer node wrote it): the
+    /// partition stops before it until this node is upgraded.
+    #[error(
+        "partition {partition}: sequence {seq} was written by a newer auditstore ({reason}); \
+         upgrade this node: it stopped applying this partition rather than skip the message"
+    )]
+    Unsupported {
+        partition: u32,
+        seq: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Message(#[from] message::MessageError),
     #[error(transparent)]
@@ -191,6 +202,21 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// A decoding error that means a newer writer, not damage (the
+    /// checksum held).
+    pub fn from_newer_build(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Message(
+                message::MessageError::UnknownVersion(_) | message::MessageError::UnknownFlags(_)
+            ) | ClusterError::Command(
+                command::CommandError::UnknownVersion(_)
+                    | command::CommandError::UnknownFlags(_)
+                    | command::CommandError::UnknownKind(_)
+            )
+        )
+    }
+
     pub(crate) fn nats(what: &str, e: impl std::fmt::Display) -> Self {
         ClusterError::Nats(format!("{what}: {e}"))
     }

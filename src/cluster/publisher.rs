@@ -1,5 +1,6 @@
 //! Ingest through the streams: split the events by partition, batch them
-//! into messages of about 256 KiB, publish every message, and wait for
+//! into messages of up to 1 MiB - 8 KiB of entries, LZ4-compressed when
+//! that is smaller, publish every message, and only then wait for
 //! JetStream to acknowledge each one (stored on a quorum of the stream's
 //! replicas, each written with `sync_interval: always`).
 //!
@@ -56,7 +57,7 @@ impl Publisher {
         for (org, event) in events {
             by_partition
                 .entry(partition_of(org, self.partitions))
-                .or_default()
+                .or_insert_with(Batcher::compressing)
                 .push(org, event);
         }
         by_partition

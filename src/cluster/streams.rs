@@ -17,8 +17,9 @@ use crate::cluster::partition::DEFAULT_PARTITIONS;
 /// The stream de-duplication window: a publish retried within it with the
 /// same batch (same `Nats-Msg-Id`) is stored once.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// Largest message a stream takes (a batch aims at 256 KiB; one event is
-/// at most 256 KiB of JSON).
+/// Largest message a stream takes, headers included (a batch's entries
+/// stop at 1 MiB - 8 KiB before compression; one event is at most 256 KiB
+/// of JSON).
 pub const MAX_MESSAGE_BYTES: i32 = 1024 * 1024;
 const PARTITIONS_KEY: &str = "partitions";
 

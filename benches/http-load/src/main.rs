@@ -20,6 +20,7 @@
 //! before it exits.
 
 mod client;
+mod cluster;
 mod run;
 
 use std::io::{BufWriter, Write};
@@ -36,7 +37,9 @@ usage: http-load [--events N (1000000)] [--runs K (3)] [--batch B (1000)] [--cli
                  [--orgs O (4)] [--seed S (42)] [--dir DIR (target/http-load)] [--keep]
                  [--bin PATH (auditstore next to this binary)] [--query-gap-ms MS (0)]
                  [--no-query] [--idle-queries Q (1000: the query again after the ingest)]
-                 [--perf FILE (perf record -g on the server during the first run's ingest)]";
+                 [--perf FILE (perf record -g on the server during the first run's ingest)]
+                 [--cluster NATS_SERVER (3 NATS servers + 3 nodes beside one node; docs/performance.md)]
+                 [--partitions P (16, with --cluster)] [--route-compression MODE (the NATS default)]";
 
 /// Mean gap between generated events: 1,000,000 events span about 5.8 days.
 const STEP_NANOS: i64 = 500_000_000;
@@ -56,6 +59,11 @@ pub struct Args {
     pub query: bool,
     pub idle_queries: usize,
     pub perf: Option<PathBuf>,
+    /// The nats-server binary: run the cluster mode.
+    pub cluster: Option<PathBuf>,
+    pub partitions: u32,
+    /// `compression:` of the NATS servers' routes (`off`, `s2_fast`, ...).
+    pub route_compression: Option<String>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -77,6 +85,9 @@ fn parse_args() -> Res<Args> {
         query: true,
         idle_queries: 1000,
         perf: None,
+        cluster: None,
+        partitions: 16,
+        route_compression: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +104,9 @@ fn parse_args() -> Res<Args> {
             "--query-gap-ms" => a.query_gap_ms = value()?.parse()?,
             "--idle-queries" => a.idle_queries = value()?.parse()?,
             "--perf" => a.perf = Some(PathBuf::from(value()?)),
+            "--cluster" => a.cluster = Some(PathBuf::from(value()?)),
+            "--partitions" => a.partitions = value()?.parse()?,
+            "--route-compression" => a.route_compression = Some(value()?),
             "--keep" => a.keep = true,
             "--no-query" => a.query = false,
             "-h" | "--help" => {
@@ -102,7 +116,7 @@ fn parse_args() -> Res<Args> {
             other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
         }
     }
-    if a.events == 0 || a.runs == 0 || a.batch == 0 || a.clients == 0 || a.orgs == 0 {
+    if a.events == 0 || a.runs == 0 || a.batch == 0 || a.clients == 0 || a.orgs == 0 || a.partitions == 0 {
         return Err(format!("counts must be at least 1\n{USAGE}").into());
     }
     if !a.bin.is_file() {
@@ -181,7 +195,7 @@ fn generate(a: &Args) -> Res<Workload> {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -293,6 +307,28 @@ fn real_main() -> Res<()> {
         w.from,
         w.to
     );
+    if let Some(nats) = &a.cluster {
+        let unique = cluster::unique_events(&w)?;
+        eprintln!("{unique} distinct event ids");
+        let mut runs = Vec::new();
+        for i in 0..a.runs {
+            let r = cluster::one(&a, nats, &w, unique, i)?;
+            eprintln!(
+                "run {}: cluster {:.0} ev/s, single {:.0} ev/s, ratio {:.3}, apply lag {:.3} s",
+                i + 1,
+                r.cluster_rate,
+                r.single_rate,
+                r.cluster_rate / r.single_rate,
+                r.apply_lag
+            );
+            runs.push(r);
+        }
+        cluster::report(&a, &w, &runs);
+        if !a.keep {
+            let _ = std::fs::remove_file(&w.file);
+        }
+        return Ok(());
+    }
     let mut results = Vec::new();
     for i in 0..a.runs {
         let r = run::one(&a, &w, i)?;

@@ -44,7 +44,7 @@ pub struct RunResult {
 }
 
 /// (own user+system, waited-for children's user+system) CPU seconds of a process.
-fn cpu_seconds(pid: &str) -> (f64, f64) {
+pub fn cpu_seconds(pid: &str) -> (f64, f64) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return (f64::NAN, f64::NAN);
     };
@@ -60,14 +60,14 @@ fn cpu_seconds(pid: &str) -> (f64, f64) {
     ((at(14) + at(15)) / tick, (at(16) + at(17)) / tick)
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
+pub fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
     unsafe {
         libc::kill(child.id() as libc::pid_t, sig);
     }
 }
 
-fn tool(a: &Args, dir: &Path) -> Command {
+pub fn tool(a: &Args, dir: &Path) -> Command {
     let mut c = Command::new(&a.bin);
     c.arg("--data-dir").arg(dir).arg("--json");
     c
@@ -88,7 +88,7 @@ fn make_token(a: &Args, dir: &Path, org: &str, role: &str) -> Res<String> {
         .to_owned())
 }
 
-fn fresh(dir: &Path) -> Res<()> {
+pub fn fresh(dir: &Path) -> Res<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -116,9 +116,9 @@ fn tool_side(a: &Args, w: &Workload, dir: &Path) -> Res<(f64, f64, u64)> {
     Ok((w.lines as f64 / wall, (after - before) / wall, appended))
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
     // Kept open so the server never writes to a closed pipe.
     _stdout: BufReader<std::process::ChildStdout>,
 }
@@ -133,10 +133,18 @@ impl Drop for Server {
     }
 }
 
-fn start_server(a: &Args, dir: &Path) -> Res<Server> {
+pub fn start_server(a: &Args, dir: &Path) -> Res<Server> {
+    start_server_with(a, dir, &[])
+}
+
+/// `serve` on `dir` with more options (`extra`, after `--listen`); its
+/// address read from its first line.
+pub fn start_server_with(a: &Args, dir: &Path, extra: &[String]) -> Res<Server> {
     let log = std::fs::File::create(dir.with_extension("serve.log"))?;
     let mut child = tool(a, dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("AUDITSTORE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()?;
@@ -153,7 +161,7 @@ fn start_server(a: &Args, dir: &Path) -> Res<Server> {
     })
 }
 
-fn stop(s: &mut Server) -> Res<()> {
+pub fn stop(s: &mut Server) -> Res<()> {
     signal(&s.child, libc::SIGTERM);
     let status = s.child.wait()?;
     if !status.success() {
@@ -162,7 +170,7 @@ fn stop(s: &mut Server) -> Res<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
