@@ -348,7 +348,7 @@ impl Tlog {
             if self.stop.load(Ordering::Acquire) {
                 break;
             }
-            if self.integrate_until(None, foreground_threads()).is_err() {
+            if self.integrate_until(None, 1).is_err() {
                 continue;
             }
             let mut st = lock(&self.state);
