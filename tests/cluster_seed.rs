@@ -194,6 +194,74 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     // Sent after the backup: `c` takes it from the stream.
     send(5, &mut sent);
     c.start();
+    // Every running node holds a lease on its id; a second process with a
+    // node's id refuses to start (their consumers would be shared).
+    // (`b`, killed above, holds its lease until it lapses.)
+    let status_args = [
+        "cluster",
+        "status",
+        "--cluster",
+        &urls[0],
+        "--cluster-name",
+        "seedtest",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = tool(&a.dir, &status_args);
+        let members: Vec<String> = status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["node"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            members.contains(&"n0".to_owned()) && members.contains(&"n2".to_owned()),
+            "{status}"
+        );
+        if members == ["n0", "n2"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node's lease never lapsed: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut twin = node(3);
+    twin.id = "n0".into();
+    let started = Instant::now();
+    let out = std::process::Command::new(cluster_common::BIN)
+        .arg("--data-dir")
+        .arg(&twin.dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", twin.port)])
+        .args([
+            "--cluster",
+            &urls[0],
+            "--node",
+            "n0",
+            "--cluster-name",
+            "seedtest",
+            "--partitions",
+            "2",
+        ])
+        .args(&twin.extra)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use") && stderr.contains("--node"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "it waited for the lease to lapse"
+    );
+    // A node killed a moment ago is back within the lease's time to live.
+    a.proc.kill();
+    let restarted = Instant::now();
+    a.start();
+    assert!(restarted.elapsed() < Duration::from_secs(30));
     for node in [&c, &a] {
         for (k, org) in ORGS.iter().enumerate() {
             let (status, ids, text) = ids_of(&agent, &node.base(), &token, org);

@@ -41,6 +41,7 @@ pub mod applier;
 pub mod apply_cmd;
 pub mod command;
 pub mod commander;
+pub mod lease;
 pub mod message;
 pub mod node;
 pub mod outcomes;
@@ -184,6 +185,13 @@ pub enum ClusterError {
         seq: u64,
         reason: String,
     },
+    /// Another process took this node's lease (this one stopped renewing
+    /// it for longer than its TTL): it must stop applying.
+    #[error(
+        "node {node}: another process holds this node id's lease now (this one could not renew it in \
+         time); it stopped applying: restart it, and give every node its own --node id"
+    )]
+    LeaseLost { node: String },
     #[error(transparent)]
     Message(#[from] message::MessageError),
     #[error(transparent)]

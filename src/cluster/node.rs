@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::applied::Applied;
 use super::applier::Applier;
+use super::lease::{Lease, RENEW_EVERY};
 use super::outcomes::Outcomes;
 use super::partition::partition_of;
 use super::publisher::Publisher;
@@ -68,6 +69,8 @@ impl Node {
             })
             .await?;
         }
+        // Before applying anything: the consumers are named by the node id.
+        let lease = Lease::acquire(&js, &config).await?;
         let dir = store.dir().join("cluster").join(&config.name);
         let (stop, stop_rx) = watch::channel(false);
         let outcomes = Arc::new(Outcomes::default());
@@ -101,6 +104,12 @@ impl Node {
             };
             appliers.push(tokio::spawn(applier.run()));
         }
+        appliers.push(tokio::spawn(keep_lease(
+            lease,
+            faults.clone(),
+            stop.clone(),
+            stop_rx.clone(),
+        )));
         let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
         Ok(Node(Arc::new(Inner {
             js,
@@ -284,5 +293,40 @@ impl Replication for Node {
     fn command(&self, command: Command) -> Option<BoxFuture<'static, ApiResult<Outcome>>> {
         let node = self.clone();
         Some(Box::pin(async move { node.command(command).await }))
+    }
+}
+
+/// Renews the node's lease until the node stops (then gives it up). A
+/// lease another process took stops the appliers and makes every read
+/// `503`: two processes with one id would ack each other's messages.
+async fn keep_lease(
+    mut lease: Lease,
+    faults: Vec<Arc<Mutex<Option<String>>>>,
+    stop_all: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(RENEW_EVERY) => false,
+            changed = stop.changed() => changed.is_err() || *stop.borrow(),
+        };
+        if stopping {
+            lease.release().await;
+            return;
+        }
+        match lease.renew().await {
+            Ok(()) => {}
+            Err(e @ ClusterError::LeaseLost { .. }) => {
+                tracing::error!("{e}");
+                for f in &faults {
+                    *f.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+                let _ = stop_all.send(true);
+                return;
+            }
+            // Unreachable NATS: try again; a lease that lapses meanwhile is
+            // found taken, or free, at the next renewal.
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
 }

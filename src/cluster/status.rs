@@ -13,6 +13,8 @@ use super::{ClusterConfig, ClusterError};
 pub struct ClusterStatus {
     pub cluster: String,
     pub partitions: u32,
+    /// The running nodes: those holding a lease on their id.
+    pub members: Vec<super::lease::Member>,
     pub streams: Vec<PartitionStatus>,
 }
 
@@ -132,6 +134,7 @@ pub async fn collect(config: &ClusterConfig) -> Result<ClusterStatus, ClusterErr
     Ok(ClusterStatus {
         cluster: config.name.clone(),
         partitions,
+        members: super::lease::members(&js, &config.name).await?,
         streams,
     })
 }

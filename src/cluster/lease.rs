@@ -1,0 +1,179 @@
+//! Membership: each running node holds a lease on its id in the
+//! key-value bucket `AUDIT_<cluster>_NODES` (docs/cluster.md, "Members").
+//!
+//! The lease is the key `<node id>`, created with a create-only write (so
+//! two processes never both hold it) and renewed every [`RENEW_EVERY`] by
+//! a compare-and-set on its last revision; the bucket's max age
+//! ([`LEASE_TTL`]) drops a lease its holder stopped renewing (a killed
+//! node). Why it matters: a node's id names its durable consumers, so two
+//! processes started with the same `--node` id on different data
+//! directories would ack each other's messages and each skip what the other
+//! applied. A starting node waits for a held lease to lapse (a predecessor
+//! killed a moment ago) up to [`LEASE_TTL`] and a margin, then refuses to
+//! start; a node whose renewal finds another holder stops applying.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterConfig, ClusterError};
+
+/// How long a lease outlives its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+/// How often a node renews its lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// The members' bucket of cluster `cluster`.
+pub fn members_bucket(cluster: &str) -> String {
+    format!("AUDIT_{cluster}_NODES")
+}
+
+/// What a lease says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub node: String,
+    /// Random per process start: tells one holder from another.
+    pub instance: String,
+    /// When the holder started (RFC 3339, its clock).
+    pub started_at: String,
+    /// The holder's auditstore version.
+    pub version: String,
+}
+
+/// A lease held by this process.
+pub struct Lease {
+    bucket: kv::Store,
+    member: Member,
+    revision: u64,
+}
+
+async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, ClusterError> {
+    let name = members_bucket(&config.name);
+    if let Ok(b) = js.get_key_value(&name).await {
+        return Ok(b);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: name.clone(),
+            description: format!("auditstore cluster {}: the running nodes' leases", config.name),
+            history: 1,
+            max_age: LEASE_TTL,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(b) => Ok(b),
+        // Another node created it meanwhile.
+        Err(e) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|e2| ClusterError::nats("the members' bucket", format!("{e}; {e2}"))),
+    }
+}
+
+impl Lease {
+    /// Takes the lease on `config.node`, waiting for one held by another
+    /// process to lapse, at most [`LEASE_TTL`] and a margin.
+    pub async fn acquire(js: &jetstream::Context, config: &ClusterConfig) -> Result<Lease, ClusterError> {
+        let bucket = bucket(js, config).await?;
+        let member = Member {
+            node: config.node.clone(),
+            instance: uuid::Uuid::new_v4().to_string(),
+            started_at: crate::time::Timestamp::now().to_rfc3339(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let value = encode(&member)?;
+        let deadline = tokio::time::Instant::now() + LEASE_TTL + Duration::from_secs(4);
+        loop {
+            match bucket.create(&config.node, value.clone().into()).await {
+                Ok(revision) => {
+                    return Ok(Lease {
+                        bucket,
+                        member,
+                        revision,
+                    })
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    if tokio::time::Instant::now() >= deadline {
+                        let holder = holder(&bucket, &config.node).await;
+                        return Err(ClusterError::Config(format!(
+                            "node id {:?} is in use: {} holds its lease in {} and keeps renewing it; \
+                             every node needs its own --node id",
+                            config.node,
+                            holder.map_or("another process".to_owned(), |m| format!(
+                                "a node started at {} (instance {})",
+                                m.started_at, m.instance
+                            )),
+                            members_bucket(&config.name)
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(ClusterError::nats("take the node's lease", e)),
+            }
+        }
+    }
+
+    /// Renews the lease; [`ClusterError::LeaseLost`] if another process
+    /// holds it now (this one stopped renewing for longer than the TTL).
+    pub async fn renew(&mut self) -> Result<(), ClusterError> {
+        let value = encode(&self.member)?;
+        match self
+            .bucket
+            .update(&self.member.node, value.into(), self.revision)
+            .await
+        {
+            Ok(revision) => {
+                self.revision = revision;
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(ClusterError::LeaseLost {
+                node: self.member.node.clone(),
+            }),
+            Err(e) => Err(ClusterError::nats("renew the node's lease", e)),
+        }
+    }
+
+    /// Gives the lease up (a clean stop): a restart need not wait for it.
+    pub async fn release(self) {
+        let _ = self
+            .bucket
+            .delete_expect_revision(&self.member.node, Some(self.revision))
+            .await;
+    }
+}
+
+fn encode(member: &Member) -> Result<Vec<u8>, ClusterError> {
+    serde_json::to_vec(member).map_err(|e| ClusterError::Task(format!("encode the lease: {e}")))
+}
+
+async fn holder(bucket: &kv::Store, node: &str) -> Option<Member> {
+    let entry = bucket.entry(node).await.ok()??;
+    serde_json::from_slice(&entry.value).ok()
+}
+
+/// The members holding a lease now, by node id.
+pub async fn members(js: &jetstream::Context, cluster: &str) -> Result<Vec<Member>, ClusterError> {
+    use futures_util::TryStreamExt;
+    let Ok(bucket) = js.get_key_value(members_bucket(cluster)).await else {
+        return Ok(Vec::new());
+    };
+    let keys: Vec<String> = bucket
+        .keys()
+        .await
+        .map_err(|e| ClusterError::nats("list the members", e))?
+        .try_collect()
+        .await
+        .map_err(|e| ClusterError::nats("list the members", e))?;
+    let mut out = Vec::new();
+    for key in keys {
+        if let Some(m) = holder(&bucket, &key).await {
+            out.push(m);
+        }
+    }
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(out)
+}
