@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::{head, Conn, Res};
-use crate::run::{cpu_seconds, fresh, signal, start_server, start_server_with, stop, tool, Server};
+use crate::run::{
+    cpu_seconds, fresh, ingest_counts, signal, start_server, start_server_with, stop, tool, Server,
+};
 use crate::{median, Args, Workload};
 
 const NODES: usize = 3;
@@ -184,21 +186,7 @@ fn client(
         let t = Instant::now();
         let r = conns[*node].send(request)?;
         lat.push(t.elapsed().as_secs_f64());
-        if r.status != 200 {
-            return Err(format!(
-                "ingest: status {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            )
-            .into());
-        }
-        let v: Value = serde_json::from_slice(&r.body)?;
-        let count = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
-        let (ap, dup) = (count("appended"), count("duplicates"));
-        if count("rejected") != 0 || count("conflicts") != 0 || ap.saturating_add(dup) != *events as u64 {
-            return Err(format!("ingest of {events} events answered {v}").into());
-        }
-        appended += ap;
+        appended += ingest_counts(&r, *events)?.0;
     }
 }
 

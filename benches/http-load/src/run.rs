@@ -170,6 +170,26 @@ pub fn stop(s: &mut Server) -> Res<()> {
     Ok(())
 }
 
+/// (appended, duplicates) of an ingest answer that must be a `200`
+/// accounting for every one of its `events`.
+pub fn ingest_counts(r: &crate::client::Response, events: usize) -> Res<(u64, u64)> {
+    if r.status != 200 {
+        return Err(format!(
+            "ingest: status {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+        .into());
+    }
+    let v: Value = serde_json::from_slice(&r.body)?;
+    let count = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
+    let (a, d) = (count("appended"), count("duplicates"));
+    if count("rejected") != 0 || count("conflicts") != 0 || a.saturating_add(d) != events as u64 {
+        return Err(format!("ingest of {events} events answered {v}").into());
+    }
+    Ok((a, d))
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -186,21 +206,7 @@ fn ingest_client(conn: &mut Conn, requests: &[(Vec<u8>, usize)], next: &AtomicUs
         let Some((request, events)) = requests.get(i) else {
             return Ok((appended, duplicates));
         };
-        let r = conn.send(request)?;
-        if r.status != 200 {
-            return Err(format!(
-                "ingest: status {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            )
-            .into());
-        }
-        let v: Value = serde_json::from_slice(&r.body)?;
-        let count = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
-        let (a, d) = (count("appended"), count("duplicates"));
-        if count("rejected") != 0 || count("conflicts") != 0 || a.saturating_add(d) != *events as u64 {
-            return Err(format!("ingest of {events} events answered {v}").into());
-        }
+        let (a, d) = ingest_counts(&conn.send(request)?, *events)?;
         appended += a;
         duplicates += d;
     }
