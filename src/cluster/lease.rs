@@ -97,6 +97,18 @@ impl Lease {
                     })
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    // An earlier attempt of ours whose answer was lost?
+                    if let Ok(Some(entry)) = bucket.entry(&config.node).await {
+                        let ours = serde_json::from_slice::<Member>(&entry.value)
+                            .is_ok_and(|m| m.instance == member.instance);
+                        if ours && entry.operation == kv::Operation::Put {
+                            return Ok(Lease {
+                                bucket,
+                                member,
+                                revision: entry.revision,
+                            });
+                        }
+                    }
                     if tokio::time::Instant::now() >= deadline {
                         let holder = holder(&bucket, &config.node).await;
                         return Err(ClusterError::Config(format!(
@@ -112,6 +124,11 @@ impl Lease {
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
+                // NATS not answering (a server restarting): try again.
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!("take the node's lease: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
                 Err(e) => return Err(ClusterError::nats("take the node's lease", e)),
             }
         }
@@ -119,21 +136,54 @@ impl Lease {
 
     /// Renews the lease; [`ClusterError::LeaseLost`] if another process
     /// holds it now (this one stopped renewing for longer than the TTL).
+    ///
+    /// A renewal whose answer was lost (a NATS server killed meanwhile)
+    /// leaves this process with an old revision: the next compare-and-set
+    /// fails although the lease is still its own. So a failed one reads
+    /// the lease: this process's instance means its own (its revision is
+    /// taken); none (it lapsed) is taken again with a create-only write;
+    /// only another instance means lost.
     pub async fn renew(&mut self) -> Result<(), ClusterError> {
         let value = encode(&self.member)?;
         match self
             .bucket
-            .update(&self.member.node, value.into(), self.revision)
+            .update(&self.member.node, value.clone().into(), self.revision)
             .await
         {
             Ok(revision) => {
                 self.revision = revision;
-                Ok(())
+                return Ok(());
             }
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(ClusterError::LeaseLost {
-                node: self.member.node.clone(),
-            }),
-            Err(e) => Err(ClusterError::nats("renew the node's lease", e)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(ClusterError::nats("renew the node's lease", e)),
+        }
+        let entry = self
+            .bucket
+            .entry(&self.member.node)
+            .await
+            .map_err(|e| ClusterError::nats("read the node's lease", e))?;
+        let lost = || ClusterError::LeaseLost {
+            node: self.member.node.clone(),
+        };
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                match serde_json::from_slice::<Member>(&entry.value) {
+                    Ok(m) if m.instance == self.member.instance => {
+                        self.revision = entry.revision;
+                        Ok(())
+                    }
+                    _ => Err(lost()),
+                }
+            }
+            // Lapsed (or deleted): nobody holds it; take it again.
+            _ => match self.bucket.create(&self.member.node, value.into()).await {
+                Ok(revision) => {
+                    self.revision = revision;
+                    Ok(())
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(lost()),
+                Err(e) => Err(ClusterError::nats("take the node's lease again", e)),
+            },
         }
     }
 
