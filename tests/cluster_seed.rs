@@ -17,7 +17,7 @@ mod cluster_common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cluster_common::{agent, get, nats_server, post, tail, tool, Nats, Node};
+use cluster_common::{agent, get, nats_server, post, tail, tool, tool_status, Nats, Node};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -160,15 +160,8 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     let (_, body) = batch(1);
     let one: Vec<Value> = serde_json::from_str(&body).unwrap();
     std::fs::write(&lines, format!("{}\n", one[0])).unwrap();
-    let out = std::process::Command::new(cluster_common::BIN)
-        .arg("--data-dir")
-        .arg(&b.dir)
-        .args(["--json", "ingest", "--org", "org-1"])
-        .arg(&lines)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let refusal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, refusal, _) = tool_status(&b.dir, &["ingest", "--org", "org-1", lines.to_str().unwrap()]);
+    assert_eq!(code, 1);
     assert_eq!(refusal["error"]["code"], "unavailable", "{refusal}");
     assert!(
         refusal["error"]["message"]
@@ -230,23 +223,7 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     let mut twin = node(3);
     twin.id = "n0".into();
     let started = Instant::now();
-    let out = std::process::Command::new(cluster_common::BIN)
-        .arg("--data-dir")
-        .arg(&twin.dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", twin.port)])
-        .args([
-            "--cluster",
-            &urls[0],
-            "--node",
-            "n0",
-            "--cluster-name",
-            "seedtest",
-            "--partitions",
-            "2",
-        ])
-        .args(&twin.extra)
-        .output()
-        .unwrap();
+    let out = twin.command().output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

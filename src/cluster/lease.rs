@@ -97,20 +97,20 @@ impl Lease {
                     })
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let holder = current(&bucket, &config.node).await.ok().flatten();
                     // An earlier attempt of ours whose answer was lost?
-                    if let Ok(Some(entry)) = bucket.entry(&config.node).await {
-                        let ours = serde_json::from_slice::<Member>(&entry.value)
-                            .is_ok_and(|m| m.instance == member.instance);
-                        if ours && entry.operation == kv::Operation::Put {
+                    if let Some((m, revision)) = &holder {
+                        if m.instance == member.instance {
+                            let revision = *revision;
                             return Ok(Lease {
                                 bucket,
                                 member,
-                                revision: entry.revision,
+                                revision,
                             });
                         }
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        let holder = holder(&bucket, &config.node).await;
+                        let holder = holder.map(|(m, _)| m);
                         return Err(ClusterError::Config(format!(
                             "node id {:?} is in use: {} holds its lease in {} and keeps renewing it; \
                              every node needs its own --node id",
@@ -157,26 +157,18 @@ impl Lease {
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
             Err(e) => return Err(ClusterError::nats("renew the node's lease", e)),
         }
-        let entry = self
-            .bucket
-            .entry(&self.member.node)
-            .await
-            .map_err(|e| ClusterError::nats("read the node's lease", e))?;
         let lost = || ClusterError::LeaseLost {
             node: self.member.node.clone(),
         };
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                match serde_json::from_slice::<Member>(&entry.value) {
-                    Ok(m) if m.instance == self.member.instance => {
-                        self.revision = entry.revision;
-                        Ok(())
-                    }
-                    _ => Err(lost()),
-                }
+        match current(&self.bucket, &self.member.node).await? {
+            Some((m, revision)) if m.instance == self.member.instance => {
+                self.revision = revision;
+                Ok(())
             }
-            // Lapsed (or deleted): nobody holds it; take it again.
-            _ => match self.bucket.create(&self.member.node, value.into()).await {
+            Some(_) => Err(lost()),
+            // Lapsed (or deleted): nobody holds it; take it again (a value
+            // that is not a lease is found held: lost).
+            None => match self.bucket.create(&self.member.node, value.into()).await {
                 Ok(revision) => {
                     self.revision = revision;
                     Ok(())
@@ -200,9 +192,16 @@ fn encode(member: &Member) -> Result<Vec<u8>, ClusterError> {
     serde_json::to_vec(member).map_err(|e| ClusterError::Task(format!("encode the lease: {e}")))
 }
 
-async fn holder(bucket: &kv::Store, node: &str) -> Option<Member> {
-    let entry = bucket.entry(node).await.ok()??;
-    serde_json::from_slice(&entry.value).ok()
+/// The lease on `node` now: its holder and revision, or `None` when
+/// nobody holds it (never taken, lapsed, deleted, or not a lease).
+async fn current(bucket: &kv::Store, node: &str) -> Result<Option<(Member, u64)>, ClusterError> {
+    let entry = bucket
+        .entry(node)
+        .await
+        .map_err(|e| ClusterError::nats("read the node's lease", e))?;
+    Ok(entry
+        .filter(|e| e.operation == kv::Operation::Put)
+        .and_then(|e| Some((serde_json::from_slice(&e.value).ok()?, e.revision))))
 }
 
 /// The members holding a lease now, by node id.
@@ -220,7 +219,7 @@ pub async fn members(js: &jetstream::Context, cluster: &str) -> Result<Vec<Membe
         .map_err(|e| ClusterError::nats("list the members", e))?;
     let mut out = Vec::new();
     for key in keys {
-        if let Some(m) = holder(&bucket, &key).await {
+        if let Some((m, _)) = current(&bucket, &key).await.ok().flatten() {
             out.push(m);
         }
     }

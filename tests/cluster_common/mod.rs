@@ -194,16 +194,15 @@ impl Node {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Start and wait for its `listening on` line.
-    pub fn start(&mut self) {
+    /// Its `serve --cluster` command line (standard streams not set).
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir").arg(&self.dir);
         if let Some(offset) = self.clock_offset {
             let at = chrono::Utc::now() + offset;
             cmd.args(["--as-of", &at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()]);
         }
-        let mut child = cmd
-            .arg("serve")
+        cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--cluster", &self.urls, "--node", &self.id])
             .args([
@@ -213,7 +212,14 @@ impl Node {
                 &self.partitions.to_string(),
             ])
             .args(&self.extra)
-            .env("AUDITSTORE_LOG", "warn")
+            .env("AUDITSTORE_LOG", "warn");
+        cmd
+    }
+
+    /// Start and wait for its `listening on` line.
+    pub fn start(&mut self) {
+        let mut child = self
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(append_to(&self.log))
