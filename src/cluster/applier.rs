@@ -21,6 +21,7 @@
 //! (idempotent). Their outcomes go to this node's waiting requests
 //! ([`super::outcomes`]) once the position is durable, before the ack.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,10 +58,15 @@ pub struct Applier {
     /// Its value, as last written.
     pub position: u64,
     /// Tells readers how far this partition is applied.
-    pub watermark: watch::Sender<u64>,
+    pub watermark: Arc<watch::Sender<u64>>,
+    /// Set once this run has caught up with the stream's last sequence as
+    /// of its start: the node may announce that it serves the partition.
+    pub serving: Arc<AtomicBool>,
     /// Why this partition's applier stopped for good, for reads to say.
     pub fault: Arc<Mutex<Option<String>>>,
     pub stop: watch::Receiver<bool>,
+    /// The stream's last sequence when the current run started.
+    pub catch_up_to: u64,
 }
 
 /// Why one run of the loop ended.
@@ -88,6 +94,7 @@ impl Applier {
                     | ClusterError::Unsupported { .. }),
                 ) => {
                     tracing::error!("partition {}: applier stopped: {e}", self.partition);
+                    self.serving.store(false, Ordering::Release);
                     *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                     return;
                 }
@@ -132,6 +139,10 @@ impl Applier {
             .state
             .clone();
         let (first, last) = (state.first_sequence, state.last_sequence);
+        self.catch_up_to = last;
+        if self.position >= last {
+            self.serving.store(true, Ordering::Release);
+        }
         if first > self.position + 1 {
             // Sequences position + 1 .. first - 1 existed and are gone.
             return Err(ClusterError::Expired {
@@ -290,6 +301,9 @@ impl Applier {
             } = run;
             self.position = reached;
             let _ = self.watermark.send(reached);
+            if reached >= self.catch_up_to {
+                self.serving.store(true, Ordering::Release);
+            }
             metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
                 .set(reached as f64);
             for (id, answer) in answers {

@@ -4,10 +4,12 @@
 //! reads), from the outcome it had here, which is the outcome it has on
 //! every node.
 //!
-//! Partitions: an organization's commands go to its partition (so they
-//! are ordered with its events); an operator token's, which has no
-//! organization, to partition 0. A processing run is one command per
-//! partition, each processing that partition's organizations.
+//! Partitions: an organization's settings and export requests go to its
+//! partition (so they are ordered with its events); tokens and users, of
+//! every organization, to partition 0, which every node applies
+//! ([`super::assign`]), so that any node authenticates any caller. A
+//! processing run is one command per partition, each processing that
+//! partition's organizations.
 
 use futures_util::future::join_all;
 use uuid::Uuid;
@@ -21,8 +23,8 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::replication::{self, Outcome};
 use crate::time::Timestamp;
 
-/// The partition of the commands that belong to no organization.
-pub const NO_ORG_PARTITION: u32 = 0;
+/// The partition of tokens and users (every node applies it).
+pub const CREDENTIALS_PARTITION: u32 = super::assign::EVERY_NODE;
 
 impl Node {
     /// Carry out `cmd` through the streams.
@@ -72,7 +74,7 @@ impl Node {
                     TokenScope::Operator => (None, crate::auth::Role::Operator),
                     TokenScope::Org { org, role } => (Some(org.clone()), *role),
                 };
-                let p = org.as_deref().map_or(NO_ORG_PARTITION, of);
+                let p = CREDENTIALS_PARTITION;
                 let body = Body::CreateToken(command::CreateToken {
                     token_id: Uuid::new_v4().hyphenated().to_string(),
                     org,
@@ -90,17 +92,17 @@ impl Node {
                 }
             }
             C::RevokeToken { id, by } => {
-                // Routed by the token's organization, as this node holds
-                // it; one it does not hold is refused as without a cluster.
+                // Every node holds every token (partition 0): one unknown
+                // here is refused as without a cluster.
                 let store = self.store().clone();
                 let lookup = id.clone();
                 let held = tokio::task::spawn_blocking(move || Auth::new(&store).token(&lookup))
                     .await
                     .map_err(|e| ApiError::internal(format!("a token lookup failed: {e}")))??;
-                let Some(info) = held else {
+                if held.is_none() {
                     return Err(AuthError::NotFound { what: "token", id }.into());
-                };
-                let p = info.org.as_deref().map_or(NO_ORG_PARTITION, of);
+                }
+                let p = CREDENTIALS_PARTITION;
                 let body = Body::RevokeToken(command::RevokeToken { token_id: id, by });
                 self.issue(p, Uuid::new_v4(), now, body).await
             }
@@ -111,7 +113,7 @@ impl Node {
                 password_hash,
                 by,
             } => {
-                let p = of(&org);
+                let p = CREDENTIALS_PARTITION;
                 let body = Body::AddUser(command::AddUser {
                     user: name,
                     org,

@@ -39,6 +39,17 @@ pub struct Member {
     pub started_at: String,
     /// The holder's auditstore version.
     pub version: String,
+    /// Where other nodes reach its HTTP API (`--advertise`), to forward
+    /// requests about a partition it serves.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The partitions it has caught up with and serves (ascending).
+    #[serde(default)]
+    pub serving: Vec<u32>,
+    /// The partitions it applies (ascending): those it serves, those it
+    /// catches up with, and those it is leaving.
+    #[serde(default)]
+    pub applying: Vec<u32>,
 }
 
 /// A lease held by this process.
@@ -84,6 +95,9 @@ impl Lease {
             instance: uuid::Uuid::new_v4().to_string(),
             started_at: crate::time::Timestamp::now().to_rfc3339(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: config.advertise.clone(),
+            serving: Vec::new(),
+            applying: Vec::new(),
         };
         let value = encode(&member)?;
         let deadline = tokio::time::Instant::now() + LEASE_TTL + Duration::from_secs(4);
@@ -177,6 +191,18 @@ impl Lease {
                 Err(e) => Err(ClusterError::nats("take the node's lease again", e)),
             },
         }
+    }
+
+    /// What the lease says about this node.
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// The partitions to announce as served and as applied at the next
+    /// renewal.
+    pub fn set_partitions(&mut self, serving: Vec<u32>, applying: Vec<u32>) {
+        self.member.serving = serving;
+        self.member.applying = applying;
     }
 
     /// Gives the lease up (a clean stop): a restart need not wait for it.

@@ -39,9 +39,12 @@
 pub mod applied;
 pub mod applier;
 pub mod apply_cmd;
+pub mod assign;
 pub mod command;
 pub mod commander;
+pub mod forward;
 pub mod lease;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod outcomes;
@@ -78,6 +81,9 @@ pub struct ClusterConfig {
     /// seeded from another node's `backup` (docs/cluster.md, "Seeding a
     /// node").
     pub stream_max_age: Option<Duration>,
+    /// This node's HTTP API as other nodes reach it (`http://host:port`):
+    /// where they forward requests about the partitions it serves.
+    pub advertise: Option<String>,
 }
 
 impl ClusterConfig {
@@ -92,6 +98,7 @@ impl ClusterConfig {
             read_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             stream_max_age: None,
+            advertise: None,
         }
     }
 
@@ -115,6 +122,18 @@ impl ClusterConfig {
             .is_some_and(|age| age < Duration::from_secs(1))
         {
             return Err(ClusterError::Config("stream max age: at least 1 second".into()));
+        }
+        if let Some(a) = &self.advertise {
+            let ok = a.strip_prefix("http://").is_some_and(|rest| {
+                let host = rest.trim_end_matches('/');
+                !host.is_empty() && !host.contains('/')
+            });
+            if !ok {
+                return Err(ClusterError::Config(format!(
+                    "advertise {a:?}: give this node's HTTP address as other nodes reach it, \
+                     `http://HOST:PORT`"
+                )));
+            }
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(ClusterError::Config(format!(

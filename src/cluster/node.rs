@@ -1,14 +1,13 @@
-//! A node of the cluster: starts the appliers, and is the server's
-//! [`Replication`] hook (ingest through the streams; reads wait, for a
-//! bounded time, until this node has applied what the stream holds).
-//!
-//! Every node applies every partition (this milestone's assignment: "at
-//! least two" holds with two or more nodes, and any node answers any query
-//! from its own store). Leases that spread partitions over nodes come next
-//! (docs/cluster.md, "Not yet").
+//! A node of the cluster: applies the partitions assigned to it
+//! ([`super::assign`], kept up to date by [`super::membership`]), and is
+//! the server's [`Replication`] hook: ingest through the streams, reads
+//! wait (bounded) until this node has applied what the stream holds, and
+//! requests about a partition this node does not serve are forwarded to
+//! one that does ([`super::forward`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_nats::jetstream;
 use tokio::sync::watch;
@@ -16,7 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::applied::Applied;
 use super::applier::Applier;
-use super::lease::{Lease, RENEW_EVERY};
+use super::forward::{self, Forwarder};
+use super::lease::{Lease, Member};
 use super::outcomes::Outcomes;
 use super::partition::partition_of;
 use super::publisher::Publisher;
@@ -24,7 +24,7 @@ use super::streams::{self, ensure_stream, retrying};
 use super::{ClusterConfig, ClusterError};
 use crate::event::Event;
 use crate::server::error::{ApiError, ApiResult};
-use crate::server::replication::{BoxFuture, Command, Outcome, Replication};
+use crate::server::replication::{BoxFuture, Command, ForwardLimits, Outcome, Replication};
 use crate::store::{AppendOutcome, BatchReport, Store};
 
 /// How long a starting node waits for JetStream (servers electing their
@@ -35,24 +35,69 @@ const STARTUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60)
 #[derive(Clone)]
 pub struct Node(Arc<Inner>);
 
-struct Inner {
-    js: jetstream::Context,
-    config: ClusterConfig,
+pub(super) struct Inner {
+    pub(super) js: jetstream::Context,
+    pub(super) config: ClusterConfig,
     store: Arc<Store>,
     publisher: Publisher,
     /// The outcomes of this node's commands, handed over by the appliers.
     outcomes: Arc<Outcomes>,
-    watermarks: Vec<watch::Receiver<u64>>,
-    /// Per partition, why its applier stopped for good.
-    faults: Vec<Arc<Mutex<Option<String>>>>,
+    pub(super) slots: Vec<Slot>,
+    /// The members as last read (this node's lease included).
+    pub(super) members: RwLock<Vec<Member>>,
+    forwarder: Forwarder,
+    /// Spreads forwarded requests over the nodes serving a partition.
+    rotate: AtomicUsize,
     stop: watch::Sender<bool>,
-    appliers: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One partition on this node: its durable position and, while this node
+/// applies it, its applier.
+pub(super) struct Slot {
+    applied: Arc<Mutex<Applied>>,
+    watermark_tx: Arc<watch::Sender<u64>>,
+    watermark: watch::Receiver<u64>,
+    /// Why its applier stopped for good.
+    fault: Arc<Mutex<Option<String>>>,
+    /// Its applier caught up with the stream since it started.
+    serving: Arc<AtomicBool>,
+    running: Mutex<Option<Running>>,
+    /// Rounds of the membership loop this node has not been needed for it
+    /// (announced as not served meanwhile, stopped after a few).
+    pub(super) leaving: AtomicU32,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Slot {
+    pub(super) fn applying(&self) -> bool {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Caught up, and applying.
+    pub(super) fn serving(&self) -> bool {
+        self.applying() && self.serving.load(Ordering::Acquire)
+    }
+
+    pub(super) fn faulted(&self) -> bool {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    pub(super) fn set_fault(&self, why: String) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.serving.store(false, Ordering::Release);
+    }
 }
 
 impl Node {
     /// Join the cluster: connect, learn (or fix) the partition count,
-    /// create the streams that are missing, and start applying every
-    /// partition to `store` from this node's recorded positions.
+    /// create the streams that are missing, take this node's lease, and
+    /// start applying the partitions assigned to it from this node's
+    /// recorded positions.
     pub async fn start(config: ClusterConfig, store: Arc<Store>) -> Result<Node, ClusterError> {
         config.validate()?;
         let client = super::connect(&config).await?;
@@ -72,11 +117,7 @@ impl Node {
         // Before applying anything: the consumers are named by the node id.
         let lease = Lease::acquire(&js, &config).await?;
         let dir = store.dir().join("cluster").join(&config.name);
-        let (stop, stop_rx) = watch::channel(false);
-        let outcomes = Arc::new(Outcomes::default());
-        let mut watermarks = Vec::with_capacity(partitions as usize);
-        let mut faults = Vec::with_capacity(partitions as usize);
-        let mut appliers = Vec::with_capacity(partitions as usize);
+        let mut slots = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
             let applied = {
                 let dir = dir.clone();
@@ -84,44 +125,92 @@ impl Node {
                     .await
                     .map_err(|e| ClusterError::Task(e.to_string()))??
             };
-            let position = applied.get();
-            let (tx, rx) = watch::channel(position);
-            watermarks.push(rx);
-            let fault = Arc::new(Mutex::new(None));
-            faults.push(fault.clone());
-            let applier = Applier {
-                js: js.clone(),
-                config: config.clone(),
-                partition: p,
-                partitions,
-                store: store.clone(),
-                outcomes: outcomes.clone(),
+            let (tx, rx) = watch::channel(applied.get());
+            slots.push(Slot {
                 applied: Arc::new(Mutex::new(applied)),
-                position,
-                watermark: tx,
-                fault,
-                stop: stop_rx.clone(),
-            };
-            appliers.push(tokio::spawn(applier.run()));
+                watermark_tx: Arc::new(tx),
+                watermark: rx,
+                fault: Arc::new(Mutex::new(None)),
+                serving: Arc::new(AtomicBool::new(false)),
+                running: Mutex::new(None),
+                leaving: AtomicU32::new(0),
+            });
         }
-        appliers.push(tokio::spawn(keep_lease(
-            lease,
-            faults.clone(),
-            stop.clone(),
-            stop_rx.clone(),
-        )));
+        let (stop, stop_rx) = watch::channel(false);
         let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
-        Ok(Node(Arc::new(Inner {
+        let forwarder = Forwarder::new(&config.node);
+        let node = Node(Arc::new(Inner {
             js,
+            members: RwLock::new(vec![lease.member().clone()]),
             config,
             store,
             publisher,
-            outcomes,
-            watermarks,
-            faults,
+            outcomes: Arc::new(Outcomes::default()),
+            slots,
+            forwarder,
+            rotate: AtomicUsize::new(0),
             stop,
-            appliers: Mutex::new(appliers),
-        })))
+            tasks: Mutex::new(Vec::new()),
+        }));
+        node.refresh_members().await;
+        node.reassign();
+        let task = tokio::spawn(super::membership::run(node.clone(), lease, stop_rx));
+        node.0.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        Ok(node)
+    }
+
+    pub(super) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    pub(super) fn next_rotation(&self) -> usize {
+        self.0.rotate.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Start applying partition `p` from its recorded position.
+    pub(super) fn start_applier(&self, p: u32) {
+        let inner = &self.0;
+        let slot = &inner.slots[p as usize];
+        let mut running = slot.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_some() {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let position = slot.applied.lock().unwrap_or_else(|e| e.into_inner()).get();
+        slot.serving.store(false, Ordering::Release);
+        slot.leaving.store(0, Ordering::Relaxed);
+        let applier = Applier {
+            js: inner.js.clone(),
+            config: inner.config.clone(),
+            partition: p,
+            partitions: self.partitions(),
+            store: inner.store.clone(),
+            outcomes: inner.outcomes.clone(),
+            applied: slot.applied.clone(),
+            position,
+            watermark: slot.watermark_tx.clone(),
+            serving: slot.serving.clone(),
+            fault: slot.fault.clone(),
+            stop: stop_rx,
+            catch_up_to: u64::MAX,
+        };
+        tracing::info!("partition {p}: applying from sequence {}", position + 1);
+        *running = Some(Running {
+            stop,
+            task: tokio::spawn(applier.run()),
+        });
+    }
+
+    /// Stop applying partition `p` (between two local appends) and wait.
+    pub(super) async fn stop_applier(&self, p: u32) {
+        let slot = &self.0.slots[p as usize];
+        let taken = slot.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        slot.serving.store(false, Ordering::Release);
+        if let Some(r) = taken {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+            tracing::info!("partition {p}: no longer applied here");
+        }
     }
 
     pub fn partitions(&self) -> u32 {
@@ -147,16 +236,31 @@ impl Node {
 
     /// How far this node has applied each partition.
     pub fn positions(&self) -> Vec<u64> {
-        self.0.watermarks.iter().map(|w| *w.borrow()).collect()
+        self.0.slots.iter().map(|s| *s.watermark.borrow()).collect()
     }
 
-    /// Stop applying (between two local appends) and wait for the appliers.
+    /// The partitions this node has caught up with and applies.
+    pub fn serving(&self) -> Vec<u32> {
+        (0..self.partitions())
+            .filter(|p| self.0.slots[*p as usize].serving())
+            .collect()
+    }
+
+    /// Stop applying (between two local appends), give the lease up, and
+    /// wait.
     pub async fn stop(&self) {
         let _ = self.0.stop.send(true);
-        let handles: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.0.appliers.lock().unwrap_or_else(|p| p.into_inner()));
-        for h in handles {
-            let _ = h.await;
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.0.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.stop_appliers().await;
+    }
+
+    pub(super) async fn stop_appliers(&self) {
+        for p in 0..self.partitions() {
+            self.stop_applier(p).await;
         }
     }
 
@@ -165,6 +269,13 @@ impl Node {
     pub async fn caught_up(&self, p: u32) -> ApiResult<()> {
         let inner = &self.0;
         self.fault(p)?;
+        let slot = &inner.slots[p as usize];
+        if !slot.applying() {
+            return Err(ApiError::unavailable(format!(
+                "this node does not apply partition {p} now; ask a node that does (`cluster status`)"
+            ))
+            .with("partition", p));
+        }
         let deadline = tokio::time::Instant::now() + inner.config.read_wait;
         let last =
             tokio::time::timeout_at(deadline, streams::last_sequence(&inner.js, &inner.config.name, p))
@@ -177,7 +288,7 @@ impl Node {
                     ))
                     .with("partition", p)
                 })?;
-        let mut rx = inner.watermarks[p as usize].clone();
+        let mut rx = slot.watermark.clone();
         let reached = matches!(
             tokio::time::timeout_at(deadline, rx.wait_for(|v| *v >= last)).await,
             Ok(Ok(_))
@@ -205,9 +316,9 @@ impl Node {
     fn fault(&self, p: u32) -> ApiResult<()> {
         let fault = self
             .0
-            .faults
+            .slots
             .get(p as usize)
-            .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            .and_then(|s| s.fault.lock().unwrap_or_else(|e| e.into_inner()).clone());
         match fault {
             Some(fault) => Err(ApiError::unavailable(format!(
                 "this node cannot serve partition {p}: {fault}"
@@ -294,39 +405,33 @@ impl Replication for Node {
         let node = self.clone();
         Some(Box::pin(async move { node.command(command).await }))
     }
-}
 
-/// Renews the node's lease until the node stops (then gives it up). A
-/// lease another process took stops the appliers and makes every read
-/// `503`: two processes with one id would ack each other's messages.
-async fn keep_lease(
-    mut lease: Lease,
-    faults: Vec<Arc<Mutex<Option<String>>>>,
-    stop_all: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(RENEW_EVERY) => false,
-            changed = stop.changed() => changed.is_err() || *stop.borrow(),
-        };
-        if stopping {
-            lease.release().await;
-            return;
+    /// Here when this node serves the organization's partition (or
+    /// applies it and nobody serves it yet: reads wait, bounded); else to
+    /// a node that serves it. A forwarded request is not forwarded again.
+    fn forward(
+        &self,
+        org: &str,
+        request: axum::extract::Request,
+        limits: ForwardLimits,
+    ) -> Result<BoxFuture<'static, axum::response::Response>, Box<axum::extract::Request>> {
+        let p = partition_of(org, self.partitions());
+        let slot = &self.0.slots[p as usize];
+        if slot.serving() {
+            return Err(Box::new(request));
         }
-        match lease.renew().await {
-            Ok(()) => {}
-            Err(e @ ClusterError::LeaseLost { .. }) => {
-                tracing::error!("{e}");
-                for f in &faults {
-                    *f.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                }
-                let _ = stop_all.send(true);
-                return;
+        let forwarded = request.headers().contains_key(forward::FORWARDED_BY);
+        let targets = if forwarded { Vec::new() } else { self.servers_of(p) };
+        if targets.is_empty() {
+            if slot.applying() {
+                return Err(Box::new(request));
             }
-            // Unreachable NATS: try again; a lease that lapses meanwhile is
-            // found taken, or free, at the next renewal.
-            Err(e) => tracing::warn!("{e}"),
+            let answer = forward::not_serving(p, forwarded);
+            return Ok(Box::pin(async move { answer }));
         }
+        let node = self.clone();
+        Ok(Box::pin(async move {
+            node.0.forwarder.send(p, targets, request, limits).await
+        }))
     }
 }

@@ -30,7 +30,14 @@ pub struct PartitionStatus {
     /// The NATS server leading the stream's Raft group.
     pub leader: Option<String>,
     pub replicas: Vec<ReplicaStatus>,
-    /// Each node's durable consumer.
+    /// The nodes chosen to apply it among the members now
+    /// (docs/cluster.md, "Assignment").
+    pub assigned: Vec<String>,
+    /// The members announcing that they apply it and have caught up:
+    /// where requests about its organizations are answered.
+    pub serving: Vec<String>,
+    /// Each node's durable consumer (also of a node that applied it
+    /// once and no longer does).
     pub nodes: Vec<NodePosition>,
 }
 
@@ -79,6 +86,8 @@ pub async fn collect(config: &ClusterConfig) -> Result<ClusterStatus, ClusterErr
         .map_err(|e| ClusterError::nats("read the partition count", e))?
         .and_then(|b| std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()))
         .ok_or_else(|| ClusterError::Metadata("the cluster has no partition count".into()))?;
+    let members = super::lease::members(&js, &config.name).await?;
+    let ids: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
     let mut streams = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         let name = stream_name(&config.name, p);
@@ -128,13 +137,22 @@ pub async fn collect(config: &ClusterConfig) -> Result<ClusterStatus, ClusterErr
                         .collect()
                 })
                 .unwrap_or_default(),
+            assigned: super::assign::chosen(p, &ids)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            serving: members
+                .iter()
+                .filter(|m| m.serving.contains(&p))
+                .map(|m| m.node.clone())
+                .collect(),
             nodes,
         });
     }
     Ok(ClusterStatus {
         cluster: config.name.clone(),
         partitions,
-        members: super::lease::members(&js, &config.name).await?,
+        members,
         streams,
     })
 }

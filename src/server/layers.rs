@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::ApiError;
+use super::replication::ForwardLimits;
 use super::state::AppState;
 
 pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
@@ -38,6 +39,8 @@ pub fn wrap(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
         // panic), so that their refusals are JSON too.
         .layer(middleware::from_fn_with_state(state.clone(), json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), hold_body))
+        // Before the body is held aside: a forwarded request takes it along.
+        .layer(middleware::from_fn_with_state(state.clone(), route))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -59,6 +62,33 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     metrics::histogram!("auditstore_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// In a cluster, a request about an organization goes to a node that
+/// serves the organization's partition (`Replication::forward`); every
+/// other request is answered here.
+async fn route(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(replication) = &state.replication else {
+        return next.run(request).await;
+    };
+    let Some(org) = org_in_path(request.uri().path()).map(str::to_owned) else {
+        return next.run(request).await;
+    };
+    let limits = ForwardLimits {
+        body_limit: state.config.body_limit,
+        timeout: state.config.request_timeout,
+    };
+    match replication.forward(&org, request, limits) {
+        Ok(answer) => answer.await,
+        Err(request) => next.run(*request).await,
+    }
+}
+
+/// The organization of an `/api/v1/orgs/{org}/...` path (as written: a
+/// percent-encoded one is no valid name, and is refused where answered).
+pub fn org_in_path(path: &str) -> Option<&str> {
+    let org = path.strip_prefix("/api/v1/orgs/")?.split('/').next()?;
+    (!org.is_empty() && !org.contains('%')).then_some(org)
 }
 
 /// The request body, held aside until a handler reads it (`api::read_body`,

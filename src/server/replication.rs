@@ -80,6 +80,14 @@ pub enum Outcome {
     User(User),
 }
 
+/// What a forwarded request may take: its body and the wait for an
+/// answer's head (the server's own limits).
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardLimits {
+    pub body_limit: usize,
+    pub timeout: std::time::Duration,
+}
+
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -100,5 +108,17 @@ pub trait Replication: Send + Sync + 'static {
     fn command(&self, command: Command) -> Option<BoxFuture<'static, ApiResult<Outcome>>> {
         let _ = command;
         None
+    }
+
+    /// Answer `request`, about `org`, on another node (the answer to
+    /// send back), or hand it back to be answered here (the default).
+    fn forward(
+        &self,
+        org: &str,
+        request: axum::extract::Request,
+        limits: ForwardLimits,
+    ) -> Result<BoxFuture<'static, axum::response::Response>, Box<axum::extract::Request>> {
+        let _ = (org, limits);
+        Err(Box::new(request))
     }
 }

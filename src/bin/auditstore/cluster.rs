@@ -35,6 +35,12 @@ pub struct NodeArgs {
     /// one, must then be seeded from another node's `backup`.
     #[arg(long, value_name = "SECONDS")]
     stream_max_age: Option<u64>,
+    /// This node's HTTP address as the other nodes reach it
+    /// (`http://HOST:PORT`): they forward requests about the partitions
+    /// it serves there [default: the listening address, unless that is
+    /// 0.0.0.0 or [::]].
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -68,18 +74,29 @@ fn cli_error(e: ClusterError) -> CliError {
 impl NodeArgs {
     /// Refuse cluster options given without `--cluster`.
     pub fn refuse_without_cluster(&self) -> CliResult<()> {
-        if self.node.is_some() || self.partitions.is_some() || self.stream_max_age.is_some() {
+        if self.node.is_some()
+            || self.partitions.is_some()
+            || self.stream_max_age.is_some()
+            || self.advertise.is_some()
+        {
             return Err(CliError::new(
                 "invalid_request",
-                "--node, --partitions and --stream-max-age are for a cluster node: add --cluster NATS_URLS",
+                "--node, --partitions, --stream-max-age and --advertise are for a cluster node: add \
+                 --cluster NATS_URLS",
             ));
         }
         Ok(())
     }
 }
 
-/// Join the cluster at `urls` as `args.node`, applying into `store`.
-pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliResult<Node> {
+/// Join the cluster at `urls` as `args.node`, applying into `store`, its
+/// HTTP API listening on `listening`.
+pub async fn start_node(
+    urls: &str,
+    args: &NodeArgs,
+    store: Arc<Store>,
+    listening: std::net::SocketAddr,
+) -> CliResult<Node> {
     let node = args
         .node
         .clone()
@@ -90,6 +107,20 @@ pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliRe
     config.replicas = args.replicas;
     config.read_wait = Duration::from_millis(args.read_wait_ms);
     config.stream_max_age = args.stream_max_age.map(Duration::from_secs);
+    config.advertise = match &args.advertise {
+        Some(url) => Some(url.clone()),
+        None if listening.ip().is_unspecified() => {
+            return Err(CliError::new(
+                "invalid_request",
+                format!(
+                    "--listen {listening} names no address other nodes can reach: add --advertise \
+                     http://HOST:{}",
+                    listening.port()
+                ),
+            ))
+        }
+        None => Some(format!("http://{listening}")),
+    };
     Node::start(config, store).await.map_err(cli_error)
 }
 

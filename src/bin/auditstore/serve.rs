@@ -70,10 +70,16 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         ..ServerConfig::default()
     };
     let served: CliResult = runtime.block_on(async {
+        // Bound before a cluster node starts: it announces the address.
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| CliError::new("io", format!("listen on {}: {e}", args.listen)))?;
         #[cfg(feature = "cluster")]
         let node = match &args.cluster {
             Some(urls) => {
-                let node = crate::cluster::start_node(urls, &args.node, store.clone()).await?;
+                let node =
+                    crate::cluster::start_node(urls, &args.node, store.clone(), listener.local_addr()?)
+                        .await?;
                 remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
                 let hook: Arc<dyn server::replication::Replication> = Arc::new(node.clone());
                 let _ = remote::CLUSTER_HOOK.set((tokio::runtime::Handle::current(), hook));
@@ -84,9 +90,6 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
                 None
             }
         };
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| CliError::new("io", format!("listen on {}: {e}", args.listen)))?;
         // Registered before anyone is told we listen: a signal sent as soon
         // as the line is read is not lost.
         let mut term = signal(SignalKind::terminate()).map_err(io("catch SIGTERM"))?;

@@ -1,0 +1,316 @@
+//! Assignment and routing with real processes (docs/cluster.md,
+//! "Assignment" and "Routing"): one NATS server, three
+//! `auditstore serve --cluster` nodes, four partitions.
+//!
+//! - Each partition but 0 is applied by the two nodes rendezvous hashing
+//!   chooses; the third never consumes it.
+//! - Any node answers any request: the third forwards ingest, reads and
+//!   refusals to a node serving the partition, which authenticates them
+//!   (a token of another organization is refused there too).
+//! - A forwarded request is never forwarded again.
+//! - When a chosen node is killed, requests keep being answered by the
+//!   other; once its lease lapses the third node takes the partition over
+//!   and catches up; when it comes back, the assignment returns to the
+//!   chosen two, and every node answers with every event.
+
+mod cluster_common;
+
+use std::time::Duration;
+
+use auditstore::cluster::{assign, partition::partition_of};
+use cluster_common::{agent, tool, wait_for, Nats, Node};
+use serde_json::{json, Value};
+use ureq::http::Request;
+
+const PARTITIONS: u32 = 4;
+const CLUSTER: &str = "routetest";
+
+/// An answer: status, the node that served it when forwarded, body.
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<String>, String) {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut answer = agent
+        .run(req.body(body.to_owned()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let served_by = answer
+        .headers()
+        .get("x-auditstore-node")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = answer.status().as_u16();
+    (status, served_by, answer.body_mut().read_to_string().unwrap())
+}
+
+fn status(root: &std::path::Path, url: &str) -> Value {
+    tool(
+        root,
+        &["cluster", "status", "--cluster", url, "--cluster-name", CLUSTER],
+    )
+}
+
+/// (assigned, serving) of partition `p`, sorted.
+fn who(status: &Value, p: u32) -> (Vec<String>, Vec<String>) {
+    let s = &status["streams"][p as usize];
+    let list = |k: &str| {
+        let mut v: Vec<String> = s[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    (list("assigned"), list("serving"))
+}
+
+/// The members applying partition `p`, sorted.
+fn applying(status: &Value, p: u32) -> Vec<String> {
+    let mut v: Vec<String> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["applying"].as_array().unwrap().contains(&json!(p)))
+        .map(|m| m["node"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every partition served and applied by exactly its assigned nodes, and
+/// those are all three for partition 0 and two for the others.
+fn settled(status: &Value, members: usize) -> bool {
+    status["members"].as_array().unwrap().len() == members
+        && (0..PARTITIONS).all(|p| {
+            let (assigned, serving) = who(status, p);
+            let want = if p == 0 {
+                members
+            } else {
+                assign::APPLIERS.min(members)
+            };
+            assigned.len() == want && serving == assigned && applying(status, p) == assigned
+        })
+}
+
+fn events(org: &str, from: usize, n: usize) -> String {
+    let list: Vec<Value> = (from..from + n)
+        .map(|k| {
+            json!({
+                "id": format!("00000000-0000-4000-8000-{:04}{k:08}", partition_of(org, PARTITIONS)),
+                "action": "route.test",
+                "actor": {"id": "u", "type": "user"},
+                "target": {"id": format!("{org}-{k}"), "type": "thing"},
+                "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
+                "success": true,
+            })
+        })
+        .collect();
+    Value::from(list).to_string()
+}
+
+/// The events of `org` on 2026-01-01 through `base`.
+fn events_url(base: &str, org: &str) -> String {
+    format!("{base}/api/v1/orgs/{org}/events?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&limit=1000")
+}
+
+fn ids(text: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let mut out: Vec<String> = v["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events: {text}"))
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn partitions_are_assigned_and_requests_routed() {
+    let Some(nats_bin) = cluster_common::nats_server("cluster_routing") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let (_nats, nats_url) = Nats::single(&nats_bin, root);
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut n = Node::new(root, i, std::slice::from_ref(&nats_url), CLUSTER, PARTITIONS);
+            n.extra = ["--replicas", "1", "--read-wait-ms", "15000"]
+                .map(String::from)
+                .to_vec();
+            n
+        })
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let st = wait_for("the assignment to settle", Duration::from_secs(60), || {
+        Some(status(root, &nats_url)).filter(|s| settled(s, 3))
+    });
+    // One organization per partition 1..3, and the node not chosen for it.
+    let orgs: Vec<(u32, String, usize)> = (1..PARTITIONS)
+        .map(|p| {
+            let org = (0..)
+                .map(|k| format!("route-{k}"))
+                .find(|o| partition_of(o, PARTITIONS) == p)
+                .unwrap();
+            let (assigned, _) = who(&st, p);
+            let outsider = node_ids.iter().position(|n| !assigned.contains(n)).unwrap();
+            (p, org, outsider)
+        })
+        .collect();
+
+    let op = tool(&nodes[0].dir, &["token", "create", "--operator", "--name", "op"]);
+    let op = format!("Bearer {}", op["token"].as_str().unwrap());
+    let agent = agent();
+    // Every node knows the token (partition 0 is everyone's).
+    for n in &nodes {
+        wait_for("the token everywhere", Duration::from_secs(10), || {
+            let (s, _, _) = call(
+                &agent,
+                "GET",
+                &format!("{}/api/v1/orgs/x/settings", n.base()),
+                &[("authorization", &op)],
+                "",
+            );
+            (s == 200).then_some(())
+        });
+    }
+
+    for (p, org, outsider) in &orgs {
+        let (assigned, _) = who(&st, *p);
+        let through = &nodes[*outsider];
+        // Ingest through the node that does not apply the partition.
+        let url = format!("{}/api/v1/orgs/{org}/events", through.base());
+        let headers = [
+            ("authorization", op.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let (s, served_by, text) = call(&agent, "POST", &url, &headers, &events(org, 0, 20));
+        assert_eq!(s, 200, "{text}");
+        let served_by = served_by.expect("answered by a node serving the partition");
+        assert!(assigned.contains(&served_by), "{served_by} not in {assigned:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["appended"],
+            20,
+            "{text}"
+        );
+        // Read through every node: the same events.
+        for n in &nodes {
+            let (s, _, text) = call(&agent, "GET", &events_url(&n.base(), org), &headers, "");
+            assert_eq!((s, ids(&text).len()), (200, 20), "{} {text}", n.id);
+        }
+        // A forwarded request is not forwarded again.
+        let (s, _, text) = call(
+            &agent,
+            "GET",
+            &events_url(&through.base(), org),
+            &[
+                ("authorization", op.as_str()),
+                ("x-auditstore-forwarded-by", "elsewhere"),
+            ],
+            "",
+        );
+        assert_eq!(s, 503, "{text}");
+        assert!(text.contains(&format!("partition {p}")), "{text}");
+        // The outsider does not apply the partition.
+        let st = status(root, &nats_url);
+        assert!(!applying(&st, *p).contains(&through.id), "{st}");
+    }
+
+    // A token of one organization is refused for another's data, also
+    // when the request is forwarded to the node that serves it.
+    let (p, org, outsider) = &orgs[0];
+    let other = &orgs[1].1;
+    let made = tool(
+        &nodes[0].dir,
+        &[
+            "token",
+            "create",
+            "--org",
+            other,
+            "--role",
+            "admin",
+            "--name",
+            "other-admin",
+        ],
+    );
+    let other_token = format!("Bearer {}", made["token"].as_str().unwrap());
+    for n in &nodes {
+        wait_for("the org token everywhere", Duration::from_secs(10), || {
+            let (s, _, _) = call(
+                &agent,
+                "GET",
+                &format!("{}/api/v1/orgs/{other}/settings", n.base()),
+                &[("authorization", &other_token)],
+                "",
+            );
+            (s == 200).then_some(())
+        });
+        let (s, _, text) = call(
+            &agent,
+            "GET",
+            &events_url(&n.base(), org),
+            &[("authorization", &other_token)],
+            "",
+        );
+        assert_eq!(s, 403, "{}: {text}", n.id);
+    }
+
+    // Kill one of the two nodes serving `org`'s partition.
+    let (assigned, _) = who(&st, *p);
+    let victim = node_ids.iter().position(|n| *n == assigned[0]).unwrap();
+    nodes[victim].proc.kill();
+    let headers = [
+        ("authorization", op.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for (i, n) in nodes.iter().enumerate() {
+        if i == victim {
+            continue;
+        }
+        let (s, _, text) = call(&agent, "GET", &events_url(&n.base(), org), &headers, "");
+        assert_eq!(
+            (s, ids(&text).len()),
+            (200, 20),
+            "{} with {} down: {text}",
+            n.id,
+            assigned[0]
+        );
+    }
+    let url_of_outsider = format!("{}/api/v1/orgs/{org}/events", nodes[*outsider].base());
+    let (s, _, text) = call(&agent, "POST", &url_of_outsider, &headers, &events(org, 20, 10));
+    assert_eq!(s, 200, "{text}");
+    // Its lease lapses: the outsider takes the partition over, caught up.
+    wait_for(
+        "the outsider to serve the partition",
+        Duration::from_secs(60),
+        || {
+            let st = status(root, &nats_url);
+            let (_, serving) = who(&st, *p);
+            serving.contains(&node_ids[*outsider]).then_some(())
+        },
+    );
+    // It comes back: the assignment returns to the two chosen.
+    nodes[victim].start();
+    wait_for("the assignment to settle again", Duration::from_secs(90), || {
+        Some(status(root, &nats_url)).filter(|s| settled(s, 3))
+    });
+    for n in &nodes {
+        let (s, _, text) = call(&agent, "GET", &events_url(&n.base(), org), &headers, "");
+        assert_eq!((s, ids(&text).len()), (200, 30), "{}: {text}", n.id);
+    }
+    let st = status(root, &nats_url);
+    let (assigned_now, serving_now) = who(&st, *p);
+    assert_eq!(assigned_now, assigned);
+    assert_eq!(serving_now, assigned);
+}
