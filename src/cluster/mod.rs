@@ -12,6 +12,8 @@
 //!   tokens, users), byte for byte.
 //! - [`apply_cmd`]: applying a command with its id and instant.
 //! - [`outcomes`]: the outcomes this node waits for.
+//! - [`answers`]: a command's outcome on the wire, published by whichever
+//!   node applies it, for the node that issued it.
 //! - [`commander`]: a node's commands: publish, wait until applied here.
 //! - [`streams`]: names, the stream configuration, creating them.
 //! - [`publisher`]: ingest: batch, publish, await every JetStream ack.
@@ -36,6 +38,7 @@
 //!   it alike. The node that published it answers from its own applier's
 //!   outcome.
 
+pub mod answers;
 pub mod applied;
 pub mod applier;
 pub mod apply_cmd;
