@@ -50,6 +50,33 @@ pub fn subject(cluster: &str, id: &Uuid) -> String {
     format!("AUDIT.{cluster}.answer.{}", id.hyphenated())
 }
 
+/// Publish the answers of commands just applied (their positions durable)
+/// on their subjects, with core NATS: fire and forget, in a task of its
+/// own so that applying never waits on it. A failure is logged at debug:
+/// the issuing node also has its own applier's outcome, or answers `503`.
+pub fn publish(client: async_nats::Client, cluster: &str, answers: &[(Uuid, Answer)]) {
+    let messages: Vec<(String, Vec<u8>)> = answers
+        .iter()
+        .filter_map(|(id, answer)| match encode(answer) {
+            Ok(bytes) => Some((subject(cluster, id), bytes)),
+            Err(e) => {
+                tracing::debug!("command {id}: answer not published: {e}");
+                None
+            }
+        })
+        .collect();
+    if messages.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for (subject, bytes) in messages {
+            if let Err(e) = client.publish(subject.clone(), bytes.into()).await {
+                tracing::debug!("{subject}: answer not published: {e}");
+            }
+        }
+    });
+}
+
 /// Why bytes are not an answer this build reads, or an answer could not
 /// be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
