@@ -35,8 +35,9 @@
 //!   processing, tokens, users) is a command in the partition's stream,
 //!   applied on every node in stream order with the command's id and
 //!   instant, never the node's clock or a fresh id: every replica decides
-//!   it alike. The node that published it answers from its own applier's
-//!   outcome.
+//!   it alike. The node that published it answers from the first outcome
+//!   it has: its own applier's, or the answer another node that applied it
+//!   published ([`answers`]).
 
 pub mod answers;
 pub mod applied;
