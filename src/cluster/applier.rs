@@ -19,7 +19,9 @@
 //! to it, then the command is applied ([`super::apply_cmd`]) and the
 //! position written past it, so a crash re-applies at most that command
 //! (idempotent). Their outcomes go to this node's waiting requests
-//! ([`super::outcomes`]) once the position is durable, before the ack.
+//! ([`super::outcomes`]) once the position is durable, before the ack, and
+//! are published for the node that issued them, whichever it is
+//! ([`super::answers`], core NATS, fire and forget).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -306,6 +308,11 @@ impl Applier {
             }
             metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
                 .set(reached as f64);
+            // Also for the node that issued a command, if another: on core
+            // NATS, never waited for.
+            if !answers.is_empty() {
+                super::answers::publish(self.js.client(), &self.config.name, &answers);
+            }
             for (id, answer) in answers {
                 self.outcomes.deliver(&id, answer);
             }

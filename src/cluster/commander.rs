@@ -1,8 +1,8 @@
 //! A node's commands (docs/cluster.md, "Commands"): the server's state
 //! changes, published to the partition's stream as command messages; the
-//! node answers once its own applier has applied the command (bounded, like
-//! reads), from the outcome it had here, which is the outcome it has on
-//! every node.
+//! node answers once the command is applied (bounded, like reads), by its
+//! own applier or by whichever node applies it first and publishes the
+//! answer ([`super::answers`]): the outcome is the same on every node.
 //!
 //! Partitions: an organization's settings and export requests go to its
 //! partition (so they are ordered with its events); tokens and users, of
@@ -12,11 +12,15 @@
 //! partition's organizations.
 
 use futures_util::future::join_all;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::answers;
 use super::command::{self, Body, Command};
 use super::message::Batch;
 use super::node::Node;
+use super::outcomes::{Answer, Outcomes};
 use super::partition::partition_of;
 use crate::auth::{token, Auth, AuthError, NewToken, TokenHash, TokenScope};
 use crate::server::error::{ApiError, ApiResult};
@@ -173,13 +177,19 @@ impl Node {
     }
 
     /// Publish one command to `partition` and wait, at most the read wait,
-    /// until this node has applied it: its outcome here.
+    /// for its outcome: this node's applier's, or the answer of whichever
+    /// node applies it first (published on the command's answer subject,
+    /// [`answers`]), so that a node that does not apply the partition
+    /// answers too. Subscribed before publishing; the subscription and the
+    /// waiting outcome are given up on every path (also when the request
+    /// itself is dropped).
     async fn issue(&self, partition: u32, id: Uuid, at: Timestamp, body: Body) -> ApiResult<Outcome> {
         let cmd = Command { id, at, body };
         let message = batch(&cmd)?;
-        let outcome = self.outcomes().expect(id);
+        let local = self.outcomes().expect(id);
+        let _waiting = Waiting(self.outcomes(), id);
+        let remote = self.subscribe_answer(&id).await;
         if let Err(e) = self.publisher().publish_batches(vec![(partition, message)]).await {
-            self.outcomes().forget(&id);
             return Err(ApiError::unavailable(format!(
                 "the change was not acknowledged by JetStream ({e}); it may or may not be made: \
                  look, then retry"
@@ -187,10 +197,9 @@ impl Node {
             .with("partition", partition));
         }
         let wait = self.read_wait();
-        match tokio::time::timeout(wait, outcome).await {
-            Ok(Ok(answer)) => answer,
-            _ => {
-                self.outcomes().forget(&id);
+        match tokio::time::timeout(wait, first_answer(id, local, remote)).await {
+            Ok(answer) => answer,
+            Err(_) => {
                 metrics::counter!("auditstore_cluster_reads_not_caught_up_total").increment(1);
                 Err(ApiError::unavailable(format!(
                     "the change is in partition {partition}'s stream (acknowledged by JetStream) but this \
@@ -199,6 +208,65 @@ impl Node {
                 .with("partition", partition))
             }
         }
+    }
+
+    /// Subscribe to command `id`'s answer subject. The subscription goes
+    /// out on the connection the command is then published on, so the
+    /// server has it before the command exists. Without one (the client is
+    /// closing), only this node's own outcome is awaited.
+    async fn subscribe_answer(&self, id: &Uuid) -> Option<async_nats::Subscriber> {
+        let subject = answers::subject(self.publisher().cluster(), id);
+        match self.publisher().client().subscribe(subject.clone()).await {
+            Ok(sub) => Some(sub),
+            Err(e) => {
+                tracing::warn!("{subject}: cannot subscribe ({e}); waiting for this node's own outcome only");
+                None
+            }
+        }
+    }
+}
+
+/// No longer waits for a command's outcome when dropped (answered, timed
+/// out, or the request dropped); the answer's subscription unsubscribes
+/// when dropped too.
+struct Waiting<'a>(&'a Outcomes, Uuid);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.forget(&self.1);
+    }
+}
+
+/// The first of: this node's applier's outcome, and the first readable
+/// answer on the subscription. An unreadable answer (a newer node's, or
+/// damaged) is logged and the wait goes on.
+async fn first_answer(
+    id: Uuid,
+    local: oneshot::Receiver<Answer>,
+    remote: Option<async_nats::Subscriber>,
+) -> Answer {
+    let local = async {
+        match local.await {
+            Ok(answer) => answer,
+            // Nobody will deliver here: the other way, or the timeout.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let remote = async {
+        let Some(mut sub) = remote else {
+            return std::future::pending().await;
+        };
+        while let Some(msg) = sub.next().await {
+            match answers::decode(&msg.payload) {
+                Ok(answer) => return answer,
+                Err(e) => tracing::warn!("command {id}: an answer was not read: {e}"),
+            }
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        answer = local => answer,
+        answer = remote => answer,
     }
 }
 

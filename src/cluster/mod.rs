@@ -12,6 +12,8 @@
 //!   tokens, users), byte for byte.
 //! - [`apply_cmd`]: applying a command with its id and instant.
 //! - [`outcomes`]: the outcomes this node waits for.
+//! - [`answers`]: a command's outcome on the wire, published by whichever
+//!   node applies it, for the node that issued it.
 //! - [`commander`]: a node's commands: publish, wait until applied here.
 //! - [`streams`]: names, the stream configuration, creating them.
 //! - [`publisher`]: ingest: batch, publish, await every JetStream ack.
@@ -33,9 +35,11 @@
 //!   processing, tokens, users) is a command in the partition's stream,
 //!   applied on every node in stream order with the command's id and
 //!   instant, never the node's clock or a fresh id: every replica decides
-//!   it alike. The node that published it answers from its own applier's
-//!   outcome.
+//!   it alike. The node that published it answers from the first outcome
+//!   it has: its own applier's, or the answer another node that applied it
+//!   published ([`answers`]).
 
+pub mod answers;
 pub mod applied;
 pub mod applier;
 pub mod apply_cmd;

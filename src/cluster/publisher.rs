@@ -51,6 +51,17 @@ impl Publisher {
         self.partitions
     }
 
+    /// The cluster's name (its subjects').
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The core NATS client under the JetStream context (the same
+    /// connection: what it sends is sent in order with the publishes).
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// The batches of `events`, by partition, in the events' order.
     pub fn batches<'a>(&self, events: impl IntoIterator<Item = (&'a str, &'a Event)>) -> Vec<(u32, Batch)> {
         let mut by_partition: BTreeMap<u32, Batcher> = BTreeMap::new();
