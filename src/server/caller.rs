@@ -105,7 +105,11 @@ impl FromRequestParts<AppState> for Caller {
                 role: info.role,
             });
         }
-        if let Some(session) = cookie(parts, COOKIE).and_then(|id| state.sessions.get(id)) {
+        let session = match cookie(parts, COOKIE) {
+            Some(id) => state.session(id).await?,
+            None => None,
+        };
+        if let Some(session) = session {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             if !safe {
                 let sent = parts

@@ -84,15 +84,26 @@ async fn style() -> Response {
 }
 
 /// The signed-in session of a request, if any: (its id, the session).
+/// When sessions are shared (a cluster) and cannot be looked up, the
+/// request is answered [`unavailable_page`].
 pub struct SignedIn(pub Option<(String, Session)>);
 
 impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(SignedIn(cookie(parts, COOKIE).and_then(|id| {
-            state.sessions.get(id).map(|s| (id.to_owned(), s))
-        })))
+        let Some(id) = cookie(parts, COOKIE) else {
+            return Ok(SignedIn(None));
+        };
+        match state.session(id).await {
+            Ok(found) => Ok(SignedIn(found.map(|s| (id.to_owned(), s)))),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "a web session could not be looked up");
+                Err(unavailable_page(
+                    "Your session cannot be checked right now. Please try again in a moment.",
+                ))
+            }
+        }
     }
 }
 
@@ -139,6 +150,21 @@ pub fn failure_page() -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         "<!doctype html><title>Error</title><p>Something went wrong on the server. Please try again.</p>",
+    )
+        .into_response()
+}
+
+/// `503` with `message` (fixed text, no detail of the failure) when what
+/// the page needs from the deployment does not answer.
+pub fn unavailable_page(message: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        format!("<!doctype html><title>Unavailable</title><p>{message}</p>"),
     )
         .into_response()
 }
