@@ -20,6 +20,7 @@
 //! - [`applier`]: one durable pull consumer per partition: apply, fsync,
 //!   record the position, then ack.
 //! - [`node`]: a node: the hook's ingest and bounded read wait.
+//! - [`sessions`]: web sessions every node knows (a key-value bucket).
 //! - [`status`]: `auditstore cluster status`.
 //!
 //! Invariants:
@@ -47,6 +48,7 @@ pub mod node;
 pub mod outcomes;
 pub mod partition;
 pub mod publisher;
+pub mod sessions;
 pub mod status;
 pub mod streams;
 
@@ -78,6 +80,9 @@ pub struct ClusterConfig {
     /// seeded from another node's `backup` (docs/cluster.md, "Seeding a
     /// node").
     pub stream_max_age: Option<Duration>,
+    /// How long a web session lasts: the max age of the sessions' bucket
+    /// when this node creates it (the server's session TTL).
+    pub session_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -92,6 +97,7 @@ impl ClusterConfig {
             read_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             stream_max_age: None,
+            session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 
@@ -115,6 +121,9 @@ impl ClusterConfig {
             .is_some_and(|age| age < Duration::from_secs(1))
         {
             return Err(ClusterError::Config("stream max age: at least 1 second".into()));
+        }
+        if self.session_ttl < Duration::from_secs(1) {
+            return Err(ClusterError::Config("session TTL: at least 1 second".into()));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(ClusterError::Config(format!(

@@ -78,8 +78,14 @@ impl NodeArgs {
     }
 }
 
-/// Join the cluster at `urls` as `args.node`, applying into `store`.
-pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliResult<Node> {
+/// Join the cluster at `urls` as `args.node`, applying into `store`; web
+/// sessions last `session_ttl` (the server's).
+pub async fn start_node(
+    urls: &str,
+    args: &NodeArgs,
+    store: Arc<Store>,
+    session_ttl: Duration,
+) -> CliResult<Node> {
     let node = args
         .node
         .clone()
@@ -90,6 +96,7 @@ pub async fn start_node(urls: &str, args: &NodeArgs, store: Arc<Store>) -> CliRe
     config.replicas = args.replicas;
     config.read_wait = Duration::from_millis(args.read_wait_ms);
     config.stream_max_age = args.stream_max_age.map(Duration::from_secs);
+    config.session_ttl = session_ttl;
     Node::start(config, store).await.map_err(cli_error)
 }
 

@@ -73,7 +73,8 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         #[cfg(feature = "cluster")]
         let node = match &args.cluster {
             Some(urls) => {
-                let node = crate::cluster::start_node(urls, &args.node, store.clone()).await?;
+                let session_ttl = std::time::Duration::from_secs(config.session_ttl_secs);
+                let node = crate::cluster::start_node(urls, &args.node, store.clone(), session_ttl).await?;
                 remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
                 let hook: Arc<dyn server::replication::Replication> = Arc::new(node.clone());
                 let _ = remote::CLUSTER_HOOK.set((tokio::runtime::Handle::current(), hook));
