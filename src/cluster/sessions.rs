@@ -43,8 +43,11 @@ pub struct SharedSession {
 /// entries dropped after `config.session_ttl`).
 async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, ClusterError> {
     let name = sessions_bucket(&config.name);
-    if let Ok(b) = js.get_key_value(&name).await {
-        return Ok(b);
+    match js.get_key_value(&name).await {
+        Ok(b) => return Ok(b),
+        // Created below; no answer is not waited for twice.
+        Err(e) if no_stream(&e) => {}
+        Err(e) => return Err(ClusterError::nats("the sessions' bucket", e)),
     }
     let created = js
         .create_key_value(kv::Config {
@@ -65,6 +68,18 @@ async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::S
             .await
             .map_err(|e2| ClusterError::nats("the sessions' bucket", format!("{e}; {e2}"))),
     }
+}
+
+/// Whether `e` says the bucket's stream does not exist (rather than that
+/// JetStream did not answer).
+fn no_stream(e: &jetstream::context::KeyValueError) -> bool {
+    use jetstream::context::{GetStreamError, GetStreamErrorKind};
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<GetStreamError>())
+        .is_some_and(|g| {
+            matches!(g.kind(), GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+        })
 }
 
 /// Record session `id` of `user`, ending at `expires_at`; answered once
