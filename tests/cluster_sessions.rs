@@ -259,7 +259,7 @@ fn a_session_signed_in_on_one_node_works_on_another_until_signed_out() {
     // The bucket: the id's hash as the key, never the id.
     let key = hex_sha256(id.as_bytes());
     let (keys, entry) = bucket(&urls[2], &key);
-    assert_eq!(keys, [key.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&key));
     let (op, value) = entry.expect("the session's entry");
     assert_eq!(op, "Put");
     let text = String::from_utf8(value).unwrap();

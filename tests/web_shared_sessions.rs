@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use auditstore::auth::{Auth, Role, User};
 use auditstore::server::error::{ApiError, ApiResult};
-use auditstore::server::replication::{BoxFuture, Replication};
+use auditstore::server::replication::{BoxFuture, FoundSession, Replication};
 use auditstore::server::session::{csrf_of, RECHECK};
 use auditstore::server::{self, AppState, ServerConfig};
 use auditstore::{BatchReport, Event, Plan};
@@ -64,7 +64,7 @@ impl Replication for Hook {
         Box::pin(async move { answer })
     }
 
-    fn find_session(&self, id: &str) -> Option<BoxFuture<'static, ApiResult<Option<(User, i64)>>>> {
+    fn find_session(&self, id: &str) -> Option<FoundSession> {
         if !self.shares {
             return None;
         }

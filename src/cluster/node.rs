@@ -310,10 +310,7 @@ impl Replication for Node {
         })
     }
 
-    fn find_session(
-        &self,
-        id: &str,
-    ) -> Option<BoxFuture<'static, ApiResult<Option<(crate::auth::User, i64)>>>> {
+    fn find_session(&self, id: &str) -> Option<crate::server::replication::FoundSession> {
         let (node, id) = (self.clone(), id.to_owned());
         Some(Box::pin(async move {
             let inner = &node.0;

@@ -84,6 +84,10 @@ pub enum Outcome {
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A session a replicated deployment found: its user and when it ends
+/// (unix seconds), `None` when it knows of no such session.
+pub type FoundSession = BoxFuture<'static, ApiResult<Option<(User, i64)>>>;
+
 /// What a replicated deployment does in place of the local store.
 pub trait Replication: Send + Sync + 'static {
     /// Store `events` of `org` (validated, in body order): answer once
@@ -119,7 +123,7 @@ pub trait Replication: Send + Sync + 'static {
     /// no such session (never started, signed out, expired), an error when
     /// it cannot be asked. `None`: sessions are not shared, and the
     /// server's memory is the only truth (the default).
-    fn find_session(&self, id: &str) -> Option<BoxFuture<'static, ApiResult<Option<(User, i64)>>>> {
+    fn find_session(&self, id: &str) -> Option<FoundSession> {
         let _ = id;
         None
     }
