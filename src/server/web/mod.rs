@@ -3,8 +3,12 @@
 //!
 //! Invariants:
 //! - Every state-changing form carries a CSRF token, compared in constant
-//!   time: the session's token once signed in, a pre-session double-submit
-//!   cookie for the sign-in form itself.
+//!   time: the session's token once signed in (derived from its id,
+//!   `session::csrf_of`), a pre-session double-submit cookie for the
+//!   sign-in form itself.
+//! - Sessions are looked up through `AppState::session` (shared by a
+//!   cluster's nodes); one that cannot be looked up is a `503` page, never
+//!   taken for signed out.
 //! - Every HTML answer carries a Content-Security-Policy without scripts,
 //!   refuses framing and sends no referrer; askama escapes every value.
 //! - Store calls and argon2 run off the async workers (`state.blocking`).
