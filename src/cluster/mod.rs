@@ -22,6 +22,7 @@
 //! - [`applier`]: one durable pull consumer per partition: apply, fsync,
 //!   record the position, then ack.
 //! - [`node`]: a node: the hook's ingest and bounded read wait.
+//! - [`sessions`]: web sessions every node knows (a key-value bucket).
 //! - [`status`]: `auditstore cluster status`.
 //!
 //! Invariants:
@@ -54,6 +55,7 @@ pub mod node;
 pub mod outcomes;
 pub mod partition;
 pub mod publisher;
+pub mod sessions;
 pub mod status;
 pub mod streams;
 
@@ -88,6 +90,9 @@ pub struct ClusterConfig {
     /// This node's HTTP API as other nodes reach it (`http://host:port`):
     /// where they forward requests about the partitions it serves.
     pub advertise: Option<String>,
+    /// How long a web session lasts: the max age of the sessions' bucket
+    /// when this node creates it (the server's session TTL).
+    pub session_ttl: Duration,
 }
 
 impl ClusterConfig {
@@ -103,6 +108,7 @@ impl ClusterConfig {
             request_timeout: Duration::from_secs(5),
             stream_max_age: None,
             advertise: None,
+            session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 
@@ -138,6 +144,9 @@ impl ClusterConfig {
                      `http://HOST:PORT`"
                 )));
             }
+        }
+        if self.session_ttl < Duration::from_secs(1) {
+            return Err(ClusterError::Config("session TTL: at least 1 second".into()));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(ClusterError::Config(format!(

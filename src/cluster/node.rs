@@ -406,6 +406,42 @@ impl Replication for Node {
         Some(Box::pin(async move { node.command(command).await }))
     }
 
+    fn session_started(
+        &self,
+        id: &str,
+        user: &crate::auth::User,
+        expires_at: i64,
+    ) -> BoxFuture<'static, ApiResult<()>> {
+        let (node, id, user) = (self.clone(), id.to_owned(), user.clone());
+        Box::pin(async move {
+            let inner = &node.0;
+            super::sessions::put(&inner.js, &inner.config, &id, &user, expires_at)
+                .await
+                .map_err(|e| session_unavailable("record the session for the other nodes", e))
+        })
+    }
+
+    fn find_session(&self, id: &str) -> Option<crate::server::replication::FoundSession> {
+        let (node, id) = (self.clone(), id.to_owned());
+        Some(Box::pin(async move {
+            let inner = &node.0;
+            super::sessions::find(&inner.js, &inner.config, &id)
+                .await
+                .map(|found| found.map(|s| (s.user, s.expires_at)))
+                .map_err(|e| session_unavailable("look the session up", e))
+        }))
+    }
+
+    fn session_ended(&self, id: &str) -> BoxFuture<'static, ApiResult<()>> {
+        let (node, id) = (self.clone(), id.to_owned());
+        Box::pin(async move {
+            let inner = &node.0;
+            super::sessions::delete(&inner.js, &inner.config, &id)
+                .await
+                .map_err(|e| session_unavailable("end the session on every node", e))
+        })
+    }
+
     /// Here when this node serves the organization's partition (or
     /// applies it and nobody serves it yet: reads wait, bounded); else to
     /// a node that serves it. A forwarded request is not forwarded again.
@@ -434,4 +470,9 @@ impl Replication for Node {
             node.0.forwarder.send(p, targets, request, limits).await
         }))
     }
+}
+
+/// `503` for the sessions' bucket (the error names no session id).
+fn session_unavailable(what: &str, e: ClusterError) -> ApiError {
+    ApiError::unavailable(format!("cannot {what} ({e}); try again"))
 }

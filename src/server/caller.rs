@@ -74,8 +74,12 @@ impl Caller {
 
 /// The value of cookie `name` in a request.
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    cookie_in(&parts.headers, name)
+}
+
+/// The value of cookie `name` in `headers`.
+pub fn cookie_in<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -105,7 +109,11 @@ impl FromRequestParts<AppState> for Caller {
                 role: info.role,
             });
         }
-        if let Some(session) = cookie(parts, COOKIE).and_then(|id| state.sessions.get(id)) {
+        let session = match cookie(parts, COOKIE) {
+            Some(id) => state.session(id).await?,
+            None => None,
+        };
+        if let Some(session) = session {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             if !safe {
                 let sent = parts

@@ -71,7 +71,14 @@ async fn route(State(state): State<AppState>, request: Request, next: Next) -> R
     let Some(replication) = &state.replication else {
         return next.run(request).await;
     };
-    let Some(org) = org_in_path(request.uri().path()).map(str::to_owned) else {
+    let path = request.uri().path();
+    let org = match org_in_path(path) {
+        Some(org) => Some(org.to_owned()),
+        // The web page is about the signed-in user's organization.
+        None if path == super::web::AUDIT_LOG_PATH => session_org(&state, request.headers()).await,
+        None => None,
+    };
+    let Some(org) = org else {
         return next.run(request).await;
     };
     let limits = ForwardLimits {
@@ -82,6 +89,13 @@ async fn route(State(state): State<AppState>, request: Request, next: Next) -> R
         Ok(answer) => answer.await,
         Err(request) => next.run(*request).await,
     }
+}
+
+/// The organization of the session a request's cookie names, if any (a
+/// session that cannot be looked up is left to the handler to refuse).
+async fn session_org(state: &AppState, headers: &axum::http::HeaderMap) -> Option<String> {
+    let id = super::caller::cookie_in(headers, super::session::COOKIE)?;
+    state.session(id).await.ok().flatten().map(|s| s.user.org)
 }
 
 /// The organization of an `/api/v1/orgs/{org}/...` path (as written: a

@@ -1,5 +1,6 @@
 //! The hook through which a replicated deployment (the `cluster` feature,
-//! `src/cluster/`) takes over the ingest path and guards the reads.
+//! `src/cluster/`) takes over the ingest path, guards the reads and shares
+//! the web sessions.
 //!
 //! The server knows only this trait; the cluster implements it. Without a
 //! hook the server appends to its own store and reads it directly.
@@ -91,6 +92,10 @@ pub struct ForwardLimits {
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A session a replicated deployment found: its user and when it ends
+/// (unix seconds), `None` when it knows of no such session.
+pub type FoundSession = BoxFuture<'static, ApiResult<Option<(User, i64)>>>;
+
 /// What a replicated deployment does in place of the local store.
 pub trait Replication: Send + Sync + 'static {
     /// Store `events` of `org` (validated, in body order): answer once
@@ -120,5 +125,32 @@ pub trait Replication: Send + Sync + 'static {
     ) -> Result<BoxFuture<'static, axum::response::Response>, Box<axum::extract::Request>> {
         let _ = (org, limits);
         Err(Box::new(request))
+    }
+
+    /// A web session `id` of `user`, ending at `expires_at` (unix seconds),
+    /// was started here: make it known to the deployment's other servers,
+    /// answering once they can find it, or refuse (the sign-in is then
+    /// refused: a session the others cannot see would fail later, in a
+    /// confusing way). The id is the session's secret: never store or log
+    /// it in clear. By default sessions stay in this server's memory.
+    fn session_started(&self, id: &str, user: &User, expires_at: i64) -> BoxFuture<'static, ApiResult<()>> {
+        let _ = (id, user, expires_at);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The session `id` that another server started (or this one): its
+    /// user and end (unix seconds), `Ok(None)` when the deployment knows of
+    /// no such session (never started, signed out, expired), an error when
+    /// it cannot be asked. `None`: sessions are not shared, and the
+    /// server's memory is the only truth (the default).
+    fn find_session(&self, id: &str) -> Option<FoundSession> {
+        let _ = id;
+        None
+    }
+
+    /// Session `id` was signed out here: forget it everywhere, or refuse.
+    fn session_ended(&self, id: &str) -> BoxFuture<'static, ApiResult<()>> {
+        let _ = id;
+        Box::pin(async { Ok(()) })
     }
 }

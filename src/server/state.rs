@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::error::{ApiError, ApiResult};
 use super::replication::Replication;
-use super::session::Sessions;
+use super::session::{self, Session, Sessions};
 use super::ServerConfig;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -55,11 +56,63 @@ impl AppState {
 
     /// Wait until this node's store reflects the acknowledged writes of
     /// `org` (a no-op without replication).
-    pub async fn before_read(&self, org: &str) -> super::error::ApiResult<()> {
+    pub async fn before_read(&self, org: &str) -> ApiResult<()> {
         match &self.replication {
             Some(r) => r.before_read(org.to_owned()).await,
             None => Ok(()),
         }
+    }
+
+    /// The live session with this id: the one this server holds, else (or,
+    /// when sessions are shared, once it is older than
+    /// [`session::RECHECK`]) the one the replication hook finds, which is
+    /// then held here until it ends. `Err` (`503`): the hook could not be
+    /// asked. An id this server could not have made is no session.
+    pub async fn session(&self, id: &str) -> ApiResult<Option<Session>> {
+        if !session::plausible_id(id) {
+            return Ok(None);
+        }
+        let held = self.sessions.get(id);
+        if held.as_ref().is_some_and(Session::fresh) {
+            return Ok(held);
+        }
+        let Some(find) = self.replication.as_ref().and_then(|r| r.find_session(id)) else {
+            return Ok(held);
+        };
+        match find.await? {
+            Some((user, expires_at)) if expires_at > session::unix_now() => {
+                Ok(Some(self.sessions.insert(id, user, expires_at)))
+            }
+            _ => {
+                self.sessions.end(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Start a session for `user`: its id, once the replication hook (if
+    /// any) made it known everywhere; `Err` if it could not.
+    pub async fn start_session(&self, user: crate::auth::User) -> ApiResult<String> {
+        let (id, expires_at) = self
+            .sessions
+            .new_id()
+            .map_err(|e| ApiError::internal(format!("no random bytes for a session: {e}")))?;
+        if let Some(r) = &self.replication {
+            r.session_started(&id, &user, expires_at).await?;
+        }
+        self.sessions.insert(&id, user, expires_at);
+        Ok(id)
+    }
+
+    /// End session `id`: everywhere through the replication hook (if any),
+    /// then here; `Err` (the session is left as it was) if the hook could
+    /// not.
+    pub async fn end_session(&self, id: &str) -> ApiResult<()> {
+        if let Some(r) = &self.replication {
+            r.session_ended(id).await?;
+        }
+        self.sessions.end(id);
+        Ok(())
     }
 
     /// The server's "now": the store's clock (`--as-of` sets it).
@@ -68,14 +121,14 @@ impl AppState {
     }
 
     /// Run a blocking store call off the async workers.
-    pub async fn blocking<T, F>(&self, f: F) -> super::error::ApiResult<T>
+    pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
     where
-        F: FnOnce(&Store) -> super::error::ApiResult<T> + Send + 'static,
+        F: FnOnce(&Store) -> ApiResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| super::error::ApiError::internal(format!("a store task failed: {e}")))?
+            .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
     }
 }

@@ -90,12 +90,14 @@ impl NodeArgs {
 }
 
 /// Join the cluster at `urls` as `args.node`, applying into `store`, its
-/// HTTP API listening on `listening`.
+/// HTTP API listening on `listening`; web sessions last `session_ttl` (the
+/// server's).
 pub async fn start_node(
     urls: &str,
     args: &NodeArgs,
     store: Arc<Store>,
     listening: std::net::SocketAddr,
+    session_ttl: Duration,
 ) -> CliResult<Node> {
     let node = args
         .node
@@ -121,6 +123,7 @@ pub async fn start_node(
         }
         None => Some(format!("http://{listening}")),
     };
+    config.session_ttl = session_ttl;
     Node::start(config, store).await.map_err(cli_error)
 }
 

@@ -77,8 +77,10 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         #[cfg(feature = "cluster")]
         let node = match &args.cluster {
             Some(urls) => {
+                let session_ttl = std::time::Duration::from_secs(config.session_ttl_secs);
+                let listening = listener.local_addr()?;
                 let node =
-                    crate::cluster::start_node(urls, &args.node, store.clone(), listener.local_addr()?)
+                    crate::cluster::start_node(urls, &args.node, store.clone(), listening, session_ttl)
                         .await?;
                 remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
                 let hook: Arc<dyn server::replication::Replication> = Arc::new(node.clone());

@@ -3,8 +3,12 @@
 //!
 //! Invariants:
 //! - Every state-changing form carries a CSRF token, compared in constant
-//!   time: the session's token once signed in, a pre-session double-submit
-//!   cookie for the sign-in form itself.
+//!   time: the session's token once signed in (derived from its id,
+//!   `session::csrf_of`), a pre-session double-submit cookie for the
+//!   sign-in form itself.
+//! - Sessions are looked up through `AppState::session` (shared by a
+//!   cluster's nodes); one that cannot be looked up is a `503` page, never
+//!   taken for signed out.
 //! - Every HTML answer carries a Content-Security-Policy without scripts,
 //!   refuses framing and sends no referrer; askama escapes every value.
 //! - Store calls and argon2 run off the async workers (`state.blocking`).
@@ -84,15 +88,26 @@ async fn style() -> Response {
 }
 
 /// The signed-in session of a request, if any: (its id, the session).
+/// When sessions are shared (a cluster) and cannot be looked up, the
+/// request is answered [`unavailable_page`].
 pub struct SignedIn(pub Option<(String, Session)>);
 
 impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(SignedIn(cookie(parts, COOKIE).and_then(|id| {
-            state.sessions.get(id).map(|s| (id.to_owned(), s))
-        })))
+        let Some(id) = cookie(parts, COOKIE) else {
+            return Ok(SignedIn(None));
+        };
+        match state.session(id).await {
+            Ok(found) => Ok(SignedIn(found.map(|s| (id.to_owned(), s)))),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "a web session could not be looked up");
+                Err(unavailable_page(
+                    "Your session cannot be checked right now. Please try again in a moment.",
+                ))
+            }
+        }
     }
 }
 
@@ -139,6 +154,21 @@ pub fn failure_page() -> Response {
         StatusCode::INTERNAL_SERVER_ERROR,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         "<!doctype html><title>Error</title><p>Something went wrong on the server. Please try again.</p>",
+    )
+        .into_response()
+}
+
+/// `503` with `message` (fixed text, no detail of the failure) when what
+/// the page needs from the deployment does not answer.
+pub fn unavailable_page(message: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        format!("<!doctype html><title>Unavailable</title><p>{message}</p>"),
     )
         .into_response()
 }

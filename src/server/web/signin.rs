@@ -147,15 +147,32 @@ pub async fn submit(
     };
     limiter.succeeded(&form.user);
     // A new id at every sign-in; a session the browser already had ends.
+    // In a cluster both go through the shared sessions: if they cannot,
+    // the sign-in is refused (`503`) rather than leave a session that
+    // other nodes cannot see, or one that should have ended.
+    let unavailable = |e: crate::server::error::ApiError| {
+        tracing::warn!(error = %e.message, "a web session could not be started");
+        let msg = "Signing in is not possible right now. Please try again in a moment.";
+        page(
+            &state,
+            token.0.clone(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            &form.user,
+            Some(msg.into()),
+        )
+    };
     if let Some((old, _)) = signed_in.0 {
-        state.sessions.end(&old);
+        if let Err(e) = state.end_session(&old).await {
+            return unavailable(e);
+        }
     }
-    let (id, _csrf) = match state.sessions.start(user) {
-        Ok(started) => started,
-        Err(e) => {
-            tracing::error!(error = %e, "no random bytes for a session");
+    let id = match state.start_session(user).await {
+        Ok(id) => id,
+        Err(e) if e.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = %e.message, "a session could not be started");
             return super::failure_page();
         }
+        Err(e) => return unavailable(e),
     };
     let secure = state.config.secure_cookies;
     let ttl = state.config.session_ttl_secs;
@@ -181,7 +198,13 @@ pub async fn sign_out(
         if !forms::token_ok(&form.csrf, Some(&session.csrf)) {
             return super::page::forbidden(&session, "The sign-out form was not sent from this page.");
         }
-        state.sessions.end(&id);
+        // Everywhere, or not at all: the user may try again.
+        if let Err(e) = state.end_session(&id).await {
+            tracing::warn!(error = %e.message, "a web session could not be ended");
+            return super::unavailable_page(
+                "Signing out is not possible right now: you are still signed in. Please try again in a moment.",
+            );
+        }
     }
     let secure = state.config.secure_cookies;
     see_other("/", &[set_cookie(COOKIE, "", "Lax", 0, secure)])
