@@ -7,7 +7,8 @@
 //! One NATS server (R1 streams that keep messages 2 s). Node `a` applies
 //! three requests; once their messages expired, a new empty node `b`
 //! cannot catch up from the streams and says so (`503` naming the
-//! backup) instead of serving a partial log; `c`, seeded from a backup of
+//! backup) instead of serving a partial log (it forwards its clients to
+//! `a`, which serves); `c`, seeded from a backup of
 //! the running `a`, goes on from the positions recorded in it and holds
 //! every event exactly once, also one sent after the backup.
 #![cfg(feature = "cluster")]
@@ -59,6 +60,21 @@ fn ids_of(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, Vec<
         _ => Vec::new(),
     };
     (status, ids, text)
+}
+
+/// `ids_of`'s request as a node forwards it (answered where it lands).
+fn get_forwarded(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, String) {
+    let from = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let to = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
+    let url = format!("{base}/api/v1/orgs/{org}/events?from={from}&to={to}&limit=1000");
+    let request = ureq::http::Request::get(&url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-auditstore-forwarded-by", "test")
+        .body(())
+        .unwrap();
+    let mut answer = agent.run(request).unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.body_mut().read_to_string().unwrap())
 }
 
 /// Every stream's messages expired (status: `messages` 0 everywhere).
@@ -137,12 +153,13 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     }
     wait_until_expired(&a.dir, &urls[0]);
 
-    // A node that lacks what expired refuses to serve a partial log.
+    // A node that lacks what expired refuses to serve a partial log: asked
+    // as a forwarding node would ask it, it answers `503` naming the
+    // backup; asked by a client, it forwards to `a`, which serves it.
     b.start();
-    for org in ORGS {
-        let (status, ids, text) = ids_of(&agent, &b.base(), &token, org);
+    for (k, org) in ORGS.iter().enumerate() {
+        let (status, text) = get_forwarded(&agent, &b.base(), &token, org);
         assert_eq!(status, 503, "{text}");
-        assert!(ids.is_empty());
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["error"]["code"], "unavailable", "{text}");
         let message = v["error"]["message"].as_str().unwrap();
@@ -150,6 +167,22 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
             message.contains("expired") && message.contains("backup"),
             "{message}"
         );
+        let (status, ids, text) = ids_of(&agent, &b.base(), &token, org);
+        assert_eq!((status, ids.len()), (200, sent[k].len()), "{text}");
+    }
+    let status = tool(
+        &a.dir,
+        &[
+            "cluster",
+            "status",
+            "--cluster",
+            &urls[0],
+            "--cluster-name",
+            "seedtest",
+        ],
+    );
+    for s in status["streams"].as_array().unwrap() {
+        assert_eq!(s["serving"], json!(["n0"]), "{status}");
     }
     assert!(tail(&b.log).contains("expired"), "{}", tail(&b.log));
 
