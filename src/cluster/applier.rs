@@ -64,6 +64,8 @@ pub struct Applier {
     /// Set once this run has caught up with the stream's last sequence as
     /// of its start: the node may announce that it serves the partition.
     pub serving: Arc<AtomicBool>,
+    /// Woken when `serving` turns true: the node announces it at once.
+    pub announce: Arc<tokio::sync::Notify>,
     /// Why this partition's applier stopped for good, for reads to say.
     pub fault: Arc<Mutex<Option<String>>>,
     pub stop: watch::Receiver<bool>,
@@ -114,6 +116,12 @@ impl Applier {
         }
     }
 
+    fn caught_up(&self) {
+        if !self.serving.swap(true, Ordering::AcqRel) {
+            self.announce.notify_one();
+        }
+    }
+
     /// One run, abandoned as soon as `stop` turns true (also while waiting
     /// on NATS). Abandoning it mid-apply is safe: the local append and the
     /// position write go on in their blocking task; only the ack is left
@@ -143,7 +151,7 @@ impl Applier {
         let (first, last) = (state.first_sequence, state.last_sequence);
         self.catch_up_to = last;
         if self.position >= last {
-            self.serving.store(true, Ordering::Release);
+            self.caught_up();
         }
         if first > self.position + 1 {
             // Sequences position + 1 .. first - 1 existed and are gone.
@@ -304,7 +312,7 @@ impl Applier {
             self.position = reached;
             let _ = self.watermark.send(reached);
             if reached >= self.catch_up_to {
-                self.serving.store(true, Ordering::Release);
+                self.caught_up();
             }
             metrics::gauge!("auditstore_cluster_applied_sequence", "partition" => self.partition.to_string())
                 .set(reached as f64);

@@ -21,9 +21,16 @@ pub const LEAVE_ROUNDS: u32 = 3;
 /// A lease another process took stops every applier and makes every read
 /// `503`: two processes with one id would ack each other's messages.
 pub async fn run(node: Node, mut lease: Lease, mut stop: watch::Receiver<bool>) {
+    let announce = node.inner().announce.clone();
     loop {
         let stopping = tokio::select! {
             _ = tokio::time::sleep(RENEW_EVERY) => false,
+            // A partition caught up: announce it now (at most every
+            // 100 ms), not at the next renewal.
+            _ = announce.notified() => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                false
+            }
             changed = stop.changed() => changed.is_err() || *stop.borrow(),
         };
         if stopping {
@@ -52,7 +59,29 @@ pub async fn run(node: Node, mut lease: Lease, mut stop: watch::Receiver<bool>) 
     }
 }
 
+/// How long a starting node waits for the partitions assigned to it to
+/// catch up before it announces them (those still catching up are
+/// announced as they do).
+const FIRST_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Node {
+    /// The first round, before the node answers requests: read the
+    /// members, start the appliers, give them a moment to catch up, and
+    /// announce what they serve.
+    pub(super) async fn join(&self, lease: &mut Lease) {
+        self.refresh_members().await;
+        self.reassign();
+        let deadline = tokio::time::Instant::now() + FIRST_CATCH_UP;
+        while tokio::time::Instant::now() < deadline && self.announced() != self.applying() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        lease.set_partitions(self.announced(), self.applying());
+        if let Err(e) = lease.renew().await {
+            tracing::warn!("announce the partitions served: {e}");
+        }
+        self.refresh_members().await;
+    }
+
     /// Read the members; on failure keep the last list read.
     pub(super) async fn refresh_members(&self) {
         let inner = self.inner();
@@ -111,19 +140,36 @@ impl Node {
         to_stop
     }
 
-    /// The address of every other member announcing that it serves `p`,
-    /// starting at a rotating one.
+    /// Where to forward a request about partition `p`: (node id, address)
+    /// of the other members announcing that they serve it, starting at a
+    /// rotating one; then, as a fallback while announcements are a moment
+    /// old, those announcing that they apply it, and those chosen for it.
     pub(super) fn servers_of(&self, p: u32) -> Vec<(String, String)> {
         let inner = self.inner();
+        let me = inner.config.node.as_str();
         let members = inner.members.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(String, String)> = members
+        let others: Vec<&lease::Member> = members.iter().filter(|m| m.node != me).collect();
+        let with_address = |m: &&lease::Member| Some((m.node.clone(), m.address.clone()?));
+        let mut out: Vec<(String, String)> = others
             .iter()
-            .filter(|m| m.node != inner.config.node && m.serving.contains(&p))
-            .filter_map(|m| Some((m.node.clone(), m.address.clone()?)))
+            .filter(|m| m.serving.contains(&p))
+            .filter_map(with_address)
             .collect();
         if !out.is_empty() {
             let k = self.next_rotation() % out.len();
             out.rotate_left(k);
+        }
+        let ids: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
+        let chosen = assign::chosen(p, &ids);
+        let fallback = others
+            .iter()
+            .filter(|m| m.applying.contains(&p))
+            .chain(others.iter().filter(|m| chosen.contains(&m.node.as_str())))
+            .filter_map(with_address);
+        for candidate in fallback {
+            if !out.iter().any(|(n, _)| *n == candidate.0) {
+                out.push(candidate);
+            }
         }
         out
     }

@@ -48,6 +48,8 @@ pub(super) struct Inner {
     forwarder: Forwarder,
     /// Spreads forwarded requests over the nodes serving a partition.
     rotate: AtomicUsize,
+    /// Woken when an applier catches up: the lease announces it at once.
+    pub(super) announce: Arc<tokio::sync::Notify>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -149,11 +151,12 @@ impl Node {
             slots,
             forwarder,
             rotate: AtomicUsize::new(0),
+            announce: Arc::new(tokio::sync::Notify::new()),
             stop,
             tasks: Mutex::new(Vec::new()),
         }));
-        node.refresh_members().await;
-        node.reassign();
+        let mut lease = lease;
+        node.join(&mut lease).await;
         let task = tokio::spawn(super::membership::run(node.clone(), lease, stop_rx));
         node.0.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
         Ok(node)
@@ -190,6 +193,7 @@ impl Node {
             position,
             watermark: slot.watermark_tx.clone(),
             serving: slot.serving.clone(),
+            announce: inner.announce.clone(),
             fault: slot.fault.clone(),
             stop: stop_rx,
             catch_up_to: u64::MAX,

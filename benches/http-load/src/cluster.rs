@@ -9,9 +9,10 @@
 //!   routes between them), an operator token made on the first node's data
 //!   directory and copied to the others with `backup` (tokens are not
 //!   replicated yet), three nodes (`--partitions P`, streams R3); request
-//!   `i` goes to node `i mod 3`. After the last `200`, every node's
-//!   `/metrics` is polled until its store holds every event: the apply
-//!   lag. `auditstore cluster status` then gives the streams' messages and
+//!   `i` goes to node `i mod 3` (which forwards it when it does not
+//!   apply the organization's partition). After the last `200`, every
+//!   node's `/metrics` is polled until it applied each partition assigned
+//!   to it up to the stream's last sequence: the apply lag. `auditstore cluster status` then gives the streams' messages and
 //!   bytes.
 //! - **single**: `auditstore serve` on one data directory, every request to
 //!   it.
@@ -241,38 +242,84 @@ fn drive(a: &Args, addrs: &[SocketAddr], requests: &[(usize, Vec<u8>, usize)], p
 }
 
 /// `auditstore_store_events` from a node's `/metrics`.
-fn stored_events(conn: &mut Conn) -> Res<u64> {
+/// Node `conn`'s applied position of each partition (its
+/// `auditstore_cluster_applied_sequence` gauges).
+fn applied_positions(conn: &mut Conn) -> Res<Vec<(u32, u64)>> {
     let r = conn.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
     let text = String::from_utf8_lossy(&r.body);
-    let n = text
+    Ok(text
         .lines()
-        .find_map(|l| l.strip_prefix("auditstore_store_events "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    Ok(n as u64)
+        .filter_map(|l| l.strip_prefix("auditstore_cluster_applied_sequence{partition=\""))
+        .filter_map(|rest| {
+            let (p, value) = rest.split_once("\"} ")?;
+            Some((p.parse().ok()?, value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect())
 }
 
-/// Poll every node until each stores `events`: the instant they all did.
-fn applied_everywhere(addrs: &[SocketAddr], events: u64) -> Res<Instant> {
+/// Poll every node until it applied each partition assigned to it up to
+/// the stream's last sequence (`cluster status`, read once the last `200`
+/// came): the instant they all did.
+fn applied_everywhere(a: &Args, urls: &str, addrs: &[SocketAddr]) -> Res<Instant> {
+    let status = cluster_status(a, urls)?;
+    let streams = status["streams"]
+        .as_array()
+        .ok_or("cluster status printed no streams")?;
+    // Per node, the (partition, last sequence) it must reach.
+    let mut want: Vec<Vec<(u32, u64)>> = vec![Vec::new(); addrs.len()];
+    for s in streams {
+        let (Some(p), Some(last)) = (s["partition"].as_u64(), s["last_seq"].as_u64()) else {
+            return Err(format!("a stream without partition or last_seq: {s}").into());
+        };
+        for n in s["assigned"].as_array().into_iter().flatten() {
+            let i: usize = n
+                .as_str()
+                .and_then(|id| id.strip_prefix('n'))
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| format!("a node id not of this run: {n}"))?;
+            want.get_mut(i)
+                .ok_or_else(|| format!("node {i} is not of this run"))?
+                .push((p as u32, last));
+        }
+    }
     let mut conns: Vec<Conn> = addrs.iter().map(|&ad| Conn::new(ad)).collect();
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            std::env::var("HTTP_LOAD_APPLY_PATIENCE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
+        );
     let mut done = vec![false; addrs.len()];
     loop {
-        for (c, d) in conns.iter_mut().zip(done.iter_mut()) {
-            *d = *d || stored_events(c)? >= events;
+        for ((c, d), want) in conns.iter_mut().zip(done.iter_mut()).zip(&want) {
+            if !*d {
+                let have = applied_positions(c)?;
+                *d = want
+                    .iter()
+                    .all(|(p, last)| have.iter().any(|(q, v)| q == p && v >= last));
+            }
         }
         if done.iter().all(|d| *d) {
             return Ok(Instant::now());
         }
         if Instant::now() > deadline {
-            return Err(format!("the nodes did not all apply {events} events within 300 s").into());
+            let mut behind = Vec::new();
+            for (i, (c, want)) in conns.iter_mut().zip(&want).enumerate() {
+                let have = applied_positions(c)?;
+                behind.push(format!("n{i}: wants {want:?}, has {have:?}"));
+            }
+            return Err(format!(
+                "the nodes did not all apply their partitions within 300 s: {}",
+                behind.join("; ")
+            )
+            .into());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// The streams' messages and bytes, from `auditstore cluster status`.
-fn stream_totals(a: &Args, urls: &str) -> Res<(u64, u64, usize)> {
+fn cluster_status(a: &Args, urls: &str) -> Res<Value> {
     let out = Command::new(&a.bin)
         .args([
             "cluster",
@@ -287,7 +334,12 @@ fn stream_totals(a: &Args, urls: &str) -> Res<(u64, u64, usize)> {
     if !out.status.success() {
         return Err(format!("cluster status: {}", out.status).into());
     }
-    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The streams' messages and bytes, from `auditstore cluster status`.
+fn stream_totals(a: &Args, urls: &str) -> Res<(u64, u64, usize)> {
+    let v = cluster_status(a, urls)?;
     let streams = v["streams"]
         .as_array()
         .ok_or("cluster status printed no streams")?;
@@ -384,7 +436,7 @@ fn cluster_side(a: &Args, nats_bin: &Path, w: &Workload, unique: u64, root: &Pat
     if d.appended < unique {
         return Err(format!("the cluster appended {} of {unique} distinct events", d.appended).into());
     }
-    let all = applied_everywhere(&addrs, unique)?;
+    let all = applied_everywhere(a, &urls, &addrs)?;
     let (msgs, bytes, used) = stream_totals(a, &urls)?;
     eprintln!(
         "  cluster: {msgs} messages, {bytes} bytes in {used} of {} streams",

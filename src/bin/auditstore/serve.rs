@@ -70,6 +70,9 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         ..ServerConfig::default()
     };
     let served: CliResult = runtime.block_on(async {
+        // Before a cluster node starts applying: what it records at once
+        // (an applied position) is not lost to a recorder installed later.
+        let _ = server::metrics_handle();
         // Bound before a cluster node starts: it announces the address.
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
