@@ -12,6 +12,7 @@
 //!   other; once its lease lapses the third node takes the partition over
 //!   and catches up; when it comes back, the assignment returns to the
 //!   chosen two, and every node answers with every event.
+#![cfg(feature = "cluster")]
 
 mod cluster_common;
 
