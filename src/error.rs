@@ -55,6 +55,11 @@ pub enum Error {
     /// writing).
     #[error("read-only store: {0}")]
     ReadOnly(String),
+
+    /// Where the store's own events go instead of its log (a cluster
+    /// node's streams, `Store::send_own_events_to`) did not take one.
+    #[error("the store's own event was not recorded: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -79,6 +84,7 @@ impl Error {
             Error::Io { .. } | Error::Poisoned(_) | Error::Metadata(_) | Error::Closed => "io",
             Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => "corrupt",
             Error::Locked { .. } | Error::ReadOnly(_) => "locked",
+            Error::Unavailable(_) => "unavailable",
             Error::InvalidEvent(_) => "invalid_event",
             Error::InvalidArgument { .. } => "invalid_argument",
         }

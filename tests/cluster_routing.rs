@@ -267,8 +267,46 @@ fn partitions_are_assigned_and_requests_routed() {
         assert_eq!(s, 403, "{}: {text}", n.id);
     }
 
-    // Kill one of the two nodes serving `org`'s partition.
+    // A full export through the outsider is served by a node applying the
+    // partition; its own event (`audit_log.download_url.generated`) goes
+    // through the stream: both nodes applying the partition hold it.
+    let headers = [
+        ("authorization", op.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let through = &nodes[*outsider];
+    let settings = format!("{}/api/v1/orgs/{org}/settings", through.base());
+    let (s, _, text) = call(&agent, "PUT", &settings, &headers, r#"{"plan":"server"}"#);
+    assert_eq!(s, 200, "{text}");
+    let full = format!("{}/api/v1/orgs/{org}/export/full", through.base());
+    let (s, served_by, csv) = call(&agent, "GET", &full, &headers, "");
+    assert_eq!(s, 200, "{csv}");
+    assert!(served_by.is_some(), "forwarded");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",route.test,")).count(),
+        20,
+        "{csv}"
+    );
     let (assigned, _) = who(&st, *p);
+    let today = chrono::Utc::now().date_naive();
+    let mut seen = Vec::new();
+    for holder in nodes.iter().filter(|n| assigned.contains(&n.id)) {
+        let url = format!(
+            "{}/api/v1/orgs/{org}/events?from={}&to={}&action=audit_log.download_url.generated",
+            holder.base(),
+            today.pred_opt().unwrap(),
+            today.succ_opt().unwrap()
+        );
+        let text = wait_for("the own event on both nodes", Duration::from_secs(10), || {
+            let (s, served_by, text) = call(&agent, "GET", &url, &headers, "");
+            (s == 200 && served_by.is_none() && ids(&text).len() == 1).then_some(text)
+        });
+        seen.push(ids(&text));
+    }
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1], "both nodes hold the same own event");
+
+    // Kill one of the two nodes serving `org`'s partition.
     let victim = node_ids.iter().position(|n| *n == assigned[0]).unwrap();
     nodes[victim].proc.kill();
     let headers = [

@@ -53,6 +53,7 @@ pub mod membership;
 pub mod message;
 pub mod node;
 pub mod outcomes;
+pub mod own_events;
 pub mod partition;
 pub mod publisher;
 pub mod sessions;

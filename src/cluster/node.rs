@@ -141,6 +141,13 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
         let forwarder = Forwarder::new(&config.node);
+        // Downloads, full exports and sign-ins served here are recorded
+        // through the streams, on every node applying the partition.
+        store.send_own_events_to(Arc::new(super::own_events::StreamSink {
+            publisher: publisher.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            patience: config.request_timeout * 2,
+        }));
         let node = Node(Arc::new(Inner {
             js,
             members: RwLock::new(vec![lease.member().clone()]),

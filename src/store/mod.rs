@@ -131,6 +131,9 @@ pub struct Store {
     /// schedule and an operator's `export process`) would remove each
     /// other's files in progress.
     processing: Mutex<()>,
+    /// Where [`Store::record_own_event`] sends events instead of the log,
+    /// once set (a cluster node: through the streams, to every replica).
+    own_event_sink: std::sync::OnceLock<Arc<dyn own_events::OwnEventSink>>,
     /// The tamper-evidence tree and its checkpoints (`None` read-only or
     /// with `Options::integrity` off).
     tlog: Option<Arc<tlog::Tlog>>,
@@ -305,6 +308,7 @@ impl Store {
             meta,
             recovery,
             processing: Mutex::new(()),
+            own_event_sink: std::sync::OnceLock::new(),
             tlog,
         };
         store.salvage_quarantined()?;

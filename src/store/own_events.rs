@@ -130,11 +130,24 @@ impl Store {
         })
     }
 
-    /// Append one own event that goes with no metadata change (a
-    /// download), durably. Recording it again is a duplicate.
+    /// Record one own event that goes with no metadata change (a
+    /// download, a full export, a sign-in), durably: in the log, or where
+    /// [`Store::send_own_events_to`] said. Recording it again is a
+    /// duplicate.
     pub fn record_own_event(&self, org: &str, event: &Event) -> Result<()> {
+        if let Some(sink) = self.own_event_sink.get() {
+            return sink.record(org, event);
+        }
         self.append_batch([(org, event)])?;
         self.flush()
+    }
+
+    /// From now on, send the own events [`Store::record_own_event`]
+    /// records to `sink` instead of the log (a replicated deployment that
+    /// must carry them to every replica, which appends them there). Set
+    /// once: `false` when a sink was already set.
+    pub fn send_own_events_to(&self, sink: Arc<dyn OwnEventSink>) -> bool {
+        self.own_event_sink.set(sink).is_ok()
     }
 
     /// Every stored event whose action is one of `actions`, with its
@@ -189,4 +202,12 @@ impl Store {
         let (_meta, kept) = Meta::rebuild(dir, Arc::new(RealIo))?;
         Ok(kept)
     }
+}
+
+/// Where a store's own events go instead of its log
+/// ([`Store::send_own_events_to`]).
+pub trait OwnEventSink: Send + Sync {
+    /// Record `event` of `org` durably, or fail (nothing is recorded
+    /// then): it is called on a blocking thread, never an async one.
+    fn record(&self, org: &str, event: &Event) -> Result<()>;
 }

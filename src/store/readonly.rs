@@ -176,6 +176,7 @@ impl Store {
             meta,
             recovery,
             processing: Mutex::new(()),
+            own_event_sink: std::sync::OnceLock::new(),
             tlog: None,
         })
     }
