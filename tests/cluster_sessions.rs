@@ -15,6 +15,7 @@
 #![cfg(feature = "cluster")]
 
 mod cluster_common;
+mod page_common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -55,19 +56,11 @@ struct Answer {
 
 impl Answer {
     fn cookie(&self, name: &str) -> Option<String> {
-        self.set_cookies
-            .iter()
-            .find_map(|c| c.strip_prefix(&format!("{name}=")))
-            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        page_common::cookie(&self.set_cookies, name)
     }
 
     fn csrf_field(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no csrf field in {}", self.body))
-            + 19;
-        self.body[at..].split('"').next().unwrap().to_owned()
+        page_common::csrf_field(&self.body)
     }
 }
 

@@ -4,6 +4,7 @@
 #![cfg(feature = "server")]
 
 mod http_common;
+mod page_common;
 
 use std::sync::Arc;
 
@@ -32,18 +33,12 @@ struct Answer {
 }
 
 impl Answer {
-    /// The value of cookie `name` as set by this answer.
     fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies
-            .iter()
-            .find_map(|c| c.strip_prefix(&format!("{name}=")))
-            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        page_common::cookie(&self.cookies, name)
     }
 
-    /// The value of the first hidden `csrf` field on the page.
     fn csrf_field(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        self.body[at..].split('"').next().unwrap().to_owned()
+        page_common::csrf_field(&self.body)
     }
 }
 

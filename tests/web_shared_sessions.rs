@@ -8,6 +8,7 @@
 #![cfg(feature = "server")]
 
 mod http_common;
+mod page_common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,15 +102,11 @@ struct Answer {
 
 impl Answer {
     fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies
-            .iter()
-            .find_map(|c| c.strip_prefix(&format!("{name}=")))
-            .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+        page_common::cookie(&self.cookies, name)
     }
 
     fn csrf_field(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        self.body[at..].split('"').next().unwrap().to_owned()
+        page_common::csrf_field(&self.body)
     }
 }
 

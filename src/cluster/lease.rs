@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterConfig, ClusterError};
@@ -60,29 +60,14 @@ pub struct Lease {
 }
 
 async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, ClusterError> {
-    let name = members_bucket(&config.name);
-    if let Ok(b) = js.get_key_value(&name).await {
-        return Ok(b);
-    }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: name.clone(),
-            description: format!("auditstore cluster {}: the running nodes' leases", config.name),
-            history: 1,
-            max_age: LEASE_TTL,
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(b) => Ok(b),
-        // Another node created it meanwhile.
-        Err(e) => js
-            .get_key_value(&name)
-            .await
-            .map_err(|e2| ClusterError::nats("the members' bucket", format!("{e}; {e2}"))),
-    }
+    super::streams::key_value(
+        js,
+        config,
+        members_bucket(&config.name),
+        format!("auditstore cluster {}: the running nodes' leases", config.name),
+        LEASE_TTL,
+    )
+    .await
 }
 
 impl Lease {

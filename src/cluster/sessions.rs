@@ -13,7 +13,7 @@
 //! the "direct get" any replica answers), so that a session put on one node
 //! is found by the next request on another, and a deleted one is not.
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -39,47 +39,17 @@ pub struct SharedSession {
     pub expires_at: i64,
 }
 
-/// The bucket, created if missing (file storage, the streams' replicas,
-/// entries dropped after `config.session_ttl`).
+/// The bucket, created if missing (entries dropped after
+/// `config.session_ttl`).
 async fn bucket(js: &jetstream::Context, config: &ClusterConfig) -> Result<kv::Store, ClusterError> {
-    let name = sessions_bucket(&config.name);
-    match js.get_key_value(&name).await {
-        Ok(b) => return Ok(b),
-        // Created below; no answer is not waited for twice.
-        Err(e) if no_stream(&e) => {}
-        Err(e) => return Err(ClusterError::nats("the sessions' bucket", e)),
-    }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: name.clone(),
-            description: format!("auditstore cluster {}: the web sessions", config.name),
-            history: 1,
-            max_age: config.session_ttl,
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(b) => Ok(b),
-        // Another node created it meanwhile.
-        Err(e) => js
-            .get_key_value(&name)
-            .await
-            .map_err(|e2| ClusterError::nats("the sessions' bucket", format!("{e}; {e2}"))),
-    }
-}
-
-/// Whether `e` says the bucket's stream does not exist (rather than that
-/// JetStream did not answer).
-fn no_stream(e: &jetstream::context::KeyValueError) -> bool {
-    use jetstream::context::{GetStreamError, GetStreamErrorKind};
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<GetStreamError>())
-        .is_some_and(|g| {
-            matches!(g.kind(), GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
-        })
+    super::streams::key_value(
+        js,
+        config,
+        sessions_bucket(&config.name),
+        format!("auditstore cluster {}: the web sessions", config.name),
+        config.session_ttl,
+    )
+    .await
 }
 
 /// Record session `id` of `user`, ending at `expires_at`; answered once

@@ -195,6 +195,56 @@ pub async fn last_sequence(
     Ok(info.state.last_sequence)
 }
 
+/// Key-value bucket `name`, created when missing (history 1, file storage,
+/// the streams' replicas, entries dropped `max_age` after their last
+/// write); another node creating it meanwhile is fine.
+pub async fn key_value(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+    name: String,
+    description: String,
+    max_age: std::time::Duration,
+) -> Result<async_nats::jetstream::kv::Store, ClusterError> {
+    use async_nats::jetstream::{kv, stream};
+    match js.get_key_value(&name).await {
+        Ok(b) => return Ok(b),
+        // Created below; no answer is not waited for twice.
+        Err(e) if no_stream(&e) => {}
+        Err(e) => return Err(ClusterError::nats(&format!("bucket {name}"), e)),
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: name.clone(),
+            description,
+            history: 1,
+            max_age,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(b) => Ok(b),
+        // Another node created it meanwhile.
+        Err(e) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|e2| ClusterError::nats(&format!("bucket {name}"), format!("{e}; {e2}"))),
+    }
+}
+
+/// Whether `e` says the bucket's stream does not exist (rather than that
+/// JetStream did not answer).
+fn no_stream(e: &jetstream::context::KeyValueError) -> bool {
+    use jetstream::context::{GetStreamError, GetStreamErrorKind};
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<GetStreamError>())
+        .is_some_and(|g| {
+            matches!(g.kind(), GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
