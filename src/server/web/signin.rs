@@ -136,6 +136,19 @@ pub async fn submit(
                 Some(msg.into()),
             );
         }
+        // In a cluster the sign-in's own event goes through the streams:
+        // not recorded, not signed in.
+        Ok(Err(AuthError::Store(e @ crate::Error::Unavailable(_)))) => {
+            tracing::warn!(error = %e, "the sign-in could not be recorded");
+            let msg = "Signing in is not possible right now. Please try again in a moment.";
+            return page(
+                &state,
+                token.0,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &form.user,
+                Some(msg.into()),
+            );
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "sign-in failed");
             return super::failure_page();
