@@ -63,6 +63,8 @@ pub async fn run(node: Node, mut lease: Lease, mut stop: watch::Receiver<bool>) 
 /// catch up before it announces them (those still catching up are
 /// announced as they do).
 const FIRST_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a starting node waits for partition 0 (tokens and users).
+const CREDENTIALS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Node {
     /// The first round, before the node answers requests: read the
@@ -71,6 +73,20 @@ impl Node {
     pub(super) async fn join(&self, lease: &mut Lease) {
         self.refresh_members().await;
         self.reassign();
+        // Partition 0 holds every token and user: until it caught up, this
+        // node would refuse callers that other nodes accept.
+        let credentials = &self.inner().slots[assign::EVERY_NODE as usize];
+        let deadline = tokio::time::Instant::now() + CREDENTIALS_CATCH_UP;
+        while !credentials.serving() && !credentials.faulted() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "partition 0 (tokens and users) has not caught up within {CREDENTIALS_CATCH_UP:?}: \
+                     callers made since may be refused here until it has"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let deadline = tokio::time::Instant::now() + FIRST_CATCH_UP;
         while tokio::time::Instant::now() < deadline && self.announced() != self.applying() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
