@@ -139,13 +139,26 @@ fn operator_token(a: &Args, dir: &Path) -> Res<String> {
         .to_owned())
 }
 
-/// The workload as whole requests, request `i` to `addrs[i mod n]`.
-fn requests(w: &Workload, addrs: &[SocketAddr], token: &str) -> Vec<(usize, Vec<u8>, usize)> {
+/// The workload as whole requests, request `i` to `addrs[i mod n]`, or
+/// with `serving` (per partition, the nodes serving it) to the serving
+/// nodes of its organization's partition in turn.
+fn requests(
+    w: &Workload,
+    addrs: &[SocketAddr],
+    token: &str,
+    serving: Option<&[Vec<usize>]>,
+) -> Vec<(usize, Vec<u8>, usize)> {
     w.batches
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let node = i % addrs.len();
+            let node = match serving {
+                Some(by_partition) => {
+                    let nodes = &by_partition[partition_of(&b.org, by_partition.len() as u32) as usize];
+                    nodes[i % nodes.len()]
+                }
+                None => i % addrs.len(),
+            };
             let target = format!("/api/v1/orgs/{}/events", b.org);
             let h = head(
                 "POST",
@@ -160,6 +173,60 @@ fn requests(w: &Workload, addrs: &[SocketAddr], token: &str) -> Vec<(usize, Vec<
             (node, r, b.events)
         })
         .collect()
+}
+
+/// docs/cluster.md, "Partitions": the first 8 bytes of SHA-256(org) as a
+/// big-endian integer, mod P.
+fn partition_of(org: &str, partitions: u32) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(org.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % u64::from(partitions.max(1))) as u32
+}
+
+/// Once every partition is served by the nodes assigned to it (`cluster
+/// status`): per partition, the indexes of those nodes.
+fn settled_serving(a: &Args, urls: &str) -> Res<Vec<Vec<usize>>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster_status(a, urls)?;
+        let streams = status["streams"].as_array().cloned().unwrap_or_default();
+        let list = |s: &Value, k: &str| -> Vec<String> {
+            let mut v: Vec<String> = s[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
+            v.sort();
+            v
+        };
+        let settled = streams.len() == a.partitions as usize
+            && streams.iter().all(|s| {
+                let serving = list(s, "serving");
+                !serving.is_empty() && serving == list(s, "assigned")
+            });
+        if settled {
+            return streams
+                .iter()
+                .map(|s| {
+                    list(s, "serving")
+                        .iter()
+                        .map(|n| {
+                            n.strip_prefix('n')
+                                .and_then(|i| i.parse().ok())
+                                .ok_or_else(|| format!("a node id not of this run: {n}").into())
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the assignment did not settle within 60 s: {status}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// What driving the load measured.
@@ -407,7 +474,11 @@ fn cluster_side(a: &Args, nats_bin: &Path, w: &Workload, unique: u64, root: &Pat
         nodes.push(start_server_with(a, d, &extra)?);
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let reqs = requests(w, &addrs, &token);
+    let serving = match a.direct {
+        true => Some(settled_serving(a, &urls)?),
+        false => None,
+    };
+    let reqs = requests(w, &addrs, &token, serving.as_deref());
     let mut pids: Vec<u32> = servers.iter().map(|s| s.0.id()).collect();
     pids.extend(nodes.iter().map(|n| n.child.id()));
     // `--perf FILE`: the whole machine's profile during the first
@@ -468,7 +539,7 @@ fn single_side(a: &Args, w: &Workload, unique: u64, dir: &Path) -> Res<(f64, f64
     fresh(dir)?;
     let token = operator_token(a, dir)?;
     let mut server = start_server(a, dir)?;
-    let reqs = requests(w, &[server.addr], &token);
+    let reqs = requests(w, &[server.addr], &token, None);
     let d = drive(a, &[server.addr], &reqs, &[server.child.id()])?;
     stop(&mut server)?;
     if d.appended != unique {

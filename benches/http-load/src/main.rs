@@ -39,7 +39,8 @@ usage: http-load [--events N (1000000)] [--runs K (3)] [--batch B (1000)] [--cli
                  [--no-query] [--idle-queries Q (1000: the query again after the ingest)]
                  [--perf FILE (perf record -g on the server during the first run's ingest)]
                  [--cluster NATS_SERVER (3 NATS servers + 3 nodes beside one node; docs/performance.md)]
-                 [--partitions P (16, with --cluster)] [--route-compression MODE (the NATS default)]";
+                 [--partitions P (16, with --cluster)] [--route-compression MODE (the NATS default)]
+                 [--direct (with --cluster: each request to a node serving its organization's partition)]";
 
 /// Mean gap between generated events: 1,000,000 events span about 5.8 days.
 const STEP_NANOS: i64 = 500_000_000;
@@ -64,6 +65,9 @@ pub struct Args {
     pub partitions: u32,
     /// `compression:` of the NATS servers' routes (`off`, `s2_fast`, ...).
     pub route_compression: Option<String>,
+    /// Send each request to a node serving its organization's partition
+    /// (as a partition-aware client would), not round-robin.
+    pub direct: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -88,6 +92,7 @@ fn parse_args() -> Res<Args> {
         cluster: None,
         partitions: 16,
         route_compression: None,
+        direct: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -107,6 +112,7 @@ fn parse_args() -> Res<Args> {
             "--cluster" => a.cluster = Some(PathBuf::from(value()?)),
             "--partitions" => a.partitions = value()?.parse()?,
             "--route-compression" => a.route_compression = Some(value()?),
+            "--direct" => a.direct = true,
             "--keep" => a.keep = true,
             "--no-query" => a.query = false,
             "-h" | "--help" => {
