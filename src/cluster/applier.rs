@@ -308,6 +308,7 @@ impl Applier {
                 reached,
                 answers,
                 failure,
+                ..
             } = run;
             self.position = reached;
             let _ = self.watermark.send(reached);
@@ -348,8 +349,34 @@ enum Item {
     Command(u64, Command),
 }
 
+/// Events of the stream this node did not store because it holds another
+/// event with the same id: the first write wins, as on one node, but an id
+/// taken by an organization of another partition can make nodes differ
+/// (docs/cluster.md, "Not yet"). Said loudly, and counted.
+fn report_conflicts(partition: u32, events: &[(String, Event)], outcomes: &[crate::store::AppendOutcome]) {
+    let conflicts = events
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == crate::store::AppendOutcome::Conflict);
+    let mut n = 0u64;
+    for ((org, e), _) in conflicts {
+        n += 1;
+        tracing::warn!(
+            partition,
+            org = org.as_str(),
+            id = %e.id(),
+            "an event of the stream was not stored: this node already holds an event with its id and other \
+             content (of this or another organization)"
+        );
+    }
+    metrics::counter!("auditstore_cluster_apply_conflicts_total", "partition" => partition.to_string())
+        .increment(n);
+}
+
 /// What one blocking apply reached.
 struct Run {
+    /// The partition applied.
+    partition: u32,
     /// The position written.
     reached: u64,
     /// The outcomes of the commands applied.
@@ -367,7 +394,10 @@ fn step(
     to: u64,
 ) -> Result<(), ClusterError> {
     if !events.is_empty() {
-        store.append_batch(events.iter().map(|(org, e)| (org.as_str(), e)))?;
+        let report = store.append_batch(events.iter().map(|(org, e)| (org.as_str(), e)))?;
+        if report.conflicts > 0 {
+            report_conflicts(run.partition, events, &report.outcomes);
+        }
         events.clear();
     }
     if to > run.reached {
@@ -391,6 +421,7 @@ fn apply_items(
     upto: u64,
 ) -> Run {
     let mut run = Run {
+        partition,
         reached: applied.lock().unwrap_or_else(|p| p.into_inner()).get(),
         answers: Vec::new(),
         failure: None,
