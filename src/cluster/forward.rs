@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -33,15 +33,17 @@ pub const SERVED_BY: &str = "x-auditstore-node";
 pub const NOT_SERVING: &str = "x-auditstore-not-serving";
 
 /// Headers that belong to one connection, not to the request.
-const HOP_BY_HOP: &[header::HeaderName] = &[
-    header::CONNECTION,
-    header::HOST,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "host",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// The HTTP client of a node (its connections are pooled).
@@ -90,7 +92,7 @@ impl Forwarder {
             *forwarded.method_mut() = parts.method.clone();
             *forwarded.uri_mut() = uri;
             for (name, value) in &parts.headers {
-                if !HOP_BY_HOP.contains(name) {
+                if !HOP_BY_HOP.contains(&name.as_str()) {
                     forwarded.headers_mut().append(name.clone(), value.clone());
                 }
             }
@@ -107,7 +109,7 @@ impl Forwarder {
                     }
                     let (mut head, incoming) = answer.into_parts();
                     for name in HOP_BY_HOP {
-                        head.headers.remove(name);
+                        head.headers.remove(*name);
                     }
                     if let Ok(value) = HeaderValue::from_str(&node) {
                         head.headers.insert(HeaderName::from_static(SERVED_BY), value);
