@@ -18,11 +18,10 @@
 
 mod cluster_common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cluster_common::{
-    agent, get, get_bytes, post, send, sorted_ids, start_nats, tool, tool_status, wait_for, Node, BIN,
+    agent, get, get_bytes, post, send, sorted_ids, start_nats, tool, tool_status, wait_for, Node,
 };
 use serde_json::{json, Value};
 
@@ -33,43 +32,6 @@ const LIMIT: usize = 3;
 
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// `user add` through `dir`'s server, the password on stdin.
-fn user_add(dir: &std::path::Path, name: &str) -> (bool, String) {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--json",
-            "user",
-            "add",
-            "--org",
-            ORG,
-            "--role",
-            "admin",
-            name,
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[test]
@@ -369,9 +331,9 @@ fn commands_go_through_the_streams_to_every_node() {
 
     // A user added through node 0 exists for node 1, which refuses the
     // same name (applied after node 0's, in the stream's order).
-    let (ok, text) = user_add(&nodes[0].dir, "alice");
+    let (ok, text) = cluster_common::user_add(&nodes[0].dir, ORG, "alice", "a long enough password");
     assert!(ok, "{text}");
-    let (ok, text) = user_add(&nodes[1].dir, "alice");
+    let (ok, text) = cluster_common::user_add(&nodes[1].dir, ORG, "alice", "a long enough password");
     assert!(
         !ok && text.contains("conflict"),
         "second user add: ok={ok}: {text:?}"

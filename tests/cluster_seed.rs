@@ -170,17 +170,15 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
         let (status, ids, text) = ids_of(&agent, &b.base(), &token, org);
         assert_eq!((status, ids.len()), (200, sent[k].len()), "{text}");
     }
-    let status = tool(
-        &a.dir,
-        &[
-            "cluster",
-            "status",
-            "--cluster",
-            &urls[0],
-            "--cluster-name",
-            "seedtest",
-        ],
-    );
+    let status_args = [
+        "cluster",
+        "status",
+        "--cluster",
+        &urls[0],
+        "--cluster-name",
+        "seedtest",
+    ];
+    let status = tool(&a.dir, &status_args);
     for s in status["streams"].as_array().unwrap() {
         assert_eq!(s["serving"], json!(["n0"]), "{status}");
     }
@@ -223,14 +221,6 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
     // Every running node holds a lease on its id; a second process with a
     // node's id refuses to start (their consumers would be shared).
     // (`b`, killed above, holds its lease until it lapses.)
-    let status_args = [
-        "cluster",
-        "status",
-        "--cluster",
-        &urls[0],
-        "--cluster-name",
-        "seedtest",
-    ];
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = tool(&a.dir, &status_args);

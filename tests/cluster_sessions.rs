@@ -17,11 +17,9 @@
 mod cluster_common;
 mod page_common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_common::{send, start_nats, tool, Node, BIN};
+use cluster_common::{send, start_nats, tool, Node};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use ureq::http::Request;
@@ -137,28 +135,6 @@ fn sign_in(agent: &ureq::Agent, base: &str, user: &str) -> Answer {
     )
 }
 
-/// `user add` through `dir`'s server, the password on stdin.
-fn user_add(dir: &std::path::Path, name: &str) {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--json", "user", "add", "--org", ORG, "--role", "admin", name])
-        .arg("--password-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The sessions' bucket through NATS at `url`: its live keys, and the last
 /// entry of `key` (operation, value).
 fn bucket(url: &str, key: &str) -> (Vec<String>, Option<(String, Vec<u8>)>) {
@@ -252,7 +228,8 @@ fn a_session_signed_in_on_one_node_works_on_another_until_signed_out() {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    user_add(&nodes[0].dir, "ann");
+    let (ok, text) = cluster_common::user_add(&nodes[0].dir, ORG, "ann", PASSWORD);
+    assert!(ok, "{text}");
 
     // Signed in on node 0.
     let signed_in = sign_in(&agent, &b0, "ann");

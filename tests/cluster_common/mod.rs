@@ -358,3 +358,32 @@ pub fn sorted_ids(text: &str) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// `user add --org ORG --role admin NAME` through `dir`'s server, the
+/// password on stdin: whether it succeeded, and what it printed.
+pub fn user_add(dir: &Path, org: &str, name: &str, password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--json", "user", "add", "--org", org, "--role", "admin", name])
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
