@@ -387,3 +387,61 @@ fn partitions_are_assigned_and_requests_routed() {
     assert_eq!(assigned_now, assigned);
     assert_eq!(serving_now, assigned);
 }
+
+/// A node listening on every address announces one other nodes can use:
+/// the machine's host name when it resolves, else loopback; never
+/// `0.0.0.0`.
+#[test]
+fn a_node_listening_everywhere_announces_a_reachable_address() {
+    let Some(nats_bin) = cluster_common::nats_server("cluster_routing") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let (_nats, nats_url) = Nats::single(&nats_bin, root);
+    let port = cluster_common::free_port();
+    let mut child = std::process::Command::new(cluster_common::BIN)
+        .arg("--data-dir")
+        .arg(root.join("node"))
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .args([
+            "--cluster",
+            &nats_url,
+            "--node",
+            "wide",
+            "--cluster-name",
+            CLUSTER,
+        ])
+        .args(["--partitions", "2", "--replicas", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = cluster_common::Proc(None);
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    guard.0 = Some(child);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+    assert!(first.starts_with("listening on "), "{first}");
+    // Said on stderr before `listening on` (warnings, if any, aside).
+    let said = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find(|l| l.contains("told to reach"))
+        .unwrap_or_default();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let address = wait_for("the node's lease", Duration::from_secs(10), || {
+        let st = status(root, &nats_url);
+        st["members"][0]["address"].as_str().map(str::to_owned)
+    });
+    assert!(
+        address == format!("http://{}:{port}", hostname.trim())
+            || address == format!("http://127.0.0.1:{port}"),
+        "{address}"
+    );
+    assert!(said.contains(&address), "{said}");
+    // And it is reachable there.
+    let (s, _, _) = call(&agent(), "GET", &format!("{address}/healthz"), &[], "");
+    assert_eq!(s, 200);
+}

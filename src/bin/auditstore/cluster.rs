@@ -109,22 +109,41 @@ pub async fn start_node(
     config.replicas = args.replicas;
     config.read_wait = Duration::from_millis(args.read_wait_ms);
     config.stream_max_age = args.stream_max_age.map(Duration::from_secs);
-    config.advertise = match &args.advertise {
-        Some(url) => Some(url.clone()),
-        None if listening.ip().is_unspecified() => {
-            return Err(CliError::new(
-                "invalid_request",
-                format!(
-                    "--listen {listening} names no address other nodes can reach: add --advertise \
-                     http://HOST:{}",
-                    listening.port()
-                ),
-            ))
-        }
-        None => Some(format!("http://{listening}")),
-    };
+    config.advertise = Some(match &args.advertise {
+        Some(url) => url.clone(),
+        None => default_advertise(listening),
+    });
     config.session_ttl = session_ttl;
     Node::start(config, store).await.map_err(cli_error)
+}
+
+/// Where other nodes reach a node that was given no `--advertise`: its
+/// listening address; for `0.0.0.0` or `[::]`, the machine's host name
+/// when it resolves (other machines usually resolve it too), else
+/// loopback (nodes on this machine only).
+fn default_advertise(listening: std::net::SocketAddr) -> String {
+    use std::net::ToSocketAddrs;
+    if !listening.ip().is_unspecified() {
+        return format!("http://{listening}");
+    }
+    let port = listening.port();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && (h.as_str(), port)
+                    .to_socket_addrs()
+                    .is_ok_and(|mut a| a.next().is_some())
+        });
+    let url = match host {
+        Some(h) => format!("http://{h}:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
+    eprintln!(
+        "auditstore: listening on {listening}: other nodes are told to reach this one at {url} (--advertise to choose)"
+    );
+    url
 }
 
 pub fn run(ctx: &Ctx, command: ClusterCommand) -> CliResult<ExitCode> {
