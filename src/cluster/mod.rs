@@ -21,7 +21,16 @@
 //!   durable beside the store.
 //! - [`applier`]: one durable pull consumer per partition: apply, fsync,
 //!   record the position, then ack.
-//! - [`node`]: a node: the hook's ingest and bounded read wait.
+//! - [`lease`]: membership: each running node's lease on its id, which
+//!   also announces its address and the partitions it serves.
+//! - [`assign`]: which nodes apply which partition (rendezvous hashing).
+//! - [`membership`]: a node's loop: renew, read the members, start and
+//!   stop appliers.
+//! - [`forward`]: a request about a partition this node does not serve,
+//!   sent to one that does.
+//! - [`own_events`]: the store's own events (downloads, sign-ins) through
+//!   the streams.
+//! - [`node`]: a node: the hook's ingest, bounded read wait and routing.
 //! - [`sessions`]: web sessions every node knows (a key-value bucket).
 //! - [`status`]: `auditstore cluster status`.
 //!
@@ -32,9 +41,12 @@
 //!   store (fsync'd) and the applied position is written (fsync'd).
 //! - The event id is the de-duplication key end to end: a redelivered or
 //!   republished batch stores nothing twice.
+//! - Partition 0 (every token and user) is applied by every node, every
+//!   other partition by two; a node stops applying a partition only once
+//!   the nodes chosen for it serve it (make before break).
 //! - Every other change of state (settings, export requests and their
 //!   processing, tokens, users) is a command in the partition's stream,
-//!   applied on every node in stream order with the command's id and
+//!   applied on every node applying it in stream order with the command's id and
 //!   instant, never the node's clock or a fresh id: every replica decides
 //!   it alike. The node that published it answers from the first outcome
 //!   it has: its own applier's, or the answer another node that applied it
