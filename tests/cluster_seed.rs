@@ -45,10 +45,15 @@ fn batch(n: usize) -> (Vec<String>, String) {
     (ids, serde_json::to_string(&events).unwrap())
 }
 
-fn ids_of(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, Vec<String>, String) {
+/// `org`'s events from yesterday to tomorrow through `base`.
+fn events_url(base: &str, org: &str) -> String {
     let from = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
     let to = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
-    let url = format!("{base}/api/v1/orgs/{org}/events?from={from}&to={to}&limit=1000");
+    format!("{base}/api/v1/orgs/{org}/events?from={from}&to={to}&limit=1000")
+}
+
+fn ids_of(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, Vec<String>, String) {
+    let url = events_url(base, org);
     let (status, text) = get(agent, &url, token).unwrap();
     let ids = match status {
         200 => serde_json::from_str::<Value>(&text).unwrap()["events"]
@@ -64,9 +69,7 @@ fn ids_of(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, Vec<
 
 /// `ids_of`'s request as a node forwards it (answered where it lands).
 fn get_forwarded(agent: &ureq::Agent, base: &str, token: &str, org: &str) -> (u16, String) {
-    let from = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
-    let to = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
-    let url = format!("{base}/api/v1/orgs/{org}/events?from={from}&to={to}&limit=1000");
+    let url = events_url(base, org);
     let request = ureq::http::Request::get(&url)
         .header("authorization", format!("Bearer {token}"))
         .header("x-auditstore-forwarded-by", "test")

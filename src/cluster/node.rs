@@ -250,13 +250,6 @@ impl Node {
         self.0.slots.iter().map(|s| *s.watermark.borrow()).collect()
     }
 
-    /// The partitions this node has caught up with and applies.
-    pub fn serving(&self) -> Vec<u32> {
-        (0..self.partitions())
-            .filter(|p| self.0.slots[*p as usize].serving())
-            .collect()
-    }
-
     /// Stop applying (between two local appends), give the lease up, and
     /// wait.
     pub async fn stop(&self) {

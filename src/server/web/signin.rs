@@ -45,6 +45,19 @@ impl FromRequestParts<AppState> for SignInToken {
 
 /// The sign-in page with `status`, keeping (or making) the pre-session
 /// token so that a second tab does not invalidate the first one's form.
+/// The sign-in page again, `503`: what signing in needs (the streams or
+/// the shared sessions of a cluster) cannot be reached now.
+fn not_now(state: &AppState, token: Option<String>, user: &str) -> Response {
+    let msg = "Signing in is not possible right now. Please try again in a moment.";
+    page(
+        state,
+        token,
+        StatusCode::SERVICE_UNAVAILABLE,
+        user,
+        Some(msg.into()),
+    )
+}
+
 fn page(
     state: &AppState,
     token: Option<String>,
@@ -140,14 +153,7 @@ pub async fn submit(
         // not recorded, not signed in.
         Ok(Err(AuthError::Store(e @ crate::Error::Unavailable(_)))) => {
             tracing::warn!(error = %e, "the sign-in could not be recorded");
-            let msg = "Signing in is not possible right now. Please try again in a moment.";
-            return page(
-                &state,
-                token.0,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &form.user,
-                Some(msg.into()),
-            );
+            return not_now(&state, token.0, &form.user);
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "sign-in failed");
@@ -165,14 +171,7 @@ pub async fn submit(
     // other nodes cannot see, or one that should have ended.
     let unavailable = |e: crate::server::error::ApiError| {
         tracing::warn!(error = %e.message, "a web session could not be started");
-        let msg = "Signing in is not possible right now. Please try again in a moment.";
-        page(
-            &state,
-            token.0.clone(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            &form.user,
-            Some(msg.into()),
-        )
+        not_now(&state, token.0.clone(), &form.user)
     };
     if let Some((old, _)) = signed_in.0 {
         if let Err(e) = state.end_session(&old).await {
