@@ -40,6 +40,7 @@ pub mod io;
 pub mod log;
 pub mod meta;
 pub mod org;
+pub mod partitions;
 pub mod repair;
 pub mod sample;
 pub mod scan;

@@ -5,21 +5,13 @@
 //! cluster's metadata bucket: changing it would move organizations between
 //! streams.
 
-use sha2::{Digest, Sha256};
-
 /// Partitions of a new cluster unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 16;
 /// The most partitions a cluster may have (streams and consumers cost
 /// every NATS server memory and Raft traffic).
 pub const MAX_PARTITIONS: u32 = 1024;
 
-/// The partition of `org` among `partitions` (which must be at least 1).
-pub fn partition_of(org: &str, partitions: u32) -> u32 {
-    let digest = Sha256::digest(org.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) % u64::from(partitions.max(1))) as u32
-}
+pub use crate::partitions::partition_of;
 
 #[cfg(test)]
 mod tests {

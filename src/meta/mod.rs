@@ -114,7 +114,13 @@ impl Meta {
     /// Open the metadata of the store in `dir` for writing (the caller holds
     /// the store's lock). `holds_data`: the directory holds segments or
     /// export files, so a missing `meta.redb` is damage, not a new store.
-    pub(crate) fn open(dir: &Path, io: Arc<dyn Io>, holds_data: bool) -> Result<Meta> {
+    /// A new store gets the id `new_id`, or a random one.
+    pub(crate) fn open(
+        dir: &Path,
+        io: Arc<dyn Io>,
+        holds_data: bool,
+        new_id: Option<[u8; 16]>,
+    ) -> Result<Meta> {
         let path = dir.join(META_FILE);
         let desc = Descriptor::read(dir)?;
         let len = file_len(&path)?;
@@ -122,7 +128,7 @@ impl Meta {
             if desc.is_some() || holds_data {
                 return Err(missing(&path, len, desc.as_ref()));
             }
-            return Meta::create(dir, &path, io);
+            return Meta::create(dir, &path, io, new_id);
         }
         let db = guarded(&path, || {
             redb::Builder::new().set_check_integrity_on_open(true).open(&path)
@@ -166,9 +172,9 @@ impl Meta {
         Ok((Meta::create_as(dir, &path, io, identity)?, kept))
     }
 
-    fn create(dir: &Path, path: &Path, io: Arc<dyn Io>) -> Result<Meta> {
+    fn create(dir: &Path, path: &Path, io: Arc<dyn Io>, new_id: Option<[u8; 16]>) -> Result<Meta> {
         let identity = Descriptor {
-            store_id: *uuid::Uuid::new_v4().as_bytes(),
+            store_id: new_id.unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes()),
             generation: 1,
         };
         Meta::create_as(dir, path, io, identity)

@@ -202,6 +202,7 @@ impl Store {
             &dir,
             Arc::new(RealIo),
             !listing.logs.is_empty() || holds_exports(&dir),
+            options.store_id,
         )?;
         let mut recovery = RecoveryReport::default();
         for id in listing.drop_interrupted_rolls(&dir)? {
@@ -335,6 +336,11 @@ impl Store {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     /// The clock the store evaluates time-dependent rules with.

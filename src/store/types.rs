@@ -48,6 +48,12 @@ pub struct Options {
     pub integrity: bool,
     /// The key checkpoints are signed with.
     pub signing_key: SigningKey,
+    /// The id a store created by this open gets (`None`: a random UUID);
+    /// an existing store keeps its own. The id names the store's log in
+    /// its checkpoints (`auditstore/<id>`): a cluster gives each
+    /// partition's stores one id on every node, so that they sign the
+    /// same checkpoint bodies (docs/cluster.md).
+    pub store_id: Option<[u8; 16]>,
 }
 
 /// Where the store's Ed25519 signing key comes from.
@@ -74,6 +80,7 @@ impl Default for Options {
             background_sealing: true,
             integrity: true,
             signing_key: SigningKey::InStore,
+            store_id: None,
         }
     }
 }
