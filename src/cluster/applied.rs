@@ -68,6 +68,16 @@ fn newest(buf: &[u8]) -> (u64, usize) {
 /// The directory of the position files, relative to a data directory.
 pub const POSITIONS_DIR: &str = "cluster";
 
+/// Where a store in `store_dir` keeps its positions in cluster `cluster`.
+pub fn position_dir(store_dir: &Path, cluster: &str) -> PathBuf {
+    store_dir.join(POSITIONS_DIR).join(cluster)
+}
+
+/// The name of partition `p`'s position file.
+pub fn position_file(p: u32) -> String {
+    format!("p{p}.applied")
+}
+
 /// Every position recorded in the data directory `data_dir`
 /// (`cluster/<cluster>/p<N>.applied`), each with its path relative to
 /// `data_dir`, read without changing anything. `backup` reads them before
@@ -128,6 +138,20 @@ pub fn write_positions(dest: &Path, positions: &[(PathBuf, u64)]) -> Result<(), 
         Applied::open(dir, name)?.set(*seq)?;
     }
     Ok(())
+}
+
+/// The position recorded in the file `path`, creating nothing: 0 when
+/// there is no such file.
+pub fn peek(path: &Path) -> Result<u64, AppliedError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(newest(&bytes).0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(source) => Err(AppliedError {
+            context: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 impl Applied {

@@ -31,9 +31,10 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::applied::Applied;
+use super::applied::{position_dir, position_file, Applied};
 use super::command::{self, Command};
 use super::outcomes::{Answer, Outcomes};
+use super::stores::Stores;
 use super::streams::{consumer_name, ensure_stream};
 use super::{apply_cmd, message, ClusterConfig, ClusterError};
 use crate::event::Event;
@@ -52,12 +53,15 @@ pub struct Applier {
     /// The cluster's partition count (a processing command handles the
     /// organizations of this partition only).
     pub partitions: u32,
-    pub store: Arc<Store>,
+    /// The node's stores: the partition's is opened (or made) by the
+    /// first run.
+    pub stores: Arc<Stores>,
+    /// The partition's store and durable position (locked by the blocking
+    /// apply task), once open.
+    pub local: Option<(Arc<Store>, Arc<Mutex<Applied>>)>,
     /// Where this node's own commands wait for their outcomes.
     pub outcomes: Arc<Outcomes>,
-    /// The durable position (locked by the blocking apply task).
-    pub applied: Arc<Mutex<Applied>>,
-    /// Its value, as last written.
+    /// The durable position's value, as last written.
     pub position: u64,
     /// Tells readers how far this partition is applied.
     pub watermark: Arc<watch::Sender<u64>>,
@@ -94,6 +98,7 @@ impl Applier {
                 Ended::Stopped => return,
                 Ended::Restart(
                     e @ (ClusterError::Metadata(_)
+                    | ClusterError::Store(crate::Error::Corrupt { .. })
                     | ClusterError::Expired { .. }
                     | ClusterError::Unsupported { .. }),
                 ) => {
@@ -114,6 +119,27 @@ impl Applier {
             }
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// The partition's store and position file, opened (or made) on the
+    /// first run.
+    async fn open_local(&mut self) -> Result<(Arc<Store>, Arc<Mutex<Applied>>), ClusterError> {
+        if let Some(local) = &self.local {
+            return Ok(local.clone());
+        }
+        let (stores, p, cluster) = (self.stores.clone(), self.partition, self.config.name.clone());
+        let (store, applied) = tokio::task::spawn_blocking(move || {
+            let store = stores.open(p)?;
+            let applied = Applied::open(&position_dir(store.dir(), &cluster), &position_file(p))?;
+            Ok::<_, ClusterError>((store, Arc::new(Mutex::new(applied))))
+        })
+        .await
+        .map_err(|e| ClusterError::Task(e.to_string()))??;
+        self.position = applied.lock().unwrap_or_else(|e| e.into_inner()).get();
+        let _ = self.watermark.send(self.position);
+        tracing::info!("partition {p}: applying from sequence {}", self.position + 1);
+        self.local = Some((store.clone(), applied.clone()));
+        Ok((store, applied))
     }
 
     fn caught_up(&self) {
@@ -141,6 +167,7 @@ impl Applier {
     /// of messages until stopped or something fails.
     async fn consume(&mut self) -> Result<(), ClusterError> {
         let p = self.partition;
+        self.open_local().await?;
         let mut s = ensure_stream(&self.js, &self.config, p).await?;
         let state = s
             .info()
@@ -294,8 +321,7 @@ impl Applier {
         }
         let upto = next - 1;
         if upto > self.position {
-            let store = self.store.clone();
-            let applied = self.applied.clone();
+            let (store, applied) = self.open_local().await?;
             let (partitions, partition) = (self.partitions, self.partition);
             let run = tokio::task::spawn_blocking(move || {
                 apply_items(&store, &applied, (partitions, partition), take, upto)

@@ -70,6 +70,7 @@ pub mod partition;
 pub mod publisher;
 pub mod sessions;
 pub mod status;
+mod stores;
 pub mod streams;
 
 use std::time::Duration;

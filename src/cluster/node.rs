@@ -13,13 +13,14 @@ use async_nats::jetstream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::applied::Applied;
+use super::applied::{position_dir, position_file};
 use super::applier::Applier;
 use super::forward::{self, Forwarder};
 use super::lease::{Lease, Member};
 use super::outcomes::Outcomes;
 use super::partition::partition_of;
 use super::publisher::Publisher;
+use super::stores::Stores;
 use super::streams::{self, ensure_stream, retrying};
 use super::{ClusterConfig, ClusterError};
 use crate::event::Event;
@@ -38,7 +39,7 @@ pub struct Node(Arc<Inner>);
 pub(super) struct Inner {
     pub(super) js: jetstream::Context,
     pub(super) config: ClusterConfig,
-    store: Arc<Store>,
+    stores: Arc<Stores>,
     publisher: Publisher,
     /// The outcomes of this node's commands, handed over by the appliers.
     outcomes: Arc<Outcomes>,
@@ -54,10 +55,9 @@ pub(super) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// One partition on this node: its durable position and, while this node
+/// One partition on this node: how far it is applied and, while this node
 /// applies it, its applier.
 pub(super) struct Slot {
-    applied: Arc<Mutex<Applied>>,
     watermark_tx: Arc<watch::Sender<u64>>,
     watermark: watch::Receiver<u64>,
     /// Why its applier stopped for good.
@@ -118,18 +118,24 @@ impl Node {
         }
         // Before applying anything: the consumers are named by the node id.
         let lease = Lease::acquire(&js, &config).await?;
-        let dir = store.dir().join("cluster").join(&config.name);
+        let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
+        // Downloads, full exports and sign-ins served here are recorded
+        // through the streams, on every node applying the partition.
+        let sink = Arc::new(super::own_events::StreamSink {
+            publisher: publisher.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            patience: config.request_timeout * 2,
+        });
+        let (stores, positions) = {
+            let name = config.name.clone();
+            tokio::task::spawn_blocking(move || open_stores(store, &name, partitions, sink))
+                .await
+                .map_err(|e| ClusterError::Task(e.to_string()))??
+        };
         let mut slots = Vec::with_capacity(partitions as usize);
-        for p in 0..partitions {
-            let applied = {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || Applied::open(&dir, &format!("p{p}.applied")))
-                    .await
-                    .map_err(|e| ClusterError::Task(e.to_string()))??
-            };
-            let (tx, rx) = watch::channel(applied.get());
+        for position in positions {
+            let (tx, rx) = watch::channel(position);
             slots.push(Slot {
-                applied: Arc::new(Mutex::new(applied)),
                 watermark_tx: Arc::new(tx),
                 watermark: rx,
                 fault: Arc::new(Mutex::new(None)),
@@ -139,20 +145,12 @@ impl Node {
             });
         }
         let (stop, stop_rx) = watch::channel(false);
-        let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
         let forwarder = Forwarder::new(&config.node);
-        // Downloads, full exports and sign-ins served here are recorded
-        // through the streams, on every node applying the partition.
-        store.send_own_events_to(Arc::new(super::own_events::StreamSink {
-            publisher: publisher.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            patience: config.request_timeout * 2,
-        }));
         let node = Node(Arc::new(Inner {
             js,
             members: RwLock::new(vec![lease.member().clone()]),
             config,
-            store,
+            stores: Arc::new(stores),
             publisher,
             outcomes: Arc::new(Outcomes::default()),
             slots,
@@ -186,7 +184,6 @@ impl Node {
             return;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let position = slot.applied.lock().unwrap_or_else(|e| e.into_inner()).get();
         slot.serving.store(false, Ordering::Release);
         slot.leaving.store(0, Ordering::Relaxed);
         let applier = Applier {
@@ -194,10 +191,10 @@ impl Node {
             config: inner.config.clone(),
             partition: p,
             partitions: self.partitions(),
-            store: inner.store.clone(),
+            stores: inner.stores.clone(),
+            local: None,
             outcomes: inner.outcomes.clone(),
-            applied: slot.applied.clone(),
-            position,
+            position: 0,
             watermark: slot.watermark_tx.clone(),
             serving: slot.serving.clone(),
             announce: inner.announce.clone(),
@@ -205,7 +202,6 @@ impl Node {
             stop: stop_rx,
             catch_up_to: u64::MAX,
         };
-        tracing::info!("partition {p}: applying from sequence {}", position + 1);
         *running = Some(Running {
             stop,
             task: tokio::spawn(applier.run()),
@@ -228,8 +224,13 @@ impl Node {
         self.0.publisher.partitions()
     }
 
+    /// Partition 0's store (also every token and user).
     pub(super) fn store(&self) -> &Arc<Store> {
-        &self.0.store
+        self.0.stores.main()
+    }
+
+    pub(super) fn stores(&self) -> &Arc<Stores> {
+        &self.0.stores
     }
 
     pub(super) fn publisher(&self) -> &Publisher {
@@ -260,6 +261,8 @@ impl Node {
             let _ = t.await;
         }
         self.stop_appliers().await;
+        let stores = self.0.stores.clone();
+        let _ = tokio::task::spawn_blocking(move || stores.flush()).await;
     }
 
     pub(super) async fn stop_appliers(&self) {
@@ -335,10 +338,14 @@ impl Node {
     /// Ingest: the outcome of each event, publishing those this node does
     /// not hold yet.
     pub async fn ingest(&self, org: String, events: Vec<Event>) -> ApiResult<BatchReport> {
-        let store = self.0.store.clone();
-        let now = store.clock().now();
+        let stores = self.0.stores.clone();
+        let p = partition_of(&org, self.partitions());
+        let now = self.store().clock().now();
         let (events, outcomes) = tokio::task::spawn_blocking(move || {
-            let outcomes = classify(&store, &org, &events, now)?;
+            let store = stores
+                .existing(p)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let outcomes = classify(store.as_deref(), &org, &events, now)?;
             Ok::<_, ApiError>(((org, events), outcomes))
         })
         .await
@@ -364,11 +371,11 @@ impl Node {
 }
 
 /// Each event's outcome as far as this node knows: a duplicate or conflict
-/// of an event in its store or earlier in the request, else `Appended`
-/// (to publish). An event it has not applied yet is published again and
-/// stored once all the same.
+/// of an event in the partition's store (if this node has one) or earlier
+/// in the request, else `Appended` (to publish). An event it has not
+/// applied yet is published again and stored once all the same.
 fn classify(
-    store: &Store,
+    store: Option<&Store>,
     org: &str,
     events: &[Event],
     now: crate::Timestamp,
@@ -383,7 +390,11 @@ fn classify(
             }
         } else {
             first.insert(e.id(), i);
-            match store.get_with_org(e.id(), now)? {
+            let stored = match store {
+                Some(store) => store.get_with_org(e.id(), now)?,
+                None => None,
+            };
+            match stored {
                 Some((o, stored)) if o == org && stored.same_content(e) => AppendOutcome::Duplicate,
                 Some(_) => AppendOutcome::Conflict,
                 None => AppendOutcome::Appended,
@@ -392,6 +403,44 @@ fn classify(
         out.push(outcome);
     }
     Ok(out)
+}
+
+/// The node's stores (partition 0's is `main`, the others opened if this
+/// node has them) and the position each partition is applied up to.
+/// Blocking.
+fn open_stores(
+    main: Arc<Store>,
+    cluster: &str,
+    partitions: u32,
+    sink: Arc<super::own_events::StreamSink>,
+) -> Result<(Stores, Vec<u64>), ClusterError> {
+    refuse_shared_layout(main.dir(), cluster, partitions)?;
+    let stores = Stores::new(main, cluster, partitions, sink)?;
+    let mut positions = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let dir = stores.dir(p);
+        positions.push(super::applied::peek(
+            &position_dir(&dir, cluster).join(position_file(p)),
+        )?);
+    }
+    Ok((stores, positions))
+}
+
+/// A directory written by a node of the layout before one store per
+/// partition (every partition's position beside partition 0's store) is
+/// refused rather than re-applied into empty partition stores.
+fn refuse_shared_layout(dir: &std::path::Path, cluster: &str, partitions: u32) -> Result<(), ClusterError> {
+    let positions = position_dir(dir, cluster);
+    for p in 1..partitions {
+        let old = positions.join(position_file(p));
+        if super::applied::peek(&old)? > 0 {
+            return Err(ClusterError::Metadata(format!(
+                "{} records partition {p} applied beside partition 0's store: this data directory was                  made by an older auditstore that kept every partition in one store; start this node                  on an empty directory (it catches up from the streams) or one seeded from a current                  node's backup",
+                old.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Replication for Node {
@@ -434,6 +483,27 @@ impl Replication for Node {
                 .map(|found| found.map(|s| (s.user, s.expires_at)))
                 .map_err(|e| session_unavailable("look the session up", e))
         }))
+    }
+
+    fn store_of(&self, org: &str) -> ApiResult<Option<Arc<Store>>> {
+        let p = partition_of(org, self.partitions());
+        match self.stores().existing(p) {
+            Ok(Some(store)) => Ok(Some(store)),
+            Ok(None) => Err(ApiError::unavailable(format!(
+                "this node holds no store of partition {p}; ask a node that applies it (`cluster status`)"
+            ))
+            .with("partition", p)),
+            Err(e) => Err(ApiError::internal(format!("partition {p}'s store: {e}")).with("partition", p)),
+        }
+    }
+
+    fn other_stores(&self) -> Vec<Arc<Store>> {
+        self.stores()
+            .all()
+            .into_iter()
+            .filter(|(p, _)| *p != 0)
+            .map(|(_, s)| s)
+            .collect()
     }
 
     fn session_ended(&self, id: &str) -> BoxFuture<'static, ApiResult<()>> {

@@ -131,7 +131,7 @@ impl<'s> Exports<'s> {
     /// The export service of `store`, with the policy of its
     /// `export-policy.json` (defaults without one) and the store's clock.
     pub fn new(store: &'s Store) -> Result<Self, ExportError> {
-        Ok(Self::with_policy(store, ExportPolicy::load(store.dir())?))
+        Ok(Self::with_policy(store, ExportPolicy::load(store.policy_dir())?))
     }
 
     /// The export service of `store` with this policy.

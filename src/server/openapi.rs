@@ -18,6 +18,7 @@ use super::ops;
         events::get,
         integrity::proof,
         integrity::checkpoint,
+        integrity::org_checkpoint,
         exports::create,
         exports::list,
         exports::get,

@@ -19,16 +19,29 @@ pub async fn healthz() -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(Ok(stats)) = tokio::task::spawn_blocking({
-        let store = state.store.clone();
-        move || store.stats()
+    // A cluster node's partition stores count too (organizations are
+    // each in one partition).
+    let mut stores = vec![state.store.clone()];
+    if let Some(r) = &state.replication {
+        stores.extend(r.other_stores());
+    }
+    let summed = tokio::task::spawn_blocking(move || {
+        stores.iter().try_fold([0u64; 4], |sum, store| {
+            let s = store.stats()?;
+            Ok::<_, crate::Error>([
+                sum[0] + s.events,
+                sum[1] + s.bytes,
+                sum[2] + s.segments,
+                sum[3] + s.organizations,
+            ])
+        })
     })
-    .await
-    {
-        metrics::gauge!("auditstore_store_events").set(stats.events as f64);
-        metrics::gauge!("auditstore_store_bytes").set(stats.bytes as f64);
-        metrics::gauge!("auditstore_store_segments").set(stats.segments as f64);
-        metrics::gauge!("auditstore_store_organizations").set(stats.organizations as f64);
+    .await;
+    if let Ok(Ok([events, bytes, segments, organizations])) = summed {
+        metrics::gauge!("auditstore_store_events").set(events as f64);
+        metrics::gauge!("auditstore_store_bytes").set(bytes as f64);
+        metrics::gauge!("auditstore_store_segments").set(segments as f64);
+        metrics::gauge!("auditstore_store_organizations").set(organizations as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

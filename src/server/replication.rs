@@ -7,13 +7,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::error::ApiResult;
 use crate::auth::{NewToken, TokenInfo, TokenScope, User};
 use crate::event::Event;
 use crate::export::{Date, ExportRequest};
 use crate::org::{OrgSettings, Plan};
-use crate::store::BatchReport;
+use crate::store::{BatchReport, Store};
 use crate::time::Timestamp;
 
 /// A change of state that a replicated deployment carries out on every
@@ -146,6 +147,21 @@ pub trait Replication: Send + Sync + 'static {
     fn find_session(&self, id: &str) -> Option<FoundSession> {
         let _ = id;
         None
+    }
+
+    /// The store holding `org`'s events, settings and exports, when the
+    /// deployment keeps more than the server's one (a cluster node keeps
+    /// one per partition); `None`: the server's store. Blocking (it may
+    /// open the store): called off the async workers.
+    fn store_of(&self, org: &str) -> ApiResult<Option<Arc<Store>>> {
+        let _ = org;
+        Ok(None)
+    }
+
+    /// Every store the deployment holds open besides the server's, for the
+    /// gauges.
+    fn other_stores(&self) -> Vec<Arc<Store>> {
+        Vec::new()
     }
 
     /// Session `id` was signed out here: forget it everywhere, or refuse.

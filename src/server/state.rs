@@ -120,7 +120,30 @@ impl AppState {
         self.store.clock().now()
     }
 
-    /// Run a blocking store call off the async workers.
+    /// The store holding `org`'s data (the server's, or the replication's
+    /// store of its partition). Blocking.
+    pub fn store_of(&self, org: &str) -> ApiResult<Arc<Store>> {
+        match &self.replication {
+            Some(r) => Ok(r.store_of(org)?.unwrap_or_else(|| self.store.clone())),
+            None => Ok(self.store.clone()),
+        }
+    }
+
+    /// Run a blocking call on `org`'s store off the async workers.
+    pub async fn blocking_for<T, F>(&self, org: String, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(&*state.store_of(&org)?))
+            .await
+            .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
+    }
+
+    /// Run a blocking call on the server's store (partition 0's in a
+    /// cluster: tokens, users, the node's checkpoint) off the async
+    /// workers.
     pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
     where
         F: FnOnce(&Store) -> ApiResult<T> + Send + 'static,

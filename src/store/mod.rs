@@ -338,6 +338,11 @@ impl Store {
         &self.dir
     }
 
+    /// The directory the export policy is read from.
+    pub fn policy_dir(&self) -> &Path {
+        self.options.policy_dir.as_deref().unwrap_or(&self.dir)
+    }
+
     /// The options the store was opened with.
     pub fn options(&self) -> &Options {
         &self.options

@@ -54,6 +54,10 @@ pub struct Options {
     /// partition's stores one id on every node, so that they sign the
     /// same checkpoint bodies (docs/cluster.md).
     pub store_id: Option<[u8; 16]>,
+    /// Where the export policy (`export-policy.json`) is read from
+    /// (`None`: the store's directory). A cluster node's partition stores
+    /// read the node's.
+    pub policy_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the store's Ed25519 signing key comes from.
@@ -81,6 +85,7 @@ impl Default for Options {
             integrity: true,
             signing_key: SigningKey::InStore,
             store_id: None,
+            policy_dir: None,
         }
     }
 }

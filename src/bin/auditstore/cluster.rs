@@ -92,6 +92,16 @@ impl NodeArgs {
 /// Join the cluster at `urls` as `args.node`, applying into `store`, its
 /// HTTP API listening on `listening`; web sessions last `session_ttl` (the
 /// server's).
+impl NodeArgs {
+    /// The store id partition 0's store of this node gets when `serve`
+    /// makes it: the partition's, the same on every node, so that their
+    /// checkpoints name one log (docs/cluster.md, "A node's data
+    /// directory").
+    pub fn partition0_store_id(&self) -> [u8; 16] {
+        auditstore::partitions::store_id(&self.common.cluster_name, 0)
+    }
+}
+
 pub async fn start_node(
     urls: &str,
     args: &NodeArgs,

@@ -55,8 +55,13 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
         Some(t) => Arc::new(OffsetClock::new(t)),
         None => Arc::new(SystemClock),
     };
+    #[cfg(feature = "cluster")]
+    let store_id = args.cluster.as_ref().map(|_| args.node.partition0_store_id());
+    #[cfg(not(feature = "cluster"))]
+    let store_id = None;
     let options = Options {
         clock,
+        store_id,
         ..Options::default()
     };
     let store = Arc::new(Store::open_with(&dir, options)?);

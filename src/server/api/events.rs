@@ -166,7 +166,7 @@ pub async fn ingest(
     let report = match state.replication.clone() {
         None => {
             state
-                .blocking(move |store| {
+                .blocking_for(org.clone(), move |store| {
                     let (mut report, good) = split_body(&headers, &body)?;
                     let appended = store.append_batch(good.iter().map(|(_, e)| (org.as_str(), e)))?;
                     report.add(&good, &appended);
@@ -355,7 +355,7 @@ pub async fn query(
     let now = state.now();
     let org2 = org.clone();
     let (events, next) = state
-        .blocking(move |store| page(store, &org2, from, to, p, now))
+        .blocking_for(org2.clone(), move |store| page(store, &org2, from, to, p, now))
         .await?;
     let mut body = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
     body.push_str("{\"events\":[");
@@ -409,7 +409,7 @@ pub async fn get(
     let uuid = event_to_read(&state, &caller, &org, &id).await?;
     let now = state.now();
     let found = state
-        .blocking(move |store| Ok(store.get_with_org(uuid, now)?))
+        .blocking_for(org.clone(), move |store| Ok(store.get_with_org(uuid, now)?))
         .await?;
     match found {
         Some((stored_org, event)) if stored_org == org => {

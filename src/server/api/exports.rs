@@ -116,7 +116,9 @@ pub async fn create(
         };
     }
     let request = state
-        .blocking(move |store| Ok(exports(store)?.request(&org, &caller.name, role, from, to)?))
+        .blocking_for(org.clone(), move |store| {
+            Ok(exports(store)?.request(&org, &caller.name, role, from, to)?)
+        })
         .await
         .map_err(|e| e.retry_after_from(now))?;
     Ok((StatusCode::CREATED, axum::Json(request)).into_response())
@@ -143,7 +145,7 @@ pub async fn list(
     caller.may(&org, ADMIN)?;
     state.before_read(&org).await?;
     let list = state
-        .blocking(move |store| Ok(exports(store)?.list(&org)?))
+        .blocking_for(org.clone(), move |store| Ok(exports(store)?.list(&org)?))
         .await?;
     Ok(axum::Json(list).into_response())
 }
@@ -170,7 +172,7 @@ pub async fn get(
     caller.may(&org, ADMIN)?;
     state.before_read(&org).await?;
     let request = state
-        .blocking(move |store| own_request(&exports(store)?, &org, &id))
+        .blocking_for(org.clone(), move |store| own_request(&exports(store)?, &org, &id))
         .await?;
     Ok(axum::Json(request).into_response())
 }
@@ -225,7 +227,7 @@ pub async fn download(
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     let (request, file) = state
-        .blocking(move |store| {
+        .blocking_for(org.clone(), move |store| {
             let exports = exports(store)?;
             let request = own_request(&exports, &org, &id)?;
             let download = exports.download_by(request.id, &caller.name)?;
@@ -272,7 +274,7 @@ pub async fn manifest(
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     let (request, bytes) = state
-        .blocking(move |store| {
+        .blocking_for(org.clone(), move |store| {
             let exports = exports(store)?;
             let request = own_request(&exports, &org, &id)?;
             let bytes = exports.manifest(request.id)?;
@@ -314,7 +316,7 @@ pub async fn full(
     let state2 = state.clone();
     let task = async move {
         state2
-            .blocking(move |store| {
+            .blocking_for(org2.clone(), move |store| {
                 let exports = exports(store)?;
                 let mut writer = writer;
                 match exports.full(&org2, &caller.name, role, &mut writer) {

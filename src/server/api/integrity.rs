@@ -1,5 +1,6 @@
 //! Tamper evidence over HTTP (shared/spec/integrity.md, "The server"):
-//! `GET /checkpoint` and `GET /api/v1/orgs/{org}/events/{id}/proof`. The
+//! `GET /checkpoint`, `GET /api/v1/orgs/{org}/checkpoint` and
+//! `GET /api/v1/orgs/{org}/events/{id}/proof`. The
 //! export manifest is with the other export endpoints.
 //!
 //! A store kept without the tamper-evidence tree (`Options::integrity`
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::events::{event_to_read, no_event};
 use super::ErrorBody;
-use crate::server::caller::Caller;
+use crate::server::caller::{Caller, READ};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -41,26 +42,63 @@ fn no_tree() -> ApiError {
     )
 )]
 pub async fn checkpoint(State(state): State<AppState>) -> ApiResult<Response> {
-    let note = state
-        .blocking(|store| {
-            if !store.keeps_tree() {
-                return Err(no_tree());
-            }
-            let cp = match store.latest_checkpoint()? {
-                Some(cp) => cp,
-                None => store.checkpoint()?,
-            };
-            Ok(cp.note)
-        })
-        .await?;
-    Ok((
+    Ok(note_response(state.blocking(latest_note).await?))
+}
+
+/// The latest signed checkpoint of the log that holds one organization's
+/// events.
+///
+/// Without a cluster, the store's (as `/checkpoint`). On a cluster node,
+/// the checkpoint of the organization's partition, whose store every node
+/// applying the partition keeps with the same tree: the same body (origin,
+/// size, root) from each of them at the same size, each signed with that
+/// node's key (docs/cluster.md, "Tamper evidence in a cluster").
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/checkpoint",
+    tag = "integrity",
+    params(("org" = String, Path, description = "The organization: 1 to 256 bytes without control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$", example = "org-00")),
+    responses(
+        (status = 200, description = "The signed note of the latest checkpoint (C2SP tlog-checkpoint) of the log holding the organization's events", content_type = "text/plain", body = String),
+        (status = 400, description = "A path organization that cannot be one", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "Another organization, or the ingest role", body = ErrorBody),
+        (status = 404, description = "A store that keeps no tree", body = ErrorBody),
+        (status = 503, description = "Unavailable: shutting down, or (a cluster node) not caught up with the organization's partition in time", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn org_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> ApiResult<Response> {
+    caller.may(&org, READ)?;
+    state.before_read(&org).await?;
+    Ok(note_response(state.blocking_for(org, latest_note).await?))
+}
+
+/// The latest signed checkpoint's note (one signed now if there is none).
+fn latest_note(store: &crate::store::Store) -> ApiResult<String> {
+    if !store.keeps_tree() {
+        return Err(no_tree());
+    }
+    let cp = match store.latest_checkpoint()? {
+        Some(cp) => cp,
+        None => store.checkpoint()?,
+    };
+    Ok(cp.note)
+}
+
+fn note_response(note: String) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         note,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The inclusion proof of one event, as `auditstore prove ID` prints it.
@@ -87,7 +125,7 @@ pub async fn proof(
     let uuid = event_to_read(&state, &caller, &org, &id).await?;
     let now = state.now();
     let proof = state
-        .blocking(move |store| {
+        .blocking_for(org.clone(), move |store| {
             if !store.keeps_tree() {
                 return Err(no_tree());
             }

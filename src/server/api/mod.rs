@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/orgs/{org}/events/{id}", get(events::get))
         .route("/api/v1/orgs/{org}/events/{id}/proof", get(integrity::proof))
         .route("/checkpoint", get(integrity::checkpoint))
+        .route("/api/v1/orgs/{org}/checkpoint", get(integrity::org_checkpoint))
         .route(
             "/api/v1/orgs/{org}/exports",
             post(exports::create).get(exports::list),

@@ -62,7 +62,9 @@ pub async fn get(
 ) -> ApiResult<Response> {
     caller.may(&org, ADMIN)?;
     state.before_read(&org).await?;
-    let settings = state.blocking(move |store| Ok(store.org_settings(&org)?)).await?;
+    let settings = state
+        .blocking_for(org.clone(), move |store| Ok(store.org_settings(&org)?))
+        .await?;
     Ok(axum::Json(SettingsBody::from(settings)).into_response())
 }
 
@@ -118,7 +120,9 @@ pub async fn put(
         };
     }
     let settings = state
-        .blocking(move |store| Ok(store.set_org_as(&caller.name, &org, plan, change.retention_days)?))
+        .blocking_for(org.clone(), move |store| {
+            Ok(store.set_org_as(&caller.name, &org, plan, change.retention_days)?)
+        })
         .await?;
     Ok(axum::Json(SettingsBody::from(settings)).into_response())
 }

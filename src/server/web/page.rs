@@ -72,7 +72,7 @@ async fn load(state: &AppState, session: &Session) -> Result<Loaded, Response> {
     let org = session.user.org.clone();
     let admin = session.role() == Role::Admin;
     let loaded = state
-        .blocking(move |store| {
+        .blocking_for(org.clone(), move |store| {
             let plan = store.org_settings(&org)?.plan;
             let exports = Exports::new(store)?;
             // Members may not list requests (the API refuses them too).
@@ -210,7 +210,9 @@ pub async fn request(
         };
     }
     let outcome = state
-        .blocking(move |store| Ok(Exports::new(store)?.request(&org, &user, role, from, to)))
+        .blocking_for(org.clone(), move |store| {
+            Ok(Exports::new(store)?.request(&org, &user, role, from, to))
+        })
         .await;
     let refusal = match outcome {
         Ok(Ok(_)) => return see_other(&format!("{}?requested", super::AUDIT_LOG_PATH), &[]),

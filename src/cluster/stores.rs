@@ -1,0 +1,175 @@
+//! A node's stores: one per partition (docs/cluster.md, "A node's data
+//! directory"; the layout is [`crate::partitions`]).
+//!
+//! Partition 0's store is the one the server opened (the data directory
+//! itself); partition N's is opened, or made, in `partitions/p<N>` when
+//! the node first applies N, and stays open. A partition store is made
+//! with the partition's store id (the same on every node) and, when the
+//! node keeps its key in its directory, a copy of that key, so that each
+//! partition's checkpoints on a node are signed with the node's key and
+//! every store can be checked on its own (`verify`, `prove`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::ClusterError;
+use crate::integrity::key::KEY_FILE;
+use crate::partitions;
+use crate::store::own_events::OwnEventSink;
+use crate::store::{Options, SigningKey, Store};
+
+pub struct Stores {
+    main: Arc<Store>,
+    cluster: String,
+    sink: Arc<dyn OwnEventSink>,
+    open: Mutex<BTreeMap<u32, Arc<Store>>>,
+}
+
+impl Stores {
+    /// The stores of a node whose partition 0 store is `main`, in cluster
+    /// `cluster` of `partitions` partitions: records the count in the
+    /// directory, or refuses a directory made for another count.
+    pub(super) fn new(
+        main: Arc<Store>,
+        cluster: &str,
+        partitions: u32,
+        sink: Arc<dyn OwnEventSink>,
+    ) -> Result<Stores, ClusterError> {
+        let dir = main.dir().to_path_buf();
+        match partitions::read_count(&dir)? {
+            Some(n) if n != partitions => {
+                return Err(ClusterError::Metadata(format!(
+                    "{} records {n} partitions but cluster {cluster:?} has {partitions}: this data directory \
+                     belongs to another cluster",
+                    dir.join(partitions::PARTITIONS_DIR).join(partitions::COUNT_FILE).display()
+                )))
+            }
+            Some(_) => {}
+            None => partitions::write_count(&dir, partitions)?,
+        }
+        main.send_own_events_to(sink.clone());
+        let mut open = BTreeMap::new();
+        open.insert(0, main.clone());
+        Ok(Stores {
+            main,
+            cluster: cluster.to_owned(),
+            sink,
+            open: Mutex::new(open),
+        })
+    }
+
+    /// Partition 0's store (also every token and user).
+    pub(super) fn main(&self) -> &Arc<Store> {
+        &self.main
+    }
+
+    /// The directory of partition `p`'s store.
+    pub(super) fn dir(&self, p: u32) -> PathBuf {
+        partitions::store_dir(self.main.dir(), p)
+    }
+
+    fn opened(&self, p: u32) -> Option<Arc<Store>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&p)
+            .cloned()
+    }
+
+    /// Partition `p`'s store, opened (or made) now if it is not open.
+    /// Blocking.
+    pub(super) fn open(&self, p: u32) -> Result<Arc<Store>, ClusterError> {
+        if let Some(s) = self.opened(p) {
+            return Ok(s);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = open.get(&p) {
+            return Ok(s.clone());
+        }
+        let dir = self.dir(p);
+        let store = Arc::new(Store::open_with(&dir, self.options_for(&dir, p)?)?);
+        store.send_own_events_to(self.sink.clone());
+        open.insert(p, store.clone());
+        Ok(store)
+    }
+
+    /// Partition `p`'s store if this node has one (open, or in its
+    /// directory), without making one. Blocking.
+    pub(super) fn existing(&self, p: u32) -> Result<Option<Arc<Store>>, ClusterError> {
+        if let Some(s) = self.opened(p) {
+            return Ok(Some(s));
+        }
+        if !self.dir(p).join(crate::meta::DESCRIPTOR_FILE).exists() {
+            return Ok(None);
+        }
+        self.open(p).map(Some)
+    }
+
+    /// Every store open now, by partition.
+    pub(super) fn all(&self) -> Vec<(u32, Arc<Store>)> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.iter().map(|(p, s)| (*p, s.clone())).collect()
+    }
+
+    /// Flush every partition store (partition 0's is the server's to close).
+    pub(super) fn flush(&self) {
+        for (p, s) in self.all() {
+            if p == 0 {
+                continue;
+            }
+            if let Err(e) = s.flush() {
+                tracing::error!("partition {p}: flushing its store at shutdown failed: {e}");
+            }
+        }
+    }
+
+    /// The node's options for partition `p`'s store in `dir`: the
+    /// partition's store id, and the node's key (copied into `dir` when
+    /// the node keeps its own in its directory).
+    fn options_for(&self, dir: &Path, p: u32) -> Result<Options, ClusterError> {
+        let node = self.main.options();
+        let mut signing_key = node.signing_key.clone();
+        if matches!(node.signing_key, SigningKey::InStore) && node.integrity {
+            // Named as a file: a new store with a key in its directory and
+            // no checkpoints yet would otherwise look like one that lost
+            // them.
+            signing_key = SigningKey::File(copy_key(&self.main.dir().join(KEY_FILE), dir)?);
+        }
+        Ok(Options {
+            store_id: Some(partitions::store_id(&self.cluster, p)),
+            policy_dir: Some(self.main.policy_dir().to_path_buf()),
+            signing_key,
+            ..node.clone()
+        })
+    }
+}
+
+/// Copy the node's key file `from` into the store directory `dir` (mode
+/// 0600 from the start, synced), unless `dir` has a key already; the
+/// path of the copy.
+fn copy_key(from: &Path, dir: &Path) -> Result<PathBuf, ClusterError> {
+    let to = dir.join(KEY_FILE);
+    if to.exists() {
+        return Ok(to);
+    }
+    let io = |what: &str, path: &Path| {
+        let what = format!("{what} {}", path.display());
+        move |e| ClusterError::Store(crate::Error::io(what, e))
+    };
+    let key = std::fs::read(from).map_err(io("read the node's signing key", from))?;
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&to)
+        .map_err(io("create", &to))?;
+    file.write_all(&key)
+        .and_then(|()| file.sync_all())
+        .map_err(io("write", &to))?;
+    crate::log::segment::sync_dir(dir)?;
+    Ok(to)
+}
