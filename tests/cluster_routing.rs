@@ -18,87 +18,12 @@ mod cluster_common;
 
 use std::time::Duration;
 
-use auditstore::cluster::{assign, partition::partition_of};
-use cluster_common::{agent, tool, wait_for, Nats, Node};
+use auditstore::cluster::partition::partition_of;
+use cluster_common::{agent, applying, call, settled, status, tool, wait_for, who, Nats, Node};
 use serde_json::{json, Value};
-use ureq::http::Request;
 
 const PARTITIONS: u32 = 4;
 const CLUSTER: &str = "routetest";
-
-/// An answer: status, the node that served it when forwarded, body.
-fn call(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Option<String>, String) {
-    let mut req = Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut answer = agent
-        .run(req.body(body.to_owned()).unwrap())
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let served_by = answer
-        .headers()
-        .get("x-auditstore-node")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = answer.status().as_u16();
-    (status, served_by, answer.body_mut().read_to_string().unwrap())
-}
-
-fn status(root: &std::path::Path, url: &str) -> Value {
-    tool(
-        root,
-        &["cluster", "status", "--cluster", url, "--cluster-name", CLUSTER],
-    )
-}
-
-/// (assigned, serving) of partition `p`, sorted.
-fn who(status: &Value, p: u32) -> (Vec<String>, Vec<String>) {
-    let s = &status["streams"][p as usize];
-    let list = |k: &str| {
-        let mut v: Vec<String> = s[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    (list("assigned"), list("serving"))
-}
-
-/// The members applying partition `p`, sorted.
-fn applying(status: &Value, p: u32) -> Vec<String> {
-    let mut v: Vec<String> = status["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["applying"].as_array().unwrap().contains(&json!(p)))
-        .map(|m| m["node"].as_str().unwrap().to_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Every partition served and applied by exactly its assigned nodes, and
-/// those are all three for partition 0 and two for the others.
-fn settled(status: &Value, members: usize) -> bool {
-    status["members"].as_array().unwrap().len() == members
-        && (0..PARTITIONS).all(|p| {
-            let (assigned, serving) = who(status, p);
-            let want = if p == 0 {
-                members
-            } else {
-                assign::APPLIERS.min(members)
-            };
-            assigned.len() == want && serving == assigned && applying(status, p) == assigned
-        })
-}
 
 fn events(org: &str, from: usize, n: usize) -> String {
     let list: Vec<Value> = (from..from + n)
@@ -155,7 +80,7 @@ fn partitions_are_assigned_and_requests_routed() {
     }
     let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let st = wait_for("the assignment to settle", Duration::from_secs(60), || {
-        Some(status(root, &nats_url)).filter(|s| settled(s, 3))
+        Some(status(root, &nats_url, CLUSTER)).filter(|s| settled(s, 3, PARTITIONS))
     });
     // One organization per partition 1..3, and the node not chosen for it.
     let orgs: Vec<(u32, String, usize)> = (1..PARTITIONS)
@@ -224,7 +149,7 @@ fn partitions_are_assigned_and_requests_routed() {
         assert_eq!(s, 503, "{text}");
         assert!(text.contains(&format!("partition {p}")), "{text}");
         // The outsider does not apply the partition.
-        let st = status(root, &nats_url);
+        let st = status(root, &nats_url, CLUSTER);
         assert!(!applying(&st, *p).contains(&through.id), "{st}");
     }
 
@@ -387,7 +312,7 @@ fn partitions_are_assigned_and_requests_routed() {
         "the outsider to serve the partition",
         Duration::from_secs(60),
         || {
-            let st = status(root, &nats_url);
+            let st = status(root, &nats_url, CLUSTER);
             let (_, serving) = who(&st, *p);
             serving.contains(&node_ids[*outsider]).then_some(())
         },
@@ -395,13 +320,13 @@ fn partitions_are_assigned_and_requests_routed() {
     // It comes back: the assignment returns to the two chosen.
     nodes[victim].start();
     wait_for("the assignment to settle again", Duration::from_secs(90), || {
-        Some(status(root, &nats_url)).filter(|s| settled(s, 3))
+        Some(status(root, &nats_url, CLUSTER)).filter(|s| settled(s, 3, PARTITIONS))
     });
     for n in &nodes {
         let (s, _, text) = call(&agent, "GET", &events_url(&n.base(), org), &headers, "");
         assert_eq!((s, ids(&text).len()), (200, 30), "{}: {text}", n.id);
     }
-    let st = status(root, &nats_url);
+    let st = status(root, &nats_url, CLUSTER);
     let (assigned_now, serving_now) = who(&st, *p);
     assert_eq!(assigned_now, assigned);
     assert_eq!(serving_now, assigned);
@@ -451,7 +376,7 @@ fn a_node_listening_everywhere_announces_a_reachable_address() {
         .unwrap_or_default();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let address = wait_for("the node's lease", Duration::from_secs(10), || {
-        let st = status(root, &nats_url);
+        let st = status(root, &nats_url, CLUSTER);
         st["members"][0]["address"].as_str().map(str::to_owned)
     });
     assert!(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use ureq::http::Request;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
@@ -386,4 +386,78 @@ pub fn user_add(dir: &Path, org: &str, name: &str, password: &str) -> (bool, Str
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// An answer: status, the node that served it when forwarded, body.
+pub fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Option<String>, String) {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut answer = agent
+        .run(req.body(body.to_owned()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let served_by = answer
+        .headers()
+        .get("x-auditstore-node")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = answer.status().as_u16();
+    (status, served_by, answer.body_mut().read_to_string().unwrap())
+}
+
+pub fn status(root: &Path, url: &str, cluster: &str) -> Value {
+    tool(
+        root,
+        &["cluster", "status", "--cluster", url, "--cluster-name", cluster],
+    )
+}
+
+/// (assigned, serving) of partition `p`, sorted.
+pub fn who(status: &Value, p: u32) -> (Vec<String>, Vec<String>) {
+    let s = &status["streams"][p as usize];
+    let list = |k: &str| {
+        let mut v: Vec<String> = s[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    (list("assigned"), list("serving"))
+}
+
+/// The members applying partition `p`, sorted.
+pub fn applying(status: &Value, p: u32) -> Vec<String> {
+    let mut v: Vec<String> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["applying"].as_array().unwrap().contains(&json!(p)))
+        .map(|m| m["node"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every partition served and applied by exactly its assigned nodes, and
+/// those are all three for partition 0 and two for the others.
+pub fn settled(status: &Value, members: usize, partitions: u32) -> bool {
+    status["members"].as_array().unwrap().len() == members
+        && (0..partitions).all(|p| {
+            let (assigned, serving) = who(status, p);
+            let want = if p == 0 {
+                members
+            } else {
+                auditstore::cluster::assign::APPLIERS.min(members)
+            };
+            assigned.len() == want && serving == assigned && applying(status, p) == assigned
+        })
 }
