@@ -391,8 +391,9 @@ fn report_conflicts(partition: u32, events: &[(String, Event)], outcomes: &[crat
             partition,
             org = org.as_str(),
             id = %e.id(),
-            "an event of the stream was not stored: this node already holds an event with its id and other \
-             content (of this or another organization)"
+            "an event of the stream was not stored: the partition's store already holds an event with its id \
+             and other content (two requests raced with one id; every node applying the partition keeps the \
+             same one)"
         );
     }
     metrics::counter!("auditstore_cluster_apply_conflicts_total", "partition" => partition.to_string())
