@@ -135,3 +135,84 @@ impl Ctx {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditstore::{Event, Options, Timestamp};
+
+    const P: u32 = 3;
+
+    /// The first `org-<n>` of partition `p`.
+    fn org_of(p: u32) -> String {
+        (0..)
+            .map(|n| format!("org-{n:02}"))
+            .find(|o| partition_of(o, P) == p)
+            .unwrap_or_default()
+    }
+
+    fn event() -> Event {
+        Event::builder(
+            uuid::Uuid::new_v4(),
+            "user.logged_in",
+            Timestamp::parse_instant_or_date("2026-06-01").unwrap(),
+            true,
+        )
+        .actor("u1", "user", None)
+        .target("t1", "user", None)
+        .build()
+        .unwrap()
+    }
+
+    /// The admin socket's commands on a node: partition 0's store is the
+    /// server's, partition 1's the one the node holds open, partition 2's
+    /// (held by none) read from its directory read-only.
+    #[test]
+    fn a_node_server_s_commands_read_the_partition_stores_it_holds() {
+        let data = tempfile::tempdir().unwrap();
+        let open = |p| Arc::new(Store::open_with(store_dir(data.path(), p), Options::default()).unwrap());
+        let (zero, one) = (open(0), open(1));
+        let two_event = event();
+        {
+            let two = open(2);
+            two.append_batch([(org_of(2).as_str(), &two_event)]).unwrap();
+        }
+        auditstore::partitions::write_count(data.path(), P).unwrap();
+        let held = one.clone();
+        let ctx = Ctx {
+            data_dir: data.path().to_path_buf(),
+            data_dir_given: true,
+            json: true,
+            as_of: None,
+            console: crate::console::Console::local(),
+            shared: Some(zero.clone()),
+            partitions: Some(Arc::new(PartitionStores {
+                partitions: P,
+                store: Box::new(move |p| Ok((p == 1).then(|| held.clone()))),
+            })),
+        };
+        assert_eq!(ctx.partition_count().unwrap(), Some(P));
+        assert_eq!(ctx.partitions_present().unwrap(), vec![1, 2]);
+        let s0 = ctx.open_org_store(&org_of(0), false).unwrap();
+        assert_eq!(s0.dir(), zero.dir());
+        let s1 = ctx.open_org_store(&org_of(1), false).unwrap();
+        assert_eq!(s1.dir(), one.dir());
+        assert!(!s1.is_read_only(), "the node's own open store");
+        let s2 = ctx.open_org_store(&org_of(2), false).unwrap();
+        assert_eq!(s2.dir(), store_dir(data.path(), 2));
+        assert!(s2.is_read_only(), "never locked under a node");
+        let found = ctx
+            .find_in_partitions(false, |s| Ok(s.get(two_event.id())?))
+            .unwrap()
+            .map(|(s, e)| (s.dir().to_path_buf(), e.id()));
+        assert_eq!(found, Some((store_dir(data.path(), 2), two_event.id())));
+
+        // A server that is no node: its one store, whatever the directory holds.
+        let plain = Ctx {
+            partitions: None,
+            ..ctx
+        };
+        assert_eq!(plain.partition_count().unwrap(), None);
+        assert_eq!(plain.open_org_store(&org_of(1), false).unwrap().dir(), zero.dir());
+    }
+}
