@@ -1,14 +1,13 @@
-//! `org`, `verify`, `retention apply`, `stats`, `backup`.
+//! `org`, `retention apply`, `stats`, `repair` (`verify` and `backup`:
+//! their own modules).
 
-use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use auditstore::server::replication::{Command, Outcome};
-use auditstore::{OrgSettings, Plan, RetentionReport, Stats, VerifyReport};
+use auditstore::{OrgSettings, Plan, RetentionReport, Stats};
 use serde_json::{json, Value};
 
-use crate::ctx::{outln, printable, table, CliError, CliResult, Ctx};
+use crate::ctx::{outln, table, CliError, CliResult, Ctx};
 
 fn org_json(s: &OrgSettings) -> Value {
     json!({"org": s.org, "plan": s.plan.as_str(), "retention_days": s.retention_days})
@@ -62,103 +61,8 @@ pub fn org_set(
 }
 
 pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
-    let store = ctx.open_store(false)?;
+    let store = ctx.open_org_store(org, false)?;
     print_org(ctx, &store.org_settings(org)?)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn verify(ctx: &Ctx, against: Option<&Path>) -> CliResult<ExitCode> {
-    let against =
-        match against {
-            Some(path) => Some(std::fs::read_to_string(ctx.path(path)).map_err(|e| {
-                CliError::new("io", format!("reading the checkpoint {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
-    let report = match ctx.open_for_verify()? {
-        None if against.is_some() => {
-            return Err(CliError::new(
-                "corrupt",
-                "no store in the data directory, but a signed checkpoint of one was given (--against)",
-            ))
-        }
-        None => VerifyReport::default(),
-        Some(store) => {
-            use auditstore::export::{ExportPolicy, Exports, POLICY_FILE};
-            let mut report = store.verify_against(against.as_deref())?;
-            let exports = Exports::new(&store).unwrap_or_else(|e| {
-                report.problems.push(auditstore::Problem {
-                    leaf_index: None,
-                    file: store.dir().join(POLICY_FILE),
-                    offset: 0,
-                    message: e.to_string(),
-                });
-                Exports::with_policy(&store, ExportPolicy::default())
-            });
-            let exports = exports.with_clock(ctx.clock());
-            match exports.check_files() {
-                Ok(found) => report.problems.extend(found),
-                Err(e) => report.problems.push(auditstore::Problem {
-                    leaf_index: None,
-                    file: store.dir().join(auditstore::meta::META_FILE),
-                    offset: 0,
-                    message: format!("export requests unreadable: {e}"),
-                }),
-            }
-            // Named as the data directory was on the command line.
-            let dir = ctx.path(&ctx.data_dir);
-            for p in &mut report.problems {
-                p.file = ctx.shown(&p.file, &dir);
-            }
-            report
-        }
-    };
-    let summary = format!(
-        "checked {} segments, {} indexes, {} records, {} bytes, {} tree leaves",
-        report.segments, report.indexes, report.records, report.bytes, report.leaves
-    );
-    if !report.problems.is_empty() {
-        if !ctx.json {
-            outln!(ctx, "{summary}")?;
-            for p in &report.problems {
-                let leaf = p
-                    .leaf_index
-                    .map(|l| format!(" (leaf index {l})"))
-                    .unwrap_or_default();
-                outln!(
-                    ctx,
-                    "problem: {} at byte offset {}{leaf}: {}",
-                    p.file.display(),
-                    p.offset,
-                    p.message
-                )?;
-            }
-        }
-        let problems = serde_json::to_value(&report.problems).unwrap_or(Value::Null);
-        let first = &report.problems[0];
-        return Err(CliError::new(
-            "corrupt",
-            format!(
-                "{} problem(s); first: {} at byte offset {}: {}",
-                report.problems.len(),
-                first.file.display(),
-                first.offset,
-                first.message
-            ),
-        )
-        .with("problems", problems)
-        .with("segments", report.segments)
-        .with("records", report.records)
-        .with("indexes", report.indexes));
-    }
-    if ctx.json {
-        ctx.print_json(&json!({
-            "ok": true, "segments": report.segments, "indexes": report.indexes,
-            "records": report.records, "bytes": report.bytes, "leaves": report.leaves, "problems": []
-        }))?;
-    } else {
-        outln!(ctx, "{summary}: no problems")?;
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -273,64 +177,6 @@ pub fn repair(ctx: &Ctx) -> CliResult<ExitCode> {
         outln!(
             ctx,
             "restored request {id} succeeded with data but its file is missing"
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
-    // A cluster node's applied positions, read before the store is: the
-    // copy then holds at least what they say is applied, and a node
-    // seeded from it goes on from there (docs/cluster.md, "Seeding a node").
-    #[cfg(feature = "cluster")]
-    let positions = auditstore::cluster::applied::read_positions(&ctx.data_dir)
-        .map_err(|e| CliError::new("io", e.to_string()))?;
-    // Opened as the read commands open it: for writing (which takes the
-    // lock and recovers), or read-only while another process holds it.
-    let store = ctx.open_store(false)?;
-    if store.is_missing() {
-        return Err(CliError::new(
-            "not_found",
-            format!("no store in {}: nothing to back up", ctx.data_dir.display()),
-        ));
-    }
-    let started = Instant::now();
-    let at = ctx.path(dest);
-    let r = store.backup(&at).map_err(|e| {
-        let mut err = match e {
-            // The destination is not a new or empty directory: not a range.
-            auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
-            e => e.into(),
-        };
-        // Named as on the command line.
-        if at != dest {
-            err.message = err
-                .message
-                .replace(&at.display().to_string(), &dest.display().to_string());
-        }
-        err
-    })?;
-    #[cfg(feature = "cluster")]
-    auditstore::cluster::applied::write_positions(&at, &positions)
-        .map_err(|e| CliError::new("io", e.to_string()))?;
-    let millis = started.elapsed().as_millis() as u64;
-    if ctx.json {
-        ctx.print_json(&json!({
-            "events": r.events, "bytes": r.bytes, "dest": dest.display().to_string(),
-            "segments": r.segments, "linked_files": r.linked_files, "copied_files": r.copied_files,
-            "read_only": store.is_read_only(), "millis": millis,
-        }))?;
-    } else {
-        outln!(
-            ctx,
-            "backed up {} events ({} bytes, {} segments; {} files linked, {} copied) to {} in {} ms",
-            r.events,
-            r.bytes,
-            r.segments,
-            r.linked_files,
-            r.copied_files,
-            printable(&dest.display().to_string()),
-            millis
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -69,6 +69,11 @@ pub struct OpenStore {
 }
 
 impl OpenStore {
+    /// A store held open by the server that carries the command out.
+    pub fn shared(store: Arc<Store>) -> Self {
+        OpenStore { store, _empty: None }
+    }
+
     /// Whether the data directory holds no store (the store is an empty
     /// stand-in): nothing is stored, not even the files of an empty store.
     pub fn is_missing(&self) -> bool {
@@ -96,6 +101,10 @@ pub struct Ctx {
     /// The store held by the running server that carries the command out:
     /// commands use it instead of opening the data directory.
     pub shared: Option<Arc<Store>>,
+    /// The partition stores of the cluster node whose server carries the
+    /// command out (`shared` is its partition 0's): commands about an
+    /// organization use its partition's (`node_dir`).
+    pub partitions: Option<Arc<crate::node_dir::PartitionStores>>,
 }
 
 impl Ctx {
@@ -133,16 +142,26 @@ impl Ctx {
     /// [`Ctx::open_store`] with a chosen durability mode.
     pub fn open_store_with(&self, writes: bool, durability: Durability) -> CliResult<OpenStore> {
         if let Some(shared) = &self.shared {
-            return Ok(OpenStore {
-                store: shared.clone(),
-                _empty: None,
-            });
+            return Ok(OpenStore::shared(shared.clone()));
         }
+        self.open_dir(&self.data_dir, writes, false, durability)
+    }
+
+    /// Open the store in `dir` as [`Ctx::open_store`] opens the data
+    /// directory's; `read_only`: never for writing (no lock taken, nothing
+    /// repaired).
+    pub fn open_dir(
+        &self,
+        dir: &Path,
+        writes: bool,
+        read_only: bool,
+        durability: Durability,
+    ) -> CliResult<OpenStore> {
         let options = Options {
             durability,
             ..self.options()
         };
-        if !writes && !Store::exists_at(&self.data_dir) {
+        if !writes && !Store::exists_at(dir) {
             let empty = tempfile::tempdir()?;
             let store = Store::open_with(empty.path(), options)?;
             return Ok(OpenStore {
@@ -150,30 +169,21 @@ impl Ctx {
                 _empty: Some(empty),
             });
         }
-        let store = match Store::open_with(&self.data_dir, options.clone()) {
-            // Another process holds the store for writing: a command that
-            // only reads gets a read-only snapshot (one that writes, say
-            // `export process`, is refused by it with `locked`).
-            Err(auditstore::Error::Locked { .. }) if !writes => {
-                Store::open_read_only(&self.data_dir, options)?
-            }
-            other => other?,
+        let store = match read_only {
+            true => Store::open_read_only(dir, options)?,
+            false => match Store::open_with(dir, options.clone()) {
+                // Another process holds the store for writing: a command
+                // that only reads gets a read-only snapshot (one that
+                // writes, say `export process`, is refused by it with
+                // `locked`).
+                Err(auditstore::Error::Locked { .. }) if !writes => Store::open_read_only(dir, options)?,
+                other => other?,
+            },
         };
         Ok(OpenStore {
             store: Arc::new(store),
             _empty: None,
         })
-    }
-
-    /// The store opened for `verify`: read-only, changing nothing in the
-    /// data directory, with damage recorded as problems rather than
-    /// refused. `None` where the directory holds no store.
-    pub fn open_for_verify(&self) -> CliResult<Option<Store>> {
-        let dir = self.path(&self.data_dir);
-        if !Store::exists_at(&dir) {
-            return Ok(None);
-        }
-        Ok(Some(Store::open_for_verify(&dir, self.options())?))
     }
 
     /// The command's stdout.

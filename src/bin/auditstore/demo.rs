@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, events: u64) -> CliResult<ExitCode> {
         as_of: Some(now),
         console: crate::console::Console::local(),
         shared: None,
+        partitions: None,
     };
     let store = demo_ctx.open_store(true)?;
     let say = |s: String| {

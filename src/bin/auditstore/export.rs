@@ -180,7 +180,11 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                 },
                 None => None,
             };
-            let store = ctx.open_store(replicated.is_none())?;
+            let store = match replicated {
+                // What the cluster did, read from the organization's store.
+                Some(_) => ctx.open_org_store(&org, false)?,
+                None => ctx.open_store(true)?,
+            };
             let exports = exports(ctx, &store)?;
             let req = match replicated {
                 Some(req) => req,
@@ -200,7 +204,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExportCommand::List { org } => {
-            let store = ctx.open_store(false)?;
+            let store = ctx.open_org_store(&org, false)?;
             let list = exports(ctx, &store)?.list(&org).map_err(refusal)?;
             if ctx.json {
                 print_value(ctx, &list)?;
@@ -255,7 +259,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let out = out.and_then(|o| o.0);
             let not_found = || CliError::new("not_found", format!("no export request {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-            let store = ctx.open_store(false)?;
+            let store = request_store(ctx, uuid)?;
             let user = user.unwrap_or_else(|| ctx.user());
             let mut download = exports(ctx, &store)?.download_by(uuid, &user).map_err(refusal)?;
             match out {
@@ -302,7 +306,7 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
         }
         ExportCommand::Full { org, user, role, out } => {
             let out = out.and_then(|o| o.0);
-            let store = ctx.open_store(false)?;
+            let store = ctx.open_org_store(&org, false)?;
             let exports = exports(ctx, &store)?;
             match out {
                 Some(path) => {
@@ -340,6 +344,26 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The store holding export request `id`: the data directory's, or on a
+/// node's, whichever partition's store has it (else partition 0's, which
+/// then answers `not_found`).
+pub fn request_store(ctx: &Ctx, id: uuid::Uuid) -> CliResult<crate::ctx::OpenStore> {
+    if ctx.partition_count()?.is_none() {
+        return ctx.open_store(false);
+    }
+    let found = ctx.find_in_partitions(false, |store| {
+        match Exports::new(store).map_err(refusal)?.get(id) {
+            Ok(_) => Ok(Some(())),
+            Err(ExportError::NotFound(_)) => Ok(None),
+            Err(e) => Err(refusal(e)),
+        }
+    })?;
+    match found {
+        Some((store, ())) => Ok(store),
+        None => ctx.open_store(false),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::export::{refusal, write_file_aside};
 pub fn manifest(ctx: &Ctx, id: &str, out: Option<PathBuf>) -> CliResult<ExitCode> {
     let not_found = || CliError::new("not_found", format!("no export request {id}"));
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    let store = ctx.open_store(false)?;
+    let store = crate::export::request_store(ctx, uuid)?;
     let bytes = Exports::new(&store)
         .map_err(refusal)?
         .with_clock(ctx.clock())
@@ -55,9 +55,30 @@ pub fn verify(ctx: &Ctx, csv: &Path, manifest: &Path, key: Option<&str>) -> CliR
     let key = match key {
         Some(text) => parse_key(ctx, text)?,
         None => {
-            // The store's own key (the data directory's); an organization
+            // The store's own key (the data directory's; on a node's, the
+            // store of the manifest's organization); an organization
             // checking a file it was handed gives the key it was told.
-            let store = crate::tlog::open_existing(ctx)?;
+            let org = match ctx.partition_count()? {
+                Some(_) => std::fs::read(ctx.path(manifest))
+                    .ok()
+                    .and_then(|bytes| auditstore::export::manifest::Manifest::parse(&bytes).ok())
+                    .map(|m| m.org),
+                None => None,
+            };
+            let store = match org {
+                Some(org) => {
+                    crate::tlog::refuse_missing(ctx)?;
+                    let store = ctx.open_org_store(&org, false)?;
+                    if store.is_missing() {
+                        return Err(CliError::new(
+                            "not_found",
+                            format!("no store of {org}'s partition in {}", ctx.data_dir.display()),
+                        ));
+                    }
+                    store
+                }
+                None => crate::tlog::open_existing(ctx)?,
+            };
             let info = store.key_info()?;
             VerifierKey::parse(&info.verifier_key).map_err(|e| CliError::new("corrupt", e.to_string()))?
         }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -13,11 +14,13 @@ mod demo;
 mod export;
 mod export_manifest;
 mod ingest;
+mod node_dir;
 mod query;
 mod remote;
 #[cfg(feature = "server")]
 mod serve;
 mod tlog;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         as_of: cli.as_of,
         console: Console::local(),
         shared: None,
+        partitions: None,
     };
     if cli.command.forwarded() {
         match remote::client::forward(&ctx, args.get(1..).unwrap_or_default()) {

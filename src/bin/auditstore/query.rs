@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, args: QueryArgs) -> CliResult<ExitCode> {
             format!("--from {} is after --to {}", args.from, args.to),
         ));
     }
-    let store = ctx.open_store(false)?;
+    let store = ctx.open_org_store(&args.org, false)?;
     let mut q = Query::new(&args.org, args.from, args.to).as_of(ctx.now());
     q.action = args.action;
     q.actor_id = args.actor;
@@ -129,9 +129,10 @@ pub fn get(ctx: &Ctx, id: &str) -> CliResult<ExitCode> {
     let Ok(uuid) = uuid::Uuid::parse_str(id) else {
         return Err(not_found());
     };
-    let store = ctx.open_store(false)?;
-    match store.get_as_of(uuid, ctx.now())? {
-        Some(event) => {
+    // On a node's data directory, the store of whichever partition holds it.
+    let now = ctx.now();
+    match ctx.find_in_partitions(false, |store| Ok(store.get_as_of(uuid, now)?))? {
+        Some((_, event)) => {
             outln!(ctx, "{}", event.to_json())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -42,8 +42,12 @@ pub fn prove(
         (Some(id), None) => {
             let not_found = || CliError::new("not_found", format!("no event with id {id}"));
             let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-            let store = open_existing(ctx)?;
-            let proof = store.prove(uuid)?.ok_or_else(not_found)?;
+            // Refuses a data directory without a store; on a node's, the
+            // store of whichever partition holds the event.
+            refuse_missing(ctx)?;
+            let (_, proof) = ctx
+                .find_in_partitions(true, |store| Ok(store.prove(uuid)?))?
+                .ok_or_else(not_found)?;
             to_text(ctx, &proof)?
         }
         (None, Some(old)) => {
@@ -75,6 +79,12 @@ fn to_text(ctx: &Ctx, value: &impl serde::Serialize) -> CliResult<String> {
 /// mistyped `--data-dir` must not print a new store's key or checkpoint as
 /// if it were the real one's.
 pub fn open_existing(ctx: &Ctx) -> CliResult<OpenStore> {
+    refuse_missing(ctx)?;
+    ctx.open_store(true)
+}
+
+/// `not_found` for a data directory that holds no store (run locally).
+pub fn refuse_missing(ctx: &Ctx) -> CliResult {
     if ctx.shared.is_none() && !auditstore::Store::exists_at(&ctx.data_dir) {
         return Err(CliError::new(
             "not_found",
@@ -84,5 +94,5 @@ pub fn open_existing(ctx: &Ctx) -> CliResult<OpenStore> {
             ),
         ));
     }
-    ctx.open_store(true)
+    Ok(())
 }

@@ -25,6 +25,14 @@ pub static CLUSTER_HOOK: std::sync::OnceLock<(
     std::sync::Arc<dyn auditstore::server::replication::Replication>,
 )> = std::sync::OnceLock::new();
 
+/// Set by `serve --cluster`: the node's partition stores, which the admin
+/// socket's commands about an organization read (its partition's store),
+/// and `get`, `prove` and `backup` go over (docs/cluster.md, "A node's
+/// data directory"). Without it, the server's one store is the data
+/// directory's.
+pub static PARTITION_STORES: std::sync::OnceLock<std::sync::Arc<crate::node_dir::PartitionStores>> =
+    std::sync::OnceLock::new();
+
 /// Carry out `command` through the cluster, when this is a command run
 /// by a cluster node for its admin socket (`ctx.shared`); `None`: run it
 /// on the store. Called on the socket's own (non-async) threads.

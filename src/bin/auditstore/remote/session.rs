@@ -125,6 +125,7 @@ fn run_command(
         as_of: cli.as_of,
         console,
         shared: Some(store),
+        partitions: super::PARTITION_STORES.get().cloned(),
     };
     if super::CLUSTER_NODE.load(std::sync::atomic::Ordering::Relaxed)
         && matches!(cli.command, cli::Command::Ingest { .. })
