@@ -205,12 +205,15 @@ fn a_new_node_is_seeded_from_a_backup_when_the_streams_expired_what_it_lacks() {
         "{refusal}"
     );
 
-    // A backup of the running `a` carries its positions.
+    // A backup of the running `a` carries every partition's store, each
+    // with its position.
     let mut c = node(2);
     let backup = tool(&a.dir, &["backup", c.dir.to_str().unwrap()]);
     assert!(backup["events"].as_u64().unwrap() >= 66, "{backup}");
+    assert_eq!(backup["partitions"], serde_json::json!([0, 1]), "{backup}");
     for p in 0..2 {
-        let file = c.dir.join(format!("cluster/seedtest/p{p}.applied"));
+        let store = auditstore::partitions::store_dir(&c.dir, p);
+        let file = store.join(format!("cluster/seedtest/p{p}.applied"));
         assert_eq!(
             std::fs::metadata(&file).map(|m| m.len()).ok(),
             Some(32),

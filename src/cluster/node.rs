@@ -229,6 +229,12 @@ impl Node {
         self.0.stores.main()
     }
 
+    /// Partition `p`'s store if this node has one (opening it if it is in
+    /// the data directory but not open), without making one. Blocking.
+    pub fn partition_store(&self, p: u32) -> Result<Option<Arc<Store>>, ClusterError> {
+        self.0.stores.existing(p)
+    }
+
     pub(super) fn stores(&self) -> &Arc<Stores> {
         &self.0.stores
     }

@@ -93,6 +93,18 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
                 remote::CLUSTER_NODE.store(true, std::sync::atomic::Ordering::Relaxed);
                 let hook: Arc<dyn server::replication::Replication> = Arc::new(node.clone());
                 let _ = remote::CLUSTER_HOOK.set((tokio::runtime::Handle::current(), hook));
+                // The admin socket's reads of an organization use the
+                // partition stores the node holds open.
+                let held = node.clone();
+                let _ = remote::PARTITION_STORES.set(Arc::new(crate::node_dir::PartitionStores {
+                    partitions: node.partitions(),
+                    store: Box::new(move |p| {
+                        held.partition_store(p).map_err(|e| match e {
+                            auditstore::cluster::ClusterError::Store(e) => e.into(),
+                            e => CliError::new("unavailable", e.to_string()),
+                        })
+                    }),
+                }));
                 Some(node)
             }
             None => {
