@@ -433,3 +433,39 @@ fn org_scoped_reads_use_the_organization_partition_store() {
         "not_found"
     );
 }
+
+#[test]
+fn changes_of_organizations_without_the_server_are_refused_on_a_node_directory() {
+    let node = node_dir();
+    let data = node.dir.path();
+    let org = &node.orgs[&2][0];
+    let listed = |org: &str| json(&ok(data, &["--json", "export", "list", "--org", org]));
+    let before = listed(org);
+    for args in [
+        vec!["--json", "org", "set", org.as_str(), "--plan", "free"],
+        vec![
+            "--json",
+            "export",
+            "request",
+            "--org",
+            org.as_str(),
+            "--user",
+            "ann",
+            "--from",
+            "2026-06-01",
+            "--to",
+            "2026-06-02",
+        ],
+        vec!["--json", "export", "process"],
+    ] {
+        let error = refused(data, &args);
+        assert_eq!(error["code"], "unavailable", "{args:?}: {error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("cluster node's data directory"), "{message}");
+        assert!(message.contains(&data.display().to_string()), "{message}");
+    }
+    // Nothing was changed: the settings and requests are as they were.
+    assert_eq!(listed(org), before);
+    let shown = json(&ok(data, &["--json", "org", "show", org]));
+    assert_eq!(shown["plan"], "server", "{shown}");
+}

@@ -54,6 +54,7 @@ pub fn org_set(
             other => Err(CliError::new("io", format!("the cluster answered {other:?}"))),
         };
     }
+    ctx.refuse_offline_change_on_node("`org set`")?;
     let store = ctx.open_store(true)?;
     let settings = store.set_org_as_at(&user, org, plan, retention_days, ctx.now())?;
     print_org(ctx, &settings)?;

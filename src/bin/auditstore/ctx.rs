@@ -159,6 +159,8 @@ impl Ctx {
     ) -> CliResult<OpenStore> {
         let options = Options {
             durability,
+            // A node's partition stores follow the node's export policy.
+            policy_dir: Some(self.path(&self.data_dir)),
             ..self.options()
         };
         if !writes && !Store::exists_at(dir) {

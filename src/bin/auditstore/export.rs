@@ -183,7 +183,10 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
             let store = match replicated {
                 // What the cluster did, read from the organization's store.
                 Some(_) => ctx.open_org_store(&org, false)?,
-                None => ctx.open_store(true)?,
+                None => {
+                    ctx.refuse_offline_change_on_node("`export request`")?;
+                    ctx.open_store(true)?
+                }
             };
             let exports = exports(ctx, &store)?;
             let req = match replicated {
@@ -227,7 +230,10 @@ pub fn run(ctx: &Ctx, cmd: ExportCommand) -> CliResult<ExitCode> {
                     },
                     other => return Err(CliError::new("io", format!("the cluster answered {other:?}"))),
                 },
-                None => exports(ctx, &store)?.process().map_err(refusal)?,
+                None => {
+                    ctx.refuse_offline_change_on_node("`export process`")?;
+                    exports(ctx, &store)?.process().map_err(refusal)?
+                }
             };
             if ctx.json {
                 let ids = |v: Vec<uuid::Uuid>| v.into_iter().map(|id| id.to_string()).collect::<Vec<_>>();

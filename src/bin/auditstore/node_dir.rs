@@ -106,6 +106,26 @@ impl Ctx {
         }
     }
 
+    /// Refuse `what`, a change of organizations' data, run without a server
+    /// on a node's data directory: it would change this node's copy only
+    /// (and, for an organization of another partition than 0, a store its
+    /// reads do not use). Through the node's admin socket it goes through
+    /// the streams instead.
+    pub fn refuse_offline_change_on_node(&self, what: &str) -> CliResult<()> {
+        if self.shared.is_some() || self.partition_count()?.is_none() {
+            return Ok(());
+        }
+        Err(CliError::new(
+            "unavailable",
+            format!(
+                "{} is a cluster node's data directory: {what} run on it without its server would change \
+                 this node's copy only; run it while the node serves (through its admin socket it goes \
+                 through the streams to every node) or through the HTTP API",
+                self.data_dir.display()
+            ),
+        ))
+    }
+
     /// Every store of the data directory, partition 0's first: just the
     /// data directory's for an ordinary store.
     pub fn all_partitions(&self) -> CliResult<Vec<u32>> {
