@@ -469,3 +469,52 @@ fn changes_of_organizations_without_the_server_are_refused_on_a_node_directory()
     let shown = json(&ok(data, &["--json", "org", "show", org]));
     assert_eq!(shown["plan"], "server", "{shown}");
 }
+
+#[test]
+fn stats_and_retention_cover_every_partition_store() {
+    let node = node_dir();
+    let data = node.dir.path();
+    let mut events = 0;
+    let mut organizations = 0;
+    for p in 0..P {
+        let store = Store::open_with(store_dir(data, p), Options::default()).unwrap();
+        let s = store.stats().unwrap();
+        events += s.events;
+        organizations += s.organizations;
+    }
+    assert!(events > node.events.values().map(Vec::len).sum::<usize>() as u64);
+    let stats = json(&ok(data, &["--json", "stats"]));
+    assert_eq!(stats["events"], events, "{stats}");
+    assert_eq!(stats["organizations"], organizations, "{stats}");
+
+    // Far past every event's retention: each store is asked, each
+    // partition reported.
+    let out = Command::new(BIN)
+        .env_remove("AUDITSTORE_DATA_DIR")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--as-of", "2036-01-01T00:00:00Z", "--json", "retention", "apply"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let runs: Vec<u64> = report["partitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .map(|r| r["partition"].as_u64().unwrap())
+        .collect();
+    assert_eq!(runs, (0..u64::from(P)).collect::<Vec<_>>(), "{report}");
+    let deleted: u64 = report["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["events_deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["events_deleted"], deleted, "{report}");
+}

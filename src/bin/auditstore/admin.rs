@@ -68,43 +68,75 @@ pub fn org_show(ctx: &Ctx, org: &str) -> CliResult<ExitCode> {
 }
 
 pub fn retention_apply(ctx: &Ctx) -> CliResult<ExitCode> {
-    // Nothing to delete in a missing directory, and nothing to create.
-    let store = ctx.open_store(false)?;
-    let r = match store.is_missing() {
-        true => RetentionReport::default(),
-        false => store.apply_retention_at(ctx.now())?,
-    };
+    // Every store of a node's directory; nothing to delete in a missing
+    // directory, and nothing to create.
+    let mut total = RetentionReport::default();
+    let mut files = Vec::new();
+    let mut runs = Vec::new();
+    for p in ctx.all_partitions()? {
+        let store = ctx.open_partition(p, false)?;
+        if store.is_missing() {
+            continue;
+        }
+        let r = store.apply_retention_at(ctx.now())?;
+        total.segments_deleted += r.segments_deleted;
+        total.events_deleted += r.events_deleted;
+        total.bytes_freed += r.bytes_freed;
+        files.extend(r.files.iter().map(|f| ctx.shown_in(p, f, store.dir())));
+        if p == 0 {
+            total.first_retained_leaf = r.first_retained_leaf;
+        }
+        runs.push(json!({"partition": p, "events_deleted": r.events_deleted,
+                         "first_retained_leaf": r.first_retained_leaf}));
+    }
     if ctx.json {
-        ctx.print_json(&json!({
-            "segments_deleted": r.segments_deleted,
-            "events_deleted": r.events_deleted,
-            "bytes_freed": r.bytes_freed,
-            "files": r.files.iter().map(|p| ctx.shown(p, store.dir()).display().to_string()).collect::<Vec<_>>(),
+        let mut out = json!({
+            "segments_deleted": total.segments_deleted,
+            "events_deleted": total.events_deleted,
+            "bytes_freed": total.bytes_freed,
+            "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             // (The run's signed checkpoint is kept in the store's
-            // `checkpoints` file, with the first retained leaf.)
-            "first_retained_leaf": r.first_retained_leaf,
-        }))?;
+            // `checkpoints` file, with the first retained leaf; on a
+            // node's directory, partition 0's, each partition's below.)
+            "first_retained_leaf": total.first_retained_leaf,
+        });
+        if ctx.partition_count()?.is_some() {
+            out["partitions"] = Value::from(runs);
+        }
+        ctx.print_json(&out)?;
     } else {
         outln!(
             ctx,
             "deleted {} segments ({} events, {} bytes freed)",
-            r.segments_deleted,
-            r.events_deleted,
-            r.bytes_freed
+            total.segments_deleted,
+            total.events_deleted,
+            total.bytes_freed
         )?;
-        for f in &r.files {
-            outln!(ctx, "  {}", ctx.shown(f, store.dir()).display())?;
+        for f in &files {
+            outln!(ctx, "  {}", f.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn stats(ctx: &Ctx) -> CliResult<ExitCode> {
-    let store = ctx.open_store(false)?;
-    let s = match store.is_missing() {
-        true => Stats::default(),
-        false => store.stats()?,
-    };
+    // Summed over every store of a node's directory (an organization is in
+    // one partition only).
+    let mut s = Stats::default();
+    for p in ctx.all_partitions()? {
+        let store = ctx.open_partition(p, false)?;
+        if store.is_missing() {
+            continue;
+        }
+        let one = store.stats()?;
+        s.events += one.events;
+        s.organizations += one.organizations;
+        s.segments += one.segments;
+        s.bytes += one.bytes;
+        s.index_memory_bytes += one.index_memory_bytes;
+        s.oldest = s.oldest.into_iter().chain(one.oldest).min();
+        s.newest = s.newest.into_iter().chain(one.newest).max();
+    }
     let oldest = s.oldest.map(|t| t.to_rfc3339());
     let newest = s.newest.map(|t| t.to_rfc3339());
     if ctx.json {

@@ -64,6 +64,15 @@ impl Ctx {
         Ok(found)
     }
 
+    /// A path inside partition `p`'s store (as the store names it, in
+    /// `store_dir`) shown as the data directory was named.
+    pub fn shown_in(&self, p: u32, path: &std::path::Path, store_dir: &std::path::Path) -> PathBuf {
+        match path.strip_prefix(store_dir) {
+            Ok(rest) => self.partition_dir(p).join(rest),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+
     /// Partition `p`'s directory as the data directory was named.
     pub fn partition_dir(&self, p: u32) -> PathBuf {
         store_dir(&self.data_dir, p)
