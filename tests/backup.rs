@@ -7,7 +7,7 @@ mod export_common;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use auditstore::export::{Exports, Role, Status};
 use auditstore::sample::{SampleConfig, SampleGenerator};
 use auditstore::{Durability, Error, Event, FixedClock, Options, Plan, Query, Store, Timestamp};
-use export_common::{append_at, d, t};
-use serde_json::Value;
+use export_common::{append_at, d, json, ok, t, tool, AS_OF, BIN};
 use uuid::Uuid;
 
 const ORGS: [&str; 3] = ["org-00", "org-01", "org-02"];
@@ -389,37 +388,6 @@ fn a_backup_never_overwrites() {
 }
 
 // ---- the admin tool ----
-
-const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
-const AS_OF: &str = "2026-06-10T10:31:00Z";
-
-fn tool(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env_remove("AUDITSTORE_DATA_DIR")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--as-of", AS_OF])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = tool(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
-}
 
 /// `n` generated JSON lines (no re-sends), from the generator's state on.
 fn lines(gen: &mut SampleGenerator, n: usize) -> String {

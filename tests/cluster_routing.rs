@@ -26,19 +26,7 @@ const PARTITIONS: u32 = 4;
 const CLUSTER: &str = "routetest";
 
 fn events(org: &str, from: usize, n: usize) -> String {
-    let list: Vec<Value> = (from..from + n)
-        .map(|k| {
-            json!({
-                "id": format!("00000000-0000-4000-8000-{:04}{k:08}", partition_of(org, PARTITIONS)),
-                "action": "route.test",
-                "actor": {"id": "u", "type": "user"},
-                "target": {"id": format!("{org}-{k}"), "type": "thing"},
-                "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
-                "success": true,
-            })
-        })
-        .collect();
-    Value::from(list).to_string()
+    cluster_common::numbered_events(org, PARTITIONS, "route.test", from, n)
 }
 
 /// The events of `org` on 2026-01-01 through `base`.

@@ -29,19 +29,7 @@ const PARTITIONS: u32 = 4;
 const CLUSTER: &str = "treetest";
 
 fn events(org: &str, from: usize, n: usize) -> String {
-    let list: Vec<Value> = (from..from + n)
-        .map(|k| {
-            json!({
-                "id": format!("00000000-0000-4000-8000-{:04}{k:08}", partition_of(org, PARTITIONS)),
-                "action": "tree.test",
-                "actor": {"id": "u", "type": "user"},
-                "target": {"id": format!("{org}-{k}"), "type": "thing"},
-                "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
-                "success": true,
-            })
-        })
-        .collect();
-    Value::from(list).to_string()
+    cluster_common::numbered_events(org, PARTITIONS, "tree.test", from, n)
 }
 
 fn origin_of(p: u32) -> String {
@@ -242,6 +230,27 @@ fn each_partition_keeps_one_tree_on_every_node() {
         assert_eq!(
             leaves[0].0, 3,
             "leaf 3 of its partition's tree, not of a node-wide one"
+        );
+        // The admin tool through a node's socket reads the partition's store.
+        let proved = tool(&c.node(&holders[0]).dir, &["prove", &id]);
+        assert_eq!(
+            (&proved["org"], &proved["leaf_index"]),
+            (&json!(org), &json!(3)),
+            "{proved}"
+        );
+        let out = std::process::Command::new(cluster_common::BIN)
+            .arg("--data-dir")
+            .arg(&c.node(&holders[1]).dir)
+            .args(["query", "--org", org, "--format", "jsonl"])
+            .args(["--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.lines().filter(|l| l.contains("\"tree.test\"")).count(),
+            size as usize,
+            "{text}"
         );
     }
 

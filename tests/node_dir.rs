@@ -10,42 +10,17 @@ mod export_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 
 use auditstore::export::{Exports, Role};
 use auditstore::partitions::{partition_of, store_dir, write_count};
 use auditstore::{FixedClock, Options, Plan, Query, Store, Timestamp};
-use export_common::{append_at, d, t};
+use export_common::{append_at, d, json, ok, t, tool, BIN};
 use serde_json::Value;
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
-const AS_OF: &str = "2026-06-10T10:31:00Z";
 const P: u32 = 4;
-
-fn tool(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env_remove("AUDITSTORE_DATA_DIR")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--as-of", AS_OF])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = tool(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A refusal: exit status 1 and the `--json` error object.
 fn refused(dir: &Path, args: &[&str]) -> Value {
@@ -58,11 +33,6 @@ fn refused(dir: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     json(&out)["error"].clone()
-}
-
-fn json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
 fn options(clock: &Arc<FixedClock>, p: u32) -> Options {

@@ -461,3 +461,23 @@ pub fn settled(status: &Value, members: usize, partitions: u32) -> bool {
             assigned.len() == want && serving == assigned && applying(status, p) == assigned
         })
 }
+
+/// `n` events of `org` as a JSON array, for `k` in `from..from + n`: the
+/// id `00000000-0000-4000-8000-PPPPKKKKKKKK` (the organization's
+/// partition, then `k`), one a second from 2026-01-01T00:00:00Z.
+pub fn numbered_events(org: &str, partitions: u32, action: &str, from: usize, n: usize) -> String {
+    let p = auditstore::partitions::partition_of(org, partitions);
+    let list: Vec<Value> = (from..from + n)
+        .map(|k| {
+            json!({
+                "id": format!("00000000-0000-4000-8000-{p:04}{k:08}"),
+                "action": action,
+                "actor": {"id": "u", "type": "user"},
+                "target": {"id": format!("{org}-{k}"), "type": "thing"},
+                "occurred_at": format!("2026-01-01T00:{:02}:{:02}Z", k / 60 % 60, k % 60),
+                "success": true,
+            })
+        })
+        .collect();
+    Value::from(list).to_string()
+}

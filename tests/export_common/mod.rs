@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use auditstore::export::{Date, ExportError};
@@ -170,4 +171,41 @@ pub fn own_row(row: &[String]) -> bool {
 /// Whether `e` is one of the store's own events (see [`own_row`]).
 pub fn own_event(e: &Event) -> bool {
     own_action(e.action()) && e.id().get_version_num() == 5
+}
+
+// ---- the admin tool ----
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_auditstore");
+/// The `--as-of` of [`tool`].
+pub const AS_OF: &str = "2026-06-10T10:31:00Z";
+
+/// The admin tool on `dir` at [`AS_OF`].
+pub fn tool(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .env_remove("AUDITSTORE_DATA_DIR")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--as-of", AS_OF])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`tool`], which must succeed.
+pub fn ok(dir: &Path, args: &[&str]) -> Output {
+    let out = tool(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Its standard output as one JSON value.
+pub fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
