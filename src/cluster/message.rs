@@ -4,7 +4,8 @@
 //! ```text
 //! header   4 bytes  magic "AUEB"
 //!          1 byte   version = 1
-//!          1 byte   flags: 0, or 1 (`FLAG_LZ4`, below); a reader refuses others
+//!          1 byte   flags: bit 0 `FLAG_LZ4`, bit 1 `FLAG_RECORDS` (below);
+//!                   a reader refuses others
 //!          4 bytes  N, the number of entries (u32, big-endian)
 //! N times  2 bytes  organization length L (u16, big-endian; 1..=256)
 //!          L bytes  organization name (UTF-8)
@@ -17,6 +18,14 @@
 //! trailer are instead the entries' length U (u32, big-endian) and the
 //! entries compressed as one LZ4 block (no frame) of U bytes. Publishers
 //! compress a batch when that makes it smaller ([`Batcher::compressing`]).
+//!
+//! With `FLAG_RECORDS` (2), each entry is instead a record body's length
+//! (u32, big-endian) and the body, in the store's record format
+//! (`src/codec.rs`, docs/format.md: it carries the organization): the
+//! nodes applying the batch then decode each event without parsing JSON.
+//! The publisher validated every event before encoding it; a reader checks
+//! the body's structure, UTF-8 and organization name, and trusts the rest
+//! as it trusts commands from the stream.
 //!
 //! The message's `Nats-Msg-Id` is `aueb1-` and the lowercase hex SHA-256 of
 //! the whole payload: a publish retried with the same batch is dropped by
@@ -34,6 +43,9 @@ const VERSION: u8 = 1;
 const HEADER_LEN: usize = 10;
 /// The flag of a batch whose entries are one LZ4 block.
 pub const FLAG_LZ4: u8 = 1;
+/// The flag of a batch whose entries are record bodies (`crate::codec`),
+/// not JSON.
+pub const FLAG_RECORDS: u8 = 2;
 /// The largest entries' length a compressed batch may claim: a message is
 /// at most 1 MiB, and LZ4 expands at most about 255 times.
 const MAX_UNCOMPRESSED: usize = 64 << 20;
@@ -53,7 +65,7 @@ pub enum MessageError {
     Malformed(String),
     #[error("batch message: unknown version {0} (this build reads version {VERSION})")]
     UnknownVersion(u8),
-    #[error("batch message: unknown flags {0:#04x} (this build reads 0 and 1, LZ4)")]
+    #[error("batch message: unknown flags {0:#04x} (this build reads bits 0, LZ4, and 1, record bodies)")]
     UnknownFlags(u8),
     #[error("batch message: checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
     Checksum { stored: u32, computed: u32 },
@@ -82,6 +94,10 @@ pub struct Batcher {
     target: usize,
     /// Compress each batch's entries with LZ4 when that makes it smaller.
     compress: bool,
+    /// Entries are record bodies ([`FLAG_RECORDS`]).
+    records: bool,
+    /// One entry's body, encoded before it is known to fit.
+    scratch: Vec<u8>,
     buf: Vec<u8>,
     count: u32,
     done: Vec<Batch>,
@@ -99,6 +115,8 @@ impl Batcher {
         Batcher {
             target,
             compress: false,
+            records: false,
+            scratch: Vec::new(),
             buf: Vec::new(),
             count: 0,
             done: Vec::new(),
@@ -107,18 +125,30 @@ impl Batcher {
 
     /// A batcher of [`TARGET_MESSAGE_BYTES`] (of entries, before
     /// compression) that compresses each batch with LZ4 when that makes it
-    /// smaller: the streams then carry, replicate and store fewer bytes.
+    /// smaller (the streams then carry, replicate and store fewer bytes),
+    /// with the events as record bodies ([`FLAG_RECORDS`]: the appliers
+    /// parse no JSON). What the publisher uses.
     pub fn compressing() -> Self {
         Batcher {
             compress: true,
+            records: true,
             ..Self::with_target(TARGET_MESSAGE_BYTES)
         }
     }
 
     /// Add one event of `org` (a valid organization name: 1 to 256 bytes).
     pub fn push(&mut self, org: &str, event: &Event) {
-        let json = event.to_json();
-        let entry_len = 2 + org.len() + 4 + json.len();
+        self.scratch.clear();
+        if self.records {
+            crate::codec::encode(org, event, &mut self.scratch);
+        } else {
+            self.scratch.extend_from_slice(&(org.len() as u16).to_be_bytes());
+            self.scratch.extend_from_slice(org.as_bytes());
+            let json = event.to_json();
+            self.scratch.extend_from_slice(&(json.len() as u32).to_be_bytes());
+            self.scratch.extend_from_slice(json.as_bytes());
+        }
+        let entry_len = self.scratch.len() + if self.records { 4 } else { 0 };
         if self.count > 0 && self.buf.len() + entry_len + TRAILER_LEN > self.target {
             self.finish_one();
         }
@@ -126,13 +156,13 @@ impl Batcher {
             self.buf.clear();
             self.buf.extend_from_slice(MAGIC);
             self.buf.push(VERSION);
-            self.buf.push(0);
+            self.buf.push(if self.records { FLAG_RECORDS } else { 0 });
             self.buf.extend_from_slice(&0u32.to_be_bytes());
         }
-        self.buf.extend_from_slice(&(org.len() as u16).to_be_bytes());
-        self.buf.extend_from_slice(org.as_bytes());
-        self.buf.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        self.buf.extend_from_slice(json.as_bytes());
+        if self.records {
+            self.buf.extend_from_slice(&(self.scratch.len() as u32).to_be_bytes());
+        }
+        self.buf.extend_from_slice(&self.scratch);
         self.count += 1;
     }
 
@@ -147,7 +177,7 @@ impl Batcher {
             if packed.len() + 4 < entries.len() {
                 let mut out = Vec::with_capacity(HEADER_LEN + 4 + packed.len() + TRAILER_LEN);
                 out.extend_from_slice(&self.buf[..HEADER_LEN]);
-                out[5] = FLAG_LZ4;
+                out[5] |= FLAG_LZ4;
                 out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
                 out.extend_from_slice(&packed);
                 self.buf = out;
@@ -193,11 +223,15 @@ pub fn decode(payload: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
         return Err(MessageError::UnknownVersion(payload[4]));
     }
     let flags = payload[5];
-    if flags != 0 && flags != FLAG_LZ4 {
+    if flags & !(FLAG_LZ4 | FLAG_RECORDS) != 0 {
         return Err(MessageError::UnknownFlags(flags));
     }
     let count = u32::from_be_bytes([body[6], body[7], body[8], body[9]]);
-    if flags == 0 {
+    let entries = match flags & FLAG_RECORDS {
+        0 => json_entries,
+        _ => record_entries,
+    };
+    if flags & FLAG_LZ4 == 0 {
         return entries(count, &body[HEADER_LEN..]);
     }
     let (len, packed) = take_u32(&body[HEADER_LEN..]).ok_or_else(|| malformed("no entries' length"))?;
@@ -213,8 +247,33 @@ pub fn decode(payload: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
     }
 }
 
-/// The `count` entries that make up `rest`, exactly.
-fn entries(count: u32, mut rest: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
+/// The `count` record-body entries that make up `rest`, exactly.
+fn record_entries(count: u32, mut rest: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
+    // Every entry takes at least 4 + FIXED_LEN bytes.
+    let mut out = Vec::with_capacity((count as usize).min(rest.len() / (4 + crate::codec::FIXED_LEN)));
+    for index in 0..count {
+        let bad = |reason: &str| MessageError::BadEntry {
+            index,
+            reason: reason.to_owned(),
+        };
+        let (len, r) = take_u32(rest).ok_or_else(|| bad("truncated record length"))?;
+        let (body, r) = take(r, len as usize).ok_or_else(|| bad("truncated record"))?;
+        let record = crate::codec::decode(body).map_err(|e| bad(&e.0))?;
+        if record.org.is_empty() || record.org.len() > MAX_ORG_LEN {
+            return Err(bad("organization length out of 1..=256"));
+        }
+        crate::org::validate_org_name(record.org).map_err(|e| bad(&e.to_string()))?;
+        out.push((record.org.to_owned(), record.to_event()));
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return Err(MessageError::Malformed("bytes after the last entry".to_owned()));
+    }
+    Ok(out)
+}
+
+/// The `count` JSON entries that make up `rest`, exactly.
+fn json_entries(count: u32, mut rest: &[u8]) -> Result<Vec<(String, Event)>, MessageError> {
     let malformed = |m: &str| MessageError::Malformed(m.to_owned());
     // Every entry takes at least 7 bytes: no allocation beyond the input.
     let mut out = Vec::with_capacity((count as usize).min(rest.len() / 7));
@@ -345,7 +404,7 @@ mod tests {
         let batches = b.finish();
         assert_eq!(batches.len(), 1);
         let payload = &batches[0].payload;
-        assert_eq!(payload[5], FLAG_LZ4);
+        assert_eq!(payload[5], FLAG_LZ4 | FLAG_RECORDS);
         let mut plain = Batcher::default();
         for e in &events {
             plain.push("org-a", e);
@@ -385,7 +444,48 @@ mod tests {
         assert!(relabel(&|m| m[10..14].copy_from_slice(&u32::MAX.to_be_bytes())).is_err());
         assert!(relabel(&|m| m[13] ^= 1).is_err());
         assert!(relabel(&|m| m.truncate(m.len() - 5)).is_err());
-        assert!(relabel(&|m| m[5] = 3).is_err());
+        assert!(relabel(&|m| m[5] = 4).is_err());
+        assert!(relabel(&|m| m[5] = FLAG_LZ4).is_err(), "record bodies read as JSON");
+    }
+
+    #[test]
+    fn record_entries_round_trip_and_damage() {
+        let events: Vec<Event> = (0..50).map(|i| event(i, 10)).collect();
+        let mut records = Batcher {
+            records: true,
+            ..Batcher::default()
+        };
+        let mut plain = Batcher::default();
+        for (i, e) in events.iter().enumerate() {
+            let org = if i % 2 == 0 { "org-a" } else { "org-é" };
+            records.push(org, e);
+            plain.push(org, e);
+        }
+        let records = records.finish().remove(0).payload;
+        let plain = plain.finish().remove(0).payload;
+        assert_eq!(records[5], FLAG_RECORDS);
+        let back = decode(&records).unwrap();
+        assert_eq!(back, decode(&plain).unwrap());
+        for (i, (org, e)) in back.iter().enumerate() {
+            assert_eq!(e.to_json(), events[i].to_json());
+            assert_eq!(org, if i % 2 == 0 { "org-a" } else { "org-é" });
+        }
+        // CRC-valid but wrong inside: a record length past the end, a body
+        // cut short, an organization with a control character.
+        let resealed = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut m = records[..records.len() - 4].to_vec();
+            f(&mut m);
+            let crc = crc32fast::hash(&m);
+            m.extend_from_slice(&crc.to_be_bytes());
+            decode(&m)
+        };
+        assert!(resealed(&|m| m[10..14].copy_from_slice(&u32::MAX.to_be_bytes())).is_err());
+        assert!(resealed(&|m| m[10..14].copy_from_slice(&10u32.to_be_bytes())).is_err());
+        let org_at = 14 + crate::codec::FIXED_LEN;
+        assert_eq!(&records[org_at..org_at + 5], b"org-a");
+        let err = resealed(&|m| m[org_at + 3] = 0x07).unwrap_err();
+        assert!(matches!(err, MessageError::BadEntry { index: 0, .. }), "{err}");
+        assert!(resealed(&|m| m.truncate(m.len() - 1)).is_err());
     }
 
     #[test]
