@@ -160,7 +160,8 @@ impl Batcher {
             self.buf.extend_from_slice(&0u32.to_be_bytes());
         }
         if self.records {
-            self.buf.extend_from_slice(&(self.scratch.len() as u32).to_be_bytes());
+            self.buf
+                .extend_from_slice(&(self.scratch.len() as u32).to_be_bytes());
         }
         self.buf.extend_from_slice(&self.scratch);
         self.count += 1;
@@ -445,7 +446,10 @@ mod tests {
         assert!(relabel(&|m| m[13] ^= 1).is_err());
         assert!(relabel(&|m| m.truncate(m.len() - 5)).is_err());
         assert!(relabel(&|m| m[5] = 4).is_err());
-        assert!(relabel(&|m| m[5] = FLAG_LZ4).is_err(), "record bodies read as JSON");
+        assert!(
+            relabel(&|m| m[5] = FLAG_LZ4).is_err(),
+            "record bodies read as JSON"
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! partition's checkpoints on a node are signed with the node's key and
 //! every store can be checked on its own (`verify`, `prove`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,9 @@ pub struct Stores {
     main: Arc<Store>,
     cluster: String,
     sink: Arc<dyn OwnEventSink>,
-    open: Mutex<BTreeMap<u32, Arc<Store>>>,
+    /// Partition p's store once open: one lock per partition, so that
+    /// opening one (a recovery can take seconds) holds up no other.
+    open: Vec<Mutex<Option<Arc<Store>>>>,
 }
 
 impl Stores {
@@ -51,13 +52,14 @@ impl Stores {
             None => partitions::write_count(&dir, partitions)?,
         }
         main.send_own_events_to(sink.clone());
-        let mut open = BTreeMap::new();
-        open.insert(0, main.clone());
+        let open = (0..partitions)
+            .map(|p| Mutex::new((p == 0).then(|| main.clone())))
+            .collect();
         Ok(Stores {
             main,
             cluster: cluster.to_owned(),
             sink,
-            open: Mutex::new(open),
+            open,
         })
     }
 
@@ -71,28 +73,31 @@ impl Stores {
         partitions::store_dir(self.main.dir(), p)
     }
 
+    fn slot(&self, p: u32) -> Result<std::sync::MutexGuard<'_, Option<Arc<Store>>>, ClusterError> {
+        let slot = self.open.get(p as usize).ok_or_else(|| {
+            ClusterError::Config(format!(
+                "partition {p} is not one of the cluster's {}",
+                self.open.len()
+            ))
+        })?;
+        Ok(slot.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn opened(&self, p: u32) -> Option<Arc<Store>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&p)
-            .cloned()
+        self.slot(p).ok().and_then(|s| s.clone())
     }
 
     /// Partition `p`'s store, opened (or made) now if it is not open.
-    /// Blocking.
+    /// Blocking; holds up only other callers for the same partition.
     pub(super) fn open(&self, p: u32) -> Result<Arc<Store>, ClusterError> {
-        if let Some(s) = self.opened(p) {
-            return Ok(s);
-        }
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = open.get(&p) {
+        let mut slot = self.slot(p)?;
+        if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
         let dir = self.dir(p);
         let store = Arc::new(Store::open_with(&dir, self.options_for(&dir, p)?)?);
         store.send_own_events_to(self.sink.clone());
-        open.insert(p, store.clone());
+        *slot = Some(store.clone());
         Ok(store)
     }
 
@@ -110,8 +115,9 @@ impl Stores {
 
     /// Every store open now, by partition.
     pub(super) fn all(&self) -> Vec<(u32, Arc<Store>)> {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.iter().map(|(p, s)| (*p, s.clone())).collect()
+        (0..self.open.len() as u32)
+            .filter_map(|p| self.opened(p).map(|s| (p, s)))
+            .collect()
     }
 
     /// Flush every partition store (partition 0's is the server's to close).
