@@ -409,6 +409,10 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
             s.spawn(move || client(c, orgs, bases, token, stop, ledger, counts));
         }
         s.spawn(|| exports.request_until(&stop));
+        // A failure below (a node that does not start) stops the clients
+        // too, so that the scope ends and the test fails instead of
+        // hanging.
+        let _stop_clients = StopOnDrop(&stop);
         // The chaos: kill one NATS server and one node at random moments,
         // restart both, several times.
         for round in 0..rounds {
@@ -546,5 +550,14 @@ fn acknowledged_events_survive_killed_nats_servers_and_nodes() {
             "cluster_kill: {} last_seq {last}, served by {serving:?}, consumers' ack floors {positions:?}",
             s["stream"]
         );
+    }
+}
+
+/// Sets its flag when dropped, also while unwinding from a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -19,7 +19,7 @@ mod cluster_common;
 use std::time::Duration;
 
 use auditstore::cluster::partition::partition_of;
-use cluster_common::{agent, applying, call, settled, status, tool, wait_for, who, Nats, Node};
+use cluster_common::{agent, applying, call, settled, status, tool, wait_for, who, Nats};
 use serde_json::{json, Value};
 
 const PARTITIONS: u32 = 4;
@@ -54,22 +54,8 @@ fn partitions_are_assigned_and_requests_routed() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     let (_nats, nats_url) = Nats::single(&nats_bin, root);
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let mut n = Node::new(root, i, std::slice::from_ref(&nats_url), CLUSTER, PARTITIONS);
-            n.extra = ["--replicas", "1", "--read-wait-ms", "15000"]
-                .map(String::from)
-                .to_vec();
-            n
-        })
-        .collect();
-    for n in &mut nodes {
-        n.start();
-    }
+    let (mut nodes, st) = cluster_common::three_settled_nodes(root, &nats_url, CLUSTER, PARTITIONS);
     let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-    let st = wait_for("the assignment to settle", Duration::from_secs(60), || {
-        Some(status(root, &nats_url, CLUSTER)).filter(|s| settled(s, 3, PARTITIONS))
-    });
     // One organization per partition 1..3, and the node not chosen for it.
     let orgs: Vec<(u32, String, usize)> = (1..PARTITIONS)
         .map(|p| {

@@ -140,21 +140,7 @@ fn each_partition_keeps_one_tree_on_every_node() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     let (_nats, nats_url) = Nats::single(&nats_bin, root);
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let mut n = Node::new(root, i, std::slice::from_ref(&nats_url), CLUSTER, PARTITIONS);
-            n.extra = ["--replicas", "1", "--read-wait-ms", "15000"]
-                .map(String::from)
-                .to_vec();
-            n
-        })
-        .collect();
-    for n in &mut nodes {
-        n.start();
-    }
-    let st = wait_for("the assignment to settle", Duration::from_secs(60), || {
-        Some(status(root, &nats_url, CLUSTER)).filter(|s| settled(s, 3, PARTITIONS))
-    });
+    let (nodes, st) = cluster_common::three_settled_nodes(root, &nats_url, CLUSTER, PARTITIONS);
     let op = tool(&nodes[0].dir, &["token", "create", "--operator", "--name", "op"]);
     let keys = nodes
         .iter()

@@ -10,13 +10,12 @@ mod export_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use auditstore::export::{Exports, Role};
 use auditstore::partitions::{partition_of, store_dir, write_count};
 use auditstore::{FixedClock, Options, Plan, Query, Store, Timestamp};
-use export_common::{append_at, d, json, ok, t, tool, BIN};
+use export_common::{append_at, d, json, ok, t, tool, tool_at};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -459,13 +458,7 @@ fn stats_and_retention_cover_every_partition_store() {
 
     // Far past every event's retention: each store is asked, each
     // partition reported.
-    let out = Command::new(BIN)
-        .env_remove("AUDITSTORE_DATA_DIR")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--as-of", "2036-01-01T00:00:00Z", "--json", "retention", "apply"])
-        .output()
-        .unwrap();
+    let out = tool_at(data, "2036-01-01T00:00:00Z", &["--json", "retention", "apply"]);
     assert_eq!(
         out.status.code(),
         Some(0),

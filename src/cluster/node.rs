@@ -117,7 +117,12 @@ impl Node {
             .await?;
         }
         // Before applying anything: the consumers are named by the node id.
-        let lease = Lease::acquire(&js, &config).await?;
+        // Retried like the streams: a node restarted while a NATS server
+        // is down (its key-value bucket electing a leader) waits for it.
+        let lease = retrying("the node's lease", STARTUP_PATIENCE, || {
+            Lease::acquire(&js, &config)
+        })
+        .await?;
         let publisher = Publisher::new(js.clone(), &config.name, partitions, config.request_timeout * 2);
         // Downloads, full exports and sign-ins served here are recorded
         // through the streams, on every node applying the partition.

@@ -481,3 +481,25 @@ pub fn numbered_events(org: &str, partitions: u32, action: &str, from: usize, n:
         .collect();
     Value::from(list).to_string()
 }
+
+/// Three nodes of `cluster` on the one NATS server at `url` (R1 streams,
+/// reads waiting up to 15 s), started; returned once every partition is
+/// applied and served by exactly its assigned nodes, with that status.
+pub fn three_settled_nodes(root: &Path, url: &str, cluster: &str, partitions: u32) -> (Vec<Node>, Value) {
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let mut n = Node::new(root, i, &[url.to_owned()], cluster, partitions);
+            n.extra = ["--replicas", "1", "--read-wait-ms", "15000"]
+                .map(String::from)
+                .to_vec();
+            n
+        })
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    let st = wait_for("the assignment to settle", Duration::from_secs(60), || {
+        Some(status(root, url, cluster)).filter(|s| settled(s, 3, partitions))
+    });
+    (nodes, st)
+}

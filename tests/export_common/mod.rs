@@ -181,11 +181,16 @@ pub const AS_OF: &str = "2026-06-10T10:31:00Z";
 
 /// The admin tool on `dir` at [`AS_OF`].
 pub fn tool(dir: &Path, args: &[&str]) -> Output {
+    tool_at(dir, AS_OF, args)
+}
+
+/// The admin tool on `dir` with `--as-of as_of`.
+pub fn tool_at(dir: &Path, as_of: &str, args: &[&str]) -> Output {
     Command::new(BIN)
         .env_remove("AUDITSTORE_DATA_DIR")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--as-of", AS_OF])
+        .args(["--as-of", as_of])
         .args(args)
         .output()
         .unwrap()
