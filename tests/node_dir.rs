@@ -6,6 +6,7 @@
 //! checks every store, and the reads about an organization answer from its
 //! partition's store.
 
+mod common;
 mod export_common;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use auditstore::export::{Exports, Role};
 use auditstore::partitions::{partition_of, store_dir, write_count};
 use auditstore::{FixedClock, Options, Plan, Query, Store, Timestamp};
+use common::listed_ids;
 use export_common::{append_at, d, json, ok, t, tool, tool_at};
 use serde_json::Value;
 use uuid::Uuid;
@@ -329,16 +331,9 @@ fn org_scoped_reads_use_the_organization_partition_store() {
                     "2027-01-01",
                 ],
             );
-            let got: Vec<Uuid> = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<Value>(l).unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .parse()
-                        .unwrap()
-                })
+            let got: Vec<Uuid> = listed_ids(&out.stdout)
+                .iter()
+                .map(|id| id.parse().unwrap())
                 .collect();
             for id in &node.events[org] {
                 assert!(got.contains(id), "{org} (partition {p}) lacks {id}: {got:?}");

@@ -104,3 +104,19 @@ pub fn first_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(line)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(line)))
 }
+
+/// The `id` of each JSON line of a command's stdout (`query --json`), in
+/// order.
+pub fn listed_ids(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            v["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no id: {l}"))
+                .to_owned()
+        })
+        .collect()
+}

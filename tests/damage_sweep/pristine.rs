@@ -60,16 +60,7 @@ pub fn build_pristine(dir: &Path) -> Fixture {
     // query returns (within retention).
     let scratch = tempfile::tempdir().unwrap();
     let q = run_tool(dir, scratch.path(), AS_OF, &Fixture::query_args(), b"");
-    let ids: Vec<String> = String::from_utf8(q.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids = listed_ids(&q.stdout);
     assert!(ids.len() > 10, "org-01 has events within retention");
     let get_id = ids[ids.len() / 2].clone();
 
