@@ -95,21 +95,11 @@ pub fn read_count(data: &Path) -> Result<Option<u32>> {
 }
 
 /// Record the partition count in the node directory `data` (written to a
-/// temporary file, synced, renamed, the directory synced).
+/// temporary file, synced, renamed, the directories synced).
 pub fn write_count(data: &Path, partitions: u32) -> Result<()> {
     let dir = data.join(PARTITIONS_DIR);
     std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-    let path = dir.join(COUNT_FILE);
-    let tmp = dir.join(format!("{COUNT_FILE}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(format!("{partitions}\n").as_bytes())
-            .and_then(|()| f.sync_all())
-            .ctx(|| format!("write {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    crate::log::segment::sync_dir(&dir)?;
+    crate::log::segment::write_atomically(&dir.join(COUNT_FILE), format!("{partitions}\n").as_bytes())?;
     crate::log::segment::sync_dir(data)
 }
 

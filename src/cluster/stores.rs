@@ -9,16 +9,15 @@
 //! partition's checkpoints on a node are signed with the node's key and
 //! every store can be checked on its own (`verify`, `prove`).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::ClusterError;
-use crate::integrity::key::KEY_FILE;
+use crate::error::IoContext;
+use crate::integrity::key::{self, KEY_FILE};
 use crate::partitions;
 use crate::store::own_events::OwnEventSink;
-use crate::store::{Options, SigningKey, Store};
+use crate::store::{key_err, Options, SigningKey, Store};
 
 pub struct Stores {
     main: Arc<Store>,
@@ -153,29 +152,48 @@ impl Stores {
     }
 }
 
-/// Copy the node's key file `from` into the store directory `dir` (mode
-/// 0600 from the start, synced), unless `dir` has a key already; the
-/// path of the copy.
+/// Copy the node's key file `from` into the store directory `dir` (a new
+/// key file is never seen half written: `key::write`), unless `dir` has a
+/// key already; the path of the copy.
 fn copy_key(from: &Path, dir: &Path) -> Result<PathBuf, ClusterError> {
     let to = dir.join(KEY_FILE);
     if to.exists() {
         return Ok(to);
     }
-    let io = |what: &str, path: &Path| {
-        let what = format!("{what} {}", path.display());
-        move |e| ClusterError::Store(crate::Error::io(what, e))
-    };
-    let key = std::fs::read(from).map_err(io("read the node's signing key", from))?;
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&to)
-        .map_err(io("create", &to))?;
-    file.write_all(&key)
-        .and_then(|()| file.sync_all())
-        .map_err(io("write", &to))?;
-    crate::log::segment::sync_dir(dir)?;
+    let signer = key::load(from).map_err(key_err)?;
+    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    key::write(&to, &signer).map_err(key_err)?;
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_node_key_is_copied_private_and_whole_once() {
+        let node = tempfile::tempdir().unwrap();
+        let from = node.path().join(KEY_FILE);
+        let signer = key::create(&from, "auditstore/node").unwrap();
+        let dir = node.path().join("partitions").join("p1");
+        let to = copy_key(&from, &dir).unwrap();
+        assert_eq!(to, dir.join(KEY_FILE));
+        let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            key::load(&to).unwrap().to_private_text(),
+            signer.to_private_text()
+        );
+        assert!(!dir.join(format!("{KEY_FILE}.tmp")).exists());
+        // A key already there is the store's: kept as it is.
+        std::fs::remove_file(&from).unwrap();
+        key::create(&from, "auditstore/other").unwrap();
+        copy_key(&from, &dir).unwrap();
+        assert_eq!(
+            key::load(&to).unwrap().to_private_text(),
+            signer.to_private_text()
+        );
+    }
 }

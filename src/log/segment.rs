@@ -45,18 +45,17 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     sync_dir_via(&crate::io::RealIo, dir)
 }
 
-/// Write `bytes` to `path` atomically: a temporary file, fsync, rename,
-/// fsync of the directory.
+/// Write `bytes` to `path` atomically: a temporary file (`path`'s name and
+/// `.tmp`), fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically_via(&crate::io::RealIo, path, bytes)
 }
 
 /// [`write_atomically`] through `io`.
 pub fn write_atomically_via(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     io.write_at(&f, bytes, 0)
         .ctx(|| format!("write {}", tmp.display()))?;

@@ -51,6 +51,8 @@ mod upkeep;
 
 pub use proofs::{ConsistencyProof, InclusionProof, KeyInfo};
 pub use tlog::SignedCheckpoint;
+#[cfg(feature = "cluster")]
+pub(crate) use tlog_read::key_err;
 pub(crate) use tlog_read::record_leaf;
 
 pub use types::*;
