@@ -446,7 +446,9 @@ fn refuse_shared_layout(dir: &std::path::Path, cluster: &str, partitions: u32) -
         let old = positions.join(position_file(p));
         if super::applied::peek(&old)? > 0 {
             return Err(ClusterError::Metadata(format!(
-                "{} records partition {p} applied beside partition 0's store: this data directory was                  made by an older auditstore that kept every partition in one store; start this node                  on an empty directory (it catches up from the streams) or one seeded from a current                  node's backup",
+                "{} records partition {p} applied beside partition 0's store: this data directory was made by \
+                 an older auditstore that kept every partition in one store; start this node on an empty \
+                 directory (it catches up from the streams) or one seeded from a current node's backup",
                 old.display()
             )));
         }
@@ -560,4 +562,32 @@ impl Replication for Node {
 /// `503` for the sessions' bucket (the error names no session id).
 fn session_unavailable(what: &str, e: ClusterError) -> ApiError {
     ApiError::unavailable(format!("cannot {what} ({e}); try again"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::applied::Applied;
+
+    #[test]
+    fn a_directory_of_the_shared_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        refuse_shared_layout(dir.path(), "c", 4).unwrap();
+        let positions = position_dir(dir.path(), "c");
+        // Partition 0's own position is where it always was.
+        Applied::open(&positions, &position_file(0))
+            .unwrap()
+            .set(7)
+            .unwrap();
+        refuse_shared_layout(dir.path(), "c", 4).unwrap();
+        Applied::open(&positions, &position_file(2))
+            .unwrap()
+            .set(5)
+            .unwrap();
+        let e = refuse_shared_layout(dir.path(), "c", 4).unwrap_err().to_string();
+        assert!(e.contains("p2.applied") && e.contains("partition 2"), "{e}");
+        assert!(!e.contains("  "), "one space between words: {e}");
+        // Another cluster's positions are not this one's.
+        refuse_shared_layout(dir.path(), "other", 4).unwrap();
+    }
 }
