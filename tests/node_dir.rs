@@ -17,7 +17,7 @@ use auditstore::export::{Exports, Role};
 use auditstore::partitions::{partition_of, store_dir, write_count};
 use auditstore::{FixedClock, Options, Plan, Query, Store, Timestamp};
 use common::listed_ids;
-use export_common::{append_at, d, json, ok, t, tool, tool_at};
+use export_common::{append_at, d, exits_with, json, ok, t, tool_at};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -25,15 +25,7 @@ const P: u32 = 4;
 
 /// A refusal: exit status 1 and the `--json` error object.
 fn refused(dir: &Path, args: &[&str]) -> Value {
-    let out = tool(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&out)["error"].clone()
+    json(&exits_with(dir, args, 1))["error"].clone()
 }
 
 fn options(clock: &Arc<FixedClock>, p: u32) -> Options {

@@ -136,9 +136,7 @@ impl AppState {
         T: Send + 'static,
     {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || f(&*state.store_of(&org)?))
-            .await
-            .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
+        off_the_workers(move || f(&*state.store_of(&org)?)).await
     }
 
     /// Run a blocking call on the server's store (partition 0's in a
@@ -150,8 +148,16 @@ impl AppState {
         T: Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
+        off_the_workers(move || f(&store)).await
     }
+}
+
+async fn off_the_workers<T, F>(f: F) -> ApiResult<T>
+where
+    F: FnOnce() -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a store task failed: {e}")))?
 }

@@ -198,10 +198,15 @@ pub fn tool_at(dir: &Path, as_of: &str, args: &[&str]) -> Output {
 
 /// [`tool`], which must succeed.
 pub fn ok(dir: &Path, args: &[&str]) -> Output {
+    exits_with(dir, args, 0)
+}
+
+/// [`tool`], which must exit with `code`.
+pub fn exits_with(dir: &Path, args: &[&str], code: i32) -> Output {
     let out = tool(dir, args);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

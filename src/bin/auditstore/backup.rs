@@ -19,6 +19,14 @@ struct Copied {
     read_only: bool,
 }
 
+/// `message` with the path `at` named as on the command line, `shown`.
+fn named_as(message: &str, at: &Path, shown: &Path) -> String {
+    if at == shown {
+        return message.to_owned();
+    }
+    message.replace(&at.display().to_string(), &shown.display().to_string())
+}
+
 /// Partition `p`'s store copied to `to` (`shown`: `to` as named on the
 /// command line), with its applied positions.
 fn backup_store(ctx: &Ctx, p: u32, to: &Path, shown: &Path) -> CliResult<Copied> {
@@ -46,12 +54,7 @@ fn backup_store(ctx: &Ctx, p: u32, to: &Path, shown: &Path) -> CliResult<Copied>
             auditstore::Error::InvalidArgument { .. } => CliError::new("io", e.to_string()),
             e => e.into(),
         };
-        // Named as on the command line.
-        if to != shown {
-            err.message = err
-                .message
-                .replace(&to.display().to_string(), &shown.display().to_string());
-        }
+        err.message = named_as(&err.message, to, shown);
         err
     })?;
     #[cfg(feature = "cluster")]
@@ -106,13 +109,7 @@ pub fn backup(ctx: &Ctx, dest: &Path) -> CliResult<ExitCode> {
                 copied.push(p);
             }
             // Last: a copy with the count file holds every partition store.
-            write_count(&at, count).map_err(|e| {
-                CliError::new(
-                    "io",
-                    e.to_string()
-                        .replace(&at.display().to_string(), &dest.display().to_string()),
-                )
-            })
+            write_count(&at, count).map_err(|e| CliError::new("io", named_as(&e.to_string(), &at, dest)))
         })();
         if let Err(e) = rest {
             remove_partial(&at, existed);

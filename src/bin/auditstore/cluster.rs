@@ -87,12 +87,7 @@ impl NodeArgs {
         }
         Ok(())
     }
-}
 
-/// Join the cluster at `urls` as `args.node`, applying into `store`, its
-/// HTTP API listening on `listening`; web sessions last `session_ttl` (the
-/// server's).
-impl NodeArgs {
     /// The store id partition 0's store of this node gets when `serve`
     /// makes it: the partition's, the same on every node, so that their
     /// checkpoints name one log (docs/cluster.md, "A node's data
@@ -102,6 +97,19 @@ impl NodeArgs {
     }
 }
 
+/// The partition stores `node` holds open, for the commands its admin
+/// socket carries out.
+pub fn partition_stores(node: &Node) -> crate::node_dir::PartitionStores {
+    let held = node.clone();
+    crate::node_dir::PartitionStores {
+        partitions: node.partitions(),
+        store: Box::new(move |p| held.partition_store(p).map_err(cli_error)),
+    }
+}
+
+/// Join the cluster at `urls` as `args.node`, applying into `store`, its
+/// HTTP API listening on `listening`; web sessions last `session_ttl` (the
+/// server's).
 pub async fn start_node(
     urls: &str,
     args: &NodeArgs,

@@ -95,16 +95,7 @@ pub fn run(ctx: &Ctx, args: ServeArgs) -> CliResult<ExitCode> {
                 let _ = remote::CLUSTER_HOOK.set((tokio::runtime::Handle::current(), hook));
                 // The admin socket's reads of an organization use the
                 // partition stores the node holds open.
-                let held = node.clone();
-                let _ = remote::PARTITION_STORES.set(Arc::new(crate::node_dir::PartitionStores {
-                    partitions: node.partitions(),
-                    store: Box::new(move |p| {
-                        held.partition_store(p).map_err(|e| match e {
-                            auditstore::cluster::ClusterError::Store(e) => e.into(),
-                            e => CliError::new("unavailable", e.to_string()),
-                        })
-                    }),
-                }));
+                let _ = remote::PARTITION_STORES.set(Arc::new(crate::cluster::partition_stores(&node)));
                 Some(node)
             }
             None => {

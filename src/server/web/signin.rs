@@ -43,8 +43,6 @@ impl FromRequestParts<AppState> for SignInToken {
     }
 }
 
-/// The sign-in page with `status`, keeping (or making) the pre-session
-/// token so that a second tab does not invalidate the first one's form.
 /// The sign-in page again, `503`: what signing in needs (the streams or
 /// the shared sessions of a cluster) cannot be reached now.
 fn not_now(state: &AppState, token: Option<String>, user: &str) -> Response {
@@ -58,6 +56,8 @@ fn not_now(state: &AppState, token: Option<String>, user: &str) -> Response {
     )
 }
 
+/// The sign-in page with `status`, keeping (or making) the pre-session
+/// token so that a second tab does not invalidate the first one's form.
 fn page(
     state: &AppState,
     token: Option<String>,
